@@ -1,0 +1,73 @@
+"""The CapabilityStatement, generated from what is implemented (https://hl7.org/fhir/R4/capabilitystatement.html).
+
+Resource types come from the models, search parameters from the search registry, so the statement
+cannot claim what the server does not do.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from .. import __version__, instant, model
+from ..settings import Settings
+
+_INSTANCE = ["read", "vread", "update", "patch", "delete", "history-instance"]
+_TYPE = ["create", "search-type", "history-type"]
+_SYSTEM = ["transaction", "batch", "search-system", "history-system"]
+
+
+def _search_params(res_type: str) -> list[dict[str, Any]]:
+    try:
+        from ..search import parameters
+    except ImportError:  # pragma: no cover - the registry ships with the package
+        return []
+    out = []
+    for code, param in sorted(parameters.for_type(res_type).items()):
+        out.append({"name": code, "type": param.type})
+    return out
+
+
+@cache
+def _rest_resources() -> tuple[dict[str, Any], ...]:
+    out = []
+    for res_type in sorted(model.resource_types()):
+        out.append(
+            {
+                "type": res_type,
+                "interaction": [{"code": c} for c in _INSTANCE + _TYPE],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "local"],
+                "searchParam": _search_params(res_type),
+            }
+        )
+    return tuple(out)
+
+
+def capability_statement(settings: Settings, mode: str = "full") -> dict[str, Any]:
+    """The server's CapabilityStatement (mode=normative answers the same)."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": instant.to_fhir(instant.now_us())[:10],
+        "publisher": "fhir-server",
+        "kind": "instance",
+        "software": {"name": "fhir-server", "version": __version__},
+        "implementation": {"description": "FHIR R4 server", "url": settings.base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": list(_rest_resources()),
+                "interaction": [{"code": c} for c in _SYSTEM],
+            }
+        ],
+    }

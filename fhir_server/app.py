@@ -1,0 +1,71 @@
+"""create_app(settings) -> FastAPI: routers, error handlers, lifespan. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .api import http
+from .api.routes import router
+from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
+from .interactions.context import Context
+from .settings import Settings
+from .store.engine import make_engine
+from .store.sql import Store
+
+log = logging.getLogger("fhir_server")
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """Build the application for the given settings (environment variables by default)."""
+    settings = settings or Settings()
+    if store is None:
+        engine = make_engine(settings.database_url)
+        store = Store(engine, check_references=settings.check_references, base=settings.base)
+    app = FastAPI(title="fhir-server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.context = Context(store=store, settings=settings)
+    app.state.settings = settings
+    if settings.allow_anonymous:
+        log.warning("FHIR_ALLOW_ANONYMOUS is on: anyone who can reach this server can read and write all data")
+    _error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    def respond(request: Request, error: FhirError) -> Response:
+        headers = dict(error.headers)
+        try:
+            return http.render(request, error.outcome(), error.status, headers)
+        except FhirError:  # e.g. the client only accepts XML: still answer in JSON
+            import orjson
+
+            return Response(orjson.dumps(error.outcome()), error.status, headers, http.FHIR_JSON)
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return respond(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return respond(request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+        if exc.status_code == 404:
+            return respond(request, NotFound(f"No such path: {request.url.path}"))
+        error = Invalid(str(exc.detail))
+        error.status = exc.status_code  # type: ignore[misc]
+        return respond(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return respond(request, Invalid(f"Invalid request: {exc.errors()[0].get('msg', '')}"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Any:
+        log.exception("Unexpected error on %s %s", request.method, request.url.path)
+        return respond(request, ServerError("Internal server error"))

@@ -1,0 +1,38 @@
+"""Conditional interactions: finding the resources that match search criteria in a write transaction.
+
+https://hl7.org/fhir/R4/http.html#ccreate, #cond-update, #cdelete.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from ..errors import Invalid, PreconditionFailed
+from ..store.sql import Stored, Tx
+from .context import Context
+
+
+def matches(ctx: Context, tx: Tx, res_type: str, criteria: str, *, limit: int = 2) -> list[Stored]:
+    """Current resources of `res_type` matching `criteria` (a search query string), at most `limit`.
+
+    Takes a lock on (type, criteria) first, so concurrent conditional writes with the same criteria
+    run one after the other and cannot both create.
+    """
+    from ..search import plan, query
+
+    params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+    if not params:
+        raise Invalid("Conditional request without search criteria", "criteria")
+    ctx.store.lock(tx, f"{res_type}?{criteria}")
+    tx.flush()
+    q = query.parse(res_type, params, lenient=False)
+    rows = tx.conn.execute(plan.match_pks(q, limit=limit)).all()
+    return tx.current_by_pks(r[0] for r in rows)
+
+
+def single(ctx: Context, tx: Tx, res_type: str, criteria: str, what: str) -> Stored | None:
+    """Zero or one match; 412 when the criteria are not selective enough."""
+    found = matches(ctx, tx, res_type, criteria)
+    if len(found) > 1:
+        raise PreconditionFailed(f"{what}: the criteria '{criteria}' match more than one {res_type}")
+    return found[0] if found else None

@@ -1,0 +1,34 @@
+"""create and conditional create: POST [base]/[type] (https://hl7.org/fhir/R4/http.html#create)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..store.sql import Tx
+from .conditional import single
+from .context import Context
+from .write import WriteResult, checked_body
+
+
+def create(
+    ctx: Context,
+    tx: Tx,
+    res_type: str,
+    body: Any,
+    *,
+    if_none_exist: str | None = None,
+    location: str = "",
+    assigned_id: str | None = None,
+) -> WriteResult:
+    """Store a new resource with a server-assigned id (any id in the body is ignored).
+
+    With If-None-Exist: when one resource matches, nothing is created and it is returned (200);
+    more than one match is 412. `assigned_id` is the id a transaction Bundle reserved for it.
+    """
+    resource = checked_body(body, res_type, location=location)
+    if if_none_exist:
+        existing = single(ctx, tx, res_type, if_none_exist, "Conditional create")
+        if existing is not None:
+            return WriteResult(existing, 200, created=False)
+    resource.pop("id", None)
+    return WriteResult(tx.create(resource, assigned_id), 201, created=True)

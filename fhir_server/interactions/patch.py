@@ -1,0 +1,41 @@
+"""patch with JSON Patch (RFC 6902): PATCH [base]/[type]/[id] (https://hl7.org/fhir/R4/http.html#patch)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+
+from ..errors import Invalid, Unprocessable
+from ..store.sql import Tx
+from .context import Context
+from .read import read
+from .update import _check_version
+from .write import WriteResult, checked_body
+
+
+def patch(
+    ctx: Context, tx: Tx, res_type: str, res_id: str, operations: Any, *, if_match: int | None = None
+) -> WriteResult:
+    """Apply the operations to the current version and store the result as a new version."""
+    if not isinstance(operations, list):
+        raise Invalid("A JSON Patch document must be a JSON array of operations", "$this")
+    try:
+        patch_doc = jsonpatch.JsonPatch(operations)
+    except (jsonpatch.InvalidJsonPatch, TypeError, KeyError) as exc:
+        raise Invalid(f"Invalid JSON Patch: {exc}", "$this") from None
+    current = read(tx, res_type, res_id)
+    _check_version(current, if_match)
+    before = current.resource()
+    try:
+        after = patch_doc.apply(copy.deepcopy(before))
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
+        raise Unprocessable(f"The patch cannot be applied: {exc}", "$this") from None
+    if after.get("resourceType") != res_type or after.get("id") != res_id:
+        raise Unprocessable("A patch may not change the resource type or id", f"{res_type}.id")
+    try:
+        resource = checked_body(after, res_type)
+    except Invalid as exc:
+        raise Unprocessable(exc.message, issues=exc.issues) from None
+    return WriteResult(tx.update(current, resource, method="PATCH"), 200)

@@ -1,0 +1,20 @@
+"""vread: GET [base]/[type]/[id]/_history/[vid] (https://hl7.org/fhir/R4/http.html#vread)."""
+
+from __future__ import annotations
+
+from ..errors import Gone, NotFound
+from ..store.sql import Stored, Tx
+from .read import check_type
+
+
+def vread(tx: Tx, res_type: str, res_id: str, version_id: str) -> Stored:
+    """A specific version; 404 if unknown, 410 if that version is a deletion."""
+    check_type(res_type)
+    if not version_id.isdigit():
+        raise NotFound(f"{res_type}/{res_id} has no version '{version_id}'")
+    stored = tx.version(res_type, res_id, int(version_id))
+    if stored is None:
+        raise NotFound(f"{res_type}/{res_id} has no version {version_id}")
+    if stored.deleted:
+        raise Gone(f"Version {version_id} of {res_type}/{res_id} is a deletion")
+    return stored

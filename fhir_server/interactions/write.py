@@ -1,0 +1,50 @@
+"""Shared rules of every write: body checks, validation and the result handed back to HTTP.
+
+https://hl7.org/fhir/R4/http.html#create and #update: the server sets id and meta, checks the
+resource type against the URL, and validates before anything is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import model
+from ..errors import Invalid
+from ..store.sql import Stored
+from .read import check_type
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: the stored version, the HTTP status it earns, and whether it created."""
+
+    stored: Stored
+    status: int
+    created: bool = False
+
+
+def checked_body(body: Any, res_type: str, *, location: str = "") -> dict[str, Any]:
+    """The body as a validated resource of `res_type`; 400 with every problem otherwise."""
+    check_type(res_type)
+    if not isinstance(body, dict):
+        raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
+    rtype = body.get("resourceType")
+    if rtype != res_type:
+        raise Invalid(
+            f"The resource type '{rtype}' does not match the type in the URL '{res_type}'",
+            f"{location or res_type}.resourceType",
+        )
+    model.validate(body, location=location)
+    return body
+
+
+def checked_id(body: dict[str, Any], res_id: str) -> None:
+    """An update body must carry the id of its URL (https://hl7.org/fhir/R4/http.html#update)."""
+    if "id" not in body:
+        raise Invalid(f"The resource has no id; the URL says '{res_id}'", f"{body['resourceType']}.id")
+    if body["id"] != res_id:
+        raise Invalid(
+            f"The resource id '{body['id']}' does not match the id in the URL '{res_id}'",
+            f"{body['resourceType']}.id",
+        )

@@ -1,0 +1,124 @@
+"""The one module that imports fhir.resources (R4B models): resource types and validation.
+
+Structure and datatype rules: https://hl7.org/fhir/R4/json.html and https://hl7.org/fhir/R4/datatypes.html.
+We declare fhirVersion 4.0.1; the R4B models are used because they validate R4 content with the
+same element rules for the resource types we serve.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from functools import cache
+from typing import Any
+
+import fhir.resources.R4B as r4b
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from .errors import Invalid, Issue
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# Types that are not stored as ordinary resources.
+_NOT_STORED = {"Parameters", "Resource", "DomainResource"}
+
+
+@cache
+def resource_types() -> frozenset[str]:
+    """Every resource type the R4B models know."""
+    names: set[str] = set()
+    for info in pkgutil.iter_modules(r4b.__path__):
+        if info.name.startswith(("fhirtypes", "fhirprimitive")) or info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{r4b.__name__}.{info.name}")
+        for attr in vars(mod).values():
+            rtype = getattr(attr, "__resource_type__", None)
+            if isinstance(attr, type) and rtype == attr.__name__ and _is_resource(attr):
+                names.add(rtype)
+    return frozenset(names - _NOT_STORED)
+
+
+def _is_resource(cls: type) -> bool:
+    return any(base.__name__ == "Resource" for base in cls.__mro__[1:])
+
+
+def is_resource_type(name: str) -> bool:
+    """True when `name` is an R4B resource type we can store."""
+    return name in resource_types()
+
+
+@cache
+def summary_elements(resource_type: str) -> frozenset[str]:
+    """JSON names of the elements marked isSummary (https://hl7.org/fhir/R4/search.html#summary)."""
+    cls = get_fhir_model_class(resource_type)
+    return frozenset(
+        (f.alias or name)
+        for name, f in cls.model_fields.items()
+        if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("summary_element_property")
+    )
+
+
+@cache
+def mandatory_elements(resource_type: str) -> frozenset[str]:
+    """JSON names of elements with a minimum cardinality of 1."""
+    cls = get_fhir_model_class(resource_type)
+    out = set()
+    for name, f in cls.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        if f.is_required() or extra.get("element_required"):
+            out.add(f.alias or name)
+    return frozenset(out)
+
+
+def validate(resource: Any, *, location: str = "") -> None:
+    """Check a resource's structure and datatypes; raise Invalid listing every problem with its FHIRPath.
+
+    `location` is the FHIRPath of the resource itself when it sits inside something else
+    (e.g. `Bundle.entry[3].resource`); by default paths start at the resource type.
+    """
+    if not isinstance(resource, dict):
+        raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str) or not rtype:
+        raise Invalid("The resource has no resourceType", location or "$this")
+    if not is_resource_type(rtype):
+        raise Invalid(
+            f"Unknown resource type '{rtype}'", f"{location}resourceType" if location else "resourceType"
+        )
+    rid = resource.get("id")
+    if rid is not None and (not isinstance(rid, str) or not ID_RE.match(rid)):
+        raise Invalid(f"Invalid id '{rid}': 1-64 characters of A-Z a-z 0-9 - .", f"{location or rtype}.id")
+    try:
+        get_fhir_model_class(rtype).model_validate(resource)
+    except ValidationError as exc:
+        issues = [
+            Issue(
+                _message(err),
+                "invalid" if err["type"] != "missing" else "required",
+                (_fhirpath(location or rtype, err["loc"]),),
+            )
+            for err in exc.errors()
+        ]
+        raise Invalid(issues[0].message, issues=issues) from None
+    except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
+        raise Invalid(str(exc), location or rtype) from None
+
+
+def _message(err: Any) -> str:
+    msg = str(err.get("msg", "invalid"))
+    if err.get("type") == "extra_forbidden":
+        return "Unknown element"
+    return msg
+
+
+def _fhirpath(root: str, loc: tuple[Any, ...]) -> str:
+    """Turn a pydantic error location into a FHIRPath like Observation.code.coding[0].system."""
+    path = root
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and (part.isidentifier() or part.startswith("_")):
+            path += f".{part}"
+        # validator names such as 'function-after[...]' carry no location
+    return path

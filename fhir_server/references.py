@@ -1,0 +1,48 @@
+"""Walking and rewriting the References inside a resource (https://hl7.org/fhir/R4/references.html)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .model import is_resource_type
+
+
+def walk(node: Any, path: str, *, contained: bool = False) -> Iterator[tuple[dict[str, Any], str]]:
+    """Yield (reference element, FHIRPath) for every element with a string `reference`."""
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            yield node, path
+        for key, value in node.items():
+            if key == "reference" or (key == "contained" and not contained):
+                continue
+            if isinstance(value, (dict, list)):
+                yield from walk(value, f"{path}.{key}", contained=contained)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from walk(item, f"{path}[{i}]", contained=contained)
+
+
+def local_target(reference: str, base: str = "") -> tuple[str, str] | None:
+    """(type, id) when `reference` points to a resource on this server (relative, or under `base`)."""
+    if base and reference.startswith(base + "/"):
+        reference = reference[len(base) + 1 :]
+    if reference.startswith("#") or ":" in reference.split("/", 1)[0]:
+        return None
+    parts = reference.split("?", 1)[0].split("/")
+    if len(parts) in (2, 4) and is_resource_type(parts[0]) and parts[1]:
+        if len(parts) == 4 and parts[2] != "_history":
+            return None
+        return parts[0], parts[1]
+    return None
+
+
+def rewrite(resource: dict[str, Any], replace: Callable[[str], str | None]) -> None:
+    """Replace every Reference.reference in place; `replace(old)` gives the new value or None to keep it.
+
+    Used to resolve the urn:uuid full URLs of a transaction (https://hl7.org/fhir/R4/bundle.html#references).
+    """
+    for element, _ in walk(resource, "", contained=True):
+        new = replace(element["reference"])
+        if new is not None:
+            element["reference"] = new

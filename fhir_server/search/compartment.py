@@ -1,0 +1,25 @@
+"""The Patient compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html).
+
+Data: search/data/compartment_patient.json, generated from CompartmentDefinition-patient by
+scripts/gen_search_registry.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import orjson
+
+DATA = Path(__file__).resolve().parent / "data" / "compartment_patient.json"
+
+
+@functools.cache
+def _patient() -> dict[str, tuple[str, ...]]:
+    return {t: tuple(codes) for t, codes in orjson.loads(DATA.read_bytes()).items()}
+
+
+def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
+    """The search parameters that put a resource of this type in a Patient's compartment
+    (empty: the type is not in the compartment). Patient itself links through `_id`... by identity."""
+    return _patient().get(resource_type, ())

@@ -1,0 +1,578 @@
+"""Parse a FHIR search query string into frozen dataclasses (https://hl7.org/fhir/R4/search.html).
+
+`parse(resource_type, [(name, value), ...], lenient=...)` resolves every parameter against the
+search parameter registry: repeated parameters are ANDed, comma-separated values ORed; chains
+(`subject:Patient.name=x`, any depth) and reverse chains (`_has:Observation:patient:code=x`,
+nested) become nested criteria; the result parameters (`_sort`, `_count`, `_include`,
+`_revinclude`, `_summary`, `_elements`, `_total`, `_type`, and the paging `_cursor`) are checked.
+An unknown parameter or modifier is a 400 naming it, unless `lenient` (handling=lenient), when it
+is left out and listed in `SearchQuery.ignored`. Malformed values are always a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, Protocol
+
+from fhir_server.errors import Invalid
+from fhir_server.instant import now_us as _now_us
+from fhir_server.model import is_resource_type, resource_types
+from fhir_server.search.types.composite_query import CompositeValue, parse_composite
+from fhir_server.search.types.date_query import DateValue, parse_date
+from fhir_server.search.types.number_query import NumberValue, parse_number
+from fhir_server.search.types.quantity_query import QuantityValue, parse_quantity
+from fhir_server.search.types.reference_query import ReferenceValue, parse_reference
+from fhir_server.search.types.string_query import StringValue, parse_string
+from fhir_server.search.types.token_query import (
+    OfTypeValue,
+    TextValue,
+    TokenValue,
+    ValueSetValue,
+    parse_of_type,
+    parse_text,
+    parse_token,
+    parse_value_set,
+)
+from fhir_server.search.types.uri_query import UriValue, parse_uri
+from fhir_server.search.values import fail, split
+
+DEFAULT_MAX_COUNT = 1000
+MAX_INCLUDE_DEPTH = 4  # how many rounds `:iterate` includes run at most
+
+# Result parameters (https://hl7.org/fhir/R4/search.html#return); `_format` and `_pretty` belong to
+# the HTTP layer (https://hl7.org/fhir/R4/http.html#parameters) and are passed over here.
+_TRANSPORT = frozenset({"_format", "_pretty"})
+_SUMMARY = frozenset({"true", "text", "data", "count", "false"})
+_TOTAL = frozenset({"none", "estimate", "accurate"})
+
+# Modifiers allowed per parameter type (https://hl7.org/fhir/R4/search.html#modifiers); a resource
+# type name is also allowed on references (`:[type]`).
+_MODIFIERS: dict[str, frozenset[str]] = {
+    "string": frozenset({"missing", "exact", "contains"}),
+    "token": frozenset({"missing", "text", "not", "above", "below", "in", "not-in", "of-type"}),
+    "reference": frozenset({"missing", "identifier"}),
+    "uri": frozenset({"missing", "above", "below"}),
+    "date": frozenset({"missing"}),
+    "number": frozenset({"missing"}),
+    "quantity": frozenset({"missing"}),
+    "composite": frozenset({"missing"}),
+    "id": frozenset({"missing", "not"}),
+    "lastUpdated": frozenset({"missing"}),
+}
+SORTABLE = frozenset({"string", "token", "reference", "date", "number", "quantity", "uri", "id", "lastUpdated"})
+# Parameter types whose values this server can parse; `special` (e.g. near) is not supported.
+_SUPPORTED = frozenset(_MODIFIERS)
+
+
+class SearchParamLike(Protocol):
+    """What the registry's SearchParam offers (fhir_server/search/parameters.py)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def targets(self) -> tuple[str, ...]: ...
+    @property
+    def components(self) -> tuple[Any, ...]: ...
+    @property
+    def param_id(self) -> int: ...
+
+
+class Registry(Protocol):
+    """The search parameter registry (the `fhir_server.search.parameters` module satisfies it)."""
+
+    def get(self, resource_type: str, code: str) -> Any: ...
+    def for_type(self, resource_type: str) -> Any: ...
+    def param_id(self, resource_type: str, code: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class MissingValue:
+    """`:missing=true|false`."""
+
+    missing: bool
+
+
+Value = (
+    StringValue
+    | TokenValue
+    | OfTypeValue
+    | TextValue
+    | ValueSetValue
+    | ReferenceValue
+    | DateValue
+    | NumberValue
+    | QuantityValue
+    | UriValue
+    | CompositeValue
+    | MissingValue
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A search parameter resolved for the resource types searched: one param_id per type."""
+
+    code: str
+    type: str  # a SearchParamType code, or "id" / "lastUpdated" for the resource-table parameters
+    resource_types: tuple[str, ...]
+    ids: tuple[int, ...]
+    targets: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()  # component types of a composite
+
+    @property
+    def on_resource_table(self) -> bool:
+        """`_id` and `_lastUpdated` are answered from the resource table, not an index table."""
+        return self.type in ("id", "lastUpdated")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One parameter occurrence: its values are ORed."""
+
+    name: str
+    param: Param
+    modifier: str | None
+    values: tuple[Value, ...]
+    # param_ids of the derived pseudo-parameter for :identifier (code:identifier) / :of-type (code:of-type)
+    aux_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chain:
+    """`param[:Type].rest`: resources whose reference `param` points to a target matching `criterion`."""
+
+    name: str
+    param: Param
+    target_types: tuple[str, ...]
+    criterion: Criterion
+
+
+@dataclass(frozen=True)
+class Has:
+    """`_has:Type:param:rest`: resources referenced through `param` by a `Type` matching `criterion`."""
+
+    name: str
+    source_type: str
+    param: Param
+    criterion: Criterion
+
+
+Criterion = Filter | Chain | Has
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One `_sort` key."""
+
+    param: Param
+    descending: bool
+
+
+@dataclass(frozen=True)
+class Include:
+    """An `_include` (reverse=False) or `_revinclude` (reverse=True) directive."""
+
+    source_type: str
+    param_code: str  # "*" for every reference parameter of source_type
+    param_ids: tuple[int, ...]
+    target_type: str | None
+    iterate: bool
+    reverse: bool
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Keyset paging position: the sort key values and pk of the last row of the previous page."""
+
+    keys: tuple[Any, ...]
+    pk: int
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A parsed search."""
+
+    resource_type: str | None
+    types: tuple[str, ...]  # the types searched; empty: every type (system search without _type)
+    criteria: tuple[Criterion, ...] = ()
+    sort: tuple[SortKey, ...] = ()
+    count: int | None = None
+    includes: tuple[Include, ...] = ()
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    total: str | None = None
+    cursor: Cursor | None = None
+    used: tuple[tuple[str, str], ...] = ()  # parameters applied, for the self link (no _cursor)
+    ignored: tuple[tuple[str, str], ...] = ()  # parameters left out (lenient handling, empty values)
+
+    @property
+    def sort_signature(self) -> str:
+        """The `_sort` value in canonical form; a cursor is only valid for the same signature."""
+        return ",".join(("-" if k.descending else "") + k.param.code for k in self.sort)
+
+
+class UnknownParameter(Invalid):
+    """An unknown or unsupported parameter or modifier (ignored under lenient handling)."""
+
+
+def _unknown(name: str, message: str) -> UnknownParameter:
+    return UnknownParameter(f"Search parameter '{name}': {message}", expression=name)
+
+
+def _default_registry() -> Registry:
+    from fhir_server.search import parameters
+
+    return parameters  # type: ignore[return-value]
+
+
+def encode_cursor(signature: str, keys: Sequence[Any], pk: int) -> str:
+    """Opaque `_cursor` value: base64url of the sort signature, the sort key values and the pk."""
+    raw = json.dumps([signature, list(keys), pk], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str, signature: str, n_keys: int) -> Cursor:
+    """Decode a `_cursor`; it must come from a search with the same `_sort`."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = json.loads(raw.decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        fail("_cursor", "not a valid paging cursor")
+    ok = (
+        isinstance(data, list)
+        and len(data) == 3
+        and data[0] == signature
+        and isinstance(data[1], list)
+        and len(data[1]) == n_keys
+        and all(v is None or isinstance(v, (str, int, float)) for v in data[1])
+        and isinstance(data[2], int)
+        and not isinstance(data[2], bool)
+    )
+    if not ok:
+        fail("_cursor", "the paging cursor does not belong to this search")
+    return Cursor(tuple(data[1]), data[2])
+
+
+@dataclass
+class _Parser:
+    registry: Registry
+    lenient: bool
+    now: int
+    max_count: int
+    used: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+    # ---- parameter resolution ----
+
+    def resolve(self, types: tuple[str, ...], code: str, name: str) -> Param:
+        if code == "_id":
+            return Param("_id", "id", types, ())
+        if code == "_lastUpdated":
+            return Param("_lastUpdated", "lastUpdated", types, ())
+        scope = types or tuple(sorted(resource_types()))
+        found = [(t, self.registry.get(t, code)) for t in scope]
+        missing = [t for t, sp in found if sp is None]
+        if missing:
+            where = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+            raise _unknown(name, f"unknown search parameter '{code}' for {where}")
+        kinds = {sp.type for _, sp in found}
+        if len(kinds) != 1:
+            raise _unknown(name, f"'{code}' has different types across {', '.join(scope)}")
+        kind = kinds.pop()
+        if kind not in _SUPPORTED:
+            raise _unknown(name, f"parameters of type '{kind}' are not supported")
+        targets: list[str] = []
+        for _, sp in found:
+            targets.extend(t for t in (sp.targets or ()) if t not in targets)
+        first = found[0][1]
+        components = tuple(_component_type(c) for c in (first.components or ()))
+        return Param(code, kind, types, tuple(sp.param_id for _, sp in found), tuple(targets), components)
+
+    def has_param(self, resource_type: str, code: str) -> bool:
+        if code in ("_id", "_lastUpdated") or code.startswith("_has"):
+            return True
+        return self.registry.get(resource_type, code) is not None
+
+    def aux_ids(self, param: Param, suffix: str) -> tuple[int, ...]:
+        scope = param.resource_types or tuple(sorted(resource_types()))
+        return tuple(self.registry.param_id(t, param.code + suffix) for t in scope)
+
+    # ---- criteria ----
+
+    def criterion(self, types: tuple[str, ...], key: str, value: str, name: str) -> Criterion:
+        if key.startswith("_has:") or key == "_has":
+            parts = key.split(":", 3)
+            if len(parts) != 4 or not all(parts):
+                fail(name, "expected _has:Type:reference-parameter:parameter")
+            _, source, ref_code, rest = parts
+            if not is_resource_type(source):
+                raise _unknown(name, f"unknown resource type '{source}'")
+            ref = self.resolve((source,), ref_code, name)
+            if ref.type != "reference":
+                fail(name, f"'{ref_code}' of {source} is not a reference parameter")
+            if types and ref.targets and not set(types) & set(ref.targets):
+                fail(name, f"{source}.{ref_code} cannot refer to {', '.join(types)}")
+            return Has(name, source, ref, self.criterion((source,), rest, value, name))
+        head, dot, tail = key.partition(".")
+        code, _, modifier = head.partition(":")
+        if not code:
+            raise _unknown(name, "empty parameter name")
+        if dot:
+            param = self.resolve(types, code, name)
+            if param.type != "reference":
+                fail(name, f"'{code}' is not a reference parameter, so it cannot be chained")
+            if not tail:
+                fail(name, "nothing after the '.' of the chain")
+            candidates = param.targets or tuple(sorted(resource_types()))
+            if modifier:
+                if not is_resource_type(modifier) or (param.targets and modifier not in param.targets):
+                    raise _unknown(name, f"'{code}' cannot refer to '{modifier}'")
+                candidates = (modifier,)
+            next_code = tail.partition(".")[0].partition(":")[0]
+            targets = tuple(t for t in candidates if self.has_param(t, next_code))
+            if not targets:
+                raise _unknown(name, f"no type '{code}' refers to has a search parameter '{next_code}'")
+            return Chain(name, param, targets, self.criterion(targets, tail, value, name))
+        param = self.resolve(types, code, name)
+        return self.filter(param, modifier or None, value, name)
+
+    def filter(self, param: Param, modifier: str | None, value: str, name: str) -> Filter:
+        kind = param.type
+        type_modifier: str | None = None
+        if modifier is not None and modifier not in _MODIFIERS[kind]:
+            if kind == "reference" and is_resource_type(modifier):
+                if param.targets and modifier not in param.targets:
+                    raise _unknown(name, f"'{param.code}' cannot refer to '{modifier}'")
+                type_modifier = modifier
+            else:
+                raise _unknown(name, f"modifier ':{modifier}' is not supported on {kind} parameters")
+        pieces = split(value, ",", name)
+        aux: tuple[int, ...] = ()
+        parse_one: Callable[[str], Value]
+        if modifier == "missing":
+            parse_one = partial(_parse_missing, name=name)
+        elif kind == "id":
+            parse_one = partial(_parse_id, name=name)
+        elif kind in ("date", "lastUpdated"):
+            parse_one = partial(parse_date, param=name, now_us=self.now)
+        elif kind == "composite":
+            parsers = [self.value_parser(t, name) for t in param.components]
+            if not parsers:
+                raise _unknown(name, "composite parameter without components")
+            parse_one = partial(parse_composite, param=name, parsers=parsers)
+        elif kind == "token" and modifier == "text":
+            parse_one = partial(parse_text, param=name)
+        elif kind == "token" and modifier == "of-type":
+            parse_one = partial(parse_of_type, param=name)
+            aux = self.aux_ids(param, ":of-type")
+        elif kind == "token" and modifier in ("in", "not-in"):
+            parse_one = partial(parse_value_set, param=name)
+        elif kind == "reference" and modifier == "identifier":
+            parse_one = partial(parse_token, param=name)
+            aux = self.aux_ids(param, ":identifier")
+        elif kind == "reference":
+            parse_one = partial(parse_reference, param=name, type_modifier=type_modifier)
+        else:
+            parse_one = self.value_parser(kind, name)
+        values = tuple(parse_one(piece) for piece in pieces)
+        return Filter(name, param, "type" if type_modifier else modifier, values, aux)
+
+    def value_parser(self, kind: str, name: str) -> Callable[[str], Any]:
+        parsers: dict[str, Callable[[str], Any]] = {
+            "string": partial(parse_string, param=name),
+            "token": partial(parse_token, param=name),
+            "reference": partial(parse_reference, param=name),
+            "date": partial(parse_date, param=name, now_us=self.now),
+            "number": partial(parse_number, param=name),
+            "quantity": partial(parse_quantity, param=name),
+            "uri": partial(parse_uri, param=name),
+        }
+        if kind not in parsers:
+            raise _unknown(name, f"composite component type '{kind}' is not supported")
+        return parsers[kind]
+
+    # ---- result parameters ----
+
+    def sort_keys(self, types: tuple[str, ...], value: str, name: str, descending: bool) -> list[SortKey]:
+        keys: list[SortKey] = []
+        for item in value.split(","):
+            item = item.strip()
+            desc = descending
+            if item.startswith("-"):
+                desc, item = True, item[1:]
+            if not item:
+                fail(name, "empty sort key")
+            try:
+                param = self.resolve(types, item, name)
+            except UnknownParameter:
+                if not self.lenient:
+                    raise
+                self.ignored.append((name, item))
+                continue
+            if param.type not in SORTABLE:
+                fail(name, f"cannot sort on '{item}' (a {param.type} parameter)")
+            keys.append(SortKey(param, desc))
+        return keys
+
+    def include(self, value: str, name: str, reverse: bool, iterate: bool) -> Include | None:
+        if value == "*":
+            return Include("*", "*", (), None, iterate, reverse)
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            fail(name, f"{value!r}: expected Type:parameter[:targetType] or *")
+        source, code = parts[0], parts[1]
+        target = parts[2] if len(parts) == 3 else None
+        if not is_resource_type(source):
+            raise _unknown(name, f"unknown resource type '{source}'")
+        if target is not None and not is_resource_type(target):
+            raise _unknown(name, f"unknown resource type '{target}'")
+        if code == "*":
+            ids = tuple(sp.param_id for sp in _params_of(self.registry, source) if sp.type == "reference")
+            return Include(source, "*", ids, target, iterate, reverse)
+        param = self.resolve((source,), code, name)
+        if param.type != "reference":
+            fail(name, f"'{code}' of {source} is not a reference parameter")
+        if target is not None and param.targets and target not in param.targets:
+            raise _unknown(name, f"{source}.{code} cannot refer to '{target}'")
+        return Include(source, code, param.ids, target, iterate, reverse)
+
+
+def _component_type(component: Any) -> str:
+    kind = getattr(component, "type", None)
+    if kind is None and isinstance(component, Mapping):
+        kind = component.get("type")
+    return str(kind)
+
+
+def _params_of(registry: Registry, resource_type: str) -> Iterable[Any]:
+    found = registry.for_type(resource_type)
+    if isinstance(found, Mapping):
+        return list(found.values())
+    return list(found or ())
+
+
+def _parse_missing(text: str, name: str) -> MissingValue:
+    if text not in ("true", "false"):
+        fail(name, ":missing takes true or false")
+    return MissingValue(text == "true")
+
+
+def _parse_id(text: str, name: str) -> TokenValue:
+    token = parse_token(text, name)
+    if token.system_given or not token.code:
+        fail(name, f"{text!r} is not a resource id")
+    return token
+
+
+def parse(
+    resource_type: str | None,
+    params: Iterable[tuple[str, str]],
+    *,
+    lenient: bool,
+    registry: Registry | None = None,
+    now_us: int | None = None,
+    max_count: int = DEFAULT_MAX_COUNT,
+) -> SearchQuery:
+    """Parse decoded query parameters (in order) into a SearchQuery; raises errors.Invalid (400)."""
+    pairs = list(params)
+    p = _Parser(registry or _default_registry(), lenient, _now_us() if now_us is None else now_us, max_count)
+    if resource_type is not None and not is_resource_type(resource_type):
+        raise Invalid(f"Unknown resource type '{resource_type}'", expression=resource_type)
+
+    types: tuple[str, ...] = (resource_type,) if resource_type else ()
+    type_values = [v for k, v in pairs if k == "_type"]
+    if resource_type is None and type_values:
+        names: list[str] = []
+        for v in type_values:
+            for t in v.split(","):
+                t = t.strip()
+                if not is_resource_type(t):
+                    raise _unknown("_type", f"unknown resource type '{t}'")
+                if t not in names:
+                    names.append(t)
+        types = tuple(names)
+
+    criteria: list[Criterion] = []
+    sort: list[SortKey] = []
+    includes: list[Include] = []
+    count: int | None = None
+    summary: str | None = None
+    elements: list[str] = []
+    total: str | None = None
+    cursor_text: str | None = None
+
+    for name, value in pairs:
+        base, _, mod = name.partition(":")
+        try:
+            if name in _TRANSPORT:
+                continue
+            if value == "":
+                p.ignored.append((name, value))
+                continue
+            if name == "_type":
+                if resource_type is not None:
+                    raise _unknown(name, "_type applies to system-level search only")
+            elif base == "_sort":
+                if mod not in ("", "asc", "desc"):
+                    raise _unknown(name, f"unknown modifier ':{mod}'")
+                sort.extend(p.sort_keys(types, value, name, mod == "desc"))
+            elif name == "_count":
+                if not value.isdigit() or len(value) > 9:
+                    fail(name, "must be a whole number >= 0")
+                count = min(int(value), max_count)
+            elif base in ("_include", "_revinclude"):
+                if mod not in ("", "iterate", "recurse"):
+                    raise _unknown(name, f"unknown modifier ':{mod}'")
+                inc = p.include(value, name, base == "_revinclude", bool(mod))
+                if inc is not None:
+                    includes.append(inc)
+            elif name == "_summary":
+                if value not in _SUMMARY:
+                    fail(name, f"must be one of {', '.join(sorted(_SUMMARY))}")
+                summary = value
+            elif name == "_elements":
+                items = [e.strip() for e in value.split(",")]
+                if not all(items):
+                    fail(name, "empty element name")
+                elements.extend(e for e in items if e not in elements)
+            elif name == "_total":
+                if value not in _TOTAL:
+                    fail(name, f"must be one of {', '.join(sorted(_TOTAL))}")
+                total = value
+            elif name == "_cursor":
+                cursor_text = value
+                continue
+            else:
+                criteria.append(p.criterion(types, name, value, name))
+        except UnknownParameter:
+            if not lenient:
+                raise
+            p.ignored.append((name, value))
+            continue
+        p.used.append((name, value))
+
+    sort_t = tuple(sort)
+    query = SearchQuery(
+        resource_type=resource_type,
+        types=types,
+        criteria=tuple(criteria),
+        sort=sort_t,
+        count=count,
+        includes=tuple(includes),
+        summary=summary,
+        elements=tuple(elements),
+        total=total,
+        used=tuple(p.used),
+        ignored=tuple(p.ignored),
+    )
+    if cursor_text is not None:
+        cursor = decode_cursor(cursor_text, query.sort_signature, len(sort_t))
+        query = replace(query, cursor=cursor)
+    return query

@@ -1,0 +1,25 @@
+"""Schema migrations with Alembic, on SQLite and PostgreSQL (https://alembic.sqlalchemy.org/en/latest/api/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+_HERE = Path(__file__).parent / "migrations"
+
+
+def config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_HERE))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database schema up to `revision`."""
+    cfg = config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

@@ -1,0 +1,12 @@
+"""Alembic environment: migrations run against the engine the caller hands over (https://alembic.sqlalchemy.org)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from fhir_server.store.tables import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,166 @@
+"""Relational schema of the store: current resources, their versions, and the search index.
+
+Design: ../shared/docs/ARCHITECTURE.md section 3. Surrogate bigint keys inside, FHIR ids outside.
+Times are integer microseconds since the Unix epoch (UTC), so they sort and compare the same on
+SQLite and PostgreSQL. Index tables hold rows for CURRENT versions only and are written in the same
+database transaction as the resource (https://hl7.org/fhir/R4/search.html).
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias, so autoincrement works) on SQLite.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+resource = Table(
+    "resource",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    # The JSON exactly as served (meta.versionId / meta.lastUpdated already inside); empty when deleted.
+    Column("content", LargeBinary, nullable=False),
+    UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+    Index("ix_resource_type_updated", "res_type", "last_updated"),
+    Index("ix_resource_updated", "last_updated"),
+)
+
+# Every version of every resource, for vread and _history. `txn` orders system history.
+resource_version = Table(
+    "resource_version",
+    metadata,
+    Column("txn", PK, primary_key=True, autoincrement=True),
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("method", String(8), nullable=False),  # POST, PUT, PATCH, DELETE
+    Column("content", LargeBinary, nullable=False),
+    UniqueConstraint("resource_pk", "version", name="uq_version_resource_version"),
+    Index("ix_version_type_updated", "res_type", "last_updated"),
+    Index("ix_version_updated", "last_updated"),
+)
+
+# ---- search index (current versions only) ----
+# param_id: a stable 31-bit integer naming (resource type, parameter code); see search/parameters.py.
+# grp: the index of the repeating element a row came from, so composite parameters can correlate
+# the parts that come from the same element (e.g. one Observation.component); 0 when irrelevant.
+
+idx_string = Table(
+    "idx_string",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("grp", Integer, nullable=False, default=0),
+    Column("norm", String(255), nullable=False),  # lower-case, accents stripped, whitespace folded
+    Column("exact", String(255), nullable=False),
+    Index("ix_idx_string_norm", "param_id", "norm", "resource_pk"),
+    Index("ix_idx_string_res", "resource_pk"),
+)
+
+idx_token = Table(
+    "idx_token",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("grp", Integer, nullable=False, default=0),
+    Column("system", String(255), nullable=True),  # None: no system; "" never stored
+    Column("code", String(255), nullable=True),
+    Column("display", String(255), nullable=True),  # lower-cased text/display for :text
+    Index("ix_idx_token_code", "param_id", "code", "system", "resource_pk"),
+    Index("ix_idx_token_res", "resource_pk"),
+)
+
+idx_reference = Table(
+    "idx_reference",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("grp", Integer, nullable=False, default=0),
+    Column("target_type", String(64), nullable=True),  # local references: type and id
+    Column("target_id", String(64), nullable=True),
+    Column("url", String(512), nullable=True),  # absolute or canonical references
+    Index("ix_idx_reference_target", "param_id", "target_id", "target_type", "resource_pk"),
+    Index("ix_idx_reference_rev", "target_type", "target_id"),
+    Index("ix_idx_reference_res", "resource_pk"),
+)
+
+idx_date = Table(
+    "idx_date",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("grp", Integer, nullable=False, default=0),
+    Column("low", BigInteger, nullable=False),  # inclusive, microseconds since epoch
+    Column("high", BigInteger, nullable=False),  # inclusive, microseconds since epoch
+    Index("ix_idx_date_low", "param_id", "low", "resource_pk"),
+    Index("ix_idx_date_high", "param_id", "high", "resource_pk"),
+    Index("ix_idx_date_res", "resource_pk"),
+)
+
+idx_quantity = Table(
+    "idx_quantity",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("grp", Integer, nullable=False, default=0),
+    Column("value", Float, nullable=False),
+    Column("system", String(255), nullable=True),
+    Column("code", String(64), nullable=True),
+    Column("unit", String(64), nullable=True),
+    Column("canon_value", Float, nullable=True),  # value in UCUM canonical units, when convertible
+    Column("canon_code", String(64), nullable=True),
+    Index("ix_idx_quantity_value", "param_id", "value", "resource_pk"),
+    Index("ix_idx_quantity_canon", "param_id", "canon_code", "canon_value"),
+    Index("ix_idx_quantity_res", "resource_pk"),
+)
+
+idx_number = Table(
+    "idx_number",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("grp", Integer, nullable=False, default=0),
+    Column("value", Float, nullable=False),
+    Index("ix_idx_number_value", "param_id", "value", "resource_pk"),
+    Index("ix_idx_number_res", "resource_pk"),
+)
+
+idx_uri = Table(
+    "idx_uri",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("grp", Integer, nullable=False, default=0),
+    Column("uri", String(512), nullable=False),
+    Index("ix_idx_uri_uri", "param_id", "uri", "resource_pk"),
+    Index("ix_idx_uri_res", "resource_pk"),
+)
+
+INDEX_TABLES = {
+    "string": idx_string,
+    "token": idx_token,
+    "reference": idx_reference,
+    "date": idx_date,
+    "quantity": idx_quantity,
+    "number": idx_number,
+    "uri": idx_uri,
+}

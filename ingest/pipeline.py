@@ -1,0 +1,302 @@
+"""Ingest runs: adapter registry and the sample -> transaction Bundle engine (https://hl7.org/fhir/R4/http.html#transaction)."""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ingest.bundle import DEFAULT_BATCH_SIZE, BatchWriter, Entry
+from ingest.device import DeviceInfo
+from ingest.observation import Sample, SampleError
+from ingest.observation import entry as observation_entry
+from ingest.provenance import ProvenanceSpec, now_instant
+from ingest.report import IngestResult, Problem, Severity
+
+DEFAULT_MAX_PROBLEMS = 10_000
+
+
+@dataclass
+class ReadContext:
+    """What an adapter gets besides its input: where to report problems and count, and options.
+
+    ``options`` are adapter-specific (the CSV column mapping, say); ``default_tz`` is the zone for
+    times the source gives without one (``None``: such times are problems).
+    """
+
+    file: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    default_tz: tzinfo | None = None
+    problems: list[Problem] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    max_problems: int = DEFAULT_MAX_PROBLEMS
+
+    def problem(self, location: int | str, message: str, severity: Severity = "error") -> None:
+        """Report a problem at a line number or element path of this file."""
+        if len(self.problems) < self.max_problems:
+            self.problems.append(Problem(self.file, location, message, severity))
+        else:
+            self.counts["problems_not_listed"] += 1
+
+    def skip(self, kind: str) -> None:
+        """Count a source record of a type this adapter does not map."""
+        self.counts["skipped"] += 1
+        self.counts[f"skipped:{kind}"] += 1
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A pure source reader: yields :class:`Sample`s and reports problems to the context.
+
+    It must not raise for bad input: a malformed record is a ``ctx.problem(...)`` and is skipped;
+    a file it cannot read at all is one problem and no samples. It counts what it read in
+    ``ctx.counts["records"]``.
+    """
+
+    name: str
+
+    def read(self, path: Path, ctx: ReadContext) -> Iterable[Sample]: ...
+
+
+_LAZY: dict[str, str] = {
+    "csv": "ingest.csv_format:ADAPTER",
+    "apple-health": "ingest.apple_health:ADAPTER",
+    "health-connect": "ingest.health_connect:ADAPTER",
+    "fitbit": "ingest.fitbit:ADAPTER",
+    "open-mhealth": "ingest.open_mhealth:ADAPTER",
+    # The lab-report and DICOM adapters expose ADAPTER in their packages.
+    "lab-report": "ingest.ocr:ADAPTER",
+    "dicom": "ingest.dicom:ADAPTER",
+}
+_FORMAT_ALIASES: dict[str, str] = {
+    "apple": "apple-health",
+    "healthkit": "apple-health",
+    "hcgateway": "health-connect",
+    "healthconnect": "health-connect",
+    "omh": "open-mhealth",
+    "openmhealth": "open-mhealth",
+    "ocr": "lab-report",
+    "labs": "lab-report",
+}
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+class UnknownFormat(LookupError):
+    """No adapter is registered under that format name."""
+
+
+def register_adapter(name: str, adapter: Adapter | str, *aliases: str) -> None:
+    """Register an adapter object, or a lazy ``"module:attribute"`` path to one, under a format name."""
+    if isinstance(adapter, str):
+        _LAZY[name] = adapter
+        _ADAPTERS.pop(name, None)
+    else:
+        _ADAPTERS[name] = adapter
+    for alias in aliases:
+        _FORMAT_ALIASES[alias] = name
+
+
+def formats() -> list[str]:
+    """Registered format names (lazy ones included, whether or not their module imports)."""
+    return sorted(set(_LAZY) | set(_ADAPTERS))
+
+
+def get_adapter(fmt: str) -> Adapter:
+    """The adapter registered for a format name or alias; raise :class:`UnknownFormat`."""
+    name = _FORMAT_ALIASES.get(fmt.strip().lower(), fmt.strip().lower())
+    if name in _ADAPTERS:
+        return _ADAPTERS[name]
+    target = _LAZY.get(name)
+    if target is None:
+        raise UnknownFormat(f"unknown format {fmt!r}; known: {', '.join(formats())}")
+    module_name, _, attr = target.partition(":")
+    try:
+        adapter = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownFormat(f"format {name!r} is not available: {exc}") from exc
+    _ADAPTERS[name] = adapter
+    return adapter
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from the file name and its first bytes (``auto``)."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return "apple-health"
+    if suffix == ".csv" or suffix == ".tsv":
+        return "csv"
+    if suffix == ".dcm":
+        return "dicom"
+    if suffix == ".pdf":
+        return "lab-report"
+    with path.open("rb") as fh:
+        head = fh.read(4096).decode("utf-8", "replace")
+    if "<HealthData" in head or head.lstrip().startswith("<?xml"):
+        return "apple-health"
+    if head.lstrip().startswith(("{", "[")):
+        if "schema_id" in head or '"header"' in head:
+            return "open-mhealth"
+        if any(k in head for k in ('"activities-', '"sleep"', '"weight"', '"spo2"', '"dateTime"')):
+            return "fitbit"
+        return "health-connect"
+    return "csv"
+
+
+class IngestRun:
+    """One streaming ingest: iterate it for transaction Bundles; then read ``problems``/``counts``.
+
+    Bundles are produced batch by batch (at most ``batch_size`` entries each), so a large source
+    never has to be held in memory. :meth:`result` collects everything into an :class:`IngestResult`.
+    """
+
+    def __init__(
+        self,
+        samples: Callable[[ReadContext], Iterable[Sample]],
+        *,
+        source: str,
+        patient_ref: str,
+        ctx: ReadContext,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        recorded: str | None = None,
+    ) -> None:
+        self.source = source
+        self.patient_ref = patient_ref
+        self.ctx = ctx
+        self._samples = samples
+        self._writer = BatchWriter(
+            batch_size, ProvenanceSpec(source=source, file=ctx.file, recorded=recorded or now_instant())
+        )
+        self._started = False
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.ctx.problems
+
+    @property
+    def counts(self) -> Counter[str]:
+        return self.ctx.counts
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._started:
+            raise RuntimeError("an IngestRun can be iterated only once")
+        self._started = True
+        ctx, writer, counts = self.ctx, self._writer, self.ctx.counts
+        device_entries: dict[DeviceInfo, Entry] = {}
+        for sample in self._samples(ctx):
+            try:
+                entry = observation_entry(
+                    sample, source=self.source, patient_ref=self.patient_ref, default_tz=ctx.default_tz
+                )
+            except SampleError as exc:
+                ctx.problem(sample.location, str(exc))
+                counts["rejected"] += 1
+                continue
+            requires: tuple[Entry, ...] = ()
+            if sample.device is not None:
+                dev = device_entries.get(sample.device)
+                if dev is None:
+                    dev = device_entries[sample.device] = sample.device.entry()
+                requires = (dev,)
+            if writer.add(entry, requires):
+                counts["observations"] += 1
+            else:
+                counts["duplicates"] += 1
+            if writer.has_ready:
+                yield from self._emit(writer.drain())
+        yield from self._emit(writer.close())
+        counts["devices"] = len(device_entries)
+
+    def _emit(self, bundles: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for b in bundles:
+            self.ctx.counts["bundles"] += 1
+            yield b
+
+    def result(self) -> IngestResult:
+        """Run to the end and collect bundles, problems and counts."""
+        bundles = list(self)
+        return IngestResult(bundles=bundles, problems=self.ctx.problems, counts=self.ctx.counts)
+
+
+def _file_label(path: Path) -> str:
+    return path.name
+
+
+def iter_file(
+    path: str | Path,
+    fmt: str,
+    patient_ref: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    default_tz: tzinfo | None = None,
+    options: Mapping[str, Any] | None = None,
+    recorded: str | None = None,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+) -> IngestRun:
+    """A streaming :class:`IngestRun` of one file through the adapter for ``fmt`` (``auto`` guesses)."""
+    p = Path(path)
+    name = detect_format(p) if fmt == "auto" else fmt
+    adapter = get_adapter(name)
+    ctx = ReadContext(
+        file=_file_label(p), options=dict(options or {}), default_tz=default_tz, max_problems=max_problems
+    )
+
+    def samples(c: ReadContext) -> Iterable[Sample]:
+        if not p.exists():
+            c.problem("", f"no such file: {p}", "fatal")
+            return ()
+        return adapter.read(p, c)
+
+    return IngestRun(
+        samples, source=adapter.name, patient_ref=patient_ref, ctx=ctx, batch_size=batch_size, recorded=recorded
+    )
+
+
+def ingest_file(
+    path: str | Path,
+    fmt: str,
+    patient_ref: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    default_tz: tzinfo | None = None,
+    options: Mapping[str, Any] | None = None,
+    recorded: str | None = None,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+) -> IngestResult:
+    """Ingest one file into transaction Bundles (all in memory; use :func:`iter_file` to stream)."""
+    return iter_file(
+        path,
+        fmt,
+        patient_ref,
+        batch_size=batch_size,
+        default_tz=default_tz,
+        options=options,
+        recorded=recorded,
+        max_problems=max_problems,
+    ).result()
+
+
+def ingest_samples(
+    samples: Iterable[Sample],
+    *,
+    source: str,
+    patient_ref: str,
+    file: str = "",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    default_tz: tzinfo | None = None,
+    recorded: str | None = None,
+    ctx: ReadContext | None = None,
+) -> IngestResult:
+    """Samples an adapter (or any caller) already has -> transaction Bundles, problems and counts."""
+    context = ctx or ReadContext(file=file, default_tz=default_tz)
+    return IngestRun(
+        lambda _c: samples,
+        source=source,
+        patient_ref=patient_ref,
+        ctx=context,
+        batch_size=batch_size,
+        recorded=recorded,
+    ).result()

@@ -1,0 +1,237 @@
+"""Generate the search registry data from HL7's R4 package (https://hl7.org/fhir/R4/searchparameter-registry.html).
+
+Reads `hl7.fhir.r4.examples` 4.0.1 (see fhir_server/spec_package.py) and writes, into
+fhir_server/search/data/:
+
+- search_parameters.json: {resource type: [parameter, ...]} for every R4 resource type that
+  fhir.resources.R4B also has a model for; each parameter's FHIRPath expression is cut down to the
+  union parts that apply to that type (https://hl7.org/fhir/R4/searchparameter.html).
+- compartment_patient.json: {resource type: [param code, ...]} from CompartmentDefinition-patient
+  (https://hl7.org/fhir/R4/compartmentdefinition-patient.html).
+- elements.json: the element types of every R4 resource, backbone element and complex data type
+  (from the StructureDefinition snapshots), so FHIRPath expressions can be compiled with static
+  types (https://hl7.org/fhir/R4/fhirpath.html#types).
+
+Re-runnable: `.venv/bin/python scripts/gen_search_registry.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fhir_server import spec_package  # noqa: E402
+
+DATA = ROOT / "fhir_server" / "search" / "data"
+
+# The Resource-level parameters every type gets (https://hl7.org/fhir/R4/resource.html#search).
+RESOURCE_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
+
+
+def split_union(expression: str) -> list[str]:
+    """Split a FHIRPath expression on its top-level `|` (outside parentheses and string literals)."""
+    parts: list[str] = []
+    depth = 0
+    quote = False
+    start = 0
+    i = 0
+    while i < len(expression):
+        ch = expression[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == "'":
+                quote = False
+        elif ch == "'":
+            quote = True
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(expression[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(expression[start:].strip())
+    return [p for p in parts if p]
+
+
+def applies_to(part: str, resource_type: str) -> bool:
+    """True when a union part navigates from `resource_type` (or from Resource/DomainResource)."""
+    head = part.lstrip("(").lstrip()
+    for name in (resource_type, "Resource", "DomainResource"):
+        if head.startswith(name) and (len(head) == len(name) or not head[len(name)].isalnum()):
+            return True
+    return False
+
+
+def restrict(expression: str, resource_type: str) -> str:
+    """The parts of a union expression that apply to one resource type, joined again with `|`.
+
+    A part written relative to the base (InsurancePlan-name is `name | alias`) gets the type prefixed.
+    """
+    kept = []
+    for part in split_union(expression):
+        if part[0].islower():
+            kept.append(f"{resource_type}.{part}")
+        elif applies_to(part, resource_type):
+            kept.append(part)
+    return " | ".join(kept)
+
+
+def model_types() -> set[str]:
+    """Resource types that fhir.resources.R4B has a model class for."""
+    from fhir.resources.R4B import get_fhir_model_class
+    from fhir.resources.R4B.resource import Resource
+
+    found = set()
+    for path, sd in spec_package.resources("StructureDefinition-"):
+        del path
+        if sd.get("kind") != "resource" or sd.get("abstract"):
+            continue
+        try:
+            cls = get_fhir_model_class(sd["type"])
+        except (KeyError, ValueError, ImportError, AttributeError):
+            continue
+        if issubclass(cls, Resource):
+            found.add(sd["type"])
+    return found
+
+
+def parameter_entry(sp: dict[str, Any], expression: str, by_url: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The compact registry entry of one SearchParameter for one base type."""
+    entry: dict[str, Any] = {"code": sp["code"], "type": sp["type"], "expression": expression}
+    entry["url"] = sp["url"]
+    if sp.get("target"):
+        entry["targets"] = sorted(sp["target"])
+    if sp.get("component"):
+        components = []
+        for comp in sp["component"]:
+            definition = by_url[comp["definition"]]
+            components.append(
+                {"code": definition["code"], "type": definition["type"], "expression": comp["expression"]}
+            )
+        entry["components"] = components
+    for key in ("comparator", "modifier"):
+        if sp.get(key):
+            entry[key + "s"] = list(sp[key])
+    if sp.get("multipleOr") is False:
+        entry["multipleOr"] = False
+    if sp.get("multipleAnd") is False:
+        entry["multipleAnd"] = False
+    return entry
+
+
+def search_parameters(types: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every core R4 SearchParameter, per resource type, expressions restricted to the type."""
+    bundle = dict(spec_package.resources("Bundle-searchParams"))
+    params = [e["resource"] for b in bundle.values() for e in b["entry"]]
+    by_url = {p["url"]: p for p in params}
+    registry: dict[str, list[dict[str, Any]]] = {t: [] for t in sorted(types)}
+    for sp in params:
+        if "Resource" in sp["base"] and sp["code"] in RESOURCE_PARAMS:
+            for resource_type in registry:
+                registry[resource_type].append(parameter_entry(sp, sp.get("expression", ""), by_url))
+            continue
+        for base in sp["base"]:
+            if base not in registry:
+                continue
+            expression = restrict(sp.get("expression", ""), base)
+            if sp.get("expression") and not expression:
+                print(f"warning: {sp['id']}: no part of the expression applies to {base}", file=sys.stderr)
+            registry[base].append(parameter_entry(sp, expression, by_url))
+    for entries in registry.values():
+        entries.sort(key=lambda e: e["code"])
+    return registry
+
+
+def compartment_patient(types: set[str]) -> dict[str, list[str]]:
+    """Resource type -> the parameters that link it to the Patient compartment."""
+    definition = dict(spec_package.resources("CompartmentDefinition-patient"))
+    (cd,) = definition.values()
+    return {r["code"]: list(r["param"]) for r in cd["resource"] if r.get("param") and r["code"] in types}
+
+
+def element_type_code(type_: dict[str, Any]) -> str:
+    """The FHIR type code of one ElementDefinition.type (System.String -> the fhir-type extension)."""
+    code: str = type_["code"]
+    if code.startswith("http://hl7.org/fhirpath/System."):
+        for ext in type_.get("extension", []):
+            if ext.get("url") == FHIR_TYPE_EXT:
+                return str(ext["valueUrl"])
+        return code.rsplit(".", 1)[1].lower()
+    return code
+
+
+def elements() -> dict[str, Any]:
+    """{"types": {type: {element: type | [choice types]}}, "parents": {type: base type}}."""
+    types: dict[str, dict[str, Any]] = {}
+    parents: dict[str, str] = {}
+    for _path, sd in spec_package.resources("StructureDefinition-"):
+        if sd.get("derivation") != "specialization" or sd.get("kind") not in ("resource", "complex-type"):
+            continue
+        name = sd["type"]
+        if sd.get("baseDefinition"):
+            parents[name] = sd["baseDefinition"].rsplit("/", 1)[1]
+        snapshot = sd["snapshot"]["element"]
+        paths = {e["path"] for e in snapshot}
+        for element in snapshot:
+            path: str = element["path"]
+            if "." not in path:
+                types.setdefault(path, {})
+                continue
+            owner, leaf = path.rsplit(".", 1)
+            owner_type = name if owner == sd["type"] else owner
+            table = types.setdefault(owner_type, {})
+            if "contentReference" in element:
+                table[leaf] = element["contentReference"].lstrip("#")
+            elif leaf.endswith("[x]"):
+                table[leaf[:-3]] = [element_type_code(t) for t in element["type"]]
+            else:
+                codes = [element_type_code(t) for t in element.get("type", [])]
+                has_children = any(p.startswith(path + ".") for p in paths)
+                if has_children and codes and codes[0] in ("BackboneElement", "Element"):
+                    table[leaf] = path
+                elif codes:
+                    table[leaf] = codes[0]
+    return {"types": dict(sorted(types.items())), "parents": dict(sorted(parents.items()))}
+
+
+def write(name: str, data: Any) -> None:
+    """Write one JSON file (sorted, one top-level key per line for readable diffs)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{orjson.dumps(key).decode()}: {orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()}"
+        for key, value in data.items()
+    ]
+    (DATA / name).write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
+
+
+def main() -> None:
+    types = model_types()
+    registry = search_parameters(types)
+    write("search_parameters.json", registry)
+    write("compartment_patient.json", compartment_patient(types))
+    model = elements()
+    DATA.mkdir(parents=True, exist_ok=True)
+    (DATA / "elements.json").write_text(
+        "{\n"
+        + f'"parents": {orjson.dumps(model["parents"]).decode()},\n'
+        + '"types": {\n'
+        + ",\n".join(f"{orjson.dumps(k).decode()}: {orjson.dumps(v).decode()}" for k, v in model["types"].items())
+        + "\n}\n}\n",
+        encoding="utf-8",
+    )
+    count = sum(len(v) for v in registry.values())
+    print(f"{len(registry)} resource types, {count} parameters, {len(model['types'])} element types")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Shared fixtures: a store on SQLite and on PostgreSQL, an app and an HTTP client on top of it.
+
+Every store test runs on both databases (FHIR_TEST_BACKENDS=sqlite limits that explicitly; a
+PostgreSQL that cannot be reached is an error, never a silent skip). Each test session gets its
+own PostgreSQL database, and each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from sqlalchemy import Engine, text
+
+from fhir_server.app import create_app
+from fhir_server.settings import Settings
+from fhir_server.store import tables
+from fhir_server.store.engine import make_engine
+from fhir_server.store.migrate import upgrade
+from fhir_server.store.sql import Store
+
+settings.register_profile(
+    "ci", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+PG_ADMIN = os.environ.get("FHIR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = [b for b in os.environ.get("FHIR_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+BASE = "http://testserver"
+
+
+def _pg_database(worker: str) -> Iterator[str]:
+    name = f"fhir_test_{worker}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database of each backend, shared by the session."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "fhir.db"
+        eng = make_engine(f"sqlite:///{path}")
+        upgrade(eng)
+        yield eng
+        eng.dispose()
+    else:
+        gen = _pg_database(worker)
+        url = next(gen)
+        eng = make_engine(url)
+        upgrade(eng)
+        yield eng
+        eng.dispose()
+        next(gen, None)
+
+
+def _empty(engine: Engine) -> None:
+    names = [t.name for t in tables.metadata.sorted_tables]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
+        else:
+            for name in names:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def store(engine: Engine) -> Store:
+    """An empty store on the parametrised backend."""
+    _empty(engine)
+    return Store(engine, check_references=True, base=BASE)
+
+
+@pytest.fixture
+def app_settings() -> Settings:
+    return Settings(base_url=BASE, allow_anonymous=True, max_body_bytes=1_000_000)
+
+
+@pytest.fixture
+def client(store: Store, app_settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client on an app over the empty store."""
+    app = create_app(app_settings, store=store)
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
+        yield c
