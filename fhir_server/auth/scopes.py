@@ -25,6 +25,7 @@ Interaction = Literal["c", "r", "u", "d", "s"]
 
 CONTEXTS: tuple[Context, ...] = get_args(Context)
 INTERACTIONS = "cruds"
+INTERACTION_LETTERS: tuple[Interaction, ...] = get_args(Interaction)
 V1_VERBS: dict[str, str] = {"read": "rs", "write": "cud", "*": "cruds"}
 NAMED_SCOPES = frozenset({"openid", "fhirUser", "profile", "offline_access", "online_access"})
 
@@ -82,7 +83,7 @@ class ResourceScope:
         return text
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class LaunchScope:
     """`launch` (EHR launch), `launch/patient`, `launch/encounter`, `launch/<type>[?role=<uri>]`."""
 

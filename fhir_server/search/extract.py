@@ -117,7 +117,9 @@ _KEYWORDS_BINARY = {"and", "or", "xor", "implies", "div", "mod", "in", "contains
 def _unescape(body: str) -> str:
     return re.sub(
         r"\\(u[0-9a-fA-F]{4}|.)",
-        lambda m: chr(int(m.group(1)[1:], 16)) if len(m.group(1)) == 5 else _ESCAPES.get(m.group(1), m.group(1)),
+        lambda m: (
+            chr(int(m.group(1)[1:], 16)) if len(m.group(1)) == 5 else _ESCAPES.get(m.group(1), m.group(1))
+        ),
         body,
     )
 
@@ -171,7 +173,11 @@ class _Parser:
 
     def at_op(self, ops: tuple[str, ...]) -> str | None:
         tok = self.peek()
-        if tok is not None and tok[1] in ops and (tok[0] == "op" or tok[1] in _KEYWORDS_BINARY | {"is", "as"}):
+        if (
+            tok is not None
+            and tok[1] in ops
+            and (tok[0] == "op" or tok[1] in _KEYWORDS_BINARY | {"is", "as"})
+        ):
             return tok[1]
         return None
 
@@ -506,7 +512,9 @@ class Compiler:
                 return self.member(name, focus, at_root=True)
             case Member(base=base, name=name):
                 return [
-                    (_compose(fn, nfn), nt) for fn, t in self.compile(base, focus) for nfn, nt in self.member(name, t)
+                    (_compose(fn, nfn), nt)
+                    for fn, t in self.compile(base, focus)
+                    for nfn, nt in self.member(name, t)
                 ]
             case Call(base=base, name=name, args=args):
                 bases = [(_identity, focus)] if base is None else self.compile(base, focus)
@@ -542,7 +550,9 @@ class Compiler:
             return [(_member_fn((name + t[0].upper() + t[1:],)), t) for t in declared]
         return [(_member_fn((name,)), declared)]
 
-    def whole(self, bases: list[Branch], op: Callable[[list[Any]], list[Any]], kind: str | None) -> list[Branch]:
+    def whole(
+        self, bases: list[Branch], op: Callable[[list[Any]], list[Any]], kind: str | None
+    ) -> list[Branch]:
         """A function of the whole input collection (all branches together)."""
         if kind is None:
             raise Unsupported("indexing a union of types")
@@ -557,13 +567,23 @@ class Compiler:
         branches = tuple(bases)
         if name == "where" and len(args) == 1:
             return [(_compose(fn, self.where(args[0], t)), t) for fn, t in bases]
-        if name in ("as", "ofType") and len(args) == 1 and isinstance(args[0], Member) and args[0].base is None:
+        if (
+            name in ("as", "ofType")
+            and len(args) == 1
+            and isinstance(args[0], Member)
+            and args[0].base is None
+        ):
             return self.type_filter(bases, args[0].name)
         if name == "is" and len(args) == 1 and isinstance(args[0], Member) and args[0].base is None:
             return self.type_test(bases, args[0].name)
         if name == "resolve" and not args:
             return [(_compose(fn, _resolve), RESOLVED) for fn, t in bases if t in ("Reference", UNKNOWN)]
-        if name == "extension" and len(args) == 1 and isinstance(args[0], Literal) and isinstance(args[0].value, str):
+        if (
+            name == "extension"
+            and len(args) == 1
+            and isinstance(args[0], Literal)
+            and isinstance(args[0].value, str)
+        ):
             url = args[0].value
             return [
                 (_compose(_compose(fn, efn), _extension_url(url)), et)
@@ -572,7 +592,11 @@ class Compiler:
             ]
         if not args and name in ("exists", "empty", "not", "first", "hasValue", "count"):
             if name == "first":
-                return self.whole(bases, lambda c: c[:1], bases[0][1] if len(bases) == 1 else None) if bases else []
+                return (
+                    self.whole(bases, lambda c: c[:1], bases[0][1] if len(bases) == 1 else None)
+                    if bases
+                    else []
+                )
             test: Callable[[list[Any]], list[Any]] = {
                 "exists": lambda c: [bool(c)],
                 "hasValue": lambda c: [len(c) == 1 and c[0].__class__ is not dict],
@@ -612,7 +636,11 @@ class Compiler:
         if any(t == UNKNOWN for _fn, t in bases):
             raise Unsupported("type test on an untyped collection")
         tests = tuple(
-            (fn, (_resolved_is(target, keep=False) if t == RESOLVED else None), self.model.is_subtype(t, target))
+            (
+                fn,
+                (_resolved_is(target, keep=False) if t == RESOLVED else None),
+                self.model.is_subtype(t, target),
+            )
             for fn, t in bases
         )
 
@@ -722,7 +750,9 @@ class Extractor:
 
     def typed(self, resource: dict[str, Any]) -> list[tuple[Any, str]]:
         """Every selected element with its FHIR type (`"*"` when evaluated by fhirpathpy)."""
-        return [(v, kind) for values, kind in self.typed_on(resource, resource) for v in values if v is not None]
+        return [
+            (v, kind) for values, kind in self.typed_on(resource, resource) for v in values if v is not None
+        ]
 
     def __call__(self, resource: dict[str, Any]) -> list[Any]:
         return [v for v, _kind in self.typed(resource)]

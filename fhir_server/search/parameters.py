@@ -67,7 +67,9 @@ def _registry() -> Mapping[str, Mapping[str, SearchParam]]:
                 type=e["type"],
                 expression=e.get("expression", ""),
                 targets=tuple(e.get("targets", ())),
-                components=tuple(Component(c["code"], c["type"], c["expression"]) for c in e.get("components", ())),
+                components=tuple(
+                    Component(c["code"], c["type"], c["expression"]) for c in e.get("components", ())
+                ),
                 param_id=param_id(resource_type, e["code"]),
                 url=e.get("url", ""),
                 comparators=tuple(e.get("comparators", ())),

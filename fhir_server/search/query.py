@@ -64,7 +64,9 @@ _MODIFIERS: dict[str, frozenset[str]] = {
     "id": frozenset({"missing", "not"}),
     "lastUpdated": frozenset({"missing"}),
 }
-SORTABLE = frozenset({"string", "token", "reference", "date", "number", "quantity", "uri", "id", "lastUpdated"})
+SORTABLE = frozenset(
+    {"string", "token", "reference", "date", "number", "quantity", "uri", "id", "lastUpdated"}
+)
 # Parameter types whose values this server can parse; `special` (e.g. near) is not supported.
 _SUPPORTED = frozenset(_MODIFIERS)
 
@@ -229,7 +231,7 @@ def _unknown(name: str, message: str) -> UnknownParameter:
 def _default_registry() -> Registry:
     from fhir_server.search import parameters
 
-    return parameters  # type: ignore[return-value]
+    return parameters
 
 
 def encode_cursor(signature: str, keys: Sequence[Any], pk: int) -> str:

@@ -11,6 +11,7 @@ confusions in the value (``O``->0, ``l``/``I``->1, decimal comma) are repaired a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -36,10 +37,10 @@ _NUM = r"\d+(?:\.\d+)?|\.\d+"
 _CMP = r"<=|>=|≤|≥|<|>"
 _NUMBER = re.compile(rf"(?P<cmp>{_CMP})?(?P<num>\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|{_NUM})")
 _VALUE_FLAG = re.compile(rf"(?P<val>(?:{_CMP})?(?:{_NUM}))(?P<flag>HH|LL|H|L)")
-_RANGE_BETWEEN = re.compile(rf"^[(\[]?(?P<low>{_NUM})\s*(?:-|–|—|to)\s*(?P<high>{_NUM})[)\]]?$")
+_RANGE_BETWEEN = re.compile(rf"^[(\[]?(?P<low>{_NUM})\s*(?:-|to)\s*(?P<high>{_NUM})[)\]]?$")
 _RANGE_BOUND = re.compile(rf"^[(\[]?(?P<cmp>{_CMP})\s*(?P<bound>{_NUM})[)\]]?$")
 _CONFUSABLE = str.maketrans({"O": "0", "o": "0", "l": "1", "I": "1", "|": "1"})
-_DASHES = str.maketrans({"–": "-", "—": "-", "−": "-"})
+_DASHES = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2212": "-"})  # en/em dash, minus sign
 _COMPARATORS = {"≤": "<=", "≥": ">="}
 
 
@@ -60,7 +61,11 @@ class ReferenceRange:
 
 @dataclass(frozen=True, slots=True)
 class LabRow:
-    """One parsed result row. ``flag`` is a v3 ObservationInterpretation code (H, L, HH, LL, A, AA, N)."""
+    """One parsed result row. ``flag`` is a v3 ObservationInterpretation code (H, L, HH, LL, A, AA, N).
+
+    The ``*_at`` fields are the indices of the source words each part was read from, so that a
+    caller can look up the recogniser's confidence for exactly the value, the range or the flag.
+    """
 
     name: str
     value: Decimal
@@ -70,6 +75,11 @@ class LabRow:
     range: ReferenceRange | None
     flag: str | None
     repaired: bool = False
+    name_at: tuple[int, ...] = ()
+    value_at: tuple[int, ...] = ()
+    unit_at: tuple[int, ...] = ()
+    range_at: tuple[int, ...] = ()
+    flag_at: tuple[int, ...] = ()
 
 
 def parse_number(text: str) -> Decimal | None:
@@ -130,68 +140,116 @@ def _parse_value(token: str) -> tuple[Decimal, str, str | None, str | None, bool
     return value, m2.group(0), _COMPARATORS.get(cmp, cmp) if cmp else None, glued, repaired
 
 
-def _merge_comparators(tokens: list[str]) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Token:
+    text: str
+    at: tuple[int, ...]  # indices of the source tokens it was made from
+
+
+def _merge_comparators(tokens: Sequence[str]) -> list[_Token]:
     """Join a lone comparator token with the number after it (``< 5`` -> ``<5``)."""
-    out: list[str] = []
+    out: list[_Token] = []
     i = 0
     while i < len(tokens):
-        tok = tokens[i]
+        tok = tokens[i].translate(_DASHES)
         if re.fullmatch(_CMP, tok) and i + 1 < len(tokens):
-            out.append(tok + tokens[i + 1])
+            out.append(_Token(tok + tokens[i + 1].translate(_DASHES), (i, i + 1)))
             i += 2
             continue
-        out.append(tok)
+        out.append(_Token(tok, (i,)))
         i += 1
     return out
 
 
-def _split_tail(tokens: list[str]) -> tuple[ReferenceRange | None, str | None, str] | None:
-    """(range, flag, unit) for the tokens after the value; None when they do not form a row tail."""
+def _indices(tokens: Sequence[_Token]) -> tuple[int, ...]:
+    return tuple(i for t in tokens for i in t.at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    range: ReferenceRange | None
+    flag: str | None
+    unit: str
+    range_at: tuple[int, ...]
+    flag_at: tuple[int, ...]
+    unit_at: tuple[int, ...]
+
+
+def _split_tail(tokens: list[_Token]) -> _Tail | None:
+    """Range, flag and unit from the tokens after the value; None when they do not form a row tail."""
     rng: ReferenceRange | None = None
-    rng_at: tuple[int, int] | None = None
+    span: tuple[int, int] | None = None
     # The range is one token (``3.5-5.0``, ``<5``) or three (``3.5 - 5.0``, ``3.5 to 5.0``).
     for width in (3, 1):
         for start in range(len(tokens) - width + 1):
-            cand = parse_range(" ".join(tokens[start : start + width]))
+            cand = parse_range(" ".join(t.text for t in tokens[start : start + width]))
             if cand is not None:
-                rng, rng_at = cand, (start, start + width)
+                rng, span = cand, (start, start + width)
                 break
         if rng is not None:
             break
-    rest = tokens if rng_at is None else tokens[: rng_at[0]] + tokens[rng_at[1] :]
+    range_tokens = [] if span is None else tokens[span[0] : span[1]]
+    rest = tokens if span is None else tokens[: span[0]] + tokens[span[1] :]
     flag: str | None = None
-    unit_tokens: list[str] = []
+    flag_tokens: list[_Token] = []
+    unit_tokens: list[_Token] = []
     for tok in rest:
-        code = parse_flag(tok)
+        code = parse_flag(tok.text)
         if code is not None and flag is None:
-            flag = code
+            flag, flag_tokens = code, [tok]
             continue
-        if parse_number(tok.strip("()[]")) is not None or parse_range(tok) is not None:
+        if parse_number(tok.text.strip("()[]")) is not None or parse_range(tok.text) is not None:
             return None
         unit_tokens.append(tok)
     if len(unit_tokens) > 2:
         return None
-    return rng, flag, " ".join(unit_tokens)
+    return _Tail(
+        rng,
+        flag,
+        " ".join(t.text for t in unit_tokens),
+        _indices(range_tokens),
+        _indices(flag_tokens),
+        _indices(unit_tokens),
+    )
 
 
-def parse_row(line: str) -> LabRow | None:
-    """The result row on ``line``, or None when the line is not a result row (header, note, blank)."""
-    tokens = _merge_comparators(line.translate(_DASHES).split())
+def parse_tokens(words: Sequence[str]) -> LabRow | None:
+    """The result row made of these words, or None when they are not a result row (header, note)."""
+    tokens = _merge_comparators(words)
     for i in range(1, len(tokens)):
-        parsed = _parse_value(tokens[i])
+        parsed = _parse_value(tokens[i].text)
         if parsed is None:
             continue
-        name = " ".join(tokens[:i]).strip(" :.")
-        if not re.search(r"[A-Za-z]{2,}", name) or any(parse_number(t) is not None for t in tokens[:i]):
+        name = " ".join(t.text for t in tokens[:i]).strip(" :.")
+        if not re.search(r"[A-Za-z]{2,}", name) or any(parse_number(t.text) is not None for t in tokens[:i]):
             continue
         tail = _split_tail(tokens[i + 1 :])
         if tail is None:
             continue
         value, value_text, comparator, glued, repaired = parsed
-        rng, flag, unit = tail
+        flag, flag_at = tail.flag, tail.flag_at
         if glued is not None:
             if flag is not None and flag != FLAGS[glued]:
                 continue
-            flag = FLAGS[glued]
-        return LabRow(name, value, value_text, comparator, unit, rng, flag, repaired)
+            flag, flag_at = FLAGS[glued], tokens[i].at
+        return LabRow(
+            name=name,
+            value=value,
+            value_text=value_text,
+            comparator=comparator,
+            unit=tail.unit,
+            range=tail.range,
+            flag=flag,
+            repaired=repaired,
+            name_at=_indices(tokens[:i]),
+            value_at=tokens[i].at,
+            unit_at=tail.unit_at,
+            range_at=tail.range_at,
+            flag_at=flag_at,
+        )
     return None
+
+
+def parse_row(line: str) -> LabRow | None:
+    """The result row on a printed line, or None when the line is not a result row."""
+    return parse_tokens(line.split())

@@ -40,7 +40,10 @@ queries = st.lists(pairs, max_size=3).map(make_query)
 
 v2_scopes = st.builds(ResourceScope, contexts, resource_types, letters, queries)
 v1_scopes = st.builds(
-    lambda c, t, v: ResourceScope(c, t, V1_VERBS[v], (), True), contexts, resource_types, st.sampled_from(list(V1_VERBS))
+    lambda c, t, v: ResourceScope(c, t, V1_VERBS[v], (), True),
+    contexts,
+    resource_types,
+    st.sampled_from(list(V1_VERBS)),
 )
 resource_scopes = st.one_of(v2_scopes, v1_scopes)
 launch_scopes = st.one_of(

@@ -61,7 +61,7 @@ def date_range(text: str, param: str) -> tuple[int, int]:
     if tz and tz != "Z":
         sign = -1 if tz[0] == "-" else 1  # a '+' decoded from a query string arrives as a space
         offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-        if offset >= timedelta(hours=24):
+        if offset >= timedelta(hours=24) or int(tz[4:6]) >= 60:
             fail(param, f"{text!r} has an invalid time zone")
         zone = timezone(sign * offset)
     try:

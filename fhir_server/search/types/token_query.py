@@ -49,10 +49,10 @@ def parse_token(text: str, param: str) -> TokenValue:
     """Parse `[system|]code`, `|code` or `system|`."""
     parts = split(text, "|", param, maxsplit=1)
     if len(parts) == 1:
-        code = unescape(parts[0], param)
-        if not code:
+        bare = unescape(parts[0], param)
+        if not bare:
             fail(param, "a token needs a code or a system")
-        return TokenValue(None, code, False)
+        return TokenValue(None, bare, False)
     system = unescape(parts[0], param) or None
     code = unescape(parts[1], param) or None
     if system is None and code is None:

@@ -1,0 +1,259 @@
+"""Apple Health export (export.xml or the export zip), streamed (https://developer.apple.com/documentation/healthkit/hkquantitytypeidentifier)."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+from ingest import units
+from ingest.device import DeviceInfo
+from ingest.observation import Component, Sample
+from ingest.pipeline import ReadContext
+
+SOURCE = "apple-health"
+
+# HKQuantityTypeIdentifier... -> measure key. Values come in the record's own unit.
+QUANTITY_TYPES: dict[str, str] = {
+    "HKQuantityTypeIdentifierHeartRate": "heart_rate",
+    "HKQuantityTypeIdentifierRespiratoryRate": "respiratory_rate",
+    "HKQuantityTypeIdentifierOxygenSaturation": "oxygen_saturation",
+    "HKQuantityTypeIdentifierBodyTemperature": "body_temperature",
+    "HKQuantityTypeIdentifierHeight": "body_height",
+    "HKQuantityTypeIdentifierBodyMass": "body_weight",
+    "HKQuantityTypeIdentifierBodyMassIndex": "bmi",
+    "HKQuantityTypeIdentifierStepCount": "steps_interval",
+    "HKQuantityTypeIdentifierBloodGlucose": "blood_glucose",
+}
+# HealthKit writes percentages as fractions (0.97 with unit "%").
+FRACTION_TYPES = frozenset({"HKQuantityTypeIdentifierOxygenSaturation"})
+BP_CORRELATION = "HKCorrelationTypeIdentifierBloodPressure"
+BP_PARTS: dict[str, str] = {
+    "HKQuantityTypeIdentifierBloodPressureSystolic": "systolic_bp",
+    "HKQuantityTypeIdentifierBloodPressureDiastolic": "diastolic_bp",
+}
+SLEEP_TYPE = "HKCategoryTypeIdentifierSleepAnalysis"
+# Sleep stages -> measure key; in-bed and awake intervals are not sleep and are skipped.
+SLEEP_STAGES: dict[str, str | None] = {
+    "HKCategoryValueSleepAnalysisAsleep": "sleep_duration",
+    "HKCategoryValueSleepAnalysisAsleepUnspecified": "sleep_duration",
+    "HKCategoryValueSleepAnalysisAsleepCore": "sleep_light",
+    "HKCategoryValueSleepAnalysisAsleepDeep": "sleep_deep",
+    "HKCategoryValueSleepAnalysisAsleepREM": "sleep_rem",
+    "HKCategoryValueSleepAnalysisInBed": None,
+    "HKCategoryValueSleepAnalysisAwake": None,
+}
+
+_DEVICE_FIELD = re.compile(r"(\w+):(.*?)(?=, \w+:|>$)")
+_POINTER = re.compile(r"<HKDevice: 0x[0-9a-fA-F]+>")
+
+
+def apple_datetime(text: str) -> str:
+    """``2021-12-11 18:04:47 -0700`` -> ``2021-12-11T18:04:47-07:00`` (other text returned as is)."""
+    if len(text) == 25 and text[10] == " " and text[19] == " ":
+        return f"{text[:10]}T{text[11:19]}{text[20:23]}:{text[23:25]}"
+    return text
+
+
+class AppleHealthAdapter:
+    """Streams ``export.xml`` (or ``apple_health_export/export.xml`` inside the export zip).
+
+    Records are handled as their element ends and then cleared, so memory stays flat whatever
+    the export's size.
+    """
+
+    name = SOURCE
+
+    def read(self, path: Path, ctx: ReadContext) -> Iterator[Sample]:
+        with ExitStack() as stack:
+            if zipfile.is_zipfile(path):
+                try:
+                    zf = stack.enter_context(zipfile.ZipFile(path))
+                    member = _export_member(zf)
+                except zipfile.BadZipFile as exc:
+                    ctx.problem("", f"unreadable zip: {exc}", "fatal")
+                    return
+                if member is None:
+                    ctx.problem("", "zip has no export.xml: not an Apple Health export", "fatal")
+                    return
+                fh: IO[bytes] = stack.enter_context(zf.open(member))
+            else:
+                fh = stack.enter_context(path.open("rb"))
+            yield from read_export(fh, ctx)
+
+
+def _export_member(zf: zipfile.ZipFile) -> str | None:
+    names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "export.xml"]
+    return min(names, key=len) if names else None
+
+
+class _Devices:
+    """DeviceInfo per (sourceName, sourceVersion, device attribute), cached (pointers stripped)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str, str], DeviceInfo] = {}
+
+    def get(self, source_name: str, source_version: str, device: str) -> DeviceInfo:
+        device = _POINTER.sub("", device) if device else ""
+        key = (source_name, source_version, device)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            hit = self._cache[key] = _device_info(source_name, source_version, device)
+        return hit
+
+
+def _device_info(source_name: str, source_version: str, device: str) -> DeviceInfo:
+    fields = dict(_DEVICE_FIELD.findall(device)) if device else {}
+    if not fields:
+        return DeviceInfo(SOURCE, source_name or "Apple Health", software=source_version or None, kind="app")
+    return DeviceInfo(
+        SOURCE,
+        source_name or fields.get("name", "Apple device"),
+        manufacturer=fields.get("manufacturer"),
+        model=fields.get("model") or fields.get("name"),
+        hardware=fields.get("hardware"),
+        software=fields.get("software") or source_version or None,
+    )
+
+
+def read_export(fh: IO[bytes], ctx: ReadContext) -> Iterator[Sample]:
+    """Samples from an export.xml byte stream; malformed XML ends the stream with a problem."""
+    devices = _Devices()
+    counts = ctx.counts
+    ordinal: dict[str, int] = {}
+    depth = 0
+    root: ET.Element | None = None
+    last = "HealthData"
+    try:
+        for event, elem in ET.iterparse(fh, events=("start", "end")):
+            if event == "start":
+                depth += 1
+                if depth == 1:
+                    root = elem
+                    if elem.tag != "HealthData":
+                        ctx.problem(elem.tag, f"not an Apple Health export: root element <{elem.tag}>", "fatal")
+                        return
+                continue
+            depth -= 1
+            if depth != 1:
+                continue
+            tag = elem.tag
+            n = ordinal[tag] = ordinal.get(tag, 0) + 1
+            last = f"HealthData/{tag}[{n}]"
+            if tag == "Record":
+                counts["records"] += 1
+                sample = _record(elem, last, devices, ctx)
+                if sample is not None:
+                    yield sample
+            elif tag == "Correlation":
+                counts["records"] += 1
+                sample = _correlation(elem, last, devices, ctx)
+                if sample is not None:
+                    yield sample
+            assert root is not None
+            root.clear()
+    except ET.ParseError as exc:
+        line, column = exc.position
+        what = "truncated" if "no element found" in str(exc) else "malformed"
+        after = f" after {last}" if ordinal else ""
+        ctx.problem(line, f"{what} XML at column {column}{after}: {exc}", "fatal")
+
+
+def _record(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
+    get = elem.attrib.get
+    hk_type = get("type", "")
+    metric = QUANTITY_TYPES.get(hk_type)
+    if metric is None:
+        if hk_type == SLEEP_TYPE:
+            return _sleep(elem, path, devices, ctx)
+        if hk_type in BP_PARTS:
+            # Exports repeat each correlation's parts as top-level records: the panel covers them.
+            ctx.skip(hk_type)
+        else:
+            ctx.skip(hk_type or "Record")
+        return None
+    raw = get("value")
+    if raw is None:
+        ctx.problem(path, f"{hk_type} record has no value")
+        ctx.counts["rejected"] += 1
+        return None
+    value: str | Decimal = raw
+    if hk_type in FRACTION_TYPES:
+        try:
+            value = units.parse_number(raw) * 100
+        except ValueError:
+            ctx.problem(path, f"non-numeric value {raw!r} for {hk_type}")
+            ctx.counts["rejected"] += 1
+            return None
+    return Sample(
+        metric,
+        apple_datetime(get("startDate", "")),
+        value,
+        get("unit"),
+        apple_datetime(get("endDate", "")) or None,
+        (),
+        devices.get(get("sourceName", ""), get("sourceVersion", ""), get("device", "")),
+        None,
+        path,
+    )
+
+
+def _sleep(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
+    get = elem.attrib.get
+    stage = get("value", "")
+    if stage not in SLEEP_STAGES:
+        ctx.problem(path, f"unknown sleep stage {stage!r}")
+        ctx.counts["rejected"] += 1
+        return None
+    metric = SLEEP_STAGES[stage]
+    if metric is None:
+        ctx.skip(stage)
+        return None
+    start, end = apple_datetime(get("startDate", "")), apple_datetime(get("endDate", ""))
+    try:
+        minutes = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+    except ValueError:
+        ctx.problem(path, f"invalid sleep interval {get('startDate')!r} - {get('endDate')!r}")
+        ctx.counts["rejected"] += 1
+        return None
+    value = Decimal(repr(round(minutes, 3)))
+    device = devices.get(get("sourceName", ""), get("sourceVersion", ""), get("device", ""))
+    return Sample(metric, start, value, "min", end, (), device, None, path)
+
+
+def _correlation(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
+    get = elem.attrib.get
+    if get("type") != BP_CORRELATION:
+        ctx.skip(get("type") or "Correlation")
+        return None
+    parts: list[Component] = []
+    for child in elem.iter("Record"):
+        key = BP_PARTS.get(child.attrib.get("type", ""))
+        if key is not None:
+            parts.append(Component(key, child.attrib.get("value", ""), child.attrib.get("unit")))
+    if len(parts) != 2:
+        ctx.problem(path, f"blood pressure correlation has {len(parts)} of its 2 readings")
+        ctx.counts["rejected"] += 1
+        return None
+    return Sample(
+        "blood_pressure",
+        apple_datetime(get("startDate", "")),
+        None,
+        None,
+        apple_datetime(get("endDate", "")) or None,
+        tuple(parts),
+        devices.get(get("sourceName", ""), get("sourceVersion", ""), get("device", "")),
+        None,
+        path,
+    )
+
+
+ADAPTER = AppleHealthAdapter()
