@@ -90,7 +90,7 @@ def validate(resource: Any, *, location: str = "") -> None:
     if rid is not None and (not isinstance(rid, str) or not ID_RE.match(rid)):
         raise Invalid(f"Invalid id '{rid}': 1-64 characters of A-Z a-z 0-9 - .", f"{location or rtype}.id")
     try:
-        get_fhir_model_class(rtype).model_validate(resource)
+        _validate_model(rtype, resource)
     except ValidationError as exc:
         issues = [
             Issue(
@@ -103,6 +103,42 @@ def validate(resource: Any, *, location: str = "") -> None:
         raise Invalid(issues[0].message, issues=issues) from None
     except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
         raise Invalid(str(exc), location or rtype) from None
+
+
+def _validate_model(rtype: str, resource: dict[str, Any]) -> None:
+    """Validate with the R4B model, tolerating `_value[x]` primitive extensions the models reject."""
+    cls = get_fhir_model_class(rtype)
+    try:
+        cls.model_validate(resource)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if not all(_is_choice_primitive_extension(e) for e in errors):
+            raise
+        # The R4B models have no field for primitive extensions of choice elements (e.g. an
+        # Extension's `_valueString`), which R4 JSON allows (https://hl7.org/fhir/R4/json.html#primitive):
+        # check those as Elements and the rest without them.
+        trimmed = _without_choice_primitive_extensions(resource)
+        cls.model_validate(trimmed)
+
+
+def _is_choice_primitive_extension(err: Any) -> bool:
+    loc = err.get("loc") or ()
+    last = loc[-1] if loc else ""
+    return err.get("type") == "extra_forbidden" and isinstance(last, str) and last.startswith("_value")
+
+
+def _without_choice_primitive_extensions(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key.startswith("_value") and key[6:7].isupper():
+                get_fhir_model_class("Element").model_validate(value) if isinstance(value, dict) else None
+                continue
+            out[key] = _without_choice_primitive_extensions(value)
+        return out
+    if isinstance(node, list):
+        return [_without_choice_primitive_extensions(v) for v in node]
+    return node
 
 
 def _message(err: Any) -> str:

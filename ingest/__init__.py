@@ -21,7 +21,7 @@ Shared core (stable API)
     ``measure(metric) -> Measure`` (keys and aliases, raises ``UnknownMeasure``);
     ``measure_for_code(loinc) -> Measure | None``; ``resolve(metric, unit_text) -> (Measure, ucum)``;
     ``register(measure, *aliases)`` to add measures (more lab tests, say). Keys: heart_rate,
-    respiratory_rate, oxygen_saturation, body_temperature, body_height, body_weight, bmi,
+    resting_heart_rate, respiratory_rate, oxygen_saturation, body_temperature, body_height, body_weight, bmi,
     blood_pressure (panel of systolic_bp/diastolic_bp), steps (daily), steps_interval,
     blood_glucose (mg/dL), blood_glucose_molar (mmol/L), hba1c, sleep_duration, sleep_deep,
     sleep_light, sleep_rem.
@@ -59,19 +59,35 @@ Shared core (stable API)
     of a ``BatchWriter``: each batch ends with a Provenance targeting its primary entries.
 
 ``ingest.pipeline``
-    ``ingest_file(path, fmt, patient_ref, *, batch_size=500, default_tz=None, options=None,
+    ``ingest_file(path, format, patient_ref, *, batch_size=500, default_tz=None, options=None,
     recorded=None, max_problems=10000) -> IngestResult``; ``iter_file(...) -> IngestRun`` (same
     arguments; iterate for bundles, then ``.problems``/``.counts``); ``ingest_samples(samples, *,
     source, patient_ref, file="", batch_size=500, default_tz=None, recorded=None, ctx=None) ->
     IngestResult``; ``ReadContext(file, options={}, default_tz=None)`` with ``.problem(location,
     message, severity="error")`` and ``.skip(kind)``; ``Adapter`` protocol (``name: str``,
     ``read(path, ctx) -> Iterable[Sample]``); ``register_adapter(name, adapter_or_"module:attr",
-    *aliases)``, ``get_adapter(fmt)``, ``formats()``, ``detect_format(path)``.
+    *aliases)``, ``get_adapter(fmt)``, ``formats()``, ``detect_format(path)`` (``format="auto"``).
     Formats: csv, apple-health, health-connect, fitbit, open-mhealth, lab-report (``ingest.ocr:ADAPTER``),
-    dicom (``ingest.dicom:ADAPTER``).
+    dicom (``ingest.dicom:ADAPTER``): an adapter package exposes a module-level ``ADAPTER``.
+    Resources other than Observations (ImagingStudy, DiagnosticReport...) go through
+    ``BatchWriter(batch_size, ProvenanceSpec(source, file))`` with ``conditional_create`` entries.
 
 ``ingest.remote``
-    ``post_bundles(bundles, base_url, *, client=None, headers=None, timeout=60.0) -> RemoteReport``.
+    ``post_bundles(bundles, base_url, *, client=None, headers=None, timeout=60.0,
+    stop_on_error=False) -> RemoteReport(posted, failed, created, existing, errors)`` -- for the
+    CLI's ``--to URL``; pass ``iter_file(...)`` to stream.
+
+Adapters and their options
+==========================
+``csv`` (:mod:`ingest.csv_format`): long ``date,metric,value,unit[,patient]`` or wide
+``date[,patient],<metric>[ (ucum)]...``; ``date`` may be ``start/end``; blood pressure ``120/80``;
+``options={"mapping": {...}}`` or ``{"mapping_file": path}`` declares other layouts, checked
+against ``MAPPING_SCHEMA`` (JSON Schema). ``export_csv(observations, layout="long" | "wide", *,
+include_patient=None, delimiter=",") -> str`` writes Observations back (CSV -> FHIR -> CSV is
+lossless for canonical values). ``apple-health``: export.xml or the export zip, streamed.
+``health-connect``: HCGateway fetch output (``options["record_type"]`` names a bare list).
+``fitbit``: Web API responses side by side (``options["timezone"]``, ``options["weight_unit"]``).
+``open-mhealth``: data points (array, ``{"data_points": [...]}`` or NDJSON).
 
 Bundle shape
 ============

@@ -139,7 +139,9 @@ def read_export(fh: IO[bytes], ctx: ReadContext) -> Iterator[Sample]:
                 if depth == 1:
                     root = elem
                     if elem.tag != "HealthData":
-                        ctx.problem(elem.tag, f"not an Apple Health export: root element <{elem.tag}>", "fatal")
+                        ctx.problem(
+                            elem.tag, f"not an Apple Health export: root element <{elem.tag}>", "fatal"
+                        )
                         return
                 continue
             depth -= 1
@@ -235,7 +237,9 @@ def _correlation(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContex
         ctx.skip(get("type") or "Correlation")
         return None
     parts: list[Component] = []
+    device = get("device", "")
     for child in elem.iter("Record"):
+        device = device or child.attrib.get("device", "")
         key = BP_PARTS.get(child.attrib.get("type", ""))
         if key is not None:
             parts.append(Component(key, child.attrib.get("value", ""), child.attrib.get("unit")))
@@ -250,7 +254,7 @@ def _correlation(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContex
         None,
         apple_datetime(get("endDate", "")) or None,
         tuple(parts),
-        devices.get(get("sourceName", ""), get("sourceVersion", ""), get("device", "")),
+        devices.get(get("sourceName", ""), get("sourceVersion", ""), device),
         None,
         path,
     )

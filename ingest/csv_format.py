@@ -7,7 +7,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,7 +99,7 @@ class CsvAdapter:
             yield from read_csv(fh, ctx, decl or None, delimiter)
 
 
-def _declared_mapping(ctx: ReadContext) -> dict[str, Any] | None | Literal[False]:
+def _declared_mapping(ctx: ReadContext) -> dict[str, Any] | Literal[False] | None:
     """The mapping from the options, validated; False (and a problem) when it is invalid."""
     decl = ctx.options.get("mapping")
     source = "mapping"
@@ -112,7 +112,9 @@ def _declared_mapping(ctx: ReadContext) -> dict[str, Any] | None | Literal[False
             return False
     if decl is None:
         return None
-    errors = sorted(jsonschema.Draft202012Validator(MAPPING_SCHEMA).iter_errors(decl), key=lambda e: list(e.path))
+    errors = sorted(
+        jsonschema.Draft202012Validator(MAPPING_SCHEMA).iter_errors(decl), key=lambda e: list(e.path)
+    )
     if errors:
         for err in errors:
             where = "/".join(str(p) for p in err.absolute_path)
@@ -124,7 +126,7 @@ def _declared_mapping(ctx: ReadContext) -> dict[str, Any] | None | Literal[False
 
 def _offset(text: str) -> tzinfo:
     if text == "Z":
-        return timezone.utc
+        return UTC
     sign = -1 if text[0] == "-" else 1
     return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
 
@@ -248,10 +250,10 @@ def read_csv(
             unit = row[plan.unit].strip() if plan.unit >= 0 else ""
             yield _sample(metric, row[plan.value], unit or None, start, end, patient, line, plan.device)
         else:
-            for i, metric, unit, _h in plan.columns:
+            for i, col_metric, col_unit, _h in plan.columns:
                 cell = row[i]
                 if cell.strip():
-                    yield _sample(metric, cell, unit, start, end, patient, line, plan.device)
+                    yield _sample(col_metric, cell, col_unit, start, end, patient, line, plan.device)
 
 
 def _times(cell: str, end_cell: str, plan: _Plan) -> tuple[str, str | None]:
@@ -298,11 +300,9 @@ def _sample(
         m = mapping.measure(metric)
     except mapping.UnknownMeasure:
         m = None
-    if m is not None and m.components and "/" in value:
-        parts = [p.strip() for p in value.split("/")]
-        comps = tuple(Component(key, v, unit) for key, v in zip(m.components, parts, strict=False))
-        if len(parts) != len(m.components):
-            comps = comps[:0]
+    parts = [p.strip() for p in value.split("/")]
+    if m is not None and m.components and len(parts) == len(m.components):
+        comps = tuple(Component(key, v, unit) for key, v in zip(m.components, parts, strict=True))
         return Sample(metric, start, None, unit, end, comps, device, patient, line)
     return Sample(metric, start, value, unit, end, (), device, patient, line)
 
@@ -326,14 +326,20 @@ def _patient_cell(obs: Mapping[str, Any]) -> str:
 def _row_of(obs: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
     """(date, metric, value, unit) for an Observation this module can express, else None."""
     codings = (obs.get("code") or {}).get("coding") or []
-    m = next((hit for c in codings if (hit := mapping.measure_for_code(str(c.get("code", "")))) is not None), None)
+    m = next(
+        (hit for c in codings if (hit := mapping.measure_for_code(str(c.get("code", "")))) is not None), None
+    )
     if m is None:
         return None
     if m.components:
         by_code = {}
         for comp in obs.get("component") or []:
             cm = next(
-                (h for c in comp["code"].get("coding", []) if (h := mapping.measure_for_code(c.get("code", "")))),
+                (
+                    h
+                    for c in comp["code"].get("coding", [])
+                    if (h := mapping.measure_for_code(c.get("code", "")))
+                ),
                 None,
             )
             if cm is not None and "valueQuantity" in comp:
@@ -386,7 +392,9 @@ def export_csv(
         table.setdefault((date, patient if with_patient else ""), {})[header] = value
     w.writerow(["date", *(["patient"] if with_patient else []), *columns.values()])
     for (date, patient), cells in table.items():
-        w.writerow([date, *([patient] if with_patient else []), *(cells.get(h, "") for h in columns.values())])
+        w.writerow(
+            [date, *([patient] if with_patient else []), *(cells.get(h, "") for h in columns.values())]
+        )
     return out.getvalue()
 
 

@@ -32,7 +32,14 @@ class DeviceInfo:
     def key(self) -> str:
         """The identity string hashed into identifiers."""
         return "\x1f".join(
-            (self.source, self.kind, self.name, self.manufacturer or "", self.model or "", self.hardware or "")
+            (
+                self.source,
+                self.kind,
+                self.name,
+                self.manufacturer or "",
+                self.model or "",
+                self.hardware or "",
+            )
         )
 
     @property
@@ -41,7 +48,7 @@ class DeviceInfo:
 
     @property
     def full_url(self) -> str:
-        return full_url_for(DEVICE_SYSTEM, self.identifier_value)
+        return _full_url(self.key)
 
     @property
     def conditional_reference(self) -> str:
@@ -80,6 +87,11 @@ class DeviceInfo:
 @lru_cache(maxsize=4096)
 def _entry(info: DeviceInfo) -> Entry:
     return conditional_create(info.resource(), DEVICE_SYSTEM, info.identifier_value)
+
+
+@lru_cache(maxsize=4096)
+def _full_url(key: str) -> str:
+    return full_url_for(DEVICE_SYSTEM, _digest(key))
 
 
 def _digest(text: str) -> str:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone, tzinfo
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,9 @@ class FitbitAdapter:
                 continue
             reader = _Reader(d, prefix, ctx, tz)
             if not any(key in d for key in _KEYS):
-                ctx.problem(prefix, "no Fitbit Web API data (activities-heart, sleep, weight...) found", "fatal")
+                ctx.problem(
+                    prefix, "no Fitbit Web API data (activities-heart, sleep, weight...) found", "fatal"
+                )
                 continue
             known = True
             yield from reader.samples()
@@ -87,7 +89,7 @@ def _tz(ctx: ReadContext) -> tzinfo | None:
     text = ctx.options.get("timezone")
     if isinstance(text, str) and text:
         if text == "Z":
-            return timezone.utc
+            return UTC
         sign = -1 if text.startswith("-") else 1
         hh, _, mm = text.lstrip("+-").partition(":")
         return timezone(sign * timedelta(hours=int(hh), minutes=int(mm or 0)))
@@ -104,136 +106,154 @@ class _Reader:
         if self.tz is None:
             self.ctx.counts["needs_timezone"] += 1
             return None
-        dt = datetime.fromisoformat(text)
-        return dt.replace(tzinfo=self.tz, microsecond=0).isoformat() if dt.microsecond == 0 or True else ""
+        return datetime.fromisoformat(text).replace(tzinfo=self.tz).isoformat()
 
-    def sample(self, metric: str, start: str, value: Any, unit: str | None, where: str, end: str | None = None) -> Sample:
+    def sample(
+        self, metric: str, start: str, value: Any, unit: str | None, where: str, end: str | None = None
+    ) -> Sample:
         return Sample(metric, start, value, unit, end, (), self.device, None, where)
 
     def samples(self) -> Iterator[Sample]:
-        for key, method in (
-            ("activities-heart", self._heart_daily),
-            ("activities-heart-intraday", self._heart_intraday),
-            ("activities-steps", self._steps_daily),
-            ("activities-steps-intraday", self._steps_intraday),
-            ("weight", self._weight),
-            ("sleep", self._sleep),
-            ("spo2", self._spo2),
-            ("br", self._br),
-        ):
-            if key in self.doc:
+        """Every section's samples; a malformed entry is a problem at its path, the rest go on."""
+        for key in _KEYS:
+            if key not in self.doc:
+                continue
+            where = f"{self.prefix}['{key}']"
+            try:
+                items = list(self._items(key, self.doc[key], where))
+            except _MALFORMED as exc:
+                self.ctx.problem(where, f"malformed {key}: {exc!r}")
+                self.ctx.counts["rejected"] += 1
+                continue
+            for here, produce, item in items:
+                self.ctx.counts["records"] += 1
                 try:
-                    yield from method(self.doc[key], f"{self.prefix}['{key}']")
-                except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                    self.ctx.problem(f"{self.prefix}['{key}']", f"malformed {key}: {exc!r}")
+                    yield from produce(item, here)
+                except _MALFORMED as exc:
+                    self.ctx.problem(here, f"malformed {key} entry: {exc!r}")
                     self.ctx.counts["rejected"] += 1
 
-    def _count(self) -> None:
-        self.ctx.counts["records"] += 1
+    def _items(self, key: str, section: Any, where: str) -> Iterator[tuple[str, _Producer, Any]]:
+        if key in ("activities-heart-intraday", "activities-steps-intraday"):
+            day = self._day()
+            if day is None:
+                raise ValueError(f"{key} without the daily series naming its day")
+            unit = "seconds" if str(section.get("datasetType", "minute")).startswith("second") else "minutes"
+            interval = timedelta(**{unit: int(section.get("datasetInterval") or 1)})
+            point_fn: _Producer = (
+                self._heart_point if key == "activities-heart-intraday" else self._steps_point
+            )
+            for i, point in enumerate(section.get("dataset") or []):
+                yield f"{where}.dataset[{i}]", point_fn, (day, interval, point)
+            return
+        if key == "spo2":
+            entries = section if isinstance(section, list) else [section]
+            for i, entry in enumerate(entries):
+                here = f"{where}[{i}]" if isinstance(section, list) else where
+                if "minutes" in entry:
+                    for j, point in enumerate(entry["minutes"]):
+                        yield f"{here}.minutes[{j}]", self._spo2_minute, point
+                else:
+                    yield here, self._spo2_day, entry
+            return
+        by_key: dict[str, _Producer] = {
+            "activities-heart": self._heart_day,
+            "activities-steps": self._steps_day,
+            "weight": self._weight,
+            "sleep": self._sleep,
+            "br": self._br,
+        }
+        produce = by_key[key]
+        for i, item in enumerate(section):
+            yield f"{where}[{i}]", produce, item
 
     def _day(self) -> str | None:
         days = self.doc.get("activities-heart") or self.doc.get("activities-steps") or []
         return str(days[0]["dateTime"]) if days else None
 
-    def _heart_daily(self, days: list[Any], where: str) -> Iterator[Sample]:
-        for i, day in enumerate(days):
-            resting = (day.get("value") or {}).get("restingHeartRate") if isinstance(day.get("value"), dict) else None
-            self._count()
-            if resting is not None:
-                yield self.sample("resting_heart_rate", str(day["dateTime"]), resting, "/min", f"{where}[{i}]")
+    def _heart_day(self, day: Mapping[str, Any], here: str) -> Iterator[Sample]:
+        value = day.get("value")
+        resting = value.get("restingHeartRate") if isinstance(value, dict) else None
+        if resting is not None:
+            yield self.sample("resting_heart_rate", str(day["dateTime"]), resting, "/min", here)
 
-    def _heart_intraday(self, block: Mapping[str, Any], where: str) -> Iterator[Sample]:
-        day = self._day()
-        if day is None:
-            raise ValueError("intraday data without the 'activities-heart' day it belongs to")
-        for i, point in enumerate(block.get("dataset") or []):
-            self._count()
-            start = self.local(f"{day}T{point['time']}")
-            if start is not None:
-                yield self.sample("heart_rate", start, point["value"], "/min", f"{where}.dataset[{i}]")
+    def _heart_point(self, item: tuple[str, timedelta, Mapping[str, Any]], here: str) -> Iterator[Sample]:
+        day, _, point = item
+        start = self.local(f"{day}T{point['time']}")
+        if start is not None:
+            yield self.sample("heart_rate", start, point["value"], "/min", here)
 
-    def _steps_daily(self, days: list[Any], where: str) -> Iterator[Sample]:
-        for i, day in enumerate(days):
-            self._count()
-            yield self.sample("steps", str(day["dateTime"]), day["value"], "{steps}", f"{where}[{i}]")
+    def _steps_day(self, day: Mapping[str, Any], here: str) -> Iterator[Sample]:
+        yield self.sample("steps", str(day["dateTime"]), day["value"], "{steps}", here)
 
-    def _steps_intraday(self, block: Mapping[str, Any], where: str) -> Iterator[Sample]:
-        day = self._day()
-        if day is None:
-            raise ValueError("intraday data without the 'activities-steps' day it belongs to")
-        interval = timedelta(minutes=int(block.get("datasetInterval") or 1))
-        if str(block.get("datasetType", "minute")).startswith("second"):
-            interval = timedelta(seconds=int(block.get("datasetInterval") or 1))
-        for i, point in enumerate(block.get("dataset") or []):
-            self._count()
-            if point["value"] in (0, "0"):
-                self.ctx.skip("steps-intraday-zero")
-                continue
-            start = self.local(f"{day}T{point['time']}")
-            if start is not None:
-                end = (datetime.fromisoformat(start) + interval).isoformat()
-                yield self.sample("steps_interval", start, point["value"], "{steps}", f"{where}.dataset[{i}]", end)
+    def _steps_point(self, item: tuple[str, timedelta, Mapping[str, Any]], here: str) -> Iterator[Sample]:
+        day, interval, point = item
+        if point["value"] in (0, "0"):
+            self.ctx.skip("steps-intraday-zero")
+            return
+        start = self.local(f"{day}T{point['time']}")
+        if start is not None:
+            end = (datetime.fromisoformat(start) + interval).isoformat()
+            yield self.sample("steps_interval", start, point["value"], "{steps}", here, end)
 
-    def _weight(self, logs: list[Any], where: str) -> Iterator[Sample]:
+    def _weight(self, log: Mapping[str, Any], here: str) -> Iterator[Sample]:
         unit = str(self.ctx.options.get("weight_unit") or "kg")
-        for i, log in enumerate(logs):
-            self._count()
-            when = self.local(f"{log['date']}T{log.get('time', '00:00:00')}") if "time" in log else str(log["date"])
-            if when is None:
+        if log.get("weight") is None and log.get("bmi") is None:
+            raise ValueError("weight log without weight or bmi")
+        when = self.local(f"{log['date']}T{log['time']}") if "time" in log else str(log["date"])
+        if when is None:
+            return
+        if log.get("weight") is not None:
+            yield self.sample("body_weight", when, log["weight"], unit, f"{here}.weight")
+        if log.get("bmi") is not None:
+            yield self.sample("bmi", when, log["bmi"], "kg/m2", f"{here}.bmi")
+
+    def _sleep(self, log: Mapping[str, Any], here: str) -> Iterator[Sample]:
+        start, end = self.local(str(log["startTime"])), self.local(str(log["endTime"]))
+        if start is None or end is None:
+            return
+        yield self.sample("sleep_duration", start, log["minutesAsleep"], "min", here, end)
+        for j, seg in enumerate((log.get("levels") or {}).get("data") or []):
+            metric = SLEEP_LEVELS.get(str(seg.get("level")))
+            if metric is None or metric == "sleep_duration":
+                self.ctx.skip(f"sleep-level:{seg.get('level')}")
                 continue
-            if log.get("weight") is not None:
-                yield self.sample("body_weight", when, log["weight"], unit, f"{where}[{i}].weight")
-            if log.get("bmi") is not None:
-                yield self.sample("bmi", when, log["bmi"], "kg/m2", f"{where}[{i}].bmi")
-
-    def _sleep(self, logs: list[Any], where: str) -> Iterator[Sample]:
-        for i, log in enumerate(logs):
-            self._count()
-            start, end = self.local(str(log["startTime"])), self.local(str(log["endTime"]))
-            if start is None or end is None:
+            seg_start = self.local(str(seg["dateTime"]))
+            if seg_start is None:
                 continue
-            yield self.sample("sleep_duration", start, log["minutesAsleep"], "min", f"{where}[{i}]", end)
-            for j, seg in enumerate((log.get("levels") or {}).get("data") or []):
-                metric = SLEEP_LEVELS.get(str(seg.get("level")))
-                if metric is None or metric == "sleep_duration":
-                    self.ctx.skip(f"sleep-level:{seg.get('level')}")
-                    continue
-                seg_start = self.local(str(seg["dateTime"]))
-                if seg_start is None:
-                    continue
-                seconds = int(seg["seconds"])
-                seg_end = (datetime.fromisoformat(seg_start) + timedelta(seconds=seconds)).isoformat()
-                minutes = seconds / 60
-                yield self.sample(
-                    metric, seg_start, round(minutes, 3), "min", f"{where}[{i}].levels.data[{j}]", seg_end
-                )
+            seconds = int(seg["seconds"])
+            seg_end = (datetime.fromisoformat(seg_start) + timedelta(seconds=seconds)).isoformat()
+            yield self.sample(
+                metric, seg_start, round(seconds / 60, 3), "min", f"{here}.levels.data[{j}]", seg_end
+            )
 
-    def _spo2(self, body: Any, where: str) -> Iterator[Sample]:
-        entries = body if isinstance(body, list) else [body]
-        for i, entry in enumerate(entries):
-            here = f"{where}[{i}]" if isinstance(body, list) else where
-            if "minutes" in entry:
-                for j, point in enumerate(entry["minutes"]):
-                    self._count()
-                    start = self.local(str(point["minute"]))
-                    if start is not None:
-                        yield self.sample("oxygen_saturation", start, point["value"], "%", f"{here}.minutes[{j}]")
-            elif isinstance(entry.get("value"), dict) and "avg" in entry["value"]:
-                self._count()
-                yield self.sample("oxygen_saturation", str(entry["dateTime"]), entry["value"]["avg"], "%", here)
+    def _spo2_minute(self, point: Mapping[str, Any], here: str) -> Iterator[Sample]:
+        start = self.local(str(point["minute"]))
+        if start is not None:
+            yield self.sample("oxygen_saturation", start, point["value"], "%", here)
 
-    def _br(self, days: list[Any], where: str) -> Iterator[Sample]:
-        for i, day in enumerate(days):
-            self._count()
-            rate = day["value"]["breathingRate"]
-            yield self.sample("respiratory_rate", str(day["dateTime"]), rate, "/min", f"{where}[{i}]")
+    def _spo2_day(self, entry: Mapping[str, Any], here: str) -> Iterator[Sample]:
+        yield self.sample("oxygen_saturation", str(entry["dateTime"]), entry["value"]["avg"], "%", here)
+
+    def _br(self, day: Mapping[str, Any], here: str) -> Iterator[Sample]:
+        rate = day["value"]["breathingRate"]
+        yield self.sample("respiratory_rate", str(day["dateTime"]), rate, "/min", here)
+
+
+_MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
+_Producer = Callable[[Any, str], Iterator[Sample]]
 
 
 def _device(devices: Any) -> DeviceInfo:
     if isinstance(devices, list):
         for d in devices:
             if isinstance(d, dict) and d.get("deviceVersion"):
-                return DeviceInfo(SOURCE, f"Fitbit {d['deviceVersion']}", manufacturer="Fitbit", model=str(d["deviceVersion"]))
+                return DeviceInfo(
+                    SOURCE,
+                    f"Fitbit {d['deviceVersion']}",
+                    manufacturer="Fitbit",
+                    model=str(d["deviceVersion"]),
+                )
     return DeviceInfo(SOURCE, "Fitbit", manufacturer="Fitbit")
 
 

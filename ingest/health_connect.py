@@ -142,8 +142,10 @@ def _zoned(instant: str, offset: Any) -> str:
 
 def _times(rec: Mapping[str, Any]) -> tuple[str, str | None]:
     data = rec["data"]
-    start = _zoned(str(rec.get("start") or data.get("time") or data.get("startTime") or ""),
-                   data.get("zoneOffset") or data.get("startZoneOffset"))
+    start = _zoned(
+        str(rec.get("start") or data.get("time") or data.get("startTime") or ""),
+        data.get("zoneOffset") or data.get("startZoneOffset"),
+    )
     end_raw = rec.get("end") or data.get("endTime")
     end = _zoned(str(end_raw), data.get("endZoneOffset") or data.get("zoneOffset")) if end_raw else None
     return start, end
@@ -186,8 +188,15 @@ def _heart_rate(rec: Mapping[str, Any], where: str, ctx: ReadContext) -> Iterato
     offset = rec["data"].get("startZoneOffset")
     for j, s in enumerate(rec["data"].get("samples") or []):
         yield Sample(
-            "heart_rate", _zoned(str(s.get("time", "")), offset), s.get("beatsPerMinute"), "/min",
-            None, (), device, None, f"{where}.data.samples[{j}]",
+            "heart_rate",
+            _zoned(str(s.get("time", "")), offset),
+            s.get("beatsPerMinute"),
+            "/min",
+            None,
+            (),
+            device,
+            None,
+            f"{where}.data.samples[{j}]",
         )
 
 
@@ -252,7 +261,9 @@ def _sleep(rec: Mapping[str, Any], where: str, ctx: ReadContext) -> Iterator[Sam
             continue
         start = _zoned(str(st["startTime"]), start_off)
         end = _zoned(str(st["endTime"]), end_off or start_off)
-        yield Sample(metric, start, _minutes(start, end), "min", end, (), device, None, f"{where}.data.stages[{j}]")
+        yield Sample(
+            metric, start, _minutes(start, end), "min", end, (), device, None, f"{where}.data.stages[{j}]"
+        )
 
 
 def _minutes(start: str, end: str) -> float:

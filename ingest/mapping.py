@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
+from typing import Any
 
 from ingest import units
 
@@ -73,14 +75,16 @@ class Measure:
         """``meta.profile`` values: the specific vital-signs profile (if any) and the base one."""
         if not self.is_vital_sign:
             return []
-        return [self.profile] if self.profile and self.profile != VITAL_SIGNS_PROFILE else [VITAL_SIGNS_PROFILE]
+        return (
+            [self.profile] if self.profile and self.profile != VITAL_SIGNS_PROFILE else [VITAL_SIGNS_PROFILE]
+        )
 
-    def codeable_concept(self) -> dict[str, object]:
+    def codeable_concept(self) -> dict[str, Any]:
         codings = [{"system": LOINC_SYSTEM, "code": self.code, "display": self.display}]
         codings += [{"system": LOINC_SYSTEM, "code": c, "display": d} for c, d in self.extra_codes]
         return {"coding": codings, "text": self.display}
 
-    def category_concept(self) -> dict[str, object]:
+    def category_concept(self) -> dict[str, Any]:
         return {
             "coding": [
                 {
@@ -109,6 +113,15 @@ MEASURES: dict[str, Measure] = {
     m.key: m
     for m in (
         _m("heart_rate", "8867-4", "Heart rate", ("/min",), _VS, _SD + "heartrate"),
+        _m(
+            "resting_heart_rate",
+            "40443-4",
+            "Heart rate --resting",
+            ("/min",),
+            _VS,
+            _SD + "heartrate",
+            extra_codes=(("8867-4", "Heart rate"),),
+        ),
         _m("respiratory_rate", "9279-1", "Respiratory rate", ("/min",), _VS, _SD + "resprate"),
         _m(
             "oxygen_saturation",
@@ -207,12 +220,14 @@ METRIC_ALIASES: dict[str, str] = {
 }
 
 _BY_CODE: dict[str, Measure] = {m.code: m for m in MEASURES.values()}
+_BY_CODE["8867-4"] = MEASURES["heart_rate"]
 
 
 def register(measure: Measure, *aliases: str) -> None:
     """Add (or replace) a measure and its metric aliases; e.g. more lab tests for the lab-report adapter."""
     MEASURES[measure.key] = measure
     _BY_CODE[measure.code] = measure
+    _resolve.cache_clear()
     for alias in aliases:
         METRIC_ALIASES[alias.casefold()] = measure.key
 
@@ -247,11 +262,18 @@ def resolve(metric: str, unit_text: str | None) -> tuple[Measure, str]:
 
     An empty/None unit means the measure's canonical unit. The unit may switch the measure
     (glucose mmol/L -> 15074-8). Raises :class:`UnknownMeasure` or :class:`units.UnitError`.
+    Results are cached (the registry is expected to be complete before ingest starts;
+    :func:`register` clears the cache).
     """
+    return _resolve(metric, unit_text)
+
+
+@lru_cache(maxsize=8192)
+def _resolve(metric: str, unit_text: str | None) -> tuple[Measure, str]:
     m = measure(metric)
     if unit_text is None or (not unit_text.strip() and "" not in m.unit_aliases):
         return m, m.unit
-    code = units.canonical_unit(unit_text, dict(m.unit_aliases) if m.unit_aliases else None)
+    code = units.canonical_unit(unit_text, m.unit_aliases or None)
     variant = m.unit_variants.get(code)
     if variant is not None:
         m = MEASURES[variant]

@@ -126,12 +126,7 @@ def _instant(s: str) -> datetime | None:
 
 def resolve(sample: Sample, default_tz: tzinfo | None = None) -> Resolved:
     """Code a sample and normalise its unit, value and times; raise :class:`SampleError`."""
-    try:
-        m, unit = mapping.resolve(sample.metric, sample.unit)
-    except mapping.UnknownMeasure as exc:
-        raise SampleError(str(exc)) from exc
-    except units.UnitError as exc:
-        raise SampleError(f"{exc} for {sample.metric!r}") from exc
+    m, unit = _measure(sample.metric, sample.unit)
     start = fhir_datetime(sample.start, default_tz)
     end = fhir_datetime(sample.end, default_tz) if sample.end else None
     if end == start:
@@ -145,9 +140,10 @@ def resolve(sample: Sample, default_tz: tzinfo | None = None) -> Resolved:
             raise SampleError(f"{m.key} needs its components ({', '.join(m.components)}), not a single value")
         parts: list[tuple[Measure, int | float, str]] = []
         for comp in sample.components:
-            cm, cvalue, cunit = _quantity(comp.metric, comp.value, comp.unit or (sample.unit or None))
+            cm, cunit = _measure(comp.metric, comp.unit or sample.unit)
             if cm.key not in m.components:
                 raise SampleError(f"{cm.key!r} is not a component of {m.key!r}")
+            cvalue, cunit = _value(cm, cunit, comp.value)
             parts.append((cm, cvalue, cunit))
         if not parts:
             raise SampleError(f"{m.key} has no components")
@@ -155,17 +151,20 @@ def resolve(sample: Sample, default_tz: tzinfo | None = None) -> Resolved:
         return Resolved(m, start, end, None, unit, tuple(parts))
     if sample.value is None or (isinstance(sample.value, str) and not sample.value.strip()):
         raise SampleError(f"missing value for {m.key!r}")
-    m2, value, unit2 = _quantity(m.key, sample.value, unit)
-    return Resolved(m2, start, end, value, unit2)
+    value, unit = _value(m, unit, sample.value)
+    return Resolved(m, start, end, value, unit)
 
 
-def _quantity(metric: str, raw: Number, unit_text: str | None) -> tuple[Measure, int | float, str]:
+def _measure(metric: str, unit_text: str | None) -> tuple[Measure, str]:
     try:
-        m, unit = mapping.resolve(metric, unit_text)
+        return mapping.resolve(metric, unit_text)
     except mapping.UnknownMeasure as exc:
         raise SampleError(str(exc)) from exc
     except units.UnitError as exc:
         raise SampleError(f"{exc} for {metric!r}") from exc
+
+
+def _value(m: Measure, unit: str, raw: Number) -> tuple[int | float, str]:
     try:
         value = units.parse_number(raw)
     except ValueError as exc:
@@ -178,7 +177,7 @@ def _quantity(metric: str, raw: Number, unit_text: str | None) -> tuple[Measure,
         unit = m.unit
     if value < 0:
         raise SampleError(f"negative value {raw!r} for {m.key!r}")
-    return m, units.json_number(value), unit
+    return units.json_number(value), unit
 
 
 def identifier_value(resolved: Resolved, *, source: str, device_key: str, patient: str) -> str:
@@ -226,7 +225,8 @@ def build(
         obs["device"] = {"reference": device_ref}
     if resolved.components:
         obs["component"] = [
-            {"code": cm.codeable_concept(), "valueQuantity": _quantity_dict(v, u)} for cm, v, u in resolved.components
+            {"code": cm.codeable_concept(), "valueQuantity": _quantity_dict(v, u)}
+            for cm, v, u in resolved.components
         ]
     elif resolved.value is not None:
         obs["valueQuantity"] = _quantity_dict(resolved.value, resolved.unit)
@@ -249,7 +249,9 @@ def entry(
     resolved = resolve(sample, default_tz)
     patient = sample.patient or patient_ref
     device = sample.device
-    ident = identifier_value(resolved, source=source, device_key=device.key if device else "", patient=patient)
+    ident = identifier_value(
+        resolved, source=source, device_key=device.key if device else "", patient=patient
+    )
     if device_ref is None and device is not None:
         device_ref = device.full_url
     resource = build(resolved, patient_ref=patient, identifier=ident, device_ref=device_ref)

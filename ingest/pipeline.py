@@ -140,6 +140,8 @@ def detect_format(path: Path) -> str:
     if head.lstrip().startswith(("{", "[")):
         if "schema_id" in head or '"header"' in head:
             return "open-mhealth"
+        if '"data"' in head and ('"app"' in head or '"start"' in head):
+            return "health-connect"
         if any(k in head for k in ('"activities-', '"sleep"', '"weight"', '"spo2"', '"dateTime"')):
             return "fitbit"
         return "health-connect"
@@ -227,7 +229,7 @@ def _file_label(path: Path) -> str:
 
 def iter_file(
     path: str | Path,
-    fmt: str,
+    format: str,
     patient_ref: str,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -236,9 +238,9 @@ def iter_file(
     recorded: str | None = None,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
 ) -> IngestRun:
-    """A streaming :class:`IngestRun` of one file through the adapter for ``fmt`` (``auto`` guesses)."""
+    """A streaming :class:`IngestRun` of one file through the adapter for ``format`` (``auto`` guesses)."""
     p = Path(path)
-    name = detect_format(p) if fmt == "auto" else fmt
+    name = detect_format(p) if format == "auto" else format
     adapter = get_adapter(name)
     ctx = ReadContext(
         file=_file_label(p), options=dict(options or {}), default_tz=default_tz, max_problems=max_problems
@@ -251,13 +253,18 @@ def iter_file(
         return adapter.read(p, c)
 
     return IngestRun(
-        samples, source=adapter.name, patient_ref=patient_ref, ctx=ctx, batch_size=batch_size, recorded=recorded
+        samples,
+        source=adapter.name,
+        patient_ref=patient_ref,
+        ctx=ctx,
+        batch_size=batch_size,
+        recorded=recorded,
     )
 
 
 def ingest_file(
     path: str | Path,
-    fmt: str,
+    format: str,
     patient_ref: str,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -269,7 +276,7 @@ def ingest_file(
     """Ingest one file into transaction Bundles (all in memory; use :func:`iter_file` to stream)."""
     return iter_file(
         path,
-        fmt,
+        format,
         patient_ref,
         batch_size=batch_size,
         default_tz=default_tz,

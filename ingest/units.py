@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -103,7 +104,7 @@ _FACTORS: dict[tuple[str, str], Decimal] = {
 }
 
 
-def canonical_unit(text: str, aliases: dict[str, str] | None = None) -> str:
+def canonical_unit(text: str, aliases: Mapping[str, str] | None = None) -> str:
     """The UCUM code for a unit as a vendor or a person wrote it; raise :class:`UnitError` if unknown.
 
     ``aliases`` are tried first (measure-specific spellings such as Apple's ``count`` for BMI).
@@ -176,9 +177,8 @@ def parse_number(text: str | float | Decimal) -> Decimal:
 
 
 def json_number(d: Decimal) -> int | float:
-    """The JSON number for a decimal: an int when it was written without a fraction, else a float."""
-    exp = d.as_tuple().exponent
-    if isinstance(exp, int) and exp >= 0:
+    """The JSON number for a decimal: an int when written as a plain integer, else a float (``72.0``, ``1e2``)."""
+    if d.as_tuple().exponent == 0:
         return int(d)
     return float(d)
 
@@ -191,7 +191,11 @@ def format_number(n: int | float | Decimal) -> str:
         return str(n)
     if isinstance(n, Decimal):
         return format_number(json_number(n))
-    return repr(n)
+    text = repr(n)
+    if "e" in text or "E" in text:  # positional, with a fraction, so it reads back as a float
+        text = format(Decimal(text), "f")
+        text = text if "." in text else text + ".0"
+    return text
 
 
 def convert(value: Decimal, from_code: str, to_code: str) -> Decimal:

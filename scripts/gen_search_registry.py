@@ -105,6 +105,12 @@ def model_types() -> set[str]:
     return found
 
 
+# Known errors of the R4 definitions, corrected here (each checked by tests/search/test_parameters.py).
+# DocumentReference-relationship: the two component expressions are swapped (`relatesto`, a
+# reference, is given `code`; `relation`, a token, is given `target`); R4B and R5 fix this.
+SWAPPED_COMPONENT_EXPRESSIONS = ("http://hl7.org/fhir/SearchParameter/DocumentReference-relationship",)
+
+
 def parameter_entry(sp: dict[str, Any], expression: str, by_url: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The compact registry entry of one SearchParameter for one base type."""
     entry: dict[str, Any] = {"code": sp["code"], "type": sp["type"], "expression": expression}
@@ -118,6 +124,9 @@ def parameter_entry(sp: dict[str, Any], expression: str, by_url: dict[str, dict[
             components.append(
                 {"code": definition["code"], "type": definition["type"], "expression": comp["expression"]}
             )
+        if sp["url"] in SWAPPED_COMPONENT_EXPRESSIONS:
+            first, second = components
+            first["expression"], second["expression"] = second["expression"], first["expression"]
         entry["components"] = components
     for key in ("comparator", "modifier"):
         if sp.get(key):
@@ -225,7 +234,9 @@ def main() -> None:
         "{\n"
         + f'"parents": {orjson.dumps(model["parents"]).decode()},\n'
         + '"types": {\n'
-        + ",\n".join(f"{orjson.dumps(k).decode()}: {orjson.dumps(v).decode()}" for k, v in model["types"].items())
+        + ",\n".join(
+            f"{orjson.dumps(k).decode()}: {orjson.dumps(v).decode()}" for k, v in model["types"].items()
+        )
         + "\n}\n}\n",
         encoding="utf-8",
     )

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
-from fhir_server.store import tables
+from fhir_server.store import schema
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
 from fhir_server.store.sql import Store
@@ -67,7 +67,7 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def _empty(engine: Engine) -> None:
-    names = [t.name for t in tables.metadata.sorted_tables]
+    names = [t.name for t in schema.metadata.sorted_tables]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))

@@ -9,6 +9,7 @@ JWKS URL, a `jku` header only when it is that registered URL. Every failure is `
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -112,26 +113,33 @@ def max_age(cache_control: str | None) -> float:
 
 @dataclass
 class JwksCache:
-    """Client JWK Sets fetched from their URLs, kept no longer than their Cache-Control allows."""
+    """Client JWK Sets fetched from their URLs, kept no longer than their Cache-Control allows.
+
+    `get(url, fresh=True)` refetches a cached set (the client may have rotated its keys), but at
+    most once per `refresh_interval` seconds, so unknown `kid`s cannot make us hammer the URL.
+    """
 
     fetch: JwksFetcher
     clock: Callable[[], float] = time.time
-    _entries: dict[str, tuple[float, Mapping[str, Any]]] = field(default_factory=dict)
+    refresh_interval: float = 10.0
+    _entries: dict[str, tuple[float, float, Mapping[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, url: str, *, fresh: bool = False) -> Mapping[str, Any]:
         now = self.clock()
         with self._lock:
             entry = self._entries.get(url)
-        if entry is not None and not fresh and entry[0] > now:
-            return entry[1]
+        if entry is not None:
+            fetched_at, expires_at, jwks = entry
+            if now < expires_at and (not fresh or now < fetched_at + self.refresh_interval):
+                return jwks
         try:
             fetched = self.fetch(url)
         except Exception as error:  # any network or parse failure of the client's JWKS
             raise InvalidClient("the client's JWKS URL could not be fetched") from error
         with self._lock:
             if fetched.max_age > 0:
-                self._entries[url] = (now + fetched.max_age, fetched.jwks)
+                self._entries[url] = (now, now + fetched.max_age, fetched.jwks)
             else:
                 self._entries.pop(url, None)
         return fetched.jwks
@@ -166,7 +174,7 @@ class ClientAssertionVerifier:
             raise ValueError(f"only asymmetric algorithms may be enabled, not {sorted(unsupported)}")
 
     def verify(
-        self, assertion: str, *, assertion_type: str = ASSERTION_TYPE, client_id: str | None = None
+        self, assertion: str, *, assertion_type: str | None = ASSERTION_TYPE, client_id: str | None = None
     ) -> VerifiedAssertion:
         """Authenticate a client by its assertion. `client_id`: the form parameter, when sent."""
         if assertion_type != ASSERTION_TYPE:
@@ -176,8 +184,6 @@ class ClientAssertionVerifier:
         client = self._client(unverified, client_id)
         key = self._key(client, header, alg, kid)
         claims = _verified_claims(assertion, key, alg)
-        if claims.get("iss") != unverified.get("iss") or claims.get("sub") != unverified.get("sub"):
-            raise InvalidClient("assertion claims changed")  # cannot happen with a valid signature
         exp = self._check_claims(claims)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
@@ -292,13 +298,20 @@ def _candidate(jwks: Mapping[str, Any], alg: str, kid: str) -> RSAKey | ECKey | 
     public = {
         name: value for name, value in matches[0].items() if name not in ("d", "p", "q", "dp", "dq", "qi")
     }
+    if kty == "RSA" and _modulus_bits(public.get("n")) < _MIN_RSA_BITS:
+        raise InvalidClient("the client's RSA key is shorter than 2048 bits")
     try:
-        key: RSAKey | ECKey = RSAKey.import_key(public) if kty == "RSA" else ECKey.import_key(public)
+        return RSAKey.import_key(public) if kty == "RSA" else ECKey.import_key(public)
     except (JoseError, ValueError, TypeError) as error:
         raise InvalidClient("the client's key is not a valid public JWK") from error
-    if isinstance(key, RSAKey) and key.raw_value.key_size < _MIN_RSA_BITS:
-        raise InvalidClient("the client's RSA key is shorter than 2048 bits")
-    return key
+
+
+def _modulus_bits(n: object) -> int:
+    """Bit length of a JWK's base64url modulus (0 when it is not one)."""
+    if not isinstance(n, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", n):
+        return 0
+    raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    return int.from_bytes(raw, "big").bit_length()
 
 
 def _verified_claims(assertion: str, key: RSAKey | ECKey, alg: str) -> Mapping[str, Any]:

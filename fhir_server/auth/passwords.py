@@ -7,7 +7,7 @@ Hashes are self-describing PHC strings, so stronger parameters later only need `
 from __future__ import annotations
 
 from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.exceptions import InvalidHashError, VerificationError
 
 _HASHER = PasswordHasher(type=Type.ID)
 
@@ -23,7 +23,7 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return False
     try:
         return _HASHER.verify(stored_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    except (VerificationError, InvalidHashError, ValueError):  # mismatch, malformed, or not ASCII
         return False
 
 

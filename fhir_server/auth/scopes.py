@@ -179,20 +179,15 @@ def parse(scope_str: str | None, *, resource_types: Container[str] | None = None
     ignored: list[str] = []
     for token in (scope_str or "").split():
         item = _parse_token(token)
-        if isinstance(item, ResourceScope):
-            if (
-                resource_types is not None
-                and item.resource_type != "*"
-                and item.resource_type not in resource_types
-            ):
-                item = None
-            else:
-                resources.add(item)
+        if isinstance(item, ResourceScope) and (
+            resource_types is None or item.resource_type == "*" or item.resource_type in resource_types
+        ):
+            resources.add(item)
         elif isinstance(item, LaunchScope):
             launches.add(item)
         elif isinstance(item, str):
             named.add(item)
-        if item is None:
+        else:
             ignored.append(token)
     return ScopeSet(frozenset(resources), frozenset(launches), frozenset(named), tuple(ignored))
 

@@ -20,6 +20,6 @@ def _patient() -> dict[str, tuple[str, ...]]:
 
 
 def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
-    """The search parameters that put a resource of this type in a Patient's compartment
-    (empty: the type is not in the compartment). Patient itself links through `_id`... by identity."""
+    """The search parameters that put a resource of this type in a Patient's compartment (empty:
+    the type is not in it). A Patient is also in its own compartment, by identity (not listed)."""
     return _patient().get(resource_type, ())

@@ -301,7 +301,7 @@ def render(node: Node) -> str:
             return name if name.startswith("$") else "%" + name
         case Member(base=None, name=name):
             return f"`{name}`"
-        case Member(base=base, name=name):
+        case Member(base=base, name=name) if base is not None:
             return f"{_render_postfix_base(base)}.`{name}`"
         case Call(base=base, name=name, args=args):
             call = f"`{name}`({', '.join(render(a) for a in args)})"
@@ -446,7 +446,17 @@ def _compose(first: Fn, then: Fn) -> Fn:
         mid = first(items, root)
         return then(mid, root) if mid else mid
 
+    composed.first_key = first_key(first)  # type: ignore[attr-defined]
     return composed
+
+
+def first_key(fn: Fn) -> str | None:
+    """The element name a compiled branch reads first from its input, when it starts with a path
+    step: a branch with first key `k` selects nothing from an element that has no `k`."""
+    keys = getattr(fn, "member_keys", None)
+    if keys:
+        return str(keys[0])
+    return getattr(fn, "first_key", None)
 
 
 def _member_fn(keys: tuple[str, ...]) -> Fn:
@@ -510,14 +520,14 @@ class Compiler:
                 return [(_constant("http://unitsofmeasure.org"), "string")]
             case Member(base=None, name=name):
                 return self.member(name, focus, at_root=True)
-            case Member(base=base, name=name):
+            case Member(base=base, name=name) if base is not None:
                 return [
                     (_compose(fn, nfn), nt)
                     for fn, t in self.compile(base, focus)
                     for nfn, nt in self.member(name, t)
                 ]
             case Call(base=base, name=name, args=args):
-                bases = [(_identity, focus)] if base is None else self.compile(base, focus)
+                bases: list[Branch] = [(_identity, focus)] if base is None else self.compile(base, focus)
                 return self.call(name, args, bases)
             case Index(base=base, index=Literal(value=int() as n)):
                 bases = self.compile(base, focus)
@@ -597,13 +607,14 @@ class Compiler:
                     if bases
                     else []
                 )
-            test: Callable[[list[Any]], list[Any]] = {
+            tests: dict[str, Callable[[list[Any]], list[Any]]] = {
                 "exists": lambda c: [bool(c)],
                 "hasValue": lambda c: [len(c) == 1 and c[0].__class__ is not dict],
                 "empty": lambda c: [not c],
                 "count": lambda c: [len(c)],
                 "not": lambda c: [] if (v := _truth(c)) is None else [not v],
-            }[name]
+            }
+            test = tests[name]
 
             def whole(items: list[Any], root: dict[str, Any]) -> list[Any]:
                 return test(_run(branches, items, root))

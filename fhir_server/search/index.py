@@ -2,16 +2,151 @@
 
 Contract used by the store: `index_rows(resource)` takes the resource as a dict (as stored) and
 returns {table kind: [row dict, ...]} where the kinds are the keys of store.tables.INDEX_TABLES and
-each row dict holds that table's columns except `resource_pk`.
+each row dict holds that table's columns except `resource_pk`; kinds without rows are left out and
+identical rows are written once. The rules per parameter type are in docs/index-rows.md and in
+search/types/*.py; `_id` and `_lastUpdated` are served from the resource table and not indexed.
+
+For speed, each resource type's parameters are compiled once into a plan (see `plan`): per
+parameter, the compiled extractor's branches and the values() of the parameter's type.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.search import extract, parameters
+from fhir_server.search.parameters import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, SearchParam, param_id
+from fhir_server.search.types import RowSink, composite, date, number, quantity, reference, string, token, uri
+from fhir_server.store.tables import INDEX_TABLES
+
 IndexRows = dict[str, list[dict[str, Any]]]
+Step = Callable[[dict[str, Any], RowSink], None]
+
+# Column names of each index table in row-tuple order (everything but resource_pk).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    kind: tuple(c.name for c in table.columns if c.name != "resource_pk")
+    for kind, table in INDEX_TABLES.items()
+}
+VALUES: dict[str, composite.ValuesFn] = {
+    "string": string.values,
+    "token": token.values,
+    "reference": reference.values,
+    "date": date.values,
+    "quantity": quantity.values,
+    "number": number.values,
+    "uri": uri.values,
+}
+NOT_INDEXED = frozenset(("_id", "_lastUpdated"))  # served from the resource table
+
+
+def _aux_param_id(sp: SearchParam) -> int | None:
+    if sp.type == "token":
+        return param_id(sp.resource_type, sp.code + OF_TYPE_SUFFIX)
+    if sp.type == "reference":
+        return param_id(sp.resource_type, sp.code + IDENTIFIER_SUFFIX)
+    return None
+
+
+def _fallback_step(sp: SearchParam, extractor: extract.Extractor) -> Step:
+    values = VALUES[sp.type]
+    pid = sp.param_id
+    aux = _aux_param_id(sp)
+
+    def fallback(resource: dict[str, Any], sink: RowSink) -> None:
+        for found, fhir_type in extractor.typed_on(resource, resource):
+            values(found, fhir_type, pid, 0, sink, aux)
+
+    return fallback
+
+
+def _branch_step(sp: SearchParam, fn: extract.Fn, fhir_type: str) -> Step:
+    values = VALUES[sp.type]
+    pid = sp.param_id
+    aux = _aux_param_id(sp)
+
+    def step(resource: dict[str, Any], sink: RowSink) -> None:
+        found = fn([resource], resource)
+        if found:
+            values(found, fhir_type, pid, 0, sink, aux)
+
+    return step
+
+
+def _composite_step(sp: SearchParam, extractor: extract.Extractor) -> Step | None:
+    if not sp.components or any(c.type not in VALUES for c in sp.components):
+        return None
+    plans = tuple(
+        composite.ComponentPlan(c.expression, sp.resource_type, VALUES[c.type], c.type) for c in sp.components
+    )
+    pid = sp.param_id
+
+    def step(resource: dict[str, Any], sink: RowSink) -> None:
+        grp = 1
+        for found, fhir_type in extractor.typed_on(resource, resource):
+            grp = composite.values(found, fhir_type, pid, grp, sink, plans, resource)
+
+    return step
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The indexing steps of one resource type: those that run only when the resource has a given
+    top-level element (most parameters read elements a resource does not have), and the rest."""
+
+    by_key: dict[str, tuple[Step, ...]]
+    always: tuple[Step, ...]
+
+
+@functools.cache
+def plan(resource_type: str) -> Plan:
+    """The compiled indexing steps of one resource type (built once per type).
+
+    A simple parameter gives one step per branch of its compiled expression, keyed by the first
+    element the branch reads; composite and fallback parameters give one step that always runs.
+    """
+    by_key: dict[str, list[Step]] = {}
+    always: list[Step] = []
+    for sp in parameters.for_type(resource_type).values():
+        if sp.code in NOT_INDEXED or not sp.expression:
+            continue
+        extractor = extract.compile_expression(sp.expression, resource_type)
+        if sp.type == "composite":
+            step = _composite_step(sp, extractor)
+            if step is not None:
+                always.append(step)
+        elif sp.type not in VALUES:
+            continue
+        elif extractor.branches is None:
+            always.append(_fallback_step(sp, extractor))
+        else:
+            for fn, fhir_type in extractor.branches:
+                key = extract.first_key(fn)
+                target = always if key is None else by_key.setdefault(key, [])
+                target.append(_branch_step(sp, fn, fhir_type))
+    return Plan({k: tuple(v) for k, v in by_key.items()}, tuple(always))
 
 
 def index_rows(resource: dict[str, Any]) -> IndexRows:
-    """Placeholder until the search registry lands: no index rows."""
-    return {}
+    """Every index row of a resource, by table kind (see the module docstring)."""
+    resource_type = resource.get("resourceType")
+    if resource_type.__class__ is not str:
+        return {}
+    steps = plan(resource_type)
+    sink: RowSink = {kind: [] for kind in COLUMNS}
+    for step in steps.always:
+        step(resource, sink)
+    by_key = steps.by_key
+    for key in resource:
+        keyed = by_key.get(key)
+        if keyed is not None:
+            for step in keyed:
+                step(resource, sink)
+    out: IndexRows = {}
+    for kind, rows in sink.items():
+        if rows:
+            columns = COLUMNS[kind]
+            out[kind] = [dict(zip(columns, row)) for row in dict.fromkeys(rows)]  # noqa: B905
+    return out

@@ -94,23 +94,11 @@ def _pid(col: Any, ids: Sequence[Any]) -> ColumnElement[bool]:
 
 
 def _default_canonical() -> Canonicalize | None:
-    try:
-        from fhir_server.search import ucum  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(ucum, "canonical", None)
-    if fn is None:
-        return None
+    """UCUM canonical conversion as the indexer does it (fhir_server.search.ucum)."""
+    from fhir_server.search import ucum
 
     def convert(code: str, value: float) -> tuple[float, str] | None:
-        try:
-            out = fn(code, value)
-        except Exception:
-            return None
-        if out is None:
-            return None
-        a, b = out
-        return (float(a), str(b)) if isinstance(b, str) else (float(b), str(a))
+        return ucum.to_canonical(value, code)
 
     return convert
 

@@ -273,12 +273,16 @@ class _Parser:
 
     # ---- parameter resolution ----
 
+    def all_types(self) -> tuple[str, ...]:
+        listed = getattr(self.registry, "resource_types", None)
+        return tuple(listed()) if callable(listed) else tuple(sorted(resource_types()))
+
     def resolve(self, types: tuple[str, ...], code: str, name: str) -> Param:
         if code == "_id":
             return Param("_id", "id", types, ())
         if code == "_lastUpdated":
             return Param("_lastUpdated", "lastUpdated", types, ())
-        scope = types or tuple(sorted(resource_types()))
+        scope = types or self.all_types()
         found = [(t, self.registry.get(t, code)) for t in scope]
         missing = [t for t, sp in found if sp is None]
         if missing:
@@ -303,7 +307,7 @@ class _Parser:
         return self.registry.get(resource_type, code) is not None
 
     def aux_ids(self, param: Param, suffix: str) -> tuple[int, ...]:
-        scope = param.resource_types or tuple(sorted(resource_types()))
+        scope = param.resource_types or self.all_types()
         return tuple(self.registry.param_id(t, param.code + suffix) for t in scope)
 
     # ---- criteria ----
@@ -332,7 +336,7 @@ class _Parser:
                 fail(name, f"'{code}' is not a reference parameter, so it cannot be chained")
             if not tail:
                 fail(name, "nothing after the '.' of the chain")
-            candidates = param.targets or tuple(sorted(resource_types()))
+            candidates = param.targets or self.all_types()
             if modifier:
                 if not is_resource_type(modifier) or (param.targets and modifier not in param.targets):
                     raise _unknown(name, f"'{code}' cannot refer to '{modifier}'")

@@ -9,8 +9,8 @@ failed check is a reason; a row with reasons becomes a ``preliminary`` Observati
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
-from decimal import Decimal
 
 from ingest import labs
 from ingest.labs import LabTest
@@ -33,7 +33,8 @@ def _fold_name(text: str) -> str:
 
 
 def _fold_unit(text: str) -> str:
-    return _fold("".join(text.split()))
+    # "x10^3/uL" comes back as "x10%3/uL", "x10* 3/uL" or "x10°3/uL": one fold for the power sign.
+    return _fold(re.sub(r"10[\^%*°\"'\u201d]+", "10^", "".join(text.split())))
 
 
 def _unique(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -157,8 +158,10 @@ def check(line: Line, row: LabRow, min_confidence: float = MIN_CONFIDENCE) -> Ch
     interpretation = row.flag or expected
     if expected is not None and row.comparator is None and not _flag_agrees(row.flag, expected):
         printed = row.flag or "no flag"
-        reasons.append(f"value {row.value_text} against range {row.range.text if row.range else ''} "
-                       f"means {expected}, but the report says {printed}")
+        reasons.append(
+            f"value {row.value_text} against range {row.range.text if row.range else ''} "
+            f"means {expected}, but the report says {printed}"
+        )
         interpretation = row.flag
     if line.source == "ocr":
         if row.range is None:
@@ -167,20 +170,19 @@ def check(line: Line, row: LabRow, min_confidence: float = MIN_CONFIDENCE) -> Ch
             reasons.append(f"value repaired from OCR text to {row.value_text}")
         range_decimals = _range_decimals(row)
         value_decimals = _decimals(row.value_text)
-        if range_decimals and not value_decimals or value_decimals > range_decimals + 1:
-            reasons.append(f"value {row.value_text} and range {row.range.text if row.range else ''} "
-                           "differ in precision (decimal point misread?)")
+        if (range_decimals and not value_decimals) or value_decimals > range_decimals + 1:
+            reasons.append(
+                f"value {row.value_text} and range {row.range.text if row.range else ''} "
+                "differ in precision (decimal point misread?)"
+            )
         confidence = line.confidence(row.value_at + row.range_at + row.flag_at)
         if confidence < min_confidence:
             reasons.append(f"low OCR confidence {confidence:.0f} for value, range or flag")
     return CheckedRow(line, row, test, unit, interpretation, tuple(reasons))
 
 
-def score(checked: CheckedRow) -> tuple[int, float]:
-    """Ordering of alternative readings of one line: fewer reasons first, then higher confidence."""
+def score(checked: CheckedRow) -> tuple[bool, int, float]:
+    """Ordering of alternative readings of one line: a known test, then fewer reasons, then confidence."""
     row = checked.row
-    return (-len(checked.reasons), checked.line.confidence(row.value_at + row.range_at + row.flag_at))
-
-
-def _unused(_: Decimal) -> None:  # pragma: no cover - keeps Decimal imported for type readers
-    return None
+    confidence = checked.line.confidence(row.value_at + row.range_at + row.flag_at)
+    return (checked.test is not None, -len(checked.reasons), confidence)

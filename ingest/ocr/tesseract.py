@@ -1,20 +1,26 @@
 """Page image -> text lines with per-word confidence via pytesseract image_to_data (https://github.com/tesseract-ocr/tesseract/blob/main/doc/tesseract.1.asc).
 
 Page segmentation mode 6 (one uniform block) keeps each table row on one line, which is what a
-lab result table needs. :func:`reread_line` recognises one line again from a differently cleaned
-crop (mode 7, a single line), for rows whose first reading did not pass the checks.
+lab result table needs. :func:`reread_line` recognises one line again from an enlarged crop (mode 7,
+a single line), for rows whose first reading did not pass the checks.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytesseract
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from ingest.ocr.lines import Line, Word
 
 PAGE_CONFIG = "--psm 6"
 LINE_CONFIG = "--psm 7"
+
+# Tesseract's OpenMP threads fight each other on a small shared machine (a page took 9x longer
+# with 2 threads than with 1 here); one thread per process unless the caller decided otherwise.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
 class OcrUnavailable(RuntimeError):
@@ -52,6 +58,24 @@ def _image_to_data(img: Image.Image, config: str) -> dict[str, list[object]]:
     return data
 
 
+def orientation(img: Image.Image) -> tuple[int, float] | None:
+    """Tesseract OSD: (clockwise degrees to turn the page upright, confidence), or None when it cannot tell."""
+    try:
+        osd = pytesseract.image_to_osd(img, output_type=pytesseract.Output.DICT)
+    except pytesseract.TesseractNotFoundError as exc:
+        raise OcrUnavailable(str(exc)) from exc
+    except pytesseract.TesseractError:
+        return None
+    return int(osd.get("rotate", 0)) % 360, float(osd.get("orientation_conf", 0.0))
+
+
+def confident_text(img: Image.Image) -> float:
+    """Sum of the confidences of the words Tesseract is fairly sure of: how readable ``img`` is as is."""
+    data = _image_to_data(img, PAGE_CONFIG)
+    confs = [float(str(c)) for c, t in zip(data["conf"], data["text"], strict=True) if str(t).strip()]
+    return sum(c for c in confs if c > 60)
+
+
 def recognise(img: Image.Image, page: int) -> list[Line]:
     """The text lines of an upright page image, numbered from 1, with word confidences."""
     words = _words_by_line(_image_to_data(img, PAGE_CONFIG))
@@ -70,7 +94,7 @@ def _otsu(img: Image.Image) -> Image.Image:
 
 
 def reread_line(img: Image.Image, line: Line) -> list[Line]:
-    """Other readings of one line: its crop smoothed and binarised, and sharpened, each read as one line."""
+    """Other readings of one line: its crop enlarged twice, as is and binarised, each read as one line."""
     if not line.words:
         return []
     left = min(w.left for w in line.words)
@@ -80,12 +104,9 @@ def reread_line(img: Image.Image, line: Line) -> list[Line]:
     pad = max(8, (bottom - top) // 2)
     box = (max(0, left - pad), max(0, top - pad), min(img.width, right + pad), min(img.height, bottom + pad))
     crop = img.crop(box)
-    variants = (
-        _otsu(crop.filter(ImageFilter.GaussianBlur(1.5))),
-        crop.filter(ImageFilter.UnsharpMask(radius=2, percent=150)),
-    )
+    larger = crop.resize((crop.width * 2, crop.height * 2), Image.Resampling.LANCZOS)
     readings: list[Line] = []
-    for variant in variants:
+    for variant in (larger, _otsu(larger)):
         words = [w for ws in _words_by_line(_image_to_data(variant, LINE_CONFIG)) for w in ws]
         if words:
             readings.append(Line(line.page, line.number, tuple(words), "ocr"))

@@ -69,8 +69,8 @@ def test_patient_scopes_without_a_patient_in_context_are_refused() -> None:
 
 def test_v1_and_v2_patient_scopes_decide_alike() -> None:
     for interaction in ("read", "search", "create", "update", "delete"):
-        v1 = decide(patient_app("patient/*.read"), interaction, "Condition")  # type: ignore[arg-type]
-        v2 = decide(patient_app("patient/*.rs"), interaction, "Condition")  # type: ignore[arg-type]
+        v1 = decide(patient_app("patient/*.read"), interaction, "Condition")
+        v2 = decide(patient_app("patient/*.rs"), interaction, "Condition")
         assert type(v1) is type(v2)
         if isinstance(v1, Access) and isinstance(v2, Access):
             assert v1.grants == v2.grants
@@ -176,7 +176,7 @@ def test_anonymous_development_mode_is_unrestricted() -> None:
 
 def test_no_scopes_means_no_access() -> None:
     for kind in ("patient", "user", "system"):
-        principal = Principal("app", kind, parse("openid fhirUser launch/patient"), patient="1")  # type: ignore[arg-type]
+        principal = Principal("app", kind, parse("openid fhirUser launch/patient"), patient="1")
         assert "no granted scope" in denied(decide(principal, "read", "Patient"))
 
 

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhir_server.auth.pkce import METHODS_SUPPORTED, PkceError, challenge, check_challenge, is_valid_verifier, verify
+from fhir_server.auth.pkce import (
+    METHODS_SUPPORTED,
+    PkceError,
+    challenge,
+    check_challenge,
+    is_valid_verifier,
+    verify,
+)
 
 # RFC 7636 Appendix B
 RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"

@@ -67,7 +67,9 @@ def _d(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-def _t(printed: str, loinc: str, unit: str, ucum: str, low: str | None, high: str | None, dec: int) -> TestDef:
+def _t(
+    printed: str, loinc: str, unit: str, ucum: str, low: str | None, high: str | None, dec: int
+) -> TestDef:
     return TestDef(printed, loinc, unit, ucum, _d(low), _d(high), dec)
 
 
@@ -153,7 +155,9 @@ def make_report(seed: int, n_rows: int = 16) -> LabReport:
         elif t.high is not None and value > t.high:
             flag = "H"
         rows.append(
-            TruthRow(t.printed, t.loinc, value, text, t.printed_unit, t.ucum, t.low, t.high, _range_text(t), flag)
+            TruthRow(
+                t.printed, t.loinc, value, text, t.printed_unit, t.ucum, t.low, t.high, _range_text(t), flag
+            )
         )
     patient = f"{rnd.choice(LAST)}, {rnd.choice(FIRST)} (SYNTHETIC)"
     return LabReport(seed, patient, tuple(rows))

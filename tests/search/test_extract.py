@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from decimal import Decimal
@@ -120,7 +121,11 @@ def test_compiled_extractors_match_fhirpathpy_on_every_hl7_example() -> None:
                 continue
             mine = canonical(compile_expression(sp.expression, rt)(resource))
             try:
-                theirs = canonical(fhirpathpy.evaluate(resource, oracle_expression(sp.expression, rt), {}, r4, ORACLE_OPTIONS))
+                theirs = canonical(
+                    fhirpathpy.evaluate(
+                        resource, oracle_expression(sp.expression, rt), {}, r4, ORACLE_OPTIONS
+                    )
+                )
             except Exception:
                 compared["oracle failed"] += 1
                 continue
@@ -232,7 +237,10 @@ def test_extension_function_selects_by_url() -> None:
 
 
 def test_indexer_takes_one_element() -> None:
-    bundle = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Composition"}}, {"resource": {}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [{"resource": {"resourceType": "Composition"}}, {"resource": {}}],
+    }
     assert run("Bundle.entry[0].resource", bundle) == [{"resourceType": "Composition"}]
 
 
@@ -266,13 +274,17 @@ def _extend(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
     return st.one_of(
         st.builds(Member, children, names),
         st.builds(Call, st.one_of(st.none(), children), names, st.lists(children, max_size=2).map(tuple)),
-        st.builds(TypeOp, st.sampled_from(["is", "as"]), children, st.sampled_from(["Quantity", "FHIR.string"])),
+        st.builds(
+            TypeOp, st.sampled_from(["is", "as"]), children, st.sampled_from(["Quantity", "FHIR.string"])
+        ),
         st.builds(Binary, st.sampled_from(["|", "=", "!=", "and", "or", "<=", "+"]), children, children),
     )
 
 
 trees = st.recursive(
-    st.one_of(literals, st.builds(Member, st.none(), names), st.builds(Var, st.sampled_from(["resource", "$this"]))),
+    st.one_of(
+        literals, st.builds(Member, st.none(), names), st.builds(Var, st.sampled_from(["resource", "$this"]))
+    ),
     _extend,
     max_leaves=12,
 )
@@ -285,17 +297,19 @@ def test_parse_of_render_gives_back_the_same_tree(tree: Node) -> None:
 
 @given(st.text(max_size=30))
 def test_parse_raises_only_value_error_on_any_text(text: str) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         parse(text)
-    except ValueError:
-        pass
 
 
 def test_parse_respects_fhirpath_precedence() -> None:
     assert parse("a | b and c = d") == Binary(
-        "and", Binary("|", Member(None, "a"), Member(None, "b")), Binary("=", Member(None, "c"), Member(None, "d"))
+        "and",
+        Binary("|", Member(None, "a"), Member(None, "b")),
+        Binary("=", Member(None, "c"), Member(None, "d")),
     )
-    assert parse("a.b as Quantity | c") == Binary("|", TypeOp("as", Member(Member(None, "a"), "b"), "Quantity"), Member(None, "c"))
+    assert parse("a.b as Quantity | c") == Binary(
+        "|", TypeOp("as", Member(Member(None, "a"), "b"), "Quantity"), Member(None, "c")
+    )
 
 
 def test_parse_rejects_unbalanced_parentheses() -> None:

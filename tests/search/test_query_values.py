@@ -161,7 +161,9 @@ def test_date_without_zone_is_utc() -> None:
     assert date_range("2013-01-14T10:00:00", P) == date_range("2013-01-14T10:00:00Z", P)
 
 
-@pytest.mark.parametrize("bad", ["2013-13", "2013-02-30", "13-01-01", "2013-01-01T10", "2013-01-01T25:00", "soon"])
+@pytest.mark.parametrize(
+    "bad", ["2013-13", "2013-02-30", "13-01-01", "2013-01-01T10", "2013-01-01T25:00", "soon"]
+)
 def test_malformed_date_is_rejected_naming_the_parameter(bad: str) -> None:
     with pytest.raises(Invalid) as err:
         parse_date(bad, "birthdate", 0)
@@ -266,7 +268,9 @@ def test_reference_forms() -> None:
     assert parse_reference("123", P) == ReferenceValue(None, "123", None)
     assert parse_reference("Patient/123", P) == ReferenceValue("Patient", "123", None)
     assert parse_reference("Patient/123/_history/2", P) == ReferenceValue("Patient", "123", None)
-    assert parse_reference("http://x.org/fhir/Patient/1", P) == ReferenceValue(None, None, "http://x.org/fhir/Patient/1")
+    assert parse_reference("http://x.org/fhir/Patient/1", P) == ReferenceValue(
+        None, None, "http://x.org/fhir/Patient/1"
+    )
     assert parse_reference("23", P, type_modifier="Patient") == ReferenceValue("Patient", "23", None)
 
 

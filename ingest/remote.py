@@ -1,0 +1,83 @@
+"""Post ingest transaction Bundles to a FHIR server's base URL (https://hl7.org/fhir/R4/http.html#transaction-response)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+FHIR_JSON = "application/fhir+json"
+
+
+@dataclass
+class RemoteReport:
+    """What the server said: bundles posted/failed, entries created (201) or already there (200)."""
+
+    posted: int = 0
+    failed: int = 0
+    created: int = 0
+    existing: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def post_bundles(
+    bundles: Iterable[Mapping[str, Any]],
+    base_url: str,
+    *,
+    client: httpx.Client | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    stop_on_error: bool = False,
+) -> RemoteReport:
+    """POST each transaction Bundle to ``base_url`` (the server base, not ``/Bundle``), in order.
+
+    Bundles are sent one by one as they come, so a streaming ingest run can be passed directly.
+    ``client`` lets a caller bring its own (authenticated, or mocked) ``httpx.Client``.
+    """
+    report = RemoteReport()
+    own = client is None
+    http = client or httpx.Client(timeout=timeout)
+    send_headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON, **(headers or {})}
+    url = base_url.rstrip("/") or base_url
+    try:
+        for n, bundle in enumerate(bundles, 1):
+            try:
+                response = http.post(url, content=orjson.dumps(bundle), headers=send_headers)
+            except httpx.HTTPError as exc:
+                report.failed += 1
+                report.errors.append(f"bundle {n}: {exc}")
+                if stop_on_error:
+                    break
+                continue
+            if response.status_code >= 400:
+                report.failed += 1
+                report.errors.append(f"bundle {n}: HTTP {response.status_code}: {response.text[:500]}")
+                if stop_on_error:
+                    break
+                continue
+            report.posted += 1
+            _tally(report, response)
+    finally:
+        if own:
+            http.close()
+    return report
+
+
+def _tally(report: RemoteReport, response: httpx.Response) -> None:
+    try:
+        body = response.json()
+    except ValueError:
+        return
+    for entry in body.get("entry", []) if isinstance(body, dict) else []:
+        status = str((entry.get("response") or {}).get("status", ""))
+        if status.startswith("201"):
+            report.created += 1
+        elif status.startswith("200"):
+            report.existing += 1

@@ -1,0 +1,1 @@
+"""Tests of the lab-report (OCR) adapter: ingest/ocr/."""

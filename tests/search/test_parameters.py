@@ -1,0 +1,163 @@
+"""Search parameter registry (https://hl7.org/fhir/R4/searchparameter-registry.html) and its generator."""
+
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from fhir_server.search import parameters
+from fhir_server.search.extract import compile_expression
+from fhir_server.search.parameters import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, Component, param_id
+
+ROOT = Path(__file__).resolve().parents[2]
+RESOURCE_CODES = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+
+
+def generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "gen_search_registry", ROOT / "scripts" / "gen_search_registry.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_param_id_is_the_masked_crc32_of_type_dot_code() -> None:
+    assert param_id("Observation", "code") == zlib.crc32(b"Observation.code") & 0x7FFFFFFF
+    assert 0 <= param_id("Patient", "name") < 2**31
+
+
+def test_param_ids_do_not_collide_over_the_registry_and_pseudo_codes() -> None:
+    seen: dict[int, tuple[str, str]] = {}
+    for resource_type in parameters.resource_types():
+        for code in parameters.for_type(resource_type):
+            for variant in (code, code + IDENTIFIER_SUFFIX, code + OF_TYPE_SUFFIX):
+                pid = param_id(resource_type, variant)
+                assert pid not in seen, (resource_type, variant, seen.get(pid))
+                seen[pid] = (resource_type, variant)
+    assert len(seen) > 7_000
+
+
+def test_search_param_carries_its_own_param_id() -> None:
+    sp = parameters.get("Observation", "code")
+    assert sp is not None and sp.param_id == param_id("Observation", "code")
+
+
+def test_get_returns_none_for_unknown_code_or_type() -> None:
+    assert parameters.get("Observation", "no-such-code") is None
+    assert parameters.get("NoSuchType", "code") is None
+    assert dict(parameters.for_type("NoSuchType")) == {}
+
+
+def test_registry_is_loaded_once_and_shared() -> None:
+    assert parameters.for_type("Patient") is parameters.for_type("Patient")
+
+
+def test_resource_types_are_r4_types_with_an_r4b_model() -> None:
+    types = parameters.resource_types()
+    assert {"Patient", "Observation", "Encounter", "Bundle", "Binary"} <= set(types)
+    assert "MedicinalProduct" not in types  # R4 only: no R4B model
+    assert "Citation" not in types  # R4B only: not an R4 resource
+    for resource_type in types:
+        assert get_fhir_model_class(resource_type).__name__ == resource_type
+
+
+@pytest.mark.parametrize("resource_type", ["Patient", "Observation", "Binary", "Bundle"])
+def test_every_type_has_the_resource_level_parameters(resource_type: str) -> None:
+    codes = parameters.for_type(resource_type)
+    assert set(RESOURCE_CODES) <= set(codes)
+    assert codes["_tag"].expression == "Resource.meta.tag"
+
+
+def test_expressions_are_restricted_to_the_base_type() -> None:
+    assert (
+        parameters.for_type("Observation")["patient"].expression
+        == "Observation.subject.where(resolve() is Patient)"
+    )
+    assert parameters.for_type("Observation")["code"].expression == "Observation.code"
+    assert parameters.for_type("MedicationStatement")["code"].expression == (
+        "(MedicationStatement.medication as CodeableConcept)"
+    )
+    assert parameters.for_type("AllergyIntolerance")["code"].expression == (
+        "AllergyIntolerance.code | AllergyIntolerance.reaction.substance"
+    )
+
+
+def test_every_expression_part_starts_with_its_type_or_resource() -> None:
+    gen = generator()
+    for resource_type in parameters.resource_types():
+        for sp in parameters.for_type(resource_type).values():
+            for part in gen.split_union(sp.expression):
+                assert gen.applies_to(part, resource_type), (resource_type, sp.code, part)
+
+
+def test_relative_expression_gets_the_type_prefixed() -> None:
+    assert (
+        parameters.for_type("InsurancePlan")["name"].expression == "InsurancePlan.name | InsurancePlan.alias"
+    )
+
+
+def test_split_union_ignores_bars_in_parentheses_and_strings() -> None:
+    gen = generator()
+    assert gen.split_union("A.b | (A.c | A.d) | A.e.where(x = '|')") == [
+        "A.b",
+        "(A.c | A.d)",
+        "A.e.where(x = '|')",
+    ]
+
+
+def test_reference_parameter_has_targets() -> None:
+    assert set(parameters.for_type("Observation")["subject"].targets) >= {
+        "Patient",
+        "Group",
+        "Device",
+        "Location",
+    }
+
+
+def test_composite_components_name_their_definitions_code_and_type() -> None:
+    sp = parameters.for_type("Observation")["component-code-value-quantity"]
+    assert sp.type == "composite" and sp.expression == "Observation.component"
+    assert sp.components == (
+        Component("component-code", "token", "code"),
+        Component("component-value-quantity", "quantity", "value.as(Quantity)"),
+    )
+
+
+def test_document_reference_relationship_components_errata_is_fixed() -> None:
+    sp = parameters.for_type("DocumentReference")["relationship"]
+    assert sp.components == (
+        Component("relatesto", "reference", "target"),
+        Component("relation", "token", "code"),
+    )
+
+
+def test_comparators_are_kept() -> None:
+    assert "ge" in parameters.for_type("Observation")["date"].comparators
+
+
+def test_every_composite_component_compiles_on_the_composite_elements() -> None:
+    for resource_type in parameters.resource_types():
+        for sp in parameters.for_type(resource_type).values():
+            if sp.type != "composite":
+                continue
+            branches = compile_expression(sp.expression, resource_type).branches
+            assert branches, (resource_type, sp.code)
+            for _fn, focus in branches:
+                for component in sp.components:
+                    assert compile_expression(component.expression, resource_type, focus).compiled
+
+
+def test_generation_is_reproducible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = generator()
+    monkeypatch.setattr(gen, "DATA", tmp_path)
+    gen.main()
+    committed = ROOT / "fhir_server" / "search" / "data"
+    for name in ("search_parameters.json", "compartment_patient.json", "elements.json"):
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
