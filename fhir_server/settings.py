@@ -29,6 +29,24 @@ class Settings(BaseSettings):
     # Security: serving PHI without a token needs this explicit, loudly logged development switch.
     allow_anonymous: bool = False
     log_level: str = "info"
+    # Asynchronous jobs and Bulk Data (https://hl7.org/fhir/uv/bulkdata/STU2/export.html)
+    job_queue: str = "fhir-jobs"  # the Celery queue (used when redis_url is set)
+    job_threads: int = 2  # in-process executor threads, or Celery worker concurrency
+    job_lease_seconds: float = 30.0  # a worker silent this long is presumed dead; its job is taken over
+    job_max_attempts: int = 3  # runs of one job before it is failed with a reason
+    bulk_file_max_resources: int = 100_000  # resources per output file before a new file is started
+    bulk_file_ttl_seconds: int = 24 * 3600  # completed output files are deleted after this
+    bulk_retry_after_seconds: int = 2  # Retry-After advised to status pollers
+    bulk_min_poll_seconds: float = 1.0  # polls closer together than this get a 429
+    bulk_max_active_per_client: int = 2  # concurrent exports and imports per client before a 429
+    bulk_checkpoint_rows: int = 5000  # resources between checkpoints (resume points) of a running job
+    bulk_snapshot_settle_seconds: float = 1.0  # wait for writes stamped before transactionTime to commit
+    bulk_import_dir: Path | None = None  # $import may read local files under this directory only
+    # SMART authorization server (fhir_server/auth): token lifetimes, CORS for browser apps, admin API.
+    access_token_seconds: int = 3600
+    refresh_token_days: int = 90  # offline_access; online_access lasts as long as the login (8 hours)
+    cors_origins: list[str] = ["*"]  # FHIR_CORS_ORIGINS='["https://app.example.org"]'
+    admin_secret: str | None = None  # a bearer secret for /admin/*, besides system/*.cruds tokens
 
     @cached_property
     def base(self) -> str:

@@ -54,6 +54,7 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         path: Path = tmp_path_factory.mktemp("db") / "fhir.db"
         eng = make_engine(f"sqlite:///{path}")
         upgrade(eng)
+        schema.metadata.create_all(eng)  # tables newer than the generated migration
         yield eng
         eng.dispose()
     else:
@@ -61,6 +62,7 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = next(gen)
         eng = make_engine(url)
         upgrade(eng)
+        schema.metadata.create_all(eng)  # tables newer than the generated migration
         yield eng
         eng.dispose()
         next(gen, None)
@@ -94,3 +96,45 @@ def client(store: Store, app_settings: Settings) -> Iterator[TestClient]:
     app = create_app(app_settings, store=store)
     with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
         yield c
+
+
+SYNTHEA_DIR = Path(os.environ.get("FHIR_SYNTHEA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-r4"))
+
+
+def synthea_files() -> list[Path]:
+    """The Synthea transaction bundles, organisations and practitioners first (they are referenced)."""
+    files = sorted(SYNTHEA_DIR.glob("*.json"))
+    first = [f for f in files if f.name.startswith(("hospitalInformation", "practitionerInformation"))]
+    return first + [f for f in files if f not in first]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def synthea(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, list[dict]]]:  # type: ignore[type-arg]
+    """A store with every Synthea bundle loaded as a transaction, and the transaction responses.
+
+    Sample data from ../shared/data (third-party, synthetic): absent on a bare clone, where the tests
+    that need it are skipped with that reason.
+    """
+    files = synthea_files()
+    if not files:
+        pytest.skip(f"Synthea sample data not present at {SYNTHEA_DIR}")
+    import orjson
+
+    from fhir_server.interactions.context import Context
+    from fhir_server.interactions.transaction import transaction
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path_factory.mktemp('synthea') / 'fhir.db'}")
+        gen = None
+    else:
+        gen = _pg_database(f"synthea_{worker}")
+        eng = make_engine(next(gen))
+    upgrade(eng)
+    store = Store(eng, check_references=True, base=BASE)
+    ctx = Context(store=store, settings=Settings(base_url=BASE))
+    responses = [transaction(ctx, orjson.loads(f.read_bytes())) for f in files]
+    yield store, responses
+    eng.dispose()
+    if gen is not None:
+        next(gen, None)

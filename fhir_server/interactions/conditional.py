@@ -18,16 +18,14 @@ def matches(ctx: Context, tx: Tx, res_type: str, criteria: str, *, limit: int = 
     Takes a lock on (type, criteria) first, so concurrent conditional writes with the same criteria
     run one after the other and cannot both create.
     """
-    from ..search import plan, query
+    from .search import match_pks
 
     params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
     if not params:
         raise Invalid("Conditional request without search criteria", "criteria")
     ctx.store.lock(tx, f"{res_type}?{criteria}")
     tx.flush()
-    q = query.parse(res_type, params, lenient=False)
-    rows = tx.conn.execute(plan.match_pks(q, limit=limit)).all()
-    return tx.current_by_pks(r[0] for r in rows)
+    return tx.current_by_pks(match_pks(ctx, tx, res_type, params, limit))
 
 
 def single(ctx: Context, tx: Tx, res_type: str, criteria: str, what: str) -> Stored | None:

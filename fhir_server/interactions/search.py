@@ -1,12 +1,30 @@
-"""search: GET [base]/[type]?params, system and compartment search (https://hl7.org/fhir/R4/search.html)."""
+"""search: type, system and compartment search as a searchset Bundle (https://hl7.org/fhir/R4/search.html).
+
+One SQL statement finds the page (keyset paging: page 500 costs what page 1 costs); a second
+fetches `_include`/`_revinclude`d resources; `_total=accurate` adds a COUNT, otherwise the total is
+given only when it is known for free (everything fits on the first page).
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from ..errors import NotImplementedYet
+import orjson
+
+from ..search import plan, query
+from ..search.bundle import bundle, link, page_url
 from ..store.sql import Tx
 from .context import Context
+
+_MODE_MATCH = {"mode": "match"}
+_MODE_INCLUDE = {"mode": "include"}
+_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+
+
+def parse(ctx: Context, res_type: str | None, params: list[tuple[str, str]], lenient: bool) -> query.SearchQuery:
+    """Parse search parameters with the server's paging limits (400 naming any bad parameter)."""
+    return query.parse(res_type, params, lenient=lenient, max_count=ctx.settings.max_count)
 
 
 def search(
@@ -18,5 +36,87 @@ def search(
     lenient: bool = False,
     compartment: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A searchset Bundle for the query (wired to search.plan when it lands)."""
-    raise NotImplementedYet("Search is not available yet")
+    """Run a search and return the searchset Bundle."""
+    q = parse(ctx, res_type, params, lenient)
+    base = ctx.settings.base
+    page_size = q.count if q.count is not None else ctx.settings.default_count
+    count_only = q.summary == "count" or page_size == 0
+    rows: list[Any] = []
+    more = False
+    if not count_only:
+        stmt = plan.build(q, compartment=compartment, base_url=base, default_count=page_size)
+        rows = tx.conn.execute(stmt).all()
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+    total: int | None = None
+    if q.total == "accurate" or count_only:
+        total = int(tx.conn.execute(plan.count(q, compartment=compartment, base_url=base)).scalar_one())
+    elif q.total != "none" and not more and q.cursor is None:
+        total = len(rows)
+    included = plan.includes(tx.conn, q, [r.pk for r in rows], base_url=base) if rows else []
+
+    path = _path(res_type, compartment)
+    links = [link("self", page_url(base, path, list(q.used)))]
+    if more and rows:
+        cursor = plan.next_cursor(q, rows[-1])
+        links.append(link("next", page_url(base, path, [*q.used, ("_cursor", cursor)])))
+    entries = [_entry(base, r.content, _MODE_MATCH, q) for r in rows]
+    entries += [_entry(base, r.content, _MODE_INCLUDE, q) for r in included]
+    return bundle("searchset", entries, links, total)
+
+
+def match_pks(ctx: Context, tx: Tx, res_type: str, params: list[tuple[str, str]], limit: int) -> list[int]:
+    """Surrogate keys of up to `limit` current matches (for conditional interactions)."""
+    q = parse(ctx, res_type, params, lenient=False)
+    q = replace(q, count=max(limit - 1, 0), sort=(), includes=(), cursor=None)
+    stmt = plan.build(q, base_url=ctx.settings.base, default_count=max(limit - 1, 0))
+    return [int(r.pk) for r in tx.conn.execute(stmt)]
+
+
+def _path(res_type: str | None, compartment: tuple[str, str] | None) -> str:
+    if compartment is not None:
+        return f"{compartment[0]}/{compartment[1]}/{res_type or '*'}"
+    return res_type or ""
+
+
+def _entry(base: str, content: bytes, mode: dict[str, str], q: query.SearchQuery) -> dict[str, Any]:
+    rtype, rid = type_and_id(content)
+    body: Any = orjson.Fragment(content)
+    if q.summary in ("true", "text", "data") or q.elements:
+        body = _subset(content, q)
+    return {"fullUrl": f"{base}/{rtype}/{rid}", "resource": body, "search": mode}
+
+
+def type_and_id(content: bytes) -> tuple[str, str]:
+    """resourceType and id of stored JSON, which always starts with them (store.sql.serialise)."""
+    head = content[:200]
+    try:
+        start = head.index(b'"resourceType":"') + 16
+        rtype = head[start : head.index(b'"', start)].decode()
+        start = head.index(b'"id":"') + 6
+        rid = head[start : head.index(b'"', start)].decode()
+        return rtype, rid
+    except ValueError:
+        resource = orjson.loads(content)
+        return resource["resourceType"], resource["id"]
+
+
+def _subset(content: bytes, q: query.SearchQuery) -> dict[str, Any]:
+    from .. import model
+
+    resource = orjson.loads(content)
+    rtype = resource["resourceType"]
+    if q.elements:
+        keep = set(q.elements) | model.mandatory_elements(rtype)
+    elif q.summary == "true":
+        keep = set(model.summary_elements(rtype))
+    elif q.summary == "text":
+        keep = {"text"} | model.mandatory_elements(rtype)
+    else:
+        keep = set(resource) - {"text"}
+    keep |= {"resourceType", "id", "meta"}
+    out = {k: v for k, v in resource.items() if k in keep}
+    meta = dict(out.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
+    out["meta"] = meta
+    return out

@@ -50,7 +50,8 @@ def bundle(
         out["total"] = total
     if links:
         out["link"] = links
-    out["entry"] = entries
+    if entries:  # FHIR JSON never holds empty arrays
+        out["entry"] = entries
     return out
 
 

@@ -29,8 +29,6 @@ from ingest.ocr.tesseract import OcrUnavailable, recognise, reread_line
 from ingest.pipeline import ReadContext
 from ingest.report import IngestResult
 
-Image.MAX_IMAGE_PIXELS = 200_000_000  # a 600 dpi A3 scan is ~70 Mpx; refuse only absurd sizes
-
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"%PDF-", "application/pdf"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -173,7 +171,7 @@ def read_report(data: bytes, ctx: ReadContext) -> lab_report.ReadReport | None:
     except PdfError as exc:
         ctx.problem("byte 0", str(exc))
         return None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         ctx.problem("byte 0", f"not a readable image: {exc}")
         return None
     except OcrUnavailable as exc:

@@ -1,4 +1,4 @@
-"""The lab catalogue maps printed names to LOINC and every unit in it is valid UCUM (ingest/labs.py)."""
+"""The lab catalogue maps printed names to LOINC and every unit in it is valid UCUM (ingest/labs.py, https://loinc.org, https://ucum.org/ucum)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DICOM files ingest into ImagingStudy, SR measurements into Observations; bad input is a problem (ingest/dicom/adapter.py)."""
+"""DICOM files ingest into ImagingStudy, SR measurements into Observations; bad input is a problem (ingest/dicom/adapter.py, https://hl7.org/fhir/R4/imagingstudy.html)."""
 
 from __future__ import annotations
 

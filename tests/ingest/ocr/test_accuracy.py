@@ -1,4 +1,4 @@
-"""Over several generated reports at least 95% of rows come out right, and every wrong one is preliminary and reported (ingest/ocr/)."""
+"""Over several generated reports at least 95% of rows come out right, and every wrong one is preliminary and reported (ingest/ocr/, https://hl7.org/fhir/R4/observation.html)."""
 
 from __future__ import annotations
 

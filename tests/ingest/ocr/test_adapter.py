@@ -1,4 +1,4 @@
-"""A lab report as text PDF, clean PNG and rotated blurred PNG ingests into the expected resources (ingest/ocr/adapter.py)."""
+"""A lab report as text PDF, clean PNG and rotated blurred PNG ingests into the expected resources (ingest/ocr/adapter.py, https://hl7.org/fhir/R4/diagnosticreport.html)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from ingest.ocr import ADAPTER, ingest_lab_report
 from ingest.pipeline import ReadContext, get_adapter
 from ingest.report import IngestResult
 from tests.ingest.expectations import validate_with_r4b
-from tests.ingest.lab_fixtures import LabReport, make_no_table_pdf, make_report, render_pdf, render_png
+from tests.ingest.lab_fixtures import (
+    LabReport,
+    make_no_table_pdf,
+    make_report,
+    render_image,
+    render_pdf,
+    render_png,
+)
 
 PATIENT = "Patient/synthetic-1"
 LOINC = "http://loinc.org"
@@ -219,3 +226,13 @@ def test_registered_as_the_lab_report_format(tmp_path: Path, files: dict[str, Pa
     bundles = ADAPTER.ingest(files["text-pdf"], ctx, PATIENT)
     assert len(bundles) == 1 and ctx.counts["observations"] == 16
     assert list(ADAPTER.read(files["text-pdf"], ctx)) == []
+
+
+def test_a_scanned_pdf_without_text_layer_is_read_by_ocr(report: LabReport, tmp_path: Path) -> None:
+    path = tmp_path / "scan.pdf"
+    render_image(report).convert("RGB").save(path, format="PDF", resolution=200)
+    result = ingest_lab_report(path, PATIENT)
+    assert result.counts["ocr_pages"] == 1
+    codes = {o["code"]["coding"][0]["code"] for o in result.resources_of("Observation")}
+    assert codes == {r.loinc for r in report.rows}
+    assert _only(result, "DocumentReference")["content"][0]["attachment"]["contentType"] == "application/pdf"

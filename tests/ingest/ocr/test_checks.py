@@ -1,4 +1,4 @@
-"""A read row is final only when code, unit, range/flag and OCR confidence all hold up (ingest/ocr/checks.py)."""
+"""A read row is final only when code, unit, range/flag and OCR confidence all hold up (ingest/ocr/checks.py, https://hl7.org/fhir/R4/valueset-observation-status.html)."""
 
 from __future__ import annotations
 

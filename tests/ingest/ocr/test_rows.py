@@ -1,4 +1,4 @@
-"""The lab row parser reads name, value, unit, reference range and flag in any printed layout (ingest/ocr/rows.py)."""
+"""The lab row parser reads name, value, unit, reference range and flag in any printed layout (ingest/ocr/rows.py, https://hl7.org/fhir/R4/observation.html#valuex)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,293 @@
+"""A Bulk Data job and its lifecycle (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
+
+accepted --claim--> in-progress --complete--> completed
+                        |  \\--fail--> failed
+                        \\-- lease expires (worker killed) --> taken over by the next claim, from the
+                            last checkpoint; failed with a reason after `job_max_attempts` runs
+any active or completed job --cancel (DELETE)--> cancelled
+
+Every transition is one conditional UPDATE, so two workers can never both own a job and a cancelled
+job is never revived: a worker that lost its lease finds out at its next checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+
+from .. import instant
+from ..errors import TooManyRequests
+from ..store.sql import Store
+from . import tables
+from .tables import ACTIVE
+
+_J = tables.job.c
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the job table."""
+
+    id: str
+    kind: str
+    client_id: str | None
+    status: str
+    request_url: str
+    params: dict[str, Any]
+    transaction_time: int
+    progress: dict[str, Any]
+    progress_text: str
+    outputs: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    reason: str | None
+    owner: str | None
+    heartbeat: int | None
+    attempts: int
+    next_poll: int
+    created: int
+    updated: int
+    expires: int | None
+
+
+def _job(row: Row[Any]) -> Job:
+    return Job(**{name: getattr(row, name) for name in Job.__dataclass_fields__})
+
+
+def worker_id() -> str:
+    """A name for one run of a job, unique across hosts, processes and threads."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+
+
+def create(
+    store: Store,
+    *,
+    kind: str,
+    client_id: str | None,
+    request_url: str,
+    params: dict[str, Any],
+    transaction_time: int,
+    max_active: int,
+    retry_after: int,
+) -> Job:
+    """Insert an accepted job; 429 when the client already has `max_active` jobs running."""
+    tables.ensure(store.engine)
+    now = instant.now_us()
+    with store.write() as tx:
+        store.lock(tx, f"job-client:{client_id}")
+        owner = _J.client_id.is_(None) if client_id is None else _J.client_id == client_id
+        active = tx.conn.execute(
+            select(func.count()).select_from(tables.job).where(owner, _J.status.in_(ACTIVE))
+        ).scalar_one()
+        if active >= max_active:
+            raise TooManyRequests(
+                f"This client already has {active} bulk data job(s) in progress; wait for them to finish "
+                "or cancel one",
+                headers={"Retry-After": str(retry_after)},
+            )
+        row = {
+            "id": uuid.uuid4().hex,
+            "kind": kind,
+            "client_id": client_id,
+            "status": "accepted",
+            "request_url": request_url,
+            "params": params,
+            "transaction_time": transaction_time,
+            "progress": {},
+            "progress_text": "accepted",
+            "outputs": [],
+            "errors": [],
+            "reason": None,
+            "owner": None,
+            "heartbeat": None,
+            "attempts": 0,
+            "next_poll": 0,
+            "created": now,
+            "updated": now,
+            "expires": None,
+        }
+        tx.conn.execute(insert(tables.job), row)
+    return Job(**row)
+
+
+def get(store: Store, job_id: str) -> Job | None:
+    """The job, or None when there is no such job."""
+    tables.ensure(store.engine)
+    with store.engine.connect() as conn:
+        row = conn.execute(select(tables.job).where(_J.id == job_id)).first()
+    return _job(row) if row else None
+
+
+def _update(store: Store, where: Any, **values: Any) -> bool:
+    values.setdefault("updated", instant.now_us())
+    with store.engine.begin() as conn:
+        return bool(conn.execute(update(tables.job).where(where).values(**values)).rowcount == 1)
+
+
+def claim(store: Store, job_id: str, owner: str, lease_seconds: float) -> Job | None:
+    """Take the job for `owner` if it is waiting or its owner's lease has run out; None otherwise."""
+    now = instant.now_us()
+    stale = now - int(lease_seconds * 1_000_000)
+    free = or_(_J.owner.is_(None), _J.heartbeat < stale)
+    taken = _update(
+        store,
+        and_(_J.id == job_id, _J.status.in_(ACTIVE), free),
+        owner=owner,
+        heartbeat=now,
+        status="in-progress",
+        attempts=_J.attempts + 1,
+        updated=now,
+    )
+    return get(store, job_id) if taken else None
+
+
+def _owned(job_id: str, owner: str) -> Any:
+    return and_(_J.id == job_id, _J.owner == owner, _J.status == "in-progress")
+
+
+def beat(store: Store, job_id: str, owner: str) -> bool:
+    """Renew the lease; False when the job was cancelled or taken over."""
+    now = instant.now_us()
+    return _update(store, _owned(job_id, owner), heartbeat=now, updated=now)
+
+
+def checkpoint(
+    store: Store,
+    job_id: str,
+    owner: str,
+    *,
+    progress: dict[str, Any],
+    progress_text: str,
+    outputs: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+) -> bool:
+    """Record where a resumed run continues; False when the job was cancelled or taken over."""
+    now = instant.now_us()
+    return _update(
+        store,
+        _owned(job_id, owner),
+        progress=progress,
+        progress_text=progress_text[:100],
+        outputs=outputs,
+        errors=errors,
+        heartbeat=now,
+        updated=now,
+    )
+
+
+def complete(
+    store: Store,
+    job_id: str,
+    owner: str,
+    *,
+    outputs: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    ttl_seconds: int,
+) -> bool:
+    """Mark the job completed; its files expire after `ttl_seconds`."""
+    now = instant.now_us()
+    return _update(
+        store,
+        _owned(job_id, owner),
+        status="completed",
+        progress_text="completed",
+        outputs=outputs,
+        errors=errors,
+        owner=None,
+        heartbeat=None,
+        expires=now + ttl_seconds * 1_000_000,
+        updated=now,
+    )
+
+
+def fail(
+    store: Store, job_id: str, reason: str, *, owner: str | None = None, ttl_seconds: int = 3600
+) -> bool:
+    """Mark an active job failed with a reason (only as its owner, when `owner` is given)."""
+    now = instant.now_us()
+    where = _owned(job_id, owner) if owner else and_(_J.id == job_id, _J.status.in_(ACTIVE))
+    return _update(
+        store,
+        where,
+        status="failed",
+        progress_text="failed",
+        reason=reason,
+        owner=None,
+        heartbeat=None,
+        expires=now + ttl_seconds * 1_000_000,
+        updated=now,
+    )
+
+
+def cancel(store: Store, job_id: str, ttl_seconds: int = 3600) -> bool:
+    """Cancel (or, once completed, discard) a job; False when it was already cancelled or gone."""
+    now = instant.now_us()
+    return _update(
+        store,
+        and_(_J.id == job_id, _J.status != "cancelled"),
+        status="cancelled",
+        progress_text="cancelled",
+        owner=None,
+        heartbeat=None,
+        expires=now + ttl_seconds * 1_000_000,
+        updated=now,
+    )
+
+
+def polled(store: Store, job_id: str, next_poll: int) -> None:
+    """Remember when the client may poll again (earlier polls get a 429)."""
+    _update(store, _J.id == job_id, next_poll=next_poll)
+
+
+def stale(store: Store, lease_seconds: float) -> list[Job]:
+    """Active jobs nobody is working on: the owner stopped renewing its lease, or the job was never
+    picked up (lost queue message) for a lease period."""
+    tables.ensure(store.engine)
+    cutoff = instant.now_us() - int(lease_seconds * 1_000_000)
+    dead_owner = and_(_J.owner.is_not(None), _J.heartbeat < cutoff)
+    never_taken = and_(_J.owner.is_(None), _J.updated < cutoff)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(tables.job).where(_J.status.in_(ACTIVE), or_(dead_owner, never_taken)).order_by(_J.created)
+        ).all()
+    return [_job(r) for r in rows]
+
+
+def release(store: Store, job: Job) -> bool:
+    """Free a stale job for the next claim (the sweeper does this before resubmitting it)."""
+    if job.owner is None:
+        where = and_(_J.id == job.id, _J.owner.is_(None), _J.updated == job.updated)
+    else:
+        where = and_(_J.id == job.id, _J.owner == job.owner, _J.heartbeat == job.heartbeat)
+    return _update(store, and_(where, _J.status.in_(ACTIVE)), owner=None, heartbeat=None)
+
+
+def expired(store: Store) -> list[Job]:
+    """Jobs past their expiry time (their files and rows are to be removed)."""
+    tables.ensure(store.engine)
+    now = instant.now_us()
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(tables.job).where(_J.expires.is_not(None), _J.expires < now)).all()
+    return [_job(r) for r in rows]
+
+
+def remove(store: Store, job_id: str) -> None:
+    """Delete the job row."""
+    with store.engine.begin() as conn:
+        conn.execute(delete(tables.job).where(_J.id == job_id))
+
+
+def active_count(store: Store, client_id: str | None) -> int:
+    """How many jobs of a client are accepted or in progress."""
+    owner = _J.client_id.is_(None) if client_id is None else _J.client_id == client_id
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).select_from(tables.job).where(owner, _J.status.in_(ACTIVE))
+            ).scalar_one()
+        )

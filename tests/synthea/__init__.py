@@ -1,0 +1,1 @@
+"""Tests on the Synthea sample bundles in ../shared/data/synthea-r4."""
