@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import http
+from .api import auth_routes, bulk_routes, http, ingest_routes
 from .api.routes import router
 from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context
@@ -33,6 +34,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     if settings.allow_anonymous:
         log.warning("FHIR_ALLOW_ANONYMOUS is on: anyone who can reach this server can read and write all data")
     _error_handlers(app)
+    # CORS for browser apps (SMART app-launch.html#considerations-for-cross-origin-resource-sharing-cors-support)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["Location", "Content-Location", "ETag", "Last-Modified", "WWW-Authenticate"],
+        max_age=600,
+    )
+    auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)
+    app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
+    app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
     app.include_router(router)
     return app
 

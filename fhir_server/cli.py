@@ -71,6 +71,30 @@ def migrate(ns: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concurrency", type=int, help="jobs run at once (FHIR_JOB_THREADS)")
+
+
+@command("worker", "run Bulk Data jobs from the Redis queue (needs FHIR_REDIS_URL)", _worker_args)
+def worker(ns: argparse.Namespace, settings: Settings) -> int:
+    from .jobs.queue import run_worker
+
+    return run_worker(settings, ns.concurrency)
+
+
+def _import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="an NDJSON file (.ndjson, .ndjson.gz) or a directory of them")
+
+
+@command("import", "load NDJSON resources (batched, indexed; an existing id is updated)", _import_args)
+def import_files(ns: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .jobs.import_command import run_import
+
+    return run_import(settings, Path(ns.path))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     bulk_checkpoint_rows: int = 5000  # resources between checkpoints (resume points) of a running job
     bulk_snapshot_settle_seconds: float = 1.0  # wait for writes stamped before transactionTime to commit
     bulk_import_dir: Path | None = None  # $import may read local files under this directory only
+    bulk_import_max_upload_bytes: int = 1024**3  # an ndjson body POSTed to $import
+    ingest_max_upload_bytes: int = 4 * 1024**3  # a file POSTed to $ingest (Apple Health exports are large)
     # SMART authorization server (fhir_server/auth): token lifetimes, CORS for browser apps, admin API.
     access_token_seconds: int = 3600
     refresh_token_days: int = 90  # offline_access; online_access lasts as long as the login (8 hours)

@@ -65,17 +65,28 @@ Shared core (stable API)
     source, patient_ref, file="", batch_size=500, default_tz=None, recorded=None, ctx=None) ->
     IngestResult``; ``ReadContext(file, options={}, default_tz=None)`` with ``.problem(location,
     message, severity="error")`` and ``.skip(kind)``; ``Adapter`` protocol (``name: str``,
-    ``read(path, ctx) -> Iterable[Sample]``); ``register_adapter(name, adapter_or_"module:attr",
-    *aliases)``, ``get_adapter(fmt)``, ``formats()``, ``detect_format(path)`` (``format="auto"``).
+    ``read(path, ctx) -> Iterable[Sample]``) and ``DocumentAdapter`` protocol (``name: str``,
+    ``ingest(path, ctx, patient_ref) -> list[Bundle dict]``: whole documents whose resources belong
+    together; ``iter_file`` dispatches to either); ``register_adapter(name, adapter_or_"module:attr",
+    *aliases)``, ``get_adapter(fmt)``, ``formats()``, ``detect_format(path)`` (``format="auto"``:
+    suffix first, then ``DICM`` at byte 128, PDF/PNG/JPEG/TIFF/zip signatures, XML, JSON, CSV).
     Formats: csv, apple-health, health-connect, fitbit, open-mhealth, lab-report (``ingest.ocr:ADAPTER``),
     dicom (``ingest.dicom:ADAPTER``): an adapter package exposes a module-level ``ADAPTER``.
     Resources other than Observations (ImagingStudy, DiagnosticReport...) go through
     ``BatchWriter(batch_size, ProvenanceSpec(source, file))`` with ``conditional_create`` entries.
 
+``ingest.document``
+    ``document_reference(data, *, content_type, title, patient_ref, type_concept, identifier=None,
+    description=None, category=None) -> Entry`` (the original file, attached, as a conditional
+    create), ``attachment(data, content_type, title)``, ``sha256_hex(data)``, ``bundle(entries, *,
+    source, file, recorded=None)`` (one transaction closed by its Provenance): the core of the
+    document adapters.
+
 ``ingest.remote``
     ``post_bundles(bundles, base_url, *, client=None, headers=None, timeout=60.0,
-    stop_on_error=False) -> RemoteReport(posted, failed, created, existing, errors)`` -- for the
-    CLI's ``--to URL``; pass ``iter_file(...)`` to stream.
+    stop_on_error=False, progress=None) -> RemoteReport(posted, failed, created, existing, errors)``
+    -- for the CLI's ``--to URL``; pass ``iter_file(...)`` to stream; ``progress(report, bundle)``
+    is called after each bundle.
 
 Adapters and their options
 ==========================

@@ -62,13 +62,31 @@ class Adapter(Protocol):
     def read(self, path: Path, ctx: ReadContext) -> Iterable[Sample]: ...
 
 
+@runtime_checkable
+class DocumentAdapter(Protocol):
+    """A pure reader of whole documents (a lab report, a DICOM file): builds its own transaction Bundles.
+
+    Its resources are more than Observations (DocumentReference, DiagnosticReport, ImagingStudy)
+    and belong together, so it returns finished Bundles rather than :class:`Sample`s. Like an
+    :class:`Adapter` it never raises for bad input: problems and counts (``records``,
+    ``observations``, ``bundles``) go to the context. ``ctx.options["recorded"]`` is the
+    Provenance time.
+    """
+
+    name: str
+
+    def ingest(self, path: Path, ctx: ReadContext, patient_ref: str) -> list[dict[str, Any]]: ...
+
+
+AnyAdapter = Adapter | DocumentAdapter
+
 _LAZY: dict[str, str] = {
     "csv": "ingest.csv_format:ADAPTER",
     "apple-health": "ingest.apple_health:ADAPTER",
     "health-connect": "ingest.health_connect:ADAPTER",
     "fitbit": "ingest.fitbit:ADAPTER",
     "open-mhealth": "ingest.open_mhealth:ADAPTER",
-    # The lab-report and DICOM adapters expose ADAPTER in their packages.
+    # The document adapters (lab-report, DICOM) expose ADAPTER in their packages.
     "lab-report": "ingest.ocr:ADAPTER",
     "dicom": "ingest.dicom:ADAPTER",
 }
@@ -82,14 +100,37 @@ _FORMAT_ALIASES: dict[str, str] = {
     "ocr": "lab-report",
     "labs": "lab-report",
 }
-_ADAPTERS: dict[str, Adapter] = {}
+_ADAPTERS: dict[str, AnyAdapter] = {}
+# File signatures (first bytes) of the document formats; DICOM Part 10 has "DICM" after a 128-byte preamble.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "lab-report"),
+    (b"\x89PNG\r\n\x1a\n", "lab-report"),
+    (b"\xff\xd8\xff", "lab-report"),
+    (b"II*\x00", "lab-report"),
+    (b"MM\x00*", "lab-report"),
+    (b"PK\x03\x04", "apple-health"),
+)
+_SUFFIXES: dict[str, str] = {
+    ".zip": "apple-health",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".pdf": "lab-report",
+    ".png": "lab-report",
+    ".jpg": "lab-report",
+    ".jpeg": "lab-report",
+    ".tif": "lab-report",
+    ".tiff": "lab-report",
+}
+DICOM_PREFIX_OFFSET = 128
 
 
 class UnknownFormat(LookupError):
     """No adapter is registered under that format name."""
 
 
-def register_adapter(name: str, adapter: Adapter | str, *aliases: str) -> None:
+def register_adapter(name: str, adapter: AnyAdapter | str, *aliases: str) -> None:
     """Register an adapter object, or a lazy ``"module:attribute"`` path to one, under a format name."""
     if isinstance(adapter, str):
         _LAZY[name] = adapter
@@ -105,8 +146,8 @@ def formats() -> list[str]:
     return sorted(set(_LAZY) | set(_ADAPTERS))
 
 
-def get_adapter(fmt: str) -> Adapter:
-    """The adapter registered for a format name or alias; raise :class:`UnknownFormat`."""
+def get_adapter(fmt: str) -> AnyAdapter:
+    """The adapter (sample or document) registered for a format name or alias; raise :class:`UnknownFormat`."""
     name = _FORMAT_ALIASES.get(fmt.strip().lower(), fmt.strip().lower())
     if name in _ADAPTERS:
         return _ADAPTERS[name]
@@ -123,18 +164,26 @@ def get_adapter(fmt: str) -> Adapter:
 
 
 def detect_format(path: Path) -> str:
-    """Guess the format from the file name and its first bytes (``auto``)."""
-    suffix = path.suffix.lower()
-    if suffix == ".zip":
-        return "apple-health"
-    if suffix == ".csv" or suffix == ".tsv":
-        return "csv"
-    if suffix == ".dcm":
+    """Guess the format from the file name and its first bytes (``auto``).
+
+    A known suffix decides (``.csv``, ``.zip``, ``.dcm``, ``.pdf``, ``.png``, ``.jpg``, ``.tif``...);
+    otherwise the content: ``DICM`` at byte 128 is DICOM, a PDF/PNG/JPEG/TIFF signature a lab report,
+    a zip an Apple Health export, XML Apple Health, JSON one of the wearable formats, else CSV.
+    """
+    by_suffix = _SUFFIXES.get(path.suffix.lower())
+    if by_suffix is not None:
+        return by_suffix
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(4096)
+    except OSError:
+        return "csv"  # the adapter reports the unreadable file
+    if raw[DICOM_PREFIX_OFFSET : DICOM_PREFIX_OFFSET + 4] == b"DICM":
         return "dicom"
-    if suffix == ".pdf":
-        return "lab-report"
-    with path.open("rb") as fh:
-        head = fh.read(4096).decode("utf-8", "replace")
+    for magic, fmt in _MAGIC:
+        if raw.startswith(magic):
+            return fmt
+    head = raw.decode("utf-8", "replace")
     if "<HealthData" in head or head.lstrip().startswith("<?xml"):
         return "apple-health"
     if head.lstrip().startswith(("{", "[")):
@@ -173,6 +222,21 @@ class IngestRun:
             batch_size, ProvenanceSpec(source=source, file=ctx.file, recorded=recorded or now_instant())
         )
         self._started = False
+        self._documents: Callable[[ReadContext], Iterable[dict[str, Any]]] | None = None
+
+    @classmethod
+    def of_documents(
+        cls,
+        documents: Callable[[ReadContext], Iterable[dict[str, Any]]],
+        *,
+        source: str,
+        patient_ref: str,
+        ctx: ReadContext,
+    ) -> IngestRun:
+        """A run whose Bundles a :class:`DocumentAdapter` builds itself (it counts them in ``ctx``)."""
+        run = cls(lambda _c: (), source=source, patient_ref=patient_ref, ctx=ctx)
+        run._documents = documents
+        return run
 
     @property
     def problems(self) -> list[Problem]:
@@ -186,6 +250,9 @@ class IngestRun:
         if self._started:
             raise RuntimeError("an IngestRun can be iterated only once")
         self._started = True
+        if self._documents is not None:
+            yield from self._documents(self.ctx)
+            return
         ctx, writer, counts = self.ctx, self._writer, self.ctx.counts
         device_entries: dict[DeviceInfo, Entry] = {}
         for sample in self._samples(ctx):
@@ -238,23 +305,40 @@ def iter_file(
     recorded: str | None = None,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
 ) -> IngestRun:
-    """A streaming :class:`IngestRun` of one file through the adapter for ``format`` (``auto`` guesses)."""
+    """A streaming :class:`IngestRun` of one file through the adapter for ``format`` (``auto`` guesses).
+
+    A :class:`DocumentAdapter` builds its Bundles itself (one per file; ``batch_size`` does not
+    apply); ``recorded`` reaches it as ``options["recorded"]``.
+    """
     p = Path(path)
     name = detect_format(p) if format == "auto" else format
     adapter = get_adapter(name)
-    ctx = ReadContext(
-        file=_file_label(p), options=dict(options or {}), default_tz=default_tz, max_problems=max_problems
-    )
+    opts = dict(options or {})
+    if isinstance(adapter, DocumentAdapter) and recorded is not None:
+        opts.setdefault("recorded", recorded)
+    ctx = ReadContext(file=_file_label(p), options=opts, default_tz=default_tz, max_problems=max_problems)
+    if isinstance(adapter, DocumentAdapter):
+        document_adapter = adapter
+
+        def documents(c: ReadContext) -> Iterable[dict[str, Any]]:
+            if not p.exists():
+                c.problem("", f"no such file: {p}", "fatal")
+                return ()
+            return document_adapter.ingest(p, c, patient_ref)
+
+        return IngestRun.of_documents(documents, source=adapter.name, patient_ref=patient_ref, ctx=ctx)
+
+    sample_adapter: Adapter = adapter
 
     def samples(c: ReadContext) -> Iterable[Sample]:
         if not p.exists():
             c.problem("", f"no such file: {p}", "fatal")
             return ()
-        return adapter.read(p, c)
+        return sample_adapter.read(p, c)
 
     return IngestRun(
         samples,
-        source=adapter.name,
+        source=sample_adapter.name,
         patient_ref=patient_ref,
         ctx=ctx,
         batch_size=batch_size,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +35,13 @@ def post_bundles(
     headers: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     stop_on_error: bool = False,
+    progress: Callable[[RemoteReport, Mapping[str, Any]], None] | None = None,
 ) -> RemoteReport:
     """POST each transaction Bundle to ``base_url`` (the server base, not ``/Bundle``), in order.
 
     Bundles are sent one by one as they come, so a streaming ingest run can be passed directly.
     ``client`` lets a caller bring its own (authenticated, or mocked) ``httpx.Client``.
+    ``progress(report, bundle)`` is called after each bundle, posted or failed (a progress bar).
     """
     report = RemoteReport()
     own = client is None
@@ -48,26 +50,38 @@ def post_bundles(
     url = base_url.rstrip("/") or base_url
     try:
         for n, bundle in enumerate(bundles, 1):
-            try:
-                response = http.post(url, content=orjson.dumps(bundle), headers=send_headers)
-            except httpx.HTTPError as exc:
-                report.failed += 1
-                report.errors.append(f"bundle {n}: {exc}")
-                if stop_on_error:
-                    break
-                continue
-            if response.status_code >= 400:
-                report.failed += 1
-                report.errors.append(f"bundle {n}: HTTP {response.status_code}: {response.text[:500]}")
-                if stop_on_error:
-                    break
-                continue
-            report.posted += 1
-            _tally(report, response)
+            ok = _post(http, url, bundle, send_headers, report, n)
+            if progress is not None:
+                progress(report, bundle)
+            if not ok and stop_on_error:
+                break
     finally:
         if own:
             http.close()
     return report
+
+
+def _post(
+    http: httpx.Client,
+    url: str,
+    bundle: Mapping[str, Any],
+    headers: Mapping[str, str],
+    report: RemoteReport,
+    n: int,
+) -> bool:
+    try:
+        response = http.post(url, content=orjson.dumps(bundle), headers=headers)
+    except httpx.HTTPError as exc:
+        report.failed += 1
+        report.errors.append(f"bundle {n}: {exc}")
+        return False
+    if response.status_code >= 400:
+        report.failed += 1
+        report.errors.append(f"bundle {n}: HTTP {response.status_code}: {response.text[:500]}")
+        return False
+    report.posted += 1
+    _tally(report, response)
+    return True
 
 
 def _tally(report: RemoteReport, response: httpx.Response) -> None:

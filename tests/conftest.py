@@ -98,6 +98,32 @@ def client(store: Store, app_settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def smart_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder shared by the session, so the server's signing key is generated once."""
+    return tmp_path_factory.mktemp("smart-data")
+
+
+@pytest.fixture
+def smart_settings(smart_data_dir: Path) -> Settings:
+    """A server that requires SMART access tokens (anonymous access off)."""
+    return Settings(
+        base_url=BASE,
+        allow_anonymous=False,
+        max_body_bytes=1_000_000,
+        data_dir=smart_data_dir,
+        admin_secret="test-admin-secret",
+    )
+
+
+@pytest.fixture
+def smart_client(store: Store, smart_settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client on an app that enforces SMART tokens; redirects are not followed."""
+    app = create_app(smart_settings, store=store)
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False) as c:
+        yield c
+
+
 SYNTHEA_DIR = Path(os.environ.get("FHIR_SYNTHEA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-r4"))
 
 

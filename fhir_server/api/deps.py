@@ -2,17 +2,62 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..auth.keys import InvalidToken
+from ..auth.principal import Principal as AuthPrincipal
+from ..errors import Unauthorized
 from ..interactions.context import Context
 
+ANONYMOUS = AuthPrincipal(client_id="anonymous", kind="anonymous-dev")
 
-def get_context(request: Request) -> Context:
-    """The interaction context built at start-up (store, settings)."""
+
+def get_principal(request: Request) -> AuthPrincipal:
+    """The caller, from `Authorization: Bearer <access token>` (https://hl7.org/fhir/smart-app-launch/STU2.2/app-launch.html#access-fhir-api).
+
+    No token: 401, unless FHIR_ALLOW_ANONYMOUS is on (then the `anonymous-dev` principal). A token
+    that is not valid, expired, revoked or for another audience: 401 `error="invalid_token"`
+    (RFC 6750 section 3.1).
+    """
+    ctx: Context = request.app.state.context
+    realm = f'Bearer realm="{ctx.settings.base}"'
+    header = request.headers.get("authorization")
+    if header is None:
+        if ctx.settings.allow_anonymous:
+            return ANONYMOUS
+        raise Unauthorized("An access token is required", headers={"WWW-Authenticate": realm})
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "Send the access token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": realm}
+        )
+    try:
+        principal: AuthPrincipal = request.app.state.auth.bearer.principal(token.strip())
+    except InvalidToken:
+        challenge = realm + ', error="invalid_token", error_description="The access token is not valid"'
+        raise Unauthorized("The access token is not valid", headers={"WWW-Authenticate": challenge}) from None
+    return principal
+
+
+Principal = Annotated[AuthPrincipal, Depends(get_principal)]
+
+
+def get_context(request: Request, principal: Principal) -> Context:
+    """The interaction context built at start-up (store, settings), carrying the caller."""
+    ctx: Context = request.app.state.context
+    return replace(ctx, principal=principal)
+
+
+Ctx = Annotated[Context, Depends(get_context)]
+
+
+def get_public_context(request: Request) -> Context:
+    """The context for public endpoints (`/metadata`): no caller."""
     ctx: Context = request.app.state.context
     return ctx
 
 
-Ctx = Annotated[Context, Depends(get_context)]
+PublicCtx = Annotated[Context, Depends(get_public_context)]

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from .. import __version__, instant, model
+from ..auth.smart_configuration import capability_security
 from ..settings import Settings
 
 _INSTANCE = ["read", "vread", "update", "patch", "delete", "history-instance"]
@@ -66,6 +67,7 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
         "rest": [
             {
                 "mode": "server",
+                "security": capability_security(settings.base),  # SMART conformance.html
                 "resource": list(_rest_resources()),
                 "interaction": [{"code": c} for c in _SYSTEM],
             }

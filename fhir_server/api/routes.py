@@ -19,7 +19,7 @@ from ..interactions.context import Context
 from ..interactions.write import WriteResult
 from ..model import is_resource_type
 from . import http, metadata
-from .deps import Ctx
+from .deps import Ctx, PublicCtx
 
 router = APIRouter()
 
@@ -58,7 +58,7 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 # ---------------- capabilities ----------------
 @router.get("/metadata")
-async def capabilities(request: Request, ctx: Ctx) -> Response:
+async def capabilities(request: Request, ctx: PublicCtx) -> Response:
     mode = request.query_params.get("mode", "full")
     return http.render(request, metadata.capability_statement(ctx.settings, mode))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -25,8 +25,10 @@ from .scopes import ScopeSet, parse
 from .tables import authorization_request
 
 PENDING_LIFETIME = 900  # seconds from /auth/authorize to the consent decision
-_SINGLE = ("response_type", "client_id", "redirect_uri", "scope", "state", "aud", "launch")
-_SINGLE += ("code_challenge", "code_challenge_method", "nonce")
+_SINGLE = frozenset(
+    {"response_type", "client_id", "redirect_uri", "scope", "state", "aud", "launch"}
+    | {"code_challenge", "code_challenge_method", "nonce"}
+)
 
 
 class AuthorizeError(Exception):
@@ -62,7 +64,7 @@ class AuthorizationRequest:
     state: str
     code_challenge: str
     nonce: str | None = None
-    context: LaunchContext = LaunchContext()
+    context: LaunchContext = field(default_factory=LaunchContext)
     ehr_launch: bool = False
 
 
@@ -211,4 +213,3 @@ def _set(conn: Connection, handle: str, **values: Any) -> None:
         .where(authorization_request.c.id_hash == opaque_token.digest(handle))
         .values(**values)
     )
-

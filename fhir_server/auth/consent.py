@@ -79,7 +79,9 @@ def granted(
 ) -> ScopeSet:
     """The scopes granted: offered ones the user left ticked."""
     ticked = set(approved)
-    chosen = " ".join(o.scope for o in offers(requested, user, context, ehr_launch=ehr_launch) if o.scope in ticked)
+    chosen = " ".join(
+        o.scope for o in offers(requested, user, context, ehr_launch=ehr_launch) if o.scope in ticked
+    )
     scope = parse(chosen)
     if "offline_access" in scope.named and "online_access" in scope.named:
         scope = replace(scope, named=scope.named - {"online_access"})

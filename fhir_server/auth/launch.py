@@ -39,7 +39,9 @@ class LaunchContext:
             if value is not None and not _ID.fullmatch(value):
                 raise ValueError(f"{name} must be a FHIR id")
         for item in self.fhir_context:
-            if not isinstance(item, dict) or not any(k in item for k in ("reference", "canonical", "identifier")):
+            if not isinstance(item, dict) or not any(
+                k in item for k in ("reference", "canonical", "identifier")
+            ):
                 raise ValueError("each fhirContext item needs a reference, canonical or identifier")
             if str(item.get("reference", "")).startswith(("Patient/", "Encounter/")):
                 raise ValueError("Patient and Encounter go in patient / encounter, not fhirContext")
@@ -68,7 +70,9 @@ class LaunchContext:
         )
 
 
-def issue(conn: Connection, context: LaunchContext, *, now: int | None = None, lifetime: int = LIFETIME) -> str:
+def issue(
+    conn: Connection, context: LaunchContext, *, now: int | None = None, lifetime: int = LIFETIME
+) -> str:
     """Store the context and return the new `launch` value for it."""
     at = int(time.time()) if now is None else now
     value = opaque_token.new()

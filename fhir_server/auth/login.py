@@ -77,7 +77,7 @@ def _keys(attempt: LoginAttempt) -> list[tuple[str, int]]:
 
 
 def _throttled(conn: Connection, keys: list[tuple[str, int]], now: int) -> bool:
-    counts = dict(
+    counts: dict[str, int] = dict(
         conn.execute(
             select(login_attempt.c.key_hash, func.count())
             .where(login_attempt.c.key_hash.in_([k for k, _ in keys]), login_attempt.c.at >= now - WINDOW)

@@ -34,8 +34,10 @@ from .tables import refresh_token
 from .tokens import Access, Grant, TokenIssuer, new_grant_id, refresh_access, revoke_grant
 
 BACKEND_MAX_SECONDS = 300  # backend-services.html: access tokens SHOULD NOT exceed five minutes
-_SINGLE = ("grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id")
-_SINGLE += ("client_secret", "client_assertion", "client_assertion_type")
+_SINGLE = frozenset(
+    {"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id"}
+    | {"client_secret", "client_assertion", "client_assertion_type"}
+)
 
 
 @dataclass
@@ -79,7 +81,9 @@ class TokenEndpoint:
             granted = authorization_code.redeem(conn, code, now=now)
         except authorization_code.CodeReused as reused:
             revoke_grant(conn, reused.grant_id)
-            raise _Refused("invalid_grant", "authorization code was already used; its tokens are revoked") from None
+            raise _Refused(
+                "invalid_grant", "authorization code was already used; its tokens are revoked"
+            ) from None
         except authorization_code.InvalidCode as error:
             raise _Refused("invalid_grant", str(error)) from None
         if granted.client_id != client.client_id:
@@ -130,7 +134,9 @@ class TokenEndpoint:
             raise _Refused("invalid_scope", str(error)) from None
         conn.execute(update(refresh_token).where(refresh_token.c.token_hash == key).values(revoked=True))
         kind = user.kind if user is not None else "user"
-        grant = Grant(row.grant_id, client.client_id, kind, scope, user, json.loads(row.context), row.auth_time)
+        grant = Grant(
+            row.grant_id, client.client_id, kind, scope, user, json.loads(row.context), row.auth_time
+        )
         access = cast(Access, row.access)
         return self.issuer.issue(
             conn,
@@ -145,7 +151,9 @@ class TokenEndpoint:
         self, conn: Connection, client: Client, values: dict[str, str], now: int
     ) -> dict[str, Any]:
         if client.client_type != "asymmetric":
-            raise _Refused("unauthorized_client", "client_credentials is for Backend Services clients (private_key_jwt)")
+            raise _Refused(
+                "unauthorized_client", "client_credentials is for Backend Services clients (private_key_jwt)"
+            )
         requested = values.get("scope")
         if not requested or not requested.strip():
             raise _Refused("invalid_request", "scope is required")

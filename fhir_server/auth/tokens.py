@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, insert, update
 
-from .principal import Kind
 from . import opaque_token
 from .keys import SigningKeys
+from .principal import Kind
 from .scopes import ScopeSet
 from .tables import access_token, refresh_token
 from .users import User
@@ -145,11 +145,19 @@ class TokenIssuer:
         return self.keys().sign_jwt(claims)
 
     def _refresh_token(
-        self, conn: Connection, grant: Grant, access: Access, scope: ScopeSet, now: int, expires_at: int | None
+        self,
+        conn: Connection,
+        grant: Grant,
+        access: Access,
+        scope: ScopeSet,
+        now: int,
+        expires_at: int | None,
     ) -> str:
         if expires_at is None:
             expires_at = (
-                now + self.refresh_days * 86400 if access == "offline" else (grant.auth_time or now) + ONLINE_LIFETIME
+                now + self.refresh_days * 86400
+                if access == "offline"
+                else (grant.auth_time or now) + ONLINE_LIFETIME
             )
         token = opaque_token.new()
         conn.execute(

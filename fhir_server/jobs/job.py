@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
@@ -64,6 +64,11 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
 
 
+def new_job_id() -> str:
+    """A fresh job id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
 def create(
     store: Store,
     *,
@@ -74,6 +79,7 @@ def create(
     transaction_time: int,
     max_active: int,
     retry_after: int,
+    job_id: str | None = None,
 ) -> Job:
     """Insert an accepted job; 429 when the client already has `max_active` jobs running."""
     tables.ensure(store.engine)
@@ -90,37 +96,37 @@ def create(
                 "or cancel one",
                 headers={"Retry-After": str(retry_after)},
             )
-        row = {
-            "id": uuid.uuid4().hex,
-            "kind": kind,
-            "client_id": client_id,
-            "status": "accepted",
-            "request_url": request_url,
-            "params": params,
-            "transaction_time": transaction_time,
-            "progress": {},
-            "progress_text": "accepted",
-            "outputs": [],
-            "errors": [],
-            "reason": None,
-            "owner": None,
-            "heartbeat": None,
-            "attempts": 0,
-            "next_poll": 0,
-            "created": now,
-            "updated": now,
-            "expires": None,
-        }
-        tx.conn.execute(insert(tables.job), row)
-    return Job(**row)
+        created = Job(
+            id=job_id or new_job_id(),
+            kind=kind,
+            client_id=client_id,
+            status="accepted",
+            request_url=request_url,
+            params=params,
+            transaction_time=transaction_time,
+            progress={},
+            progress_text="accepted",
+            outputs=[],
+            errors=[],
+            reason=None,
+            owner=None,
+            heartbeat=None,
+            attempts=0,
+            next_poll=0,
+            created=now,
+            updated=now,
+            expires=None,
+        )
+        tx.conn.execute(insert(tables.job), asdict(created))
+    return created
 
 
 def get(store: Store, job_id: str) -> Job | None:
     """The job, or None when there is no such job."""
     tables.ensure(store.engine)
     with store.engine.connect() as conn:
-        row = conn.execute(select(tables.job).where(_J.id == job_id)).first()
-    return _job(row) if row else None
+        found = conn.execute(select(tables.job).where(_J.id == job_id)).first()
+    return _job(found) if found else None
 
 
 def _update(store: Store, where: Any, **values: Any) -> bool:

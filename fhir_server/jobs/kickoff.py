@@ -122,7 +122,7 @@ def compartment_types() -> list[str]:
     return ["Patient", *[rt for rt in inside if rt != "Patient"]]
 
 
-def _grants(principal: Any, resource_type: str) -> list[dict[str, Any]] | None | str:
+def _grants(principal: Any, resource_type: str) -> list[dict[str, Any]] | str | None:
     """The caller's access to export a type: None (all), a list of grants, or a reason it is denied."""
     if principal is None:
         return None

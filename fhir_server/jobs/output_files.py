@@ -66,7 +66,7 @@ class PartWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / self.name
             if self.size:  # resuming: a missing file is an error (its lines would be lost)
-                f = open(path, "r+b")  # noqa: SIM115 - kept open across calls, closed in close()
+                f: IO[bytes] = open(path, "r+b")  # noqa: SIM115 - kept open across calls, closed in close()
                 f.truncate(self.size)
                 f.seek(self.size)
             else:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     FromClause,
     Row,
     Select,
+    String,
     and_,
     false,
     func,
@@ -32,6 +33,8 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from fhir_server.errors import Invalid
 from fhir_server.search.query import (
@@ -91,6 +94,46 @@ def _like_prefix(text: str) -> str:
 
 def _pid(col: Any, ids: Sequence[Any]) -> ColumnElement[bool]:
     return col == ids[0] if len(ids) == 1 else col.in_(ids)
+
+
+def _member(res: Any, pks: Select[Any], driver: bool) -> ColumnElement[bool]:
+    """`res.pk` is among the resource_pk values `pks` selects: an IN list when it drives the search,
+    else an EXISTS probe correlated on resource_pk (the `*_res` indexes)."""
+    if driver:
+        return res.c.pk.in_(pks)
+    source = pks.selected_columns[0]
+    return pks.where(source == res.c.pk).exists()
+
+
+def selective(c: Criterion) -> bool:
+    """Tests that pick few rows by equality on an index: good drivers of a search."""
+    if not isinstance(c, Filter):
+        return True
+    if c.modifier in ("missing", "not", "not-in", "text", "contains"):
+        return False
+    if c.param.type == "string":
+        return c.modifier == "exact"
+    if c.param.type == "uri":
+        return c.modifier != "below"
+    return c.param.type in ("token", "reference", "composite", "id")
+
+
+class _Unindexed(FunctionElement[str]):
+    """A column the SQLite planner must not pick an index for (`+col`); plain elsewhere."""
+
+    type = String()
+    name = "unindexed"
+    inherit_cache = True
+
+
+@compiles(_Unindexed)
+def _unindexed_default(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_Unindexed, "sqlite")
+def _unindexed_sqlite(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))
 
 
 def _default_canonical() -> Canonicalize | None:
@@ -288,14 +331,18 @@ class _Planner:
 
     # ---- criteria ----
 
-    def criterion(self, c: Criterion, res: Any, types: tuple[str, ...]) -> ColumnElement[bool]:
+    def criterion(
+        self, c: Criterion, res: Any, types: tuple[str, ...], driver: bool = True
+    ) -> ColumnElement[bool]:
         if isinstance(c, Filter):
-            return self.filter(c, res)
+            return self.filter(c, res, driver)
         if isinstance(c, Chain):
             return self.chain(c, res)
         return self.has(c, res, types)
 
-    def filter(self, f: Filter, res: Any) -> ColumnElement[bool]:
+    def filter(self, f: Filter, res: Any, driver: bool = True) -> ColumnElement[bool]:
+        """`driver`: this test may select the candidate rows (pk IN (...)); otherwise it is written as
+        a correlated EXISTS probe by resource_pk, which is cheaper when another test is selective."""
         p = f.param
         if f.modifier == "missing":
             return or_(*(self.missing(p, res, v.missing) for v in f.values if isinstance(v, MissingValue)))
@@ -306,7 +353,7 @@ class _Planner:
             dates = [v for v in f.values if isinstance(v, DateValue)]
             return or_(*(date_test(v, res.c.last_updated, res.c.last_updated) for v in dates))
         if p.type == "composite":
-            return res.c.pk.in_(self.composite(f))
+            return _member(res, self.composite(f), driver)
         if f.modifier in ("identifier", "of-type"):
             t = tables.idx_token.alias()
             ids = f.aux_ids
@@ -319,8 +366,11 @@ class _Planner:
         if f.modifier == "not-in":
             modifier = "in"
         tests = [self.value_test(kind, modifier, v, t) for v in f.values]
-        found = res.c.pk.in_(select(t.c.resource_pk).where(_pid(t.c.param_id, ids), or_(*tests)))
-        return not_(found) if f.modifier in ("not", "not-in") else found
+        negated = f.modifier in ("not", "not-in")
+        found = _member(
+            res, select(t.c.resource_pk).where(_pid(t.c.param_id, ids), or_(*tests)), driver and not negated
+        )
+        return not_(found) if negated else found
 
     def missing(self, p: Param, res: Any, missing: bool) -> ColumnElement[bool]:
         if p.on_resource_table:
@@ -330,7 +380,7 @@ class _Planner:
             t = tables.INDEX_TABLES[kinds[0]].alias()
         else:
             t = tables.INDEX_TABLES[p.type].alias()
-        present = res.c.pk.in_(select(t.c.resource_pk).where(_pid(t.c.param_id, p.ids)))
+        present = _member(res, select(t.c.resource_pk).where(_pid(t.c.param_id, p.ids)), not missing)
         return not_(present) if missing else present
 
     def composite(self, f: Filter) -> Select[Any]:
@@ -449,6 +499,13 @@ def _compartment_test(
     return or_(linked, owner)
 
 
+def _drives(c: Criterion) -> bool:
+    """The criterion can select candidate rows from an index (rather than test given rows)."""
+    if isinstance(c, Filter):
+        return not c.param.on_resource_table and c.modifier not in ("missing", "not", "not-in")
+    return True
+
+
 def _where(
     query: SearchQuery,
     planner: _Planner,
@@ -456,9 +513,13 @@ def _where(
     restrict: ColumnElement[bool] | None,
 ) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [_R.c.deleted == false()]
+    criteria = sorted(query.criteria, key=lambda c: not selective(c))  # stable: drivers first
     if query.types:
-        conds.append(_pid(_R.c.res_type, query.types))
-    conds.extend(planner.criterion(c, _R, query.types) for c in query.criteria)
+        # With an index-backed test to drive the search, SQLite must not start from ix_resource_type_updated.
+        column = _Unindexed(_R.c.res_type) if criteria and _drives(criteria[0]) else _R.c.res_type
+        conds.append(_pid(column, query.types))
+    for n, c in enumerate(criteria):
+        conds.append(planner.criterion(c, _R, query.types, driver=n == 0 or selective(c)))
     if compartment is not None:
         conds.append(_compartment_test(compartment, query.types, planner))
     if restrict is not None:

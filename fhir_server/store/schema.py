@@ -6,6 +6,7 @@ Import this (not the single modules) wherever the whole schema is needed: migrat
 from __future__ import annotations
 
 from ..auth import tables as _auth_tables  # noqa: F401  (SMART authorization server)
+from ..jobs import tables as _job_tables  # noqa: F401  (Bulk Data jobs)
 from .tables import metadata
 
 __all__ = ["metadata"]

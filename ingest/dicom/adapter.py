@@ -11,7 +11,6 @@ DiagnosticReport. An Encapsulated PDF becomes a DocumentReference holding the PD
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from ingest import units
 from ingest.bundle import Entry, conditional_create
 from ingest.dicom import coding, imaging_study, sr
 from ingest.dicom.imaging_study import text, uid_identifier
+from ingest.document import bundle, document_reference
 from ingest.mapping import Measure
-from ingest.observation import Resolved, Sample, build
-from ingest.ocr.document import bundle, document_reference
+from ingest.observation import Resolved, build
 from ingest.pipeline import ReadContext
 from ingest.report import IngestResult
 
@@ -255,14 +254,9 @@ def ingest_bytes(data: bytes, ctx: ReadContext, patient_ref: str) -> list[dict[s
 
 
 class DicomAdapter:
-    """The ``dicom`` format: a document adapter (it builds whole Bundles, not Samples)."""
+    """The ``dicom`` format: a :class:`ingest.pipeline.DocumentAdapter` (whole Bundles, not Samples)."""
 
     name = SOURCE
-
-    def read(self, path: Path, ctx: ReadContext) -> Iterable[Sample]:
-        """The Sample view is empty: DICOM needs ImagingStudy and documents (see :meth:`ingest`)."""
-        ctx.problem("", "dicom builds documents: use ingest.dicom.ingest_dicom / ADAPTER.ingest", "warning")
-        return ()
 
     def ingest(self, path: Path, ctx: ReadContext, patient_ref: str) -> list[dict[str, Any]]:
         """One file -> its transaction Bundle; problems and counts go to ``ctx``. Never raises for bad input."""

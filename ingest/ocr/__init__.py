@@ -4,7 +4,8 @@
 ``lab-report``; ``ADAPTER.ingest(path, ctx, patient_ref) -> list[Bundle dict]``). Modules: ``rows``
 (row parser), ``pdf`` (pdfplumber text layer / page rendering), ``orientation`` (OSD, deskew,
 scale), ``tesseract`` (recognition with word confidences), ``checks`` (when a row may be final),
-``lab_report`` (FHIR resources), ``document`` (the original as a DocumentReference), ``adapter``.
+``lab_report`` (FHIR resources), ``adapter``; the original file is kept as a DocumentReference by
+the core :mod:`ingest.document`.
 """
 
 from ingest.ocr.adapter import ADAPTER, LabReportAdapter, ingest_bytes, ingest_lab_report

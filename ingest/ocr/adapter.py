@@ -17,10 +17,10 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ingest.observation import Sample, SampleError, fhir_datetime
+from ingest.document import bundle
+from ingest.observation import SampleError, fhir_datetime
 from ingest.ocr import checks, lab_report
 from ingest.ocr.checks import CheckedRow
-from ingest.ocr.document import bundle
 from ingest.ocr.lines import Line
 from ingest.ocr.orientation import prepare
 from ingest.ocr.pdf import PdfError, read_pdf
@@ -200,16 +200,9 @@ def ingest_bytes(data: bytes, ctx: ReadContext, patient_ref: str) -> list[dict[s
 
 
 class LabReportAdapter:
-    """The ``lab-report`` format: a document adapter (it builds whole Bundles, not Samples)."""
+    """The ``lab-report`` format: a :class:`ingest.pipeline.DocumentAdapter` (whole Bundles, not Samples)."""
 
     name = lab_report.SOURCE
-
-    def read(self, path: Path, ctx: ReadContext) -> Iterable[Sample]:
-        """The Sample view is empty: a lab report needs its DocumentReference and DiagnosticReport (see :meth:`ingest`)."""
-        ctx.problem(
-            "", "lab-report builds documents: use ingest.ocr.ingest_lab_report / ADAPTER.ingest", "warning"
-        )
-        return ()
 
     def ingest(self, path: Path, ctx: ReadContext, patient_ref: str) -> list[dict[str, Any]]:
         """One file -> its transaction Bundle(s); problems and counts go to ``ctx``. Never raises for bad input."""

@@ -17,11 +17,11 @@ from typing import Any
 
 from ingest import units
 from ingest.bundle import Entry, conditional_create
+from ingest.document import document_reference, sha256_hex
 from ingest.labs import LOINC
 from ingest.mapping import Measure
 from ingest.observation import INGEST_SYSTEM, Resolved, build, identifier_value
 from ingest.ocr.checks import CheckedRow
-from ingest.ocr.document import document_reference, sha256_hex
 
 SOURCE = "lab-report"
 REPORT_SYSTEM = "urn:fhir-server:ingest:lab-report"

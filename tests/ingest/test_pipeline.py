@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydicom.data import get_testdata_file
 
+from ingest.bundle import conditional_create
+from ingest.document import bundle
 from ingest.observation import Sample
 from ingest.pipeline import (
+    DocumentAdapter,
     ReadContext,
     UnknownFormat,
     detect_format,
@@ -109,3 +115,60 @@ def test_problem_cap_counts_what_it_does_not_list(tmp_path: Path) -> None:
     )
     assert len(result.problems) == 5
     assert result.counts["problems_not_listed"] == 25
+
+
+@pytest.mark.parametrize("suffix", [".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".PNG"])
+def test_lab_report_files_are_detected_by_suffix(tmp_path: Path, suffix: str) -> None:
+    assert detect_format(write(tmp_path / f"report{suffix}", b"")) == "lab-report"
+
+
+@pytest.mark.parametrize(
+    "head", [b"%PDF-1.7\n", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"II*\x00", b"MM\x00*"]
+)
+def test_lab_report_files_are_detected_by_signature_without_suffix(tmp_path: Path, head: bytes) -> None:
+    assert detect_format(write(tmp_path / "upload", head + b"\x00" * 64)) == "lab-report"
+
+
+def test_dicom_is_detected_by_dicm_at_byte_128(tmp_path: Path) -> None:
+    ct = get_testdata_file("CT_small.dcm")
+    assert isinstance(ct, str)
+    assert detect_format(Path(shutil.copy(ct, tmp_path / "IM000001"))) == "dicom"
+    assert detect_format(write(tmp_path / "x.dcm", b"")) == "dicom"
+    assert detect_format(write(tmp_path / "not-dicom", b"\x00" * 128 + b"DICX,metric\n")) == "csv"
+
+
+def test_dicom_file_is_dispatched_to_the_document_adapter(tmp_path: Path) -> None:
+    ct = get_testdata_file("CT_small.dcm")
+    assert isinstance(ct, str)
+    path = Path(shutil.copy(ct, tmp_path / "IM000001"))
+    result = ingest_file(path, "auto", PATIENT, recorded="2024-05-01T00:00:00Z")
+    assert isinstance(get_adapter("dicom"), DocumentAdapter)
+    assert [r["resourceType"] for r in result.resources] == ["ImagingStudy", "Provenance"]
+    assert result.resources_of("Provenance")[0]["recorded"] == "2024-05-01T00:00:00Z"
+    assert result.problems == [] and result.counts["bundles"] == 1
+
+
+def test_registered_document_adapter_gets_the_file_and_patient(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Note:
+        name = "note-test"
+
+        def ingest(self, path: Path, ctx: ReadContext, patient_ref: str) -> list[dict[str, Any]]:
+            seen.append((path.name, patient_ref))
+            ctx.counts["records"] += 1
+            resource = {"resourceType": "Basic", "code": {"text": path.read_text().strip()}}
+            entry = conditional_create(resource, "urn:test", path.name)
+            return [bundle([entry], source=self.name, file=ctx.file, recorded=ctx.options.get("recorded"))]
+
+    register_adapter("note-test", Note())
+    result = ingest_file(write(tmp_path / "n.txt", "hello\n"), "note-test", PATIENT, batch_size=3)
+    assert seen == [("n.txt", PATIENT)]
+    assert [r["resourceType"] for r in result.resources] == ["Basic", "Provenance"]
+    assert result.counts["records"] == 1
+
+
+def test_missing_document_file_is_a_fatal_problem(tmp_path: Path) -> None:
+    result = ingest_file(tmp_path / "gone.dcm", "auto", PATIENT)
+    [problem] = result.problems
+    assert result.bundles == [] and problem.severity == "fatal" and "no such file" in problem.message

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ingest.ocr import ADAPTER, ingest_lab_report
-from ingest.pipeline import ReadContext, get_adapter
+from ingest.pipeline import DocumentAdapter, ReadContext, get_adapter, ingest_file
 from ingest.report import IngestResult
 from tests.ingest.expectations import validate_with_r4b
 from tests.ingest.lab_fixtures import (
@@ -225,7 +225,8 @@ def test_registered_as_the_lab_report_format(tmp_path: Path, files: dict[str, Pa
     ctx = ReadContext(file="report.pdf")
     bundles = ADAPTER.ingest(files["text-pdf"], ctx, PATIENT)
     assert len(bundles) == 1 and ctx.counts["observations"] == 16
-    assert list(ADAPTER.read(files["text-pdf"], ctx)) == []
+    assert isinstance(ADAPTER, DocumentAdapter)
+    assert ingest_file(files["text-pdf"], "auto", PATIENT).counts["observations"] == 16
 
 
 def test_a_scanned_pdf_without_text_layer_is_read_by_ocr(report: LabReport, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """An ingested original file as a FHIR DocumentReference with the bytes attached, and its transaction Bundle (https://hl7.org/fhir/R4/documentreference.html).
 
-Shared by the lab-report and DICOM adapters: both keep the source file itself next to what they
-read from it, and both close their single bundle with the batch Provenance of :mod:`ingest.provenance`.
+Core of the document adapters (``lab-report``, ``dicom``): both keep the source file itself next to
+what they read from it, and both close their single bundle with the batch Provenance of
+:mod:`ingest.provenance`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ DOCUMENT_SYSTEM = "urn:fhir-server:ingest:document"
 
 
 def sha256_hex(data: bytes) -> str:
+    """The SHA-256 of the bytes as hex: the default identifier value of an ingested document."""
     return hashlib.sha256(data).hexdigest()
 
 

@@ -1,0 +1,256 @@
+"""HTTP endpoints of the SMART authorization server (https://hl7.org/fhir/smart-app-launch/STU2.2/app-launch.html).
+
+`/.well-known/smart-configuration`, `/.well-known/openid-configuration`, `/.well-known/jwks.json`,
+`/auth/authorize` (GET and POST), the login / patient / consent forms, `/auth/token`,
+`/auth/introspect` and `/auth/revoke`. Handlers translate HTTP to the plain calls of
+`fhir_server.auth.server.AuthorizationServer` and render what comes back; no rule lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..auth import pages
+from ..auth.authorization_flow import ConsentStep, ErrorStep, LoginStep, Outcome, PatientStep, Redirect, Step
+from ..auth.authorization_request import PENDING_LIFETIME
+from ..auth.client_authentication import Credentials
+from ..auth.keys import InvalidToken
+from ..auth.login import LoginAttempt
+from ..auth.oauth_error import OAuthError
+from ..auth.server import AuthorizationServer
+from ..auth.smart_configuration import openid_configuration, smart_configuration
+from ..settings import Settings
+from ..store.sql import Store
+from . import admin_routes
+
+router = APIRouter()
+SESSION_COOKIE = "fhir_auth_session"
+MAX_FORM_BYTES = 64 * 1024
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def install(app: FastAPI, store: Store, settings: Settings) -> None:
+    """Attach the authorization server to the app and route its endpoints (before the FHIR routes)."""
+    app.state.auth = AuthorizationServer(store, settings)
+    app.include_router(router)
+
+
+def server(request: Request) -> AuthorizationServer:
+    auth: AuthorizationServer = request.app.state.auth
+    return auth
+
+
+async def _form(request: Request) -> list[tuple[str, str]]:
+    """An application/x-www-form-urlencoded body, as ordered pairs (duplicates kept)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "send the parameters as application/x-www-form-urlencoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise OAuthError("invalid_request", "request body too large")
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise OAuthError("invalid_request", "the form is not UTF-8") from None
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status, {**NO_STORE, **(headers or {})})
+
+
+def _oauth_error(error: OAuthError) -> JSONResponse:
+    return _json(error.body(), error.status, error.headers)
+
+
+# ---------------- discovery ----------------
+@router.get("/.well-known/smart-configuration")
+async def smart_config(request: Request) -> JSONResponse:
+    return JSONResponse(smart_configuration(server(request).base))
+
+
+@router.get("/.well-known/openid-configuration")
+async def openid_config(request: Request) -> JSONResponse:
+    return JSONResponse(openid_configuration(server(request).base))
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(request: Request) -> JSONResponse:
+    keys = await run_in_threadpool(server(request).keys)
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=3600"})
+
+
+# ---------------- authorization (browser) ----------------
+def _render(step: Step, request: Request, session: str | None = None) -> Response:
+    response: Response
+    if isinstance(step, Redirect):
+        status = 302 if request.method == "GET" else 303
+        response = RedirectResponse(step.location, status, headers=NO_STORE)
+    elif isinstance(step, LoginStep):
+        response = HTMLResponse(pages.login(step), step.status, _PAGE_HEADERS)
+    elif isinstance(step, PatientStep):
+        response = HTMLResponse(pages.patient_picker(step), 200, _PAGE_HEADERS)
+    elif isinstance(step, ConsentStep):
+        response = HTMLResponse(pages.consent_page(step), 200, _PAGE_HEADERS)
+    else:
+        assert isinstance(step, ErrorStep)
+        response = HTMLResponse(pages.error_page(step), step.status, _PAGE_HEADERS)
+    if session is not None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            max_age=PENDING_LIFETIME,
+            path="/auth",
+            secure=server(request).base.startswith("https://"),
+            httponly=True,
+            samesite="lax",
+        )
+    return response
+
+
+async def _page_form(request: Request) -> list[tuple[str, str]] | Response:
+    try:
+        return await _form(request)
+    except OAuthError as error:
+        return _render(ErrorStep(error.description), request)
+
+
+@router.get("/auth/authorize")
+async def authorize_get(request: Request) -> Response:
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    return _render(await run_in_threadpool(server(request).flow.start, params), request)
+
+
+@router.post("/auth/authorize")
+async def authorize_post(request: Request) -> Response:
+    form = await _page_form(request)
+    if isinstance(form, Response):
+        return form
+    return _render(await run_in_threadpool(server(request).flow.start, form), request)
+
+
+@router.post("/auth/login")
+async def login(request: Request) -> Response:
+    form = await _page_form(request)
+    if isinstance(form, Response):
+        return form
+    values = dict(form)
+    attempt = LoginAttempt(
+        username=values.get("username", ""),
+        password=values.get("password", ""),
+        code=values.get("totp", ""),
+        address=request.client.host if request.client else "unknown",
+    )
+    outcome: Outcome = await run_in_threadpool(
+        server(request).flow.log_in, values.get("request", ""), attempt
+    )
+    return _render(outcome.step, request, outcome.session)
+
+
+@router.post("/auth/patient")
+async def choose_patient(request: Request) -> Response:
+    form = await _page_form(request)
+    if isinstance(form, Response):
+        return form
+    values = dict(form)
+    patient = values.get("patient") if values.get("action") == "select" else None
+    step = await run_in_threadpool(
+        server(request).flow.choose_patient,
+        values.get("request", ""),
+        request.cookies.get(SESSION_COOKIE),
+        patient,
+        values.get("q", ""),
+    )
+    return _render(step, request)
+
+
+@router.post("/auth/consent")
+async def consent(request: Request) -> Response:
+    form = await _page_form(request)
+    if isinstance(form, Response):
+        return form
+    values = dict(form)
+    step = await run_in_threadpool(
+        server(request).flow.decide,
+        values.get("request", ""),
+        request.cookies.get(SESSION_COOKIE),
+        values.get("decision") == "approve",
+        [value for name, value in form if name == "scope"],
+    )
+    return _render(step, request)
+
+
+# ---------------- token, introspection, revocation ----------------
+async def _oauth(
+    request: Request, work: Callable[[list[tuple[str, str]]], dict[str, Any] | None]
+) -> Response:
+    try:
+        form = await _form(request)
+        body = await run_in_threadpool(work, form)
+    except OAuthError as error:
+        return _oauth_error(error)
+    return _json(body if body is not None else {})
+
+
+@router.post("/auth/token")
+async def token(request: Request) -> Response:
+    auth = server(request)
+    header = request.headers.get("authorization")
+    return await _oauth(request, lambda form: auth.token_endpoint.token(form, header))
+
+
+@router.post("/auth/introspect")
+async def introspect(request: Request) -> Response:
+    """RFC 7662; the caller authenticates as a confidential client or with an active access token."""
+    auth = server(request)
+    header = request.headers.get("authorization") or ""
+
+    def work(form: list[tuple[str, str]]) -> dict[str, Any]:
+        values = dict(form)
+        if header[:7].lower() == "bearer ":
+            try:
+                auth.bearer.principal(header[7:].strip())
+            except InvalidToken:
+                raise OAuthError("invalid_client", "the bearer token is not active") from None
+        else:
+            client = auth.authenticate_client(Credentials.from_request(values, header or None))
+            if not client.confidential:
+                raise OAuthError("invalid_client", "public clients cannot introspect tokens")
+        if not values.get("token"):
+            raise OAuthError("invalid_request", "token is required")
+        return auth.introspect(values["token"])
+
+    return await _oauth(request, work)
+
+
+@router.post("/auth/revoke")
+async def revoke(request: Request) -> Response:
+    """RFC 7009: a client revokes one of its tokens; unknown tokens are answered with 200 too."""
+    auth = server(request)
+    header = request.headers.get("authorization")
+
+    def work(form: list[tuple[str, str]]) -> None:
+        values = dict(form)
+        client = auth.authenticate_client(Credentials.from_request(values, header))
+        if not values.get("token"):
+            raise OAuthError("invalid_request", "token is required")
+        auth.revoke(values["token"], client)
+
+    return await _oauth(request, work)
+
+
+router.include_router(admin_routes.router)

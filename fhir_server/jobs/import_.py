@@ -1,0 +1,339 @@
+"""Bulk import of NDJSON files, modelled on the Bulk Data `$import` proposal
+(https://github.com/smart-on-fhir/bulk-import/blob/master/import.md), and the `fhir-server import` command.
+
+Each line is one resource. Lines are validated (`model.validate`) and stored in batches of
+`BATCH` resources (`batch_write`): an existing id becomes an update with a new version, the same
+content again changes nothing, a line without an id gets a new one. A bad line (not JSON, not a
+valid resource) is reported with its file and line number and never stops the others; a batch that
+fails as a whole is retried one resource at a time, so a resource is stored completely or not at
+all. Referential integrity is NOT checked: files arrive in any order, and a reference to a resource
+that never arrives stays dangling. Files may be gzip-compressed (`.gz`).
+
+As a job, the position (input file, line) is checkpointed after every batch; a resumed run starts
+after the last checkpointed line and re-applying a batch stored just before a crash is a no-op.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, cast
+
+import orjson
+
+from .. import model
+from ..errors import FhirError, Invalid, Issue, operation_outcome
+from ..settings import Settings
+from ..store.sql import Store, new_id
+from . import batch_write, job, output_files
+from .job import Job
+
+BATCH = 1000
+SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+
+
+@dataclass
+class Tally:
+    """What an import did so far."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    lines: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def stored(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+@dataclass(frozen=True)
+class LineError:
+    """A line that could not be imported."""
+
+    source: str
+    line: int
+    message: str
+    expression: tuple[str, ...] = ()
+
+
+def input_files(path: Path) -> list[Path]:
+    """The NDJSON files of a file or directory (sorted; .ndjson, .jsonl, optionally .gz)."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
+    return [path]
+
+
+def open_lines(raw: IO[bytes]) -> IO[bytes]:
+    """The lines of a binary stream, gunzipped when it is gzip (by content, not by name)."""
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    return raw
+
+
+def _lines(path: Path, skip: int) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as raw, open_lines(raw) as f:
+        for number, line in enumerate(f, start=1):
+            if number > skip:
+                yield number, line
+
+
+def parse_line(line: bytes) -> dict[str, Any]:
+    """One NDJSON line as a validated resource with an id; Invalid describing the problem otherwise."""
+    try:
+        resource = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"Not valid JSON: {exc}") from None
+    model.validate(resource)
+    if resource.get("resourceType") in ("Bundle",) and resource.get("type") in ("transaction", "batch"):
+        raise Invalid("A transaction or batch Bundle is not a resource to import; POST it to the base")
+    if "id" not in resource:
+        resource["id"] = new_id()
+    return dict(resource)
+
+
+class Loader:
+    """Feeds lines to batched writes and keeps the tally and the line errors."""
+
+    def __init__(self, store: Store, on_error: Callable[[LineError], None]) -> None:
+        self.store = store
+        self.on_error = on_error
+        self.tally = Tally()
+        self._batch: list[tuple[str, int, dict[str, Any]]] = []
+        self._keys: set[tuple[str, str]] = set()
+
+    def add(self, source: str, number: int, line: bytes) -> bool:
+        """One line (blank lines are skipped); True when it completed a batch, which was written."""
+        if not line.strip():
+            return False
+        self.tally.lines += 1
+        try:
+            resource = parse_line(line)
+        except FhirError as exc:
+            self._error(source, number, exc)
+            return False
+        key = (resource["resourceType"], resource["id"])
+        if key in self._keys:  # the same resource twice: store the first before the second
+            self.flush()
+        self._batch.append((source, number, resource))
+        self._keys.add(key)
+        if len(self._batch) >= BATCH:
+            self.flush()
+            return True
+        return False
+
+    def _error(self, source: str, number: int, exc: FhirError) -> None:
+        self.tally.failed += 1
+        issue = exc.issues[0] if exc.issues else Issue(exc.message)
+        self.on_error(LineError(source, number, exc.message, tuple(issue.expression)))
+
+    def _count(self, resource: dict[str, Any], outcome: str) -> None:
+        setattr(self.tally, outcome, getattr(self.tally, outcome) + 1)
+        rtype = resource["resourceType"]
+        self.tally.by_type[rtype] = self.tally.by_type.get(rtype, 0) + 1
+
+    def flush(self) -> None:
+        """Write the pending batch (one by one if the batch fails as a whole)."""
+        batch, self._batch, self._keys = self._batch, [], set()
+        if not batch:
+            return
+        try:
+            outcomes = batch_write.write(self.store, [r for _, _, r in batch])
+        except Exception:
+            for source, number, resource in batch:
+                try:
+                    (outcome,) = batch_write.write(self.store, [resource])
+                except FhirError as exc:
+                    self._error(source, number, exc)
+                except Exception as exc:  # e.g. a value too long for a column
+                    self._error(
+                        source, number, Invalid(f"Could not store the resource: {type(exc).__name__}")
+                    )
+                else:
+                    self._count(resource, outcome)
+            return
+        for (_, _, resource), outcome in zip(batch, outcomes, strict=True):
+            self._count(resource, outcome)
+
+
+def error_outcome(error: LineError) -> dict[str, Any]:
+    """The OperationOutcome reporting a bad line."""
+    where = f"{error.source} line {error.line}: {error.message}"
+    return operation_outcome([Issue(where, "invalid", error.expression)], default_code="invalid")
+
+
+# ---------------------------------------------------------------- kick-off
+
+
+def _local_path(url: str, allowed: Path) -> Path:
+    path_text = url[len("file://") :] if url.startswith("file://") else url
+    if not path_text.startswith("/"):
+        raise Invalid(f"input url '{url}' must be file:///absolute/path or an absolute path", "input.url")
+    path = Path(path_text).resolve()
+    root = Path(allowed).resolve()
+    if not path.is_relative_to(root):
+        raise Invalid(f"input url '{url}' is outside the directory this server imports from", "input.url")
+    if not path.is_file():
+        raise Invalid(f"input url '{url}' is not a file on this server", "input.url")
+    return path
+
+
+def inputs_from_parameters(body: Any, allowed: Path | None) -> list[dict[str, Any]]:
+    """The inputs of a `$import` Parameters resource: `input` parts with `url` (a local file under
+    `allowed`) and optional `type`; `inputFormat`, when given, must be application/fhir+ndjson."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise Invalid("$import takes a Parameters resource or an application/fhir+ndjson body", "Parameters")
+    inputs: list[dict[str, Any]] = []
+    for param in body.get("parameter") or []:
+        name = param.get("name") if isinstance(param, dict) else None
+        if name == "inputFormat":
+            fmt = param.get("valueCode") or param.get("valueString")
+            if fmt not in ("application/fhir+ndjson", "application/ndjson", "ndjson"):
+                raise Invalid(f"Unsupported inputFormat '{fmt}'", "inputFormat")
+        elif name == "input":
+            parts = {p.get("name"): p for p in param.get("part") or [] if isinstance(p, dict)}
+            url_part = parts.get("url") or {}
+            url = url_part.get("valueUrl") or url_part.get("valueUri") or url_part.get("valueString")
+            if not isinstance(url, str):
+                raise Invalid("Each input needs a url part", "input.url")
+            if allowed is None:
+                raise Invalid(
+                    "This server does not import from files (FHIR_BULK_IMPORT_DIR is not set)", "input"
+                )
+            type_part = parts.get("type") or {}
+            rtype = type_part.get("valueCode") or type_part.get("valueString")
+            if rtype is not None and not model.is_resource_type(rtype):
+                raise Invalid(f"input type '{rtype}' is not a resource type", "input.type")
+            inputs.append({"url": url, "path": str(_local_path(url, allowed)), "type": rtype})
+        elif name not in ("inputSource", "storageDetail", "mode"):
+            raise Invalid(f"Unsupported $import parameter '{name}'", str(name))
+    if not inputs:
+        raise Invalid("$import needs at least one input", "input")
+    return inputs
+
+
+# ---------------------------------------------------------------- as a job
+
+
+class _Run:
+    """One run of an import job: the error file, the finished inputs, and checkpoints."""
+
+    def __init__(
+        self, store: Store, settings: Settings, current: Job, owner: str, alive: Callable[[], bool]
+    ) -> None:
+        self.store, self.job, self.owner, self.alive = store, current, owner, alive
+        self.inputs: list[dict[str, Any]] = current.params["inputs"]
+        self.progress: dict[str, Any] = dict(current.progress)
+        directory = output_files.job_dir(settings.data_dir, current.id)
+        self.errors = output_files.PartWriter(
+            directory, "OperationOutcome", "OperationOutcome", 1_000_000, self.progress.get("errors")
+        )
+        self.done: list[dict[str, Any]] = list(current.outputs)
+
+    def checkpoint(self, index: int, line: int, tally: Tally) -> None:
+        """Sync the error file and record the position; LeaseLost when the job is no longer ours."""
+        from .export import LeaseLost
+
+        self.errors.sync()
+        counts = {"created": tally.created, "updated": tally.updated, "unchanged": tally.unchanged}
+        ok = self.alive() and job.checkpoint(
+            self.store,
+            self.job.id,
+            self.owner,
+            progress={
+                "input_index": index,
+                "line": line,
+                "errors": self.errors.state(),
+                "failed": tally.failed,
+                **counts,
+            },
+            progress_text=f"input {min(index + 1, len(self.inputs))}/{len(self.inputs)}: "
+            f"{tally.stored} stored, {tally.failed} failed",
+            outputs=self.done,
+            errors=[],
+        )
+        if not ok:
+            self.errors.abandon()
+            raise LeaseLost(self.job.id)
+
+    def load(self, index: int) -> None:
+        """Import one input, from the checkpointed line when the run resumes inside it."""
+        item = self.inputs[index]
+        loader = Loader(self.store, lambda e: self.errors.write(orjson.dumps(error_outcome(e))))
+        skip = 0
+        if index == int(self.progress.get("input_index", 0)):
+            skip = int(self.progress.get("line", 0))
+            for name in ("created", "updated", "unchanged", "failed"):
+                setattr(loader.tally, name, int(self.progress.get(name, 0)))
+        last = time.monotonic()
+        for number, line in _lines(Path(item["path"]), skip):
+            flushed = loader.add(item["url"], number, line)
+            if flushed or time.monotonic() - last > 2.0:
+                loader.flush()
+                self.checkpoint(index, number, loader.tally)
+                last = time.monotonic()
+        loader.flush()
+        tally = loader.tally
+        self.done.append(
+            {
+                "type": item.get("type") or ",".join(sorted(tally.by_type)) or "Resource",
+                "inputUrl": item["url"],
+                "count": tally.stored,
+                "created": tally.created,
+                "updated": tally.updated,
+                "unchanged": tally.unchanged,
+                "failed": tally.failed,
+            }
+        )
+        self.checkpoint(index + 1, 0, Tally())
+
+
+def run(store: Store, settings: Settings, current: Job, owner: str, alive: Callable[[], bool]) -> None:
+    """Import the job's inputs from its checkpoint on; LeaseLost when the job is no longer ours."""
+    from .export import LeaseLost
+
+    state = _Run(store, settings, current, owner, alive)
+    for index in range(int(state.progress.get("input_index", 0)), len(state.inputs)):
+        state.load(index)
+    state.errors.close()
+    finished = alive() and job.complete(
+        store,
+        current.id,
+        owner,
+        outputs=state.done,
+        errors=state.errors.finished,
+        ttl_seconds=settings.bulk_file_ttl_seconds,
+    )
+    if not finished:
+        raise LeaseLost(current.id)
+
+
+# ---------------------------------------------------------------- from the command line
+
+
+def load(
+    store: Store,
+    path: Path,
+    *,
+    on_error: Callable[[LineError], None],
+    on_progress: Callable[[str, int, int, Tally], None] | None = None,
+) -> Tally:
+    """Import a file or every NDJSON file of a directory; `on_progress(file, bytes read, size, tally)`."""
+    loader = Loader(store, on_error)
+    for file in input_files(path):
+        size = file.stat().st_size
+        with open(file, "rb") as raw, open_lines(raw) as f:
+            for number, line in enumerate(f, start=1):
+                loader.add(str(file), number, line)
+                if on_progress is not None and number % BATCH == 0:
+                    on_progress(str(file), raw.tell(), size, loader.tally)
+        loader.flush()
+        if on_progress is not None:
+            on_progress(str(file), size, size, loader.tally)
+    return loader.tally

@@ -1,0 +1,101 @@
+"""Running one Bulk Data job under a lease, and sweeping up jobs whose worker died
+(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
+
+`run(store, settings, job_id)` is the one entry point, called by Celery tasks and by the in-process
+executor alike. It claims the job (a no-op if another worker holds a live lease or the job is
+finished, so duplicate deliveries are harmless), renews the lease from a heartbeat thread while the
+job runs, and records the outcome. `sweep(...)` finds active jobs whose lease ran out (the worker was
+killed) and resubmits them, or fails them with a reason after `job_max_attempts` runs, so no job stays
+"in progress" forever; it also deletes expired jobs and their files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+from ..settings import Settings
+from ..operations import ingest as ingest_job
+from ..store.sql import Store
+from . import export, import_, job, output_files
+
+log = logging.getLogger("fhir_server.jobs")
+
+RUNNERS = {"export": export.run, "import": import_.run, "ingest": ingest_job.run}
+
+
+class Lease:
+    """Renews a job's lease every third of the lease time until closed; `alive()` turns False when a
+    renewal finds the job cancelled or taken over."""
+
+    def __init__(self, store: Store, job_id: str, owner: str, lease_seconds: float) -> None:
+        self.store, self.job_id, self.owner = store, job_id, owner
+        self.interval = max(0.05, lease_seconds / 3)
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id[:8]}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if not job.beat(self.store, self.job_id, self.owner):
+                    self._lost.set()
+                    return
+            except Exception:  # a database hiccup: try again at the next beat
+                log.warning("Could not renew the lease of job %s", self.job_id, exc_info=True)
+
+    def alive(self) -> bool:
+        return not self._lost.is_set()
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run(store: Store, settings: Settings, job_id: str) -> str:
+    """Run (or resume) a job; returns what happened: done, skipped, lost or failed."""
+    owner = job.worker_id()
+    current = job.claim(store, job_id, owner, settings.job_lease_seconds)
+    if current is None:
+        return "skipped"
+    if current.attempts > settings.job_max_attempts:
+        reason = f"The job was interrupted {current.attempts - 1} times (its worker stopped); giving up"
+        job.fail(store, job_id, reason, owner=owner, ttl_seconds=settings.bulk_file_ttl_seconds)
+        return "failed"
+    with Lease(store, job_id, owner, settings.job_lease_seconds) as lease:
+        try:
+            RUNNERS[current.kind](store, settings, current, owner, lease.alive)
+        except export.LeaseLost:
+            after = job.get(store, job_id)
+            if after is None or after.status == "cancelled":
+                output_files.remove(settings.data_dir, job_id)
+            return "lost"
+        except Exception as exc:
+            log.exception("Job %s (%s) failed", job_id, current.kind)
+            reason = f"The {current.kind} failed: {type(exc).__name__}: {exc}"[:1000]
+            job.fail(store, job_id, reason, owner=owner, ttl_seconds=settings.bulk_file_ttl_seconds)
+            return "failed"
+    return "done"
+
+
+def sweep(store: Store, settings: Settings, submit: Callable[[str], None]) -> None:
+    """Resubmit or fail jobs whose worker died; delete expired jobs and their files."""
+    for stale in job.stale(store, settings.job_lease_seconds):
+        if stale.attempts >= settings.job_max_attempts:
+            reason = f"The worker running this job stopped {stale.attempts} times; giving up"
+            job.fail(store, stale.id, reason, ttl_seconds=settings.bulk_file_ttl_seconds)
+            log.warning("Job %s failed: %s", stale.id, reason)
+        elif job.release(store, stale):
+            log.info("Job %s had no live worker; resubmitting it", stale.id)
+            submit(stale.id)
+    for gone in job.expired(store):
+        output_files.remove(settings.data_dir, gone.id)
+        job.remove(store, gone.id)
