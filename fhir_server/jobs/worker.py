@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from ..settings import Settings
 from ..operations import ingest as ingest_job
+from ..settings import Settings
 from ..store.sql import Store
 from . import export, import_, job, output_files
 
