@@ -95,6 +95,19 @@ def import_files(ns: argparse.Namespace, settings: Settings) -> int:
     return run_import(settings, Path(ns.path))
 
 
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    from .operations.ingest_command import add_arguments
+
+    add_arguments(p)
+
+
+@command("ingest", "ingest a health data file (CSV, wearables, lab reports, DICOM)", _ingest_args)
+def ingest_file(ns: argparse.Namespace, settings: Settings) -> int:
+    from .operations.ingest_command import run_command
+
+    return run_command(ns, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server")
     sub = parser.add_subparsers(dest="command", required=True)

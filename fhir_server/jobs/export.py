@@ -132,15 +132,18 @@ class _Run:
                 rows, last_time = 0, time.monotonic()
         writer.close()
         self.done.extend(writer.finished)
-        self.checkpoint(index + 1, 0, None)
+        if writer.finished or self.deleted.count:
+            self.checkpoint(index + 1, 0, None)
 
 
 def run(store: Store, settings: Settings, current: Job, owner: str, alive: Callable[[], bool]) -> None:
     """Export from the job's checkpoint to the end; LeaseLost when the job is no longer ours."""
     state = _Run(store, settings, current, owner, alive)
     snapshot.settle(store, current.transaction_time, settings.bulk_snapshot_settle_seconds)
+    present = snapshot.present_types(store)
     for index in range(int(state.progress.get("type_index", 0)), len(state.types)):
-        state.export_type(index)
+        if state.types[index] in present:
+            state.export_type(index)
     state.deleted.close()
     outputs = state.done + state.deleted.finished
     finished = alive() and job.complete(

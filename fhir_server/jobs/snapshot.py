@@ -50,8 +50,8 @@ def settle(store: Store, transaction_time: int, settle_seconds: float, max_wait:
         return  # one writer at a time, each done within the settle time
     deadline = time.monotonic() + max_wait
     query = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
-        "AND xact_start <= to_timestamp(:t)"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL"
+        " AND pid <> pg_backend_pid() AND xact_start <= to_timestamp(:t)"
     )
     with store.engine.connect() as conn:
         while time.monotonic() < deadline:
@@ -59,6 +59,20 @@ def settle(store: Store, transaction_time: int, settle_seconds: float, max_wait:
                 return
             conn.rollback()
             time.sleep(0.2)
+
+
+def present_types(store: Store) -> set[str]:
+    """The resource types that have rows at all, by a skip scan of the (res_type, ...) index."""
+    query = text(
+        "WITH RECURSIVE present(rt) AS ("
+        " SELECT min(res_type) FROM resource"
+        " UNION ALL"
+        " SELECT (SELECT min(res_type) FROM resource WHERE res_type > present.rt) FROM present"
+        " WHERE present.rt IS NOT NULL"
+        ") SELECT rt FROM present WHERE rt IS NOT NULL"
+    )
+    with store.engine.connect() as conn:
+        return set(conn.execute(query).scalars())
 
 
 def _as_of(conn: Connection, pk: int, transaction_time: int) -> Found | None:

@@ -533,6 +533,7 @@ def parse(
                 if not value.isdigit() or len(value) > 9:
                     fail(name, "must be a whole number >= 0")
                 count = min(int(value), max_count)
+                continue  # listed once, with the count applied, after the loop
             elif base in ("_include", "_revinclude"):
                 if mod not in ("", "iterate", "recurse"):
                     raise _unknown(name, f"unknown modifier ':{mod}'")
@@ -563,6 +564,8 @@ def parse(
             p.ignored.append((name, value))
             continue
         p.used.append((name, value))
+    if count is not None:
+        p.used.append(("_count", str(count)))
 
     sort_t = tuple(sort)
     query = SearchQuery(

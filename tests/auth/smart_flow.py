@@ -11,15 +11,17 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from unittest import mock
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+from argon2 import PasswordHasher, Type
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 from joserfc.jwk import ECKey, RSAKey
 
-from fhir_server.auth import clients, launch, users
+from fhir_server.auth import clients, launch, passwords, users
 from fhir_server.store.sql import Store
 from tests import factories
 
@@ -28,6 +30,7 @@ TOKEN_URL = BASE + "/auth/token"
 REDIRECT = "https://app.example.org/callback"
 PASSWORD = "correct horse battery staple"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1, type=Type.ID)
 
 
 def pkce_pair() -> tuple[str, str]:

@@ -323,7 +323,9 @@ def store(conn: Connection, resources: list[dict[str, Any]], deleted: set[int], 
         last = lu[n % len(lu)]
         row = dict(res_type=key[0], res_id=key[1], version=1, last_updated=last, deleted=gone)
         content = b"" if gone else json.dumps(res).encode()
-        pk = conn.execute(insert(tables.resource).values(**row, content=content)).inserted_primary_key[0]
+        inserted = conn.execute(insert(tables.resource).values(**row, content=content)).inserted_primary_key
+        assert inserted is not None
+        pk = inserted[0]
         out.pk[key] = int(pk)
         if gone:
             continue
@@ -1084,7 +1086,9 @@ MODIFIER_CASES: list[tuple[str, str, str]] = [
 
 @settings(ORACLE, max_examples=12)
 @given(resources=world(), deleted=st.sets(st.integers(0, 30), max_size=3))
-def test_every_modifier_equals_the_oracle(db: Engine, resources: list[dict[str, Any]], deleted: set[int]) -> None:
+def test_every_modifier_equals_the_oracle(
+    db: Engine, resources: list[dict[str, Any]], deleted: set[int]
+) -> None:
     with db.begin() as conn:
         stored = store(conn, resources, deleted, LAST_UPDATED)
         oracle = Oracle(stored)

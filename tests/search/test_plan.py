@@ -121,7 +121,9 @@ def put(
     values = dict(
         res_type=rtype, res_id=rid, version=1, last_updated=last_updated, deleted=deleted, content=content
     )
-    pk = c.execute(insert(tables.resource).values(**values)).inserted_primary_key[0]
+    inserted = c.execute(insert(tables.resource).values(**values)).inserted_primary_key
+    assert inserted is not None
+    pk = inserted[0]
     if not deleted:
         for kind, code, row in rows:
             c.execute(

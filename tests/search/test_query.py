@@ -205,7 +205,9 @@ def test_sort_on_unknown_or_composite_parameter_is_a_400() -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [("0", 0), ("10", 10), ("5000", 1000)])
 def test_count_is_capped_at_the_server_maximum(value: str, expected: int) -> None:
-    assert q("Patient", ("_count", value)).count == expected
+    query = q("Patient", ("_count", value))
+    assert query.count == expected
+    assert query.used == (("_count", str(expected)),)
 
 
 @pytest.mark.parametrize("bad", ["-1", "ten", "1.5"])
@@ -250,6 +252,13 @@ def test_summary_total_and_elements() -> None:
 def test_system_search_with_type_restricts_the_types() -> None:
     query = q(None, ("_type", "Patient,Observation"), ("_lastUpdated", "gt2020"))
     assert query.types == ("Patient", "Observation")
+
+
+def test_system_search_without_type_accepts_parameters_of_every_type() -> None:
+    f = only_filter(q(None, ("_tag", "x")))
+    assert parameters.param_id("Goal", "_tag") in f.param.ids
+    with pytest.raises(Invalid):
+        q(None, ("name", "x"))
 
 
 def test_system_search_rejects_parameters_not_common_to_the_types() -> None:
