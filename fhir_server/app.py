@@ -32,7 +32,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.context = Context(store=store, settings=settings)
     app.state.settings = settings
     if settings.allow_anonymous:
-        log.warning("FHIR_ALLOW_ANONYMOUS is on: anyone who can reach this server can read and write all data")
+        log.warning(
+            "FHIR_ALLOW_ANONYMOUS is on: anyone who can reach this server can read and write all data"
+        )
     _error_handlers(app)
     # CORS for browser apps (SMART app-launch.html#considerations-for-cross-origin-resource-sharing-cors-support)
     app.add_middleware(
@@ -68,7 +70,9 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 405:
-            return respond(request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+            return respond(
+                request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+            )
         if exc.status_code == 404:
             return respond(request, NotFound(f"No such path: {request.url.path}"))
         error = Invalid(str(exc.detail))

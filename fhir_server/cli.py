@@ -47,7 +47,9 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
     host = ns.host or settings.host
     port = ns.port or settings.port
     if ns.port and "FHIR_BASE_URL" not in os.environ:
-        os.environ["FHIR_BASE_URL"] = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        os.environ["FHIR_BASE_URL"] = (
+            f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        )
     upgrade(make_engine(settings.database_url))
     uvicorn.run(
         "fhir_server.app:create_app",
@@ -106,6 +108,19 @@ def ingest_file(ns: argparse.Namespace, settings: Settings) -> int:
     from .operations.ingest_command import run_command
 
     return run_command(ns, settings)
+
+
+@command("reindex", "rebuild the search index from the stored resources")
+def reindex(ns: argparse.Namespace, settings: Settings) -> int:
+    from .store.engine import make_engine
+    from .store.reindex import reindex as run
+
+    def progress(n: int) -> None:
+        print(f"\rindexed {n} resources", end="", file=sys.stderr, flush=True)
+
+    total = run(make_engine(settings.database_url), progress=progress)
+    print(f"\nreindexed {total} resources", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

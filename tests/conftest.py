@@ -124,7 +124,9 @@ def smart_client(store: Store, smart_settings: Settings) -> Iterator[TestClient]
         yield c
 
 
-SYNTHEA_DIR = Path(os.environ.get("FHIR_SYNTHEA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-r4"))
+SYNTHEA_DIR = Path(
+    os.environ.get("FHIR_SYNTHEA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-r4")
+)
 
 
 def synthea_files() -> list[Path]:
@@ -135,7 +137,9 @@ def synthea_files() -> list[Path]:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def synthea(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, list[dict]]]:  # type: ignore[type-arg]
+def synthea(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Store, list[dict]]]:  # type: ignore[type-arg]
     """A store with every Synthea bundle loaded as a transaction, and the transaction responses.
 
     Sample data from ../shared/data (third-party, synthetic): absent on a bare clone, where the tests

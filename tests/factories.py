@@ -15,7 +15,9 @@ def patient(family: str = "Smith", given: str = "Anna", **extra: Any) -> dict[st
     }
 
 
-def observation(patient_id: str | None = None, code: str = "8867-4", value: float = 72, **extra: Any) -> dict[str, Any]:
+def observation(
+    patient_id: str | None = None, code: str = "8867-4", value: float = 72, **extra: Any
+) -> dict[str, Any]:
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
@@ -31,7 +33,12 @@ def observation(patient_id: str | None = None, code: str = "8867-4", value: floa
         ],
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
         "effectiveDateTime": "2024-03-05T10:00:00Z",
-        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "/min",
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        },
     }
     if patient_id:
         obs["subject"] = {"reference": f"Patient/{patient_id}"}
@@ -44,7 +51,10 @@ def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
 
 
 def post_entry(resource: dict[str, Any], full_url: str | None = None, **request: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"], **request}}
+    entry: dict[str, Any] = {
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"], **request},
+    }
     if full_url:
         entry["fullUrl"] = full_url
     return entry

@@ -25,7 +25,12 @@ def _search_params(res_type: str) -> list[dict[str, Any]]:
         return []
     out = []
     for code, param in sorted(parameters.for_type(res_type).items()):
-        out.append({"name": code, "type": param.type})
+        if param.type == "special":  # e.g. Location near: not served
+            continue
+        entry = {"name": code, "type": param.type}
+        if param.url:
+            entry["definition"] = param.url
+        out.append(entry)
     return out
 
 

@@ -39,7 +39,9 @@ def _write_response(request: Request, ctx: Context, result: WriteResult) -> Resp
     stored = result.stored
     headers = http.resource_headers(stored)
     if result.status == 201:
-        headers["Location"] = f"{ctx.settings.base}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"
+        headers["Location"] = (
+            f"{ctx.settings.base}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"
+        )
     prefer = http.prefer_return(request)
     if prefer == "minimal":
         return Response(status_code=result.status, headers=headers)
@@ -186,7 +188,9 @@ async def update_instance(res_type: str, res_id: str, request: Request, ctx: Ctx
 @router.patch("/{res_type}/{res_id}")
 async def patch_instance(res_type: str, res_id: str, request: Request, ctx: Ctx) -> Response:
     read.check_type(res_type)
-    ops = await http.read_json(request, ctx.settings.max_body_bytes, allow=http.PATCH_TYPES | {"application/json"})
+    ops = await http.read_json(
+        request, ctx.settings.max_body_bytes, allow=http.PATCH_TYPES | {"application/json"}
+    )
     version = http.if_match(request)
 
     def work() -> WriteResult:

@@ -22,7 +22,9 @@ _MODE_INCLUDE = {"mode": "include"}
 _SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
 
-def parse(ctx: Context, res_type: str | None, params: list[tuple[str, str]], lenient: bool) -> query.SearchQuery:
+def parse(
+    ctx: Context, res_type: str | None, params: list[tuple[str, str]], lenient: bool
+) -> query.SearchQuery:
     """Parse search parameters with the server's paging limits (400 naming any bad parameter)."""
     return query.parse(res_type, params, lenient=lenient, max_count=ctx.settings.max_count)
 
@@ -45,7 +47,7 @@ def search(
     more = False
     if not count_only:
         stmt = plan.build(q, compartment=compartment, base_url=base, default_count=page_size)
-        rows = tx.conn.execute(stmt).all()
+        rows = list(tx.conn.execute(stmt).all())
         more = len(rows) > page_size
         rows = rows[:page_size]
     total: int | None = None

@@ -46,7 +46,7 @@ class Stored:
         return f'W/"{self.version}"'
 
     def resource(self) -> dict[str, Any]:
-        return orjson.loads(self.content)  # type: ignore[no-any-return]
+        return orjson.loads(self.content)  # type: ignore[no-any-return,unused-ignore]
 
 
 class VersionConflict(Conflict):
@@ -300,8 +300,12 @@ class Tx:
             if target is not None:
                 self._refs.append(_RefCheck(target, f"{path}.reference"))
 
-    def flush(self) -> None:
-        """Write buffered creates, versions and index rows; check buffered references."""
+    def flush(self, check_references: bool = True) -> None:
+        """Write buffered creates, versions and index rows; check buffered references.
+
+        ``check_references=False`` (a search inside the transaction) leaves the reference checks
+        for a later flush, so an entry may refer to a resource the transaction creates after it.
+        """
         if not self.writable:
             return
         if self._creates:
@@ -328,7 +332,7 @@ class Tx:
         if self._reindex:
             reindex, self._reindex = self._reindex, []
             self._write_index(reindex)
-        if self._refs:
+        if self._refs and check_references:
             refs, self._refs = self._refs, []
             self._check_refs(refs)
 

@@ -44,7 +44,9 @@ def test_wrong_data_type_is_400_with_its_path(client: TestClient) -> None:
     r = client.post("/Patient", json={**factories.patient(), "birthDate": "yesterday"}, headers=FHIR)
     assert r.status_code == 400
     assert _issue(r)["expression"] == ["Patient.birthDate"]
-    r = client.post("/Observation", json={**factories.observation(), "code": {"coding": [{"system": 7}]}}, headers=FHIR)
+    r = client.post(
+        "/Observation", json={**factories.observation(), "code": {"coding": [{"system": 7}]}}, headers=FHIR
+    )
     assert _issue(r)["expression"] == ["Observation.code.coding[0].system"]
 
 
@@ -104,7 +106,9 @@ def test_unknown_routes_and_wrong_methods_get_operation_outcomes(
     assert r.json()["resourceType"] == "OperationOutcome"
 
 
-def test_unexpected_failure_is_500_without_internal_details(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_failure_is_500_without_internal_details(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fhir_server.interactions import read
 
     def boom(*args: object, **kwargs: object) -> None:

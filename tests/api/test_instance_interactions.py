@@ -133,7 +133,9 @@ def test_json_patch_making_the_resource_invalid_is_422(client: TestClient) -> No
 
 def test_json_patch_that_is_not_an_array_is_400(client: TestClient) -> None:
     rid = _create(client, factories.patient())["id"]
-    r = client.patch(f"/Patient/{rid}", json={"op": "x"}, headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(
+        f"/Patient/{rid}", json={"op": "x"}, headers={"Content-Type": "application/json-patch+json"}
+    )
     assert r.status_code == 400
 
 
@@ -153,7 +155,9 @@ def test_prefer_minimal_has_no_body_and_operation_outcome_gives_outcome(client: 
     assert minimal.status_code == 201
     assert minimal.content == b""
     assert "Location" in minimal.headers
-    oo = client.post("/Patient", json=factories.patient(), headers={**FHIR, "Prefer": "return=OperationOutcome"})
+    oo = client.post(
+        "/Patient", json=factories.patient(), headers={**FHIR, "Prefer": "return=OperationOutcome"}
+    )
     assert oo.json()["resourceType"] == "OperationOutcome"
 
 
@@ -162,8 +166,10 @@ def test_format_and_pretty(client: TestClient) -> None:
     pretty = client.get(f"/Patient/{rid}?_pretty=true&_format=json")
     assert pretty.status_code == 200
     assert b"\n  " in pretty.content
-    assert client.get(f"/Patient/{rid}?_format=application/json").headers["Content-Type"].startswith(
-        "application/json"
+    assert (
+        client.get(f"/Patient/{rid}?_format=application/json")
+        .headers["Content-Type"]
+        .startswith("application/json")
     )
     xml = client.get(f"/Patient/{rid}?_format=xml")
     assert xml.status_code == 406
@@ -177,7 +183,12 @@ def test_xml_body_is_415(client: TestClient) -> None:
 
 
 def test_summary_and_elements_on_read_are_subsetted(client: TestClient) -> None:
-    rid = _create(client, factories.patient(text={"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}))["id"]
+    rid = _create(
+        client,
+        factories.patient(
+            text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'}
+        ),
+    )["id"]
     summary = client.get(f"/Patient/{rid}?_summary=true").json()
     assert "text" not in summary and summary["name"][0]["family"] == "Smith"
     assert summary["meta"]["tag"][-1]["code"] == "SUBSETTED"
@@ -234,4 +245,11 @@ def test_metadata_declares_fhir_401_and_the_core_types(client: TestClient) -> No
     assert cs["resourceType"] == "CapabilityStatement"
     assert cs["fhirVersion"] == "4.0.1"
     types = {r["type"] for r in cs["rest"][0]["resource"]}
-    assert {"Patient", "Observation", "MedicationStatement", "Encounter", "DocumentReference", "Goal"} <= types
+    assert {
+        "Patient",
+        "Observation",
+        "MedicationStatement",
+        "Encounter",
+        "DocumentReference",
+        "Goal",
+    } <= types

@@ -50,7 +50,8 @@ def register(store: Store, client_id: str = "app", client_type: str = "public", 
 def add_user(
     store: Store, username: str, fhir_user: str | None = None, *, with_totp: bool = False
 ) -> str | None:
-    with store.write() as tx:
+    """A user whose Argon2id hash has test-cheap parameters (verification reads them from the hash)."""
+    with mock.patch.object(passwords, "hash_password", _CHEAP_HASHER.hash), store.write() as tx:
         _, secret = users.add(tx.conn, username, PASSWORD, fhir_user=fhir_user, with_totp=with_totp)
     return secret
 

@@ -56,7 +56,9 @@ def test_every_accepted_example_round_trips(store: Store) -> None:
             if not model.is_resource_type(rtype):
                 continue
             rid = resource.get("id")
-            r = client.put(f"/{rtype}/{rid}", json=resource, headers={"Content-Type": "application/fhir+json"})
+            r = client.put(
+                f"/{rtype}/{rid}", json=resource, headers={"Content-Type": "application/fhir+json"}
+            )
             if r.status_code == 400:
                 assert r.json()["resourceType"] == "OperationOutcome"
                 rejected.add(path.name)

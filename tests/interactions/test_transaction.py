@@ -46,13 +46,18 @@ def test_transaction_resolves_urn_uuid_references_to_assigned_ids(client: TestCl
     assert "lastModified" in obs_entry["response"]
 
 
-def test_transaction_failing_at_last_entry_leaves_database_unchanged(client: TestClient, store: Store) -> None:
+def test_transaction_failing_at_last_entry_leaves_database_unchanged(
+    client: TestClient, store: Store
+) -> None:
     client.post("/Patient", json=factories.patient("Before"), headers=FHIR)
     before = _counts(store)
     bundle = factories.transaction(
         factories.post_entry(factories.patient("One"), "urn:uuid:a"),
         factories.post_entry(factories.observation(subject={"reference": "urn:uuid:a"}), "urn:uuid:b"),
-        {"request": {"method": "PUT", "url": "Patient/x"}, "resource": {"resourceType": "Patient", "id": "x", "gender": 5}},
+        {
+            "request": {"method": "PUT", "url": "Patient/x"},
+            "resource": {"resourceType": "Patient", "id": "x", "gender": 5},
+        },
     )
     r = _post(client, bundle)
     assert r.status_code == 400
@@ -60,7 +65,9 @@ def test_transaction_failing_at_last_entry_leaves_database_unchanged(client: Tes
     assert _counts(store) == before
 
 
-def test_transaction_with_broken_reference_is_422_and_writes_nothing(client: TestClient, store: Store) -> None:
+def test_transaction_with_broken_reference_is_422_and_writes_nothing(
+    client: TestClient, store: Store
+) -> None:
     before = _counts(store)
     bundle = factories.transaction(
         factories.post_entry(factories.patient("One")),
@@ -73,7 +80,9 @@ def test_transaction_with_broken_reference_is_422_and_writes_nothing(client: Tes
 
 
 def test_transaction_unresolved_urn_is_400(client: TestClient) -> None:
-    bundle = factories.transaction(factories.post_entry(factories.observation(subject={"reference": "urn:uuid:nowhere"})))
+    bundle = factories.transaction(
+        factories.post_entry(factories.observation(subject={"reference": "urn:uuid:nowhere"}))
+    )
     assert _post(client, bundle).status_code == 400
 
 
@@ -81,7 +90,10 @@ def test_transaction_processes_deletes_before_posts_before_puts_before_gets(clie
     rid = client.post("/Patient", json=factories.patient("Gone"), headers=FHIR).json()["id"]
     bundle = factories.transaction(
         {"request": {"method": "GET", "url": "Patient/fixed"}},
-        {"request": {"method": "PUT", "url": "Patient/fixed"}, "resource": {**factories.patient("Fixed"), "id": "fixed"}},
+        {
+            "request": {"method": "PUT", "url": "Patient/fixed"},
+            "resource": {**factories.patient("Fixed"), "id": "fixed"},
+        },
         factories.post_entry(factories.patient("New")),
         {"request": {"method": "DELETE", "url": f"Patient/{rid}"}},
     )
@@ -117,7 +129,10 @@ def test_batch_entries_succeed_or_fail_independently(client: TestClient) -> None
         "entry": [
             factories.post_entry(factories.patient("Good")),
             {"request": {"method": "GET", "url": "Patient/missing"}},
-            {"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient", "gender": []}},
+            {
+                "request": {"method": "POST", "url": "Patient"},
+                "resource": {"resourceType": "Patient", "gender": []},
+            },
         ],
     }
     r = _post(client, bundle)

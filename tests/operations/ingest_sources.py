@@ -56,9 +56,9 @@ class Source:
     codes: list[str]
     options: dict[str, Any] = field(default_factory=dict)
 
-    def resource_types(self) -> Counter[str]:
+    def resource_types(self, batch_size: int) -> Counter[str]:
         """How many distinct resources of each type the file's Bundles hold (what a server must store)."""
-        result = ingest_file(self.path, self.format, PATIENT, options=self.options)
+        result = ingest_file(self.path, self.format, PATIENT, options=self.options, batch_size=batch_size)
         assert result.ok, result.problems
         distinct = {e["fullUrl"]: e["resource"]["resourceType"] for b in result.bundles for e in b["entry"]}
         return Counter(distinct.values())

@@ -18,9 +18,11 @@ from tests.conftest import BASE
 from tests.ingest.fixtures import PATIENT, bad_long_csv, long_csv, wide_csv, write
 from tests.operations.ingest_sources import KINDS, create_patient, make, stored, stored_types
 
+BATCH = 7  # small batches: several transactions per file
+
 
 def _ingest(client: TestClient, path: Path, fmt: str, options: dict[str, Any] | None = None) -> Tally:
-    run, tally = open_run(path, fmt, PATIENT, batch_size=7, options=options)
+    run, tally = open_run(path, fmt, PATIENT, batch_size=BATCH, options=options)
     return send_bundles(run, tally, BASE, client=client)
 
 
@@ -45,7 +47,7 @@ def test_each_kind_ingests_into_the_expected_resources_and_reingesting_creates_n
     source = make(kind, tmp_path)
     first = _ingest(client, source.path, source.format, source.options)
     assert first.failed_bundles == 0 and first.problems == [], first.problems
-    expected_types = source.resource_types()
+    expected_types = source.resource_types(BATCH)
     assert stored_types(store) == expected_types + Counter({"Patient": 1})
     assert first.created == sum(expected_types.values())
     codes = sorted(o["code"]["coding"][0]["code"] for o in _observations(client))

@@ -70,7 +70,9 @@ def test_patient_height_since_2015_sorted_newest_first(synthea: tuple[Store, lis
         r
         for r in resources
         if r["resourceType"] == "Observation"
-        and any(c.get("code") == "8302-2" and c.get("system") == "http://loinc.org" for c in r["code"]["coding"])
+        and any(
+            c.get("code") == "8302-2" and c.get("system") == "http://loinc.org" for c in r["code"]["coding"]
+        )
     ]
     by_patient = Counter(r["subject"]["reference"] for r in heights)
     patient_ref = by_patient.most_common(1)[0][0]
@@ -116,7 +118,9 @@ def test_encounters_by_patient_family_name_with_their_practitioners(
     )
     matches = {e["resource"]["id"] for e in got if e["search"]["mode"] == "match"}
     included = {
-        f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in got if e["search"]["mode"] == "include"
+        f"{e['resource']['resourceType']}/{e['resource']['id']}"
+        for e in got
+        if e["search"]["mode"] == "include"
     }
     assert matches == {e["id"] for e in encounters}
     assert len(matches) > 0
