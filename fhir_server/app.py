@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
-from .api import auth_routes, bulk_routes, http, ingest_routes
+from .api import auth_routes, bulk_routes, http, ingest_routes, terminology_routes
 from .api.routes import router
 from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)
     app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
+    app.include_router(terminology_routes.router)  # ValueSet/CodeSystem operations: before /{type}/{id}
     app.include_router(router)
     return app
 

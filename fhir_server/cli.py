@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from .settings import Settings
 
@@ -120,6 +121,113 @@ def reindex(ns: argparse.Namespace, settings: Settings) -> int:
 
     total = run(make_engine(settings.database_url), progress=progress)
     print(f"\nreindexed {total} resources", file=sys.stderr)
+    return 0
+
+
+def _auth_store(settings: Settings) -> Any:
+    """The store of the configured database, migrated (for the SMART operator commands)."""
+    from .store.engine import make_engine
+    from .store.migrate import upgrade
+    from .store.sql import Store
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return Store(engine, check_references=settings.check_references, base=settings.base)
+
+
+def _clients_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="register a SMART client (a symmetric client's secret is printed once)")
+    add.add_argument("--id", dest="client_id", required=True, help="the client_id")
+    add.add_argument(
+        "--type", dest="client_type", required=True, choices=["public", "symmetric", "asymmetric"]
+    )
+    add.add_argument("--redirect-uri", action="append", default=[], help="exact redirect URI (repeatable)")
+    add.add_argument("--jwks", type=argparse.FileType("r"), help="file with the client's public JWK Set")
+    add.add_argument("--jwks-uri", help="URL of the client's JWK Set (https)")
+    add.add_argument("--scope", action="append", default=[], help="pre-authorised scope(s), e.g. system/*.rs")
+    add.add_argument("--name", default="", help="name shown on the consent page")
+    sub.add_parser("list", help="list registered clients")
+
+
+@command("clients", "register and list SMART clients", _clients_args)
+def clients_command(ns: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from .auth import clients
+
+    store = _auth_store(settings)
+    if ns.action == "list":
+        with store.read() as tx:
+            for client in clients.all_clients(tx.conn):
+                print(json.dumps(client.public_view()))
+        return 0
+    try:
+        with store.write() as tx:
+            client, secret = clients.register(
+                tx.conn,
+                ns.client_id,
+                ns.client_type,
+                redirect_uris=ns.redirect_uri,
+                jwks=json.load(ns.jwks) if ns.jwks else None,
+                jwks_uri=ns.jwks_uri,
+                scope=" ".join(ns.scope),
+                name=ns.name,
+            )
+    except (clients.RegistrationError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"registered {client.client_type} client {client.client_id}")
+    if secret is not None:
+        print(f"client_secret: {secret}  (shown only now)")
+    return 0
+
+
+def _users_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="create a user (password prompted, or read from stdin)")
+    add.add_argument("--username", required=True)
+    add.add_argument("--fhir-user", help="the FHIR resource of the user, e.g. Patient/123 or Practitioner/9")
+    add.add_argument("--totp", action="store_true", help="require a one-time code (prints the secret once)")
+    sub.add_parser("list", help="list users")
+
+
+def _new_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+@command("users", "create and list users who log in to SMART apps", _users_args)
+def users_command(ns: argparse.Namespace, settings: Settings) -> int:
+    from .auth import totp, users
+
+    store = _auth_store(settings)
+    if ns.action == "list":
+        with store.read() as tx:
+            for user in users.all_users(tx.conn):
+                print(
+                    f"{user.username}\t{user.fhir_user or '-'}\t{'totp' if user.totp_secret else ''}".rstrip()
+                )
+        return 0
+    try:
+        password = _new_password()
+        with store.write() as tx:
+            user, secret = users.add(
+                tx.conn, ns.username, password, fhir_user=ns.fhir_user, with_totp=ns.totp
+            )
+    except (users.UserError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"created user {user.username}" + (f" ({user.fhir_user})" if user.fhir_user else ""))
+    if secret is not None:
+        print(f"TOTP secret: {secret}  (shown only now)")
+        print(f"TOTP URI:    {totp.provisioning_uri(secret, user.username, 'fhir-server')}")
     return 0
 
 

@@ -16,6 +16,19 @@ from ..settings import Settings
 _INSTANCE = ["read", "vread", "update", "patch", "delete", "history-instance"]
 _TYPE = ["create", "search-type", "history-type"]
 _SYSTEM = ["transaction", "batch", "search-system", "history-system"]
+# Terminology operations (fhir_server/api/terminology_routes.py), https://hl7.org/fhir/R4/terminology-service.html
+_TYPE_OPERATIONS = {
+    "ValueSet": ["ValueSet-expand", "ValueSet-validate-code"],
+    "CodeSystem": ["CodeSystem-lookup", "CodeSystem-subsumes"],
+}
+
+
+def _type_operations(res_type: str) -> dict[str, Any]:
+    ops = [
+        {"name": op.split("-", 1)[1], "definition": f"http://hl7.org/fhir/OperationDefinition/{op}"}
+        for op in _TYPE_OPERATIONS.get(res_type, [])
+    ]
+    return {"operation": ops} if ops else {}
 
 
 def _search_params(res_type: str) -> list[dict[str, Any]]:
@@ -51,6 +64,7 @@ def _rest_resources() -> tuple[dict[str, Any], ...]:
                 "conditionalDelete": "single",
                 "referencePolicy": ["literal", "local"],
                 "searchParam": _search_params(res_type),
+                **_type_operations(res_type),
             }
         )
     return tuple(out)

@@ -53,7 +53,12 @@ def bootstrap_demo(
         users.add(tx.conn, "demo-clinician", clinician_password, fhir_user=f"Practitioner/{PRACTITIONER_ID}")
         clients.register(tx.conn, CLIENT_ID, "public", redirect_uris=redirect_uris, name="Demo SMART app")
     accounts = DemoAccounts(
-        CLIENT_ID, tuple(redirect_uris), "demo-patient", patient_password, "demo-clinician", clinician_password
+        CLIENT_ID,
+        tuple(redirect_uris),
+        "demo-patient",
+        patient_password,
+        "demo-clinician",
+        clinician_password,
     )
     out(
         "Demo accounts created (shown only now):\n"

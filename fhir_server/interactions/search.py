@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 
+from terminology import stored
+from terminology.service import service
+
 from ..search import plan, query
 from ..search.bundle import bundle, link, page_url
 from ..store.sql import Tx
@@ -44,22 +47,37 @@ def search(
     page_size = q.count if q.count is not None else ctx.settings.default_count
     count_only = q.summary == "count" or page_size == 0
     rows: list[Any] = []
-    more = False
+    more = False  # rows beyond this page, in the direction of travel
+    back = q.cursor is not None and q.cursor.before
     if not count_only:
-        stmt = plan.build(q, compartment=compartment, base_url=base, default_count=page_size)
+        stmt = plan.build(
+            q,
+            compartment=compartment,
+            base_url=base,
+            default_count=page_size,
+            terminology=terminology_for(tx),
+        )
         rows = list(tx.conn.execute(stmt).all())
         more = len(rows) > page_size
         rows = rows[:page_size]
+        if back:
+            rows.reverse()
     total: int | None = None
     if q.total == "accurate" or count_only:
-        total = int(tx.conn.execute(plan.count(q, compartment=compartment, base_url=base)).scalar_one())
-    elif q.total != "none" and not more and q.cursor is None:
+        counted = plan.count(q, compartment=compartment, base_url=base, terminology=terminology_for(tx))
+        total = int(tx.conn.execute(counted).scalar_one())
+    elif q.total != "none" and not more and q.cursor is None:  # the whole result is on this page
         total = len(rows)
     included = plan.includes(tx.conn, q, [r.pk for r in rows], base_url=base) if rows else []
 
     path = _path(res_type, compartment)
     links = [link("self", page_url(base, path, list(q.used)))]
-    if more and rows:
+    has_next = (more and not back) or (back and q.cursor is not None)
+    has_previous = (more and back) or (q.cursor is not None and not back)
+    if rows and has_previous:
+        cursor = plan.previous_cursor(q, rows[0])
+        links.append(link("previous", page_url(base, path, [*q.used, ("_cursor", cursor)])))
+    if rows and has_next:
         cursor = plan.next_cursor(q, rows[-1])
         links.append(link("next", page_url(base, path, [*q.used, ("_cursor", cursor)])))
     entries = [_entry(base, r.content, _MODE_MATCH, q) for r in rows]
@@ -67,11 +85,19 @@ def search(
     return bundle("searchset", entries, links, total)
 
 
+def terminology_for(tx: Tx) -> plan.Terminology:
+    """The terminology service for :in / :not-in / :above / :below (https://hl7.org/fhir/R4/search.html#modifiers):
+    what the server ships, and the value sets stored on it."""
+    return service().with_store(stored.resolver(tx))
+
+
 def match_pks(ctx: Context, tx: Tx, res_type: str, params: list[tuple[str, str]], limit: int) -> list[int]:
     """Surrogate keys of up to `limit` current matches (for conditional interactions)."""
     q = parse(ctx, res_type, params, lenient=False)
     q = replace(q, count=max(limit - 1, 0), sort=(), includes=(), cursor=None)
-    stmt = plan.build(q, base_url=ctx.settings.base, default_count=max(limit - 1, 0))
+    stmt = plan.build(
+        q, base_url=ctx.settings.base, default_count=max(limit - 1, 0), terminology=terminology_for(tx)
+    )
     return [int(r.pk) for r in tx.conn.execute(stmt)]
 
 

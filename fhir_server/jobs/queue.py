@@ -128,7 +128,7 @@ def celery_app(settings: Settings, store: Store | None = None) -> Any:
             tables.ensure(engine)
         return holder["store"]
 
-    @app.task(name=TASK, ignore_result=True)
+    @app.task(name=TASK, ignore_result=True, shared=False)
     def run_job(job_id: str) -> str:
         return _run_logged(get_store(), settings, job_id)
 

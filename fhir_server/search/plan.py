@@ -546,6 +546,13 @@ def _after(col: Any, value: Any, descending: bool) -> ColumnElement[bool]:
     return or_(col < value if descending else col > value, col.is_(None))
 
 
+def _before(col: Any, value: Any, descending: bool) -> ColumnElement[bool]:
+    """Rows strictly before `value` in the order (NULLs last, so every non-NULL is before a NULL)."""
+    if value is None:
+        return col.is_not(None)
+    return col > value if descending else col < value
+
+
 def _same(col: Any, value: Any) -> ColumnElement[bool]:
     return col.is_(None) if value is None else col == value
 
@@ -570,11 +577,12 @@ def build(
     conds = _where(query, planner, compartment, restrict)
     limit = (query.count if query.count is not None else default_count) + 1
     cursor = query.cursor
+    back = cursor is not None and cursor.before
     if not query.sort:
         stmt = select(_R.c.pk, _R.c.content).where(*conds)
         if cursor is not None:
-            stmt = stmt.where(_R.c.pk > cursor.pk)
-        return stmt.order_by(_R.c.pk).limit(limit)
+            stmt = stmt.where(_R.c.pk < cursor.pk if back else _R.c.pk > cursor.pk)
+        return stmt.order_by(_R.c.pk.desc() if back else _R.c.pk).limit(limit)
     keys = [planner.sort_expr(k, _R).label(f"sort_{i}") for i, k in enumerate(query.sort)]
     inner = select(_R.c.pk, _R.c.content, *keys).where(*conds).subquery("m")
     cols = [inner.c[f"sort_{i}"] for i in range(len(query.sort))]
@@ -583,10 +591,17 @@ def build(
         alternatives: list[ColumnElement[bool]] = []
         for i, (col, key) in enumerate(zip(cols, query.sort, strict=True)):
             prior = [_same(c, v) for c, v in zip(cols[:i], cursor.keys[:i], strict=True)]
-            alternatives.append(and_(*prior, _after(col, cursor.keys[i], key.descending)))
+            step = _before if back else _after
+            alternatives.append(and_(*prior, step(col, cursor.keys[i], key.descending)))
         same_keys = [_same(c, v) for c, v in zip(cols, cursor.keys, strict=True)]
-        alternatives.append(and_(*same_keys, inner.c.pk > cursor.pk))
+        alternatives.append(and_(*same_keys, inner.c.pk < cursor.pk if back else inner.c.pk > cursor.pk))
         stmt = stmt.where(or_(*alternatives))
+    if back:  # the rows just before the cursor, nearest first; the caller puts them back in order
+        order = [
+            (c.asc() if k.descending else c.desc()).nulls_first()
+            for c, k in zip(cols, query.sort, strict=True)
+        ]
+        return stmt.order_by(*order, inner.c.pk.desc()).limit(limit)
     order = [
         (c.desc() if k.descending else c.asc()).nulls_last() for c, k in zip(cols, query.sort, strict=True)
     ]
@@ -598,6 +613,13 @@ def next_cursor(query: SearchQuery, row: Row[Any]) -> str:
     mapping = row._mapping
     keys = [mapping[f"sort_{i}"] for i in range(len(query.sort))]
     return encode_cursor(query.sort_signature, keys, int(mapping["pk"]))
+
+
+def previous_cursor(query: SearchQuery, row: Row[Any]) -> str:
+    """The `_cursor` value for the page that ends just before `row` (the first row shown of a page)."""
+    mapping = row._mapping
+    keys = [mapping[f"sort_{i}"] for i in range(len(query.sort))]
+    return encode_cursor(query.sort_signature, keys, int(mapping["pk"]), before=True)
 
 
 def count(

@@ -191,10 +191,15 @@ class Include:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Keyset paging position: the sort key values and pk of the last row of the previous page."""
+    """Keyset paging position: the sort key values and pk of the row the page continues from.
+
+    Normally the page holds the rows after that row (the last row of the page before); with
+    `before`, the rows just before it (the first row of the page after), for `previous` links.
+    """
 
     keys: tuple[Any, ...]
     pk: int
+    before: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,9 +239,12 @@ def _default_registry() -> Registry:
     return parameters
 
 
-def encode_cursor(signature: str, keys: Sequence[Any], pk: int) -> str:
-    """Opaque `_cursor` value: base64url of the sort signature, the sort key values and the pk."""
-    raw = json.dumps([signature, list(keys), pk], separators=(",", ":"), ensure_ascii=False)
+def encode_cursor(signature: str, keys: Sequence[Any], pk: int, *, before: bool = False) -> str:
+    """Opaque `_cursor` value: base64url of the sort signature, the sort key values, the pk (and direction)."""
+    data: list[Any] = [signature, list(keys), pk]
+    if before:
+        data.append(1)
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -249,7 +257,8 @@ def decode_cursor(text: str, signature: str, n_keys: int) -> Cursor:
         fail("_cursor", "not a valid paging cursor")
     ok = (
         isinstance(data, list)
-        and len(data) == 3
+        and len(data) in (3, 4)
+        and (len(data) == 3 or data[3] == 1)
         and data[0] == signature
         and isinstance(data[1], list)
         and len(data[1]) == n_keys
@@ -259,7 +268,7 @@ def decode_cursor(text: str, signature: str, n_keys: int) -> Cursor:
     )
     if not ok:
         fail("_cursor", "the paging cursor does not belong to this search")
-    return Cursor(tuple(data[1]), data[2])
+    return Cursor(tuple(data[1]), data[2], before=len(data) == 4)
 
 
 @dataclass

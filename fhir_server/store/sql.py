@@ -1,11 +1,13 @@
 """The SQL store: one database transaction per FHIR interaction or transaction Bundle.
 
 Resources, versions and index rows are written in ONE transaction (ARCHITECTURE.md section 3).
-Creates are buffered and written in batches (multi-row INSERT ... RETURNING) when the transaction
-flushes, which happens before any read in the same transaction and before commit, so a transaction
-Bundle of hundreds of entries costs a handful of statements. Updates are optimistic: the UPDATE
-names the version that was read, so two writers can never both succeed on the same version
-(https://hl7.org/fhir/R4/http.html#concurrency).
+Creates are buffered and written in batches when the transaction flushes, which happens before any
+read in the same transaction and before commit, so a transaction Bundle of hundreds of entries
+costs a handful of statements (store/fast.py: one pipeline, or COPY, on PostgreSQL). Updates are
+optimistic: the UPDATE names the version that was read, so two writers can never both succeed on
+the same version (https://hl7.org/fhir/R4/http.html#concurrency). Reads on PostgreSQL run without
+BEGIN/COMMIT (autocommit; each statement sees the data committed when it starts, as READ COMMITTED
+transactions do), so a read by id is one round trip.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, func, select, text
 
 from .. import instant
 from ..errors import Conflict, Issue, Unprocessable
 from ..references import local_target, walk
 from ..search.index import index_rows
+from . import fast
 from . import tables as t
 from .engine import is_sqlite
 
@@ -83,6 +85,11 @@ def new_id() -> str:
 
 def serialise(resource: dict[str, Any], rid: str, version: int, last_updated: int) -> bytes:
     """The stored JSON: resourceType, id and meta first, meta.versionId/lastUpdated set by the server."""
+    return orjson.dumps(_as_stored(resource, rid, version, last_updated))
+
+
+def _as_stored(resource: dict[str, Any], rid: str, version: int, last_updated: int) -> dict[str, Any]:
+    """The resource as stored (what `serialise` writes); shares the unchanged values with `resource`."""
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version)
     meta["lastUpdated"] = instant.to_fhir(last_updated)
@@ -90,14 +97,7 @@ def serialise(resource: dict[str, Any], rid: str, version: int, last_updated: in
     for key, value in resource.items():
         if key not in out:
             out[key] = value
-    return orjson.dumps(out)
-
-
-@dataclass
-class _PendingCreate:
-    row: dict[str, Any]
-    index: dict[str, list[dict[str, Any]]]
-    method: str
+    return out
 
 
 @dataclass
@@ -114,24 +114,31 @@ class Tx:
     check_references: bool = True
     base: str = ""
     writable: bool = False
-    _creates: list[_PendingCreate] = field(default_factory=list)
+    sql: fast.Sql | None = None
+    _creates: list[fast.NewResource] = field(default_factory=list)
     _reindex: list[tuple[int, dict[str, list[dict[str, Any]]]]] = field(default_factory=list)
-    _versions: list[dict[str, Any]] = field(default_factory=list)
+    _versions: list[tuple[Any, ...]] = field(default_factory=list)
     _refs: list[_RefCheck] = field(default_factory=list)
     _now: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sql is None:
+            self.sql = fast.for_dialect(self.conn.dialect.name == "sqlite")
 
     # ---------- reads ----------
     def current(self, res_type: str, res_id: str) -> Stored | None:
         """The current version (possibly a deletion marker) or None if it never existed."""
-        self.flush()
-        row = self.conn.execute(
-            select(*_COLS).where(t.resource.c.res_type == res_type, t.resource.c.res_id == res_id)
-        ).first()
-        return _row_to_stored(row) if row else None
+        self.flush(check_references=False)
+        assert self.sql is not None
+        row = self.sql.current(self.conn, res_type, res_id)
+        if row is None:
+            return None
+        pk, rtype, rid, version, last_updated, deleted, content = row
+        return Stored(rtype, rid, version, last_updated, deleted, content, pk)
 
     def current_by_pks(self, pks: Iterable[int]) -> list[Stored]:
         """Current versions for surrogate keys, in the order given."""
-        self.flush()
+        self.flush(check_references=False)
         keys = list(pks)
         if not keys:
             return []
@@ -141,7 +148,7 @@ class Tx:
 
     def version(self, res_type: str, res_id: str, version: int) -> Stored | None:
         """A specific version (vread)."""
-        self.flush()
+        self.flush(check_references=False)
         v = t.resource_version.c
         row = self.conn.execute(
             select(
@@ -167,7 +174,7 @@ class Tx:
         limit: int = 50,
     ) -> list[tuple[int, Stored]]:
         """Versions newest first as (txn, version); keyset paging with `before_txn`."""
-        self.flush()
+        self.flush(check_references=False)
         v = t.resource_version.c
         q = select(
             v.txn,
@@ -207,7 +214,7 @@ class Tx:
         return out
 
     def count_history(self, *, res_type: str | None = None, res_id: str | None = None) -> int:
-        self.flush()
+        self.flush(check_references=False)
         v = t.resource_version.c
         q = select(func.count()).select_from(t.resource_version)
         if res_type is not None:
@@ -227,22 +234,13 @@ class Tx:
         """Create a new resource (buffered until flush). The id must not exist yet."""
         rid = res_id or new_id()
         ts = self.now()
-        content = serialise(resource, rid, 1, ts)
+        as_stored = _as_stored(resource, rid, 1, ts)
+        content = orjson.dumps(as_stored)
         stored = Stored(resource["resourceType"], rid, 1, ts, False, content, method=method)
         self._remember_refs(resource)
+        # index_rows only reads: the dict gives the rows orjson.loads(content) would.
         self._creates.append(
-            _PendingCreate(
-                row={
-                    "res_type": stored.res_type,
-                    "res_id": rid,
-                    "version": 1,
-                    "last_updated": ts,
-                    "deleted": False,
-                    "content": content,
-                },
-                index=index_rows(orjson.loads(content)),
-                method=method,
-            )
+            fast.NewResource(stored.res_type, rid, ts, content, index_rows(as_stored), method)
         )
         return stored
 
@@ -250,10 +248,11 @@ class Tx:
         """Write a new version on top of `prev` (current or deleted); VersionConflict if it moved on."""
         ts = self.now()
         version = prev.version + 1
-        content = serialise(resource, prev.res_id, version, ts)
+        as_stored = _as_stored(resource, prev.res_id, version, ts)
+        content = orjson.dumps(as_stored)
         self._remember_refs(resource)
         self._write_version(prev, version, ts, False, content, method)
-        self._reindex.append((prev.pk, index_rows(orjson.loads(content))))
+        self._reindex.append((prev.pk, index_rows(as_stored)))
         return Stored(prev.res_type, prev.res_id, version, ts, False, content, prev.pk, method)
 
     def delete(self, prev: Stored) -> Stored:
@@ -267,29 +266,13 @@ class Tx:
     def _write_version(
         self, prev: Stored, version: int, ts: int, deleted: bool, content: bytes, method: str
     ) -> None:
-        r = t.resource.c
-        result = self.conn.execute(
-            update(t.resource)
-            .where(r.pk == prev.pk, r.version == prev.version)
-            .values(version=version, last_updated=ts, deleted=deleted, content=content)
-        )
-        if result.rowcount != 1:
+        assert self.sql is not None
+        if not self.sql.bump(self.conn, prev.pk, prev.version, version, ts, deleted, content):
             raise VersionConflict(
                 f"{prev.res_type}/{prev.res_id} was changed by someone else (version {prev.version} "
                 "is no longer current)"
             )
-        self._versions.append(
-            {
-                "resource_pk": prev.pk,
-                "res_type": prev.res_type,
-                "res_id": prev.res_id,
-                "version": version,
-                "last_updated": ts,
-                "deleted": deleted,
-                "method": method,
-                "content": content,
-            }
-        )
+        self._versions.append((prev.pk, prev.res_type, prev.res_id, version, ts, deleted, method, content))
 
     def _remember_refs(self, resource: dict[str, Any]) -> None:
         if not self.check_references:
@@ -303,66 +286,26 @@ class Tx:
     def flush(self, check_references: bool = True) -> None:
         """Write buffered creates, versions and index rows; check buffered references.
 
-        ``check_references=False`` (a search inside the transaction) leaves the reference checks
-        for a later flush, so an entry may refer to a resource the transaction creates after it.
+        ``check_references=False`` (reads and searches inside the transaction) leaves the reference
+        checks for the flush that ends the transaction, so an entry of a transaction Bundle may
+        refer to a resource that a later entry creates.
         """
         if not self.writable:
             return
-        if self._creates:
-            creates, self._creates = self._creates, []
-            try:
-                pks = (
-                    self.conn.execute(
-                        insert(t.resource).returning(t.resource.c.pk, sort_by_parameter_order=True),
-                        [c.row for c in creates],
-                    )
-                    .scalars()
-                    .all()
-                )
-            except IntegrityError:
-                raise Conflict("A resource with this id was created concurrently; retry") from None
-            for pk, c in zip(pks, creates, strict=True):
-                self._versions.append(
-                    {"resource_pk": pk, "method": c.method, **{k: c.row[k] for k in _VERSION_KEYS}}
-                )
-                self._reindex.append((pk, c.index))
-        if self._versions:
-            versions, self._versions = self._versions, []
-            self.conn.execute(insert(t.resource_version), versions)
-        if self._reindex:
-            reindex, self._reindex = self._reindex, []
-            self._write_index(reindex)
-        if self._refs and check_references:
+        refs: list[_RefCheck] = []
+        if check_references:
             refs, self._refs = self._refs, []
-            self._check_refs(refs)
-
-    def _write_index(self, items: list[tuple[int, dict[str, list[dict[str, Any]]]]]) -> None:
-        stale = [pk for pk, _ in items]
-        # Creates have nothing stale, but a resource created and updated in one transaction does.
-        for table in t.INDEX_TABLES.values():
-            for chunk in _chunks(stale, 500):
-                self.conn.execute(delete(table).where(table.c.resource_pk.in_(chunk)))
-        rows: dict[str, list[dict[str, Any]]] = {}
-        for pk, index in items:
-            for kind, kind_rows in index.items():
-                bucket = rows.setdefault(kind, [])
-                for row in kind_rows:
-                    bucket.append({"resource_pk": pk, **row})
-        for kind, kind_rows in rows.items():
-            if kind_rows:
-                self.conn.execute(insert(t.INDEX_TABLES[kind]), kind_rows)
-
-    def _check_refs(self, refs: list[_RefCheck]) -> None:
-        wanted = {r.target for r in refs}
-        found: set[tuple[str, str]] = set()
-        r = t.resource.c
-        for chunk in _chunks(sorted(wanted), 400):
-            rows = self.conn.execute(
-                select(r.res_type, r.res_id).where(
-                    tuple_(r.res_type, r.res_id).in_(chunk), r.deleted.is_(False)
-                )
-            )
-            found.update((row.res_type, row.res_id) for row in rows)
+        if not (self._creates or self._versions or self._reindex or refs):
+            return
+        # Stale index rows of updated resources go first; a resource created and updated in one
+        # transaction was flushed (with its first rows) before the update read it.
+        batch = fast.Batch(self._creates, self._versions, self._reindex, {r.target for r in refs})
+        self._creates, self._versions, self._reindex = [], [], []
+        assert self.sql is not None
+        try:
+            found = self.sql.write(self.conn, batch)
+        except fast.DuplicateId:
+            raise Conflict("A resource with this id was created concurrently; retry") from None
         missing = [ref for ref in refs if ref.target not in found]
         if missing:
             issues = [
@@ -374,9 +317,6 @@ class Tx:
                 for m in missing
             ]
             raise Unprocessable(issues[0].message, issues=issues)
-
-
-_VERSION_KEYS = ("res_type", "res_id", "version", "last_updated", "deleted", "content")
 
 
 def _asdict(s: Stored) -> dict[str, Any]:
@@ -396,11 +336,19 @@ class Store:
         self.check_references = check_references
         self.base = base
         self.sqlite = is_sqlite(engine)
+        self.sql = fast.for_dialect(self.sqlite)
+        # PostgreSQL reads: no BEGIN/COMMIT round trips (server-side cursors need engine.connect()).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with self.engine.connect() as conn, conn.begin():
-            yield Tx(conn, self.check_references, self.base, writable=False)
+        """A read-only unit of work: a snapshot transaction on SQLite, autocommit on PostgreSQL."""
+        if self.sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield Tx(conn, self.check_references, self.base, writable=False, sql=self.sql)
+            return
+        with self._autocommit.connect() as conn:
+            yield Tx(conn, self.check_references, self.base, writable=False, sql=self.sql)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -410,7 +358,7 @@ class Store:
                 conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
             try:
                 with conn.begin():
-                    tx = Tx(conn, self.check_references, self.base, writable=True)
+                    tx = Tx(conn, self.check_references, self.base, writable=True, sql=self.sql)
                     yield tx
                     tx.flush()
             finally:

@@ -69,7 +69,9 @@ def _outcome(response: Any, status: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", LEVELS)
-def test_kickoff_without_a_token_is_401(store: Store, tmp_path: Path, data: dict[str, str], path: str) -> None:
+def test_kickoff_without_a_token_is_401(
+    store: Store, tmp_path: Path, data: dict[str, str], path: str
+) -> None:
     """The kick-off is protected like any FHIR request: no token, 401 (@4, @5, @20)."""
     app = create_app(settings_for(tmp_path), store=store)  # the real authentication dependency
     with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
@@ -93,7 +95,9 @@ def test_kickoff_is_202_with_an_absolute_content_location(
 
 
 @pytest.mark.parametrize("path", LEVELS)
-def test_post_kickoff_takes_a_parameters_resource(bulk_client: TestClient, data: dict[str, str], path: str) -> None:
+def test_post_kickoff_takes_a_parameters_resource(
+    bulk_client: TestClient, data: dict[str, str], path: str
+) -> None:
     """POST with a Parameters resource; the manifest's request URL has no parameters (@30, @158)."""
     body = {
         "resourceType": "Parameters",
@@ -122,10 +126,14 @@ def test_each_output_format_spelling_is_accepted(
 
 
 @pytest.mark.parametrize("path", LEVELS)
-def test_an_unsupported_output_format_is_400(bulk_client: TestClient, data: dict[str, str], path: str) -> None:
+def test_an_unsupported_output_format_is_400(
+    bulk_client: TestClient, data: dict[str, str], path: str
+) -> None:
     """Only NDJSON is written: another format is an error, even under lenient handling (@303, @304)."""
     for prefer in ("respond-async", "respond-async, handling=lenient"):
-        response = bulk_client.get(f"/{path}", params={"_outputFormat": "text/csv"}, headers={"Prefer": prefer})
+        response = bulk_client.get(
+            f"/{path}", params={"_outputFormat": "text/csv"}, headers={"Prefer": prefer}
+        )
         _outcome(response, 400)
 
 
@@ -142,7 +150,10 @@ def test_an_unknown_type_is_reported_but_ignored_under_lenient_handling(
 ) -> None:
     """handling=lenient: the export runs and the error files carry a warning per ignored value (@72, @197)."""
     manifest = export(
-        bulk_client, path, params={"_type": "Patient,Spaceship"}, headers={"Prefer": "respond-async, handling=lenient"}
+        bulk_client,
+        path,
+        params={"_type": "Patient,Spaceship"},
+        headers={"Prefer": "respond-async, handling=lenient"},
     )
     assert {item["type"] for item in manifest["output"]} == {"Patient"}
     (outcome,) = lines(bulk_client, manifest, "error")["OperationOutcome"]
@@ -152,7 +163,9 @@ def test_an_unknown_type_is_reported_but_ignored_under_lenient_handling(
 
 @pytest.mark.parametrize("path", LEVELS)
 @pytest.mark.parametrize("since", ["yesterday", "2020-13-01T00:00:00Z", "2020-01-01T00:00:00", "2020-01-01"])
-def test_a_malformed_since_is_400(bulk_client: TestClient, data: dict[str, str], path: str, since: str) -> None:
+def test_a_malformed_since_is_400(
+    bulk_client: TestClient, data: dict[str, str], path: str, since: str
+) -> None:
     """`_since` must be a FHIR instant; anything else is a 400, lenient or not (@53, @303, @304)."""
     for prefer in ("respond-async", "respond-async, handling=lenient"):
         response = bulk_client.get(f"/{path}", params={"_since": since}, headers={"Prefer": prefer})
@@ -179,12 +192,19 @@ def test_a_type_filter_with_an_unknown_parameter_is_ignored_under_lenient_handli
         headers={"Prefer": "respond-async, handling=lenient"},
     )
     assert len(lines(bulk_client, manifest)["Observation"]) == 2
-    assert any("shoe-size" in o["issue"][0]["diagnostics"] for o in lines(bulk_client, manifest, "error")["OperationOutcome"])
+    assert any(
+        "shoe-size" in o["issue"][0]["diagnostics"]
+        for o in lines(bulk_client, manifest, "error")["OperationOutcome"]
+    )
 
 
 def test_a_type_filter_may_not_page_sort_or_include(bulk_client: TestClient, data: dict[str, str]) -> None:
     """Only search criteria make sense in `_typeFilter` (@105)."""
-    for query in ("Observation?_count=1", "Observation?_sort=date", "Observation?_include=Observation:subject"):
+    for query in (
+        "Observation?_count=1",
+        "Observation?_sort=date",
+        "Observation?_include=Observation:subject",
+    ):
         _outcome(bulk_client.get("/$export", params={"_typeFilter": query}), 400)
 
 
@@ -202,25 +222,39 @@ def test_types_outside_the_patient_compartment_are_400_for_patient_exports(
     _outcome(bulk_client.get(f"/{path}", params={"_type": "Organization"}), 400)
 
 
-def test_repeated_parameters_count_as_one_comma_separated_value(bulk_client: TestClient, data: dict[str, str]) -> None:
+def test_repeated_parameters_count_as_one_comma_separated_value(
+    bulk_client: TestClient, data: dict[str, str]
+) -> None:
     """`_type=A&_type=B` is `_type=A,B`; repeated `_typeFilter` likewise (@32, @117)."""
     repeated = export(bulk_client, params=[("_type", "Patient"), ("_type", "Organization")])
     joined = export(bulk_client, params={"_type": "Patient,Organization"})
-    assert sorted(i["type"] for i in repeated["output"]) == sorted(i["type"] for i in joined["output"]) == [
-        "Organization",
-        "Patient",
-    ]
+    assert (
+        sorted(i["type"] for i in repeated["output"])
+        == sorted(i["type"] for i in joined["output"])
+        == [
+            "Organization",
+            "Patient",
+        ]
+    )
     filtered = export(
         bulk_client,
-        params=[("_type", "Patient"), ("_typeFilter", "Patient?family=One"), ("_typeFilter", "Patient?family=Two")],
+        params=[
+            ("_type", "Patient"),
+            ("_typeFilter", "Patient?family=One"),
+            ("_typeFilter", "Patient?family=Two"),
+        ],
     )
     assert len(lines(bulk_client, filtered)["Patient"]) == 2
 
 
-def test_an_unsupported_parameter_is_400_unless_lenient(bulk_client: TestClient, data: dict[str, str]) -> None:
+def test_an_unsupported_parameter_is_400_unless_lenient(
+    bulk_client: TestClient, data: dict[str, str]
+) -> None:
     """Unknown kick-off parameters: 400, or ignored with a warning under handling=lenient (@303, @197)."""
     _outcome(bulk_client.get("/$export", params={"_shape": "round"}), 400)
-    manifest = export(bulk_client, params={"_shape": "round", "_type": "Patient"}, headers={"Prefer": "handling=lenient"})
+    manifest = export(
+        bulk_client, params={"_shape": "round", "_type": "Patient"}, headers={"Prefer": "handling=lenient"}
+    )
     assert manifest["output"]
 
 
@@ -229,11 +263,16 @@ def test_the_patient_parameter_is_for_post_patient_and_group_exports(
 ) -> None:
     """`patient` on a system export or in a GET is an error (@88, @303)."""
     _outcome(bulk_client.get("/Patient/$export", params={"patient": f"Patient/{data['p1']}"}), 400)
-    body = {"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": "Patient/x"}}]}
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "patient", "valueReference": {"reference": "Patient/x"}}],
+    }
     _outcome(bulk_client.post("/$export", json=body), 400)
 
 
-def test_patients_that_do_not_exist_or_are_not_members_are_400(bulk_client: TestClient, data: dict[str, str]) -> None:
+def test_patients_that_do_not_exist_or_are_not_members_are_400(
+    bulk_client: TestClient, data: dict[str, str]
+) -> None:
     """`patient` naming an unknown patient, or one outside the Group, is an error (@86, @87)."""
 
     def ask(path: str, pid: str) -> Any:
@@ -245,7 +284,9 @@ def test_patients_that_do_not_exist_or_are_not_members_are_400(bulk_client: Test
     assert ask("Group/g1/$export", data["p1"]).status_code == 202
 
 
-def test_include_associated_data_latest_provenance_is_not_supported(bulk_client: TestClient, data: dict[str, str]) -> None:
+def test_include_associated_data_latest_provenance_is_not_supported(
+    bulk_client: TestClient, data: dict[str, str]
+) -> None:
     """LatestProvenanceResources is refused; with RelevantProvenanceResources the larger set wins (@93, @96)."""
     _outcome(bulk_client.get("/$export", params={"includeAssociatedData": "LatestProvenanceResources"}), 400)
     _outcome(bulk_client.get("/$export", params={"includeAssociatedData": "_mySet"}), 400)
@@ -275,9 +316,13 @@ def test_too_many_concurrent_exports_of_a_client_is_429(
         assert client.get("/$export").status_code == 202
 
 
-def test_anonymous_development_mode_exports_without_a_token(store: Store, tmp_path: Path, data: dict[str, str]) -> None:
+def test_anonymous_development_mode_exports_without_a_token(
+    store: Store, tmp_path: Path, data: dict[str, str]
+) -> None:
     """With FHIR_ALLOW_ANONYMOUS on (development only) no token is needed."""
     settings: Settings = settings_for(tmp_path, allow_anonymous=True)
-    with TestClient(create_app(settings, store=store), base_url=BASE, raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(settings, store=store), base_url=BASE, raise_server_exceptions=False
+    ) as client:
         manifest = export(client, params={"_type": "Patient"})
     assert manifest["output"][0]["count"] == 2

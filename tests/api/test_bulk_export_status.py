@@ -61,7 +61,13 @@ def data(store: Store) -> None:
     put(store, factories.observation(p1), factories.observation(p2), factories.observation(p1))
     put(
         store,
-        {"resourceType": "Group", "id": "g1", "type": "person", "actual": True, "member": [{"entity": {"reference": f"Patient/{p1}"}}]},
+        {
+            "resourceType": "Group",
+            "id": "g1",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": f"Patient/{p1}"}}],
+        },
     )
 
 
@@ -141,7 +147,9 @@ def test_an_export_that_finds_nothing_has_an_empty_output(bulk_client: TestClien
 
 
 @pytest.mark.parametrize("path", LEVELS)
-def test_delete_cancels_a_completed_job_and_its_files(bulk_client: TestClient, data: None, path: str, bulk_settings: Settings) -> None:
+def test_delete_cancels_a_completed_job_and_its_files(
+    bulk_client: TestClient, data: None, path: str, bulk_settings: Settings
+) -> None:
     """DELETE on the status URL: 202, then 404 with an OperationOutcome for status and files; the
     files are removed (@120, @121, @122, @305, @306, @307, @308, @309)."""
     url = kick_off(bulk_client, path)
@@ -170,7 +178,9 @@ def test_polling_or_deleting_a_cancelled_job_is_404(store: Store, tmp_path: Path
         assert row is not None and row.status == "cancelled" and row.outputs == []
 
 
-def test_a_failed_job_answers_with_an_operation_outcome(store: Store, tmp_path: Path, data: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_job_answers_with_an_operation_outcome(
+    store: Store, tmp_path: Path, data: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An export that cannot complete: 5XX with an OperationOutcome giving the reason (@131, @136, @137)."""
     settings = settings_for(tmp_path)
     client, held = held_client(store, settings, Caller())
@@ -186,7 +196,9 @@ def test_a_failed_job_answers_with_an_operation_outcome(store: Store, tmp_path: 
         assert "disk full" in body["issue"][0]["diagnostics"]
 
 
-def test_status_and_files_need_a_token_of_the_same_client(bulk_client: TestClient, bulk_caller: Caller, data: None) -> None:
+def test_status_and_files_need_a_token_of_the_same_client(
+    bulk_client: TestClient, bulk_caller: Caller, data: None
+) -> None:
     """Status and file requests are protected like the kick-off: no token 401; another client's token
     403; any token of the same client works (@5, @6, @161, @162)."""
     url = kick_off(bulk_client)
@@ -206,7 +218,9 @@ def test_status_and_files_need_a_token_of_the_same_client(bulk_client: TestClien
 
 
 @pytest.mark.parametrize("path", LEVELS)
-def test_output_files_are_fhir_ndjson_of_one_type_each(bulk_client: TestClient, data: None, path: str) -> None:
+def test_output_files_are_fhir_ndjson_of_one_type_each(
+    bulk_client: TestClient, data: None, path: str
+) -> None:
     """Files: 200, Content-Type application/fhir+ndjson, one resource per line, one type per file,
     the count of the manifest (@23, @24, @148, @170, @204, @206, @207, @208, @209)."""
     manifest = export(bulk_client, path)
@@ -219,7 +233,9 @@ def test_output_files_are_fhir_ndjson_of_one_type_each(bulk_client: TestClient, 
         assert {r["resourceType"] for r in rows} == {item["type"]}
 
 
-def test_a_file_download_needs_scopes_that_cover_its_type(bulk_client: TestClient, bulk_caller: Caller, data: None) -> None:
+def test_a_file_download_needs_scopes_that_cover_its_type(
+    bulk_client: TestClient, bulk_caller: Caller, data: None
+) -> None:
     """A token of the same client whose scopes no longer cover a type cannot fetch that file (@5, @9)."""
     manifest = export(bulk_client, params={"_type": "Patient,Observation"})
     urls = {i["type"]: i["url"] for i in manifest["output"]}

@@ -11,8 +11,8 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from unittest import mock
 from typing import Any
+from unittest import mock
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -175,7 +175,7 @@ def exchange(http: Any, request: Authorization, code: str, **override: str | Non
 
 def claims(jwt: str) -> dict[str, Any]:
     payload = jwt.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def bearer(token: str) -> dict[str, str]:

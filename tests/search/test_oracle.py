@@ -993,7 +993,7 @@ SEARCH_QUANTITIES = [
 ]
 
 
-@settings(ORACLE, max_examples=12)
+@settings(ORACLE, max_examples=6)
 @given(resources=world())
 def test_every_prefix_equals_the_oracle(db: Engine, resources: list[dict[str, Any]]) -> None:
     cases = [(t, code, d) for t, code in DATE_PARAMS for d in SEARCH_DATES]

@@ -1,0 +1,105 @@
+"""An export is a snapshot at its transactionTime (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#response---complete-status).
+
+Nothing written after the snapshot appears; nothing current at it is missing; only the version
+current at the snapshot is exported; `_since` selects changes after it and lists deletions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_server.api.deps import get_principal
+from fhir_server.app import create_app
+from fhir_server.jobs import worker
+from fhir_server.settings import Settings
+from fhir_server.store.sql import Store
+from tests import factories
+from tests.bulk_support import BASE, Caller, export, kick_off, lines, put, remove, settings_for, update, wait_done
+
+
+class HeldQueue:
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    def submit(self, job_id: str) -> None:
+        self.submitted.append(job_id)
+
+
+@pytest.fixture
+def held(store: Store, tmp_path: Path) -> tuple[TestClient, HeldQueue, Settings]:
+    settings = settings_for(tmp_path)
+    app = create_app(settings, store=store)
+    app.dependency_overrides[get_principal] = Caller()
+    queue = HeldQueue()
+    app.state.job_queue = queue
+    return TestClient(app, base_url=BASE, raise_server_exceptions=False), queue, settings
+
+
+def _by_id(client: TestClient, manifest: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in lines(client, manifest).get(rtype, [])}
+
+
+def test_writes_after_the_transaction_time_are_not_exported(
+    store: Store, held: tuple[TestClient, HeldQueue, Settings]
+) -> None:
+    """Kick off, then create, update and delete: the export shows the data as it was at the kick-off
+    (@152, @153, @154, @202)."""
+    client, queue, settings = held
+    kept, changed, deleted = put(store, factories.patient("Kept"), factories.patient("Before"), factories.patient("Gone"))
+    update(store, "Patient", changed, name=[{"family": "Before2"}])  # version 2, before the snapshot
+    with client:
+        url = kick_off(client, params={"_type": "Patient"})
+        put(store, factories.patient("Later"))
+        update(store, "Patient", changed, name=[{"family": "After"}])
+        update(store, "Patient", changed, name=[{"family": "After again"}])
+        remove(store, "Patient", deleted)
+        for job_id in queue.submitted:
+            worker.run(store, settings, job_id)
+        manifest = wait_done(client, url).json()
+        patients = _by_id(client, manifest, "Patient")
+    assert set(patients) == {kept, changed, deleted}
+    assert patients[changed]["name"] == [{"family": "Before2"}]
+    assert patients[changed]["meta"]["versionId"] == "2"
+    assert patients[deleted]["name"][0]["family"] == "Gone"
+
+
+def test_only_current_versions_are_exported(store: Store, held: tuple[TestClient, HeldQueue, Settings]) -> None:
+    """Each resource once, at its latest version (@202)."""
+    client, _, _ = held
+    (pid,) = put(store, factories.patient("V1"))
+    for family in ("V2", "V3"):
+        update(store, "Patient", pid, name=[{"family": family}])
+    client.app.state.job_queue = None  # run jobs for real
+    with client:
+        (patient,) = lines(client, export(client, params={"_type": "Patient"}))["Patient"]
+    assert patient["meta"]["versionId"] == "3"
+    assert patient["name"] == [{"family": "V3"}]
+
+
+def test_since_exports_changes_after_it_and_lists_deletions(store: Store, bulk_client: TestClient) -> None:
+    """`_since`: resources changed after it only; those deleted after it are DELETE entries of
+    transaction Bundles in `deleted`, never in `output` (@53, @59, @179-@190)."""
+    old, gone_before = put(store, factories.patient("Old"), factories.patient("GoneBefore"))
+    remove(store, "Patient", gone_before)
+    manifest = export(bulk_client, params={"_type": "Patient"})
+    since = manifest["transactionTime"]
+    (new,) = put(store, factories.patient("New"))
+    (doomed,) = put(store, factories.patient("Doomed"))
+    remove(store, "Patient", doomed)
+    update(store, "Patient", old, name=[{"family": "Renamed"}])
+    changes = export(bulk_client, params={"_type": "Patient", "_since": since})
+    assert set(_by_id(bulk_client, changes, "Patient")) == {new, old}
+    bundles = lines(bulk_client, changes, "deleted")["Bundle"]
+    assert [b["type"] for b in bundles] == ["transaction"]
+    assert bundles[0]["entry"] == [{"request": {"method": "DELETE", "url": f"Patient/{doomed}"}}]
+
+
+def test_since_in_the_future_exports_nothing(store: Store, bulk_client: TestClient) -> None:
+    """A `_since` after every change selects nothing (@59)."""
+    put(store, factories.patient())
+    manifest = export(bulk_client, params={"_since": "2999-12-31T23:59:59+14:00"})
+    assert manifest["output"] == [] and manifest["deleted"] == []

@@ -1,0 +1,162 @@
+"""Jobs run under a lease; a job whose worker died is resumed or failed, never left running
+(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import update
+
+from fhir_server import instant
+from fhir_server.jobs import export, job, kickoff, output_files, tables, worker
+from fhir_server.settings import Settings
+from fhir_server.store.sql import Store
+from tests import factories
+from tests.bulk_support import put, settings_for
+
+
+def _export_job(store: Store, **params: Any) -> job.Job:
+    kick = kickoff.KickOff("system", [(k, v) for k, v in params.items()])
+    values = kickoff.export_params(store, kick, None, base="http://testserver", max_count=1000)
+    return job.create(
+        store,
+        kind="export",
+        client_id=None,
+        request_url="http://testserver/$export",
+        params=values,
+        transaction_time=instant.now_us(),
+        max_active=100,
+        retry_after=1,
+    )
+
+
+def _age(store: Store, job_id: str, seconds: float) -> None:
+    """Pretend the job's owner last renewed its lease `seconds` ago."""
+    past = instant.now_us() - int(seconds * 1_000_000)
+    with store.engine.begin() as conn:
+        conn.execute(update(tables.job).where(tables.job.c.id == job_id).values(heartbeat=past, updated=past))
+
+
+def _exported_ids(settings: Settings, finished: job.Job, rtype: str) -> list[str]:
+    out = []
+    for item in finished.outputs:
+        if item["type"] == rtype:
+            path = output_files.job_dir(settings.data_dir, finished.id) / item["file"]
+            out += [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_for(tmp_path, bulk_checkpoint_rows=7, bulk_file_max_resources=10, job_lease_seconds=5)
+
+
+def test_a_killed_export_resumes_from_its_checkpoint_with_each_resource_once(store: Store, settings: Settings) -> None:
+    """A run stops mid-export (its files hold lines past the last checkpoint); after the lease runs
+    out the next run continues from the checkpoint: every resource exactly once."""
+    ids = put(store, *[factories.patient(f"P{i}") for i in range(45)])
+    created = _export_job(store, _type="Patient")
+    owner = job.worker_id()
+    claimed = job.claim(store, created.id, owner, settings.job_lease_seconds)
+    assert claimed is not None
+    checks = iter([True, True, True, False])  # dies at the 4th checkpoint
+
+    with pytest.raises(export.LeaseLost):
+        export.run(store, settings, claimed, owner, lambda: next(checks))
+    stuck = job.get(store, created.id)
+    assert stuck is not None and stuck.status == "in-progress" and stuck.progress["after_pk"] > 0
+    assert worker.run(store, settings, created.id) == "skipped"  # the lease is still live
+    _age(store, created.id, settings.job_lease_seconds + 1)
+    assert worker.run(store, settings, created.id) == "done"
+    finished = job.get(store, created.id)
+    assert finished is not None and finished.status == "completed" and finished.attempts == 2
+    exported = _exported_ids(settings, finished, "Patient")
+    assert sorted(exported) == sorted(ids)
+    assert [i["count"] for i in finished.outputs] == [10, 10, 10, 10, 5]
+
+
+def test_the_sweep_resubmits_a_job_whose_worker_died(store: Store, settings: Settings) -> None:
+    put(store, factories.patient())
+    created = _export_job(store, _type="Patient")
+    assert job.claim(store, created.id, "dead-worker", settings.job_lease_seconds) is not None
+    submitted: list[str] = []
+    worker.sweep(store, settings, submitted.append)
+    assert submitted == []  # its lease is live
+    _age(store, created.id, settings.job_lease_seconds + 1)
+    worker.sweep(store, settings, submitted.append)
+    assert submitted == [created.id]
+    assert worker.run(store, settings, created.id) == "done"
+
+
+def test_a_job_that_never_reached_a_worker_is_resubmitted(store: Store, settings: Settings) -> None:
+    created = _export_job(store, _type="Patient")
+    _age(store, created.id, settings.job_lease_seconds + 1)
+    submitted: list[str] = []
+    worker.sweep(store, settings, submitted.append)
+    worker.sweep(store, settings, submitted.append)  # once per lease period, not at every sweep
+    assert submitted == [created.id]
+
+
+def test_a_job_whose_worker_keeps_dying_is_failed_with_a_reason(store: Store, settings: Settings) -> None:
+    created = _export_job(store, _type="Patient")
+    for _ in range(settings.job_max_attempts):
+        assert job.claim(store, created.id, job.worker_id(), settings.job_lease_seconds) is not None
+        _age(store, created.id, settings.job_lease_seconds + 1)
+    worker.sweep(store, settings, lambda job_id: None)
+    failed = job.get(store, created.id)
+    assert failed is not None and failed.status == "failed"
+    assert failed.reason is not None and "stopped 3 times" in failed.reason
+
+
+def test_a_second_delivery_of_a_running_job_is_skipped(store: Store, settings: Settings) -> None:
+    created = _export_job(store, _type="Patient")
+    assert job.claim(store, created.id, "first", settings.job_lease_seconds) is not None
+    assert worker.run(store, settings, created.id) == "skipped"
+    assert job.claim(store, created.id, "second", settings.job_lease_seconds) is None
+
+
+def test_a_finished_job_is_never_run_again(store: Store, settings: Settings) -> None:
+    put(store, factories.patient())
+    created = _export_job(store, _type="Patient")
+    assert worker.run(store, settings, created.id) == "done"
+    assert worker.run(store, settings, created.id) == "skipped"
+
+
+def test_a_job_cancelled_while_running_stops_and_its_files_are_removed(store: Store, settings: Settings) -> None:
+    put(store, *[factories.patient(f"P{i}") for i in range(20)])
+    created = _export_job(store, _type="Patient")
+    owner = job.worker_id()
+    claimed = job.claim(store, created.id, owner, settings.job_lease_seconds)
+    assert claimed is not None
+    checks = iter([True, True])
+
+    def alive() -> bool:
+        ok = next(checks, True)
+        if not ok:
+            return False
+        job.cancel(store, created.id)  # the client sends DELETE during the export
+        return True
+
+    with pytest.raises(export.LeaseLost):
+        export.run(store, settings, claimed, owner, alive)
+    assert job.get(store, created.id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_the_lease_is_renewed_while_a_job_runs(store: Store, settings: Settings) -> None:
+    created = _export_job(store, _type="Patient")
+    assert job.claim(store, created.id, "me", 0.3) is not None
+    before = job.get(store, created.id)
+    with worker.Lease(store, created.id, "me", 0.3) as lease:
+        import time
+
+        time.sleep(0.35)
+        assert lease.alive()
+    after = job.get(store, created.id)
+    assert before is not None and after is not None and after.heartbeat > before.heartbeat  # type: ignore[operator]
+    job.cancel(store, created.id)
+    with worker.Lease(store, created.id, "me", 0.3) as lease:
+        time.sleep(0.35)
+        assert not lease.alive()

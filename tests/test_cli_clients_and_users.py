@@ -1,0 +1,92 @@
+"""The `fhir-server clients` and `fhir-server users` commands (fhir_server/cli.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from fhir_server import cli
+from fhir_server.store import schema
+from fhir_server.store.engine import make_engine
+from fhir_server.store.migrate import upgrade
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    schema.metadata.create_all(engine)  # until the generated migration has every table
+    engine.dispose()
+    monkeypatch.setenv("FHIR_DATABASE_URL", url)
+    return url
+
+
+def test_clients_add_and_list(database: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert (
+        cli.main(
+            [
+                "clients",
+                "add",
+                "--id",
+                "web",
+                "--type",
+                "symmetric",
+                "--redirect-uri",
+                "https://a.example.org/cb",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "client_secret: " in out
+    jwks = tmp_path / "jwks.json"
+    from tests.auth.smart_flow import public_jwks, rsa_key
+
+    jwks.write_text(json.dumps(public_jwks(rsa_key("k1"))))
+    assert (
+        cli.main(
+            [
+                "clients",
+                "add",
+                "--id",
+                "bulk",
+                "--type",
+                "asymmetric",
+                "--jwks",
+                str(jwks),
+                "--scope",
+                "system/*.rs",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert cli.main(["clients", "list"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(c["client_id"], c["type"], c["scope"]) for c in listed] == [
+        ("bulk", "asymmetric", "system/*.rs"),
+        ("web", "symmetric", ""),
+    ]
+    assert "secret" not in json.dumps(listed)
+
+
+def test_a_bad_client_is_refused_with_a_message(database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["clients", "add", "--id", "x", "--type", "public"]) == 2
+    assert "redirect URI" in capsys.readouterr().err
+
+
+def test_users_add_reads_the_password_from_stdin_and_lists_without_secrets(
+    database: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert cli.main(["users", "add", "--username", "anna", "--fhir-user", "Patient/123", "--totp"]) == 0
+    out = capsys.readouterr().out
+    assert "created user anna (Patient/123)" in out and "otpauth://totp/" in out
+    assert cli.main(["users", "list"]) == 0
+    assert capsys.readouterr().out == "anna\tPatient/123\ttotp\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["users", "add", "--username", "bob"]) == 2
