@@ -73,3 +73,37 @@ def test_concurrent_updates_without_if_match_are_all_kept_with_gapless_versions(
         families = {tx.version("Patient", rid, v).resource()["name"][0]["family"] for v in versions[1:]}  # type: ignore[union-attr]
     assert versions == list(range(1, n + 2))
     assert families == {f"W{i}" for i in range(n)}
+
+
+def test_conditional_create_raced_by_twenty_clients_creates_exactly_one(store: Store) -> None:
+    ctx = _ctx(store)
+    body = {**factories.patient(), "identifier": [{"system": "urn:test:mrn", "value": "race-1"}]}
+
+    def work(i: int) -> Any:
+        with store.write() as tx:
+            return create.create(
+                ctx, tx, "Patient", dict(body), if_none_exist="identifier=urn:test:mrn|race-1"
+            )
+
+    results = _race(20, work)
+    assert not [r for r in results if isinstance(r, FhirError)], results
+    assert sum(1 for r in results if r.created) == 1
+    assert len({r.stored.res_id for r in results}) == 1
+    with store.read() as tx:
+        assert len(tx.history(res_type="Patient", limit=100)) == 1
+
+
+def test_conditional_update_raced_by_clients_creates_one_and_keeps_every_version(store: Store) -> None:
+    ctx = _ctx(store)
+
+    def work(i: int) -> Any:
+        body = {**factories.patient(f"U{i}"), "identifier": [{"system": "urn:test:mrn", "value": "race-2"}]}
+        with store.write() as tx:
+            return update.conditional_update(ctx, tx, "Patient", "identifier=urn:test:mrn|race-2", body)
+
+    results = _race(10, work)
+    assert not [r for r in results if isinstance(r, FhirError)], results
+    assert sum(1 for r in results if r.created) == 1
+    with store.read() as tx:
+        versions = sorted(s.version for _, s in tx.history(res_type="Patient", limit=100))
+    assert versions == list(range(1, 11))
