@@ -18,7 +18,9 @@ def frames(stack: str) -> list[str]:
     """The frames of one collapsed stack, without line numbers, idle process/thread frames left out."""
     out = []
     for frame in stack.split(";"):
-        frame = _LINE.sub(lambda m: f" ({m.group(1).rsplit('/', 2)[-1] if '/' in m.group(1) else m.group(1)})", frame)
+        frame = _LINE.sub(
+            lambda m: f" ({m.group(1).rsplit('/', 2)[-1] if '/' in m.group(1) else m.group(1)})", frame
+        )
         if frame.startswith(("process ", "thread ")):
             continue
         out.append(frame)

@@ -65,55 +65,109 @@ def pct(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def tree_rss(root: int) -> int:
-    """Resident set size in bytes of `root` and all its descendants (from /proc)."""
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat(pid: int) -> tuple[int, float, int] | None:
+    """(parent pid, CPU seconds user+system, RSS bytes) of a process, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, int(fields[21]) * _PAGE
+
+
+def tree(root: int) -> list[int]:
+    """`root` and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [root]
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None:
+                children.setdefault(st[0], []).append(int(entry.name))
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
+        out.append(pid)
         todo.extend(children.get(pid, ()))
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            continue
-    return total
+    return out
 
 
-class RssSampler(threading.Thread):
-    """Samples the server tree's RSS every `interval` seconds; keeps the peak per phase."""
+class Sampler(threading.Thread):
+    """Samples, every `interval` seconds, the RSS and CPU time of the server process tree and the CPU
+    time of the PostgreSQL backends serving the bench database; gives peak RSS and CPU per phase."""
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    def __init__(self, pid: int, db: Database, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.pid = pid
+        self.db = db
         self.interval = interval
         self.phase = "start"
         self.peaks: dict[str, int] = {}
+        self.cpu: dict[tuple[str, int], float] = {}  # (group, pid) -> last CPU seconds seen
+        self._lock = threading.Lock()
         self._halt = threading.Event()
+        self._pg = None if db.sqlite else psycopg.connect(db.admin, autocommit=True)
+
+    def sample(self) -> None:
+        rss = 0
+        seen: list[tuple[str, int, float]] = []
+        for pid in tree(self.pid):
+            st = _stat(pid)
+            if st is not None:
+                rss += st[2]
+                seen.append(("server", pid, st[1]))
+        if self._pg is not None:
+            rows = self._pg.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.db.name,))
+            for (pid,) in rows.fetchall():
+                st = _stat(pid)
+                if st is not None:
+                    seen.append(("db", pid, st[1]))
+        with self._lock:
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+            for group, pid, cpu in seen:
+                self.cpu[(group, pid)] = cpu
+
+    def totals(self) -> dict[str, float]:
+        """CPU seconds so far per group (processes that ended count with their last sample)."""
+        self.sample()
+        with self._lock:
+            out = {"server": 0.0, "db": 0.0}
+            for (group, _), cpu in self.cpu.items():
+                out[group] += cpu
+            return out
 
     def run(self) -> None:
         while not self._halt.is_set():
-            rss = tree_rss(self.pid)
-            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+            self.sample()
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
+        if self._pg is not None:
+            self._pg.close()
 
     @property
     def peak(self) -> int:
         return max(self.peaks.values(), default=0)
+
+
+@contextlib.contextmanager
+def phase(sampler: Sampler, name: str, out: dict[str, Any]) -> Iterator[None]:
+    """Run a phase: its peak RSS and the CPU seconds of the server and the database go into `out`."""
+    sampler.phase = name
+    before = sampler.totals()
+    out["loadavg_before"] = loadavg()
+    yield
+    after = sampler.totals()
+    out["loadavg_after"] = loadavg()
+    out["server_cpu_s"] = after["server"] - before["server"]
+    out["db_cpu_s"] = after["db"] - before["db"]
+    out["rss_peak_bytes"] = sampler.peaks.get(name, 0)
 
 
 # ---------------------------------------------------------------- database
@@ -152,17 +206,22 @@ class Database:
 
 
 # ---------------------------------------------------------------- server
-def server_command() -> list[str]:
-    """`fhir-server serve` from the same environment as this interpreter."""
+def server_command(root: Path | None) -> list[str]:
+    """`fhir-server serve` from this interpreter's environment (or the source tree at `root`)."""
     exe = Path(sys.executable).parent / "fhir-server"
-    return [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "fhir_server.cli", "serve"]
+    if root is None and exe.exists():
+        return [str(exe), "serve"]
+    return [sys.executable, "-m", "fhir_server.cli", "serve"]
 
 
 @contextlib.contextmanager
 def running_server(
-    url: str, workers: int, extra_env: dict[str, str]
+    url: str, workers: int, root: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start the server on a free port, wait until /metadata answers, stop it (its own group) at the end."""
+    """Start the server on a free port, wait until /metadata answers, stop it (its own group) at the end.
+
+    `root`: run the server from another source tree (e.g. a copy of a baseline) instead of this one.
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -172,12 +231,13 @@ def running_server(
         "FHIR_CHECK_REFERENCES": "true",
         "FHIR_BASE_URL": base,
         "FHIR_LOG_LEVEL": "warning",
-        **extra_env,
     }
-    cmd = [*server_command(), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if root is not None:
+        env["PYTHONPATH"] = str(root)
+    cmd = [*server_command(root), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
-        cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, env=env, cwd=root or ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
         deadline = time.monotonic() + 120
@@ -227,7 +287,7 @@ def profiling(pid: int, out: Path | None, fmt: str) -> Iterator[None]:
         return
     spy = Path(sys.executable).parent / "py-spy"
     cmd = [str(spy if spy.exists() else "py-spy"), "record", "--pid", str(pid), "--subprocesses"]
-    cmd += ["--nonblocking", "--rate", "200", "--format", fmt, "--output", str(out)]
+    cmd += ["--nonblocking", "--gil", "--rate", "200", "--format", fmt, "--output", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     try:
@@ -506,34 +566,34 @@ def one_run(
 
     try:
         print(f"\n== {backend}, {workers} worker(s), database {db.name if not args.sqlite else url}")
-        with running_server(url, workers, {}) as (base, proc):
-            sampler = RssSampler(proc.pid)
+        with running_server(url, workers, args.server_root) as (base, proc):
+            sampler = Sampler(proc.pid, db)
             sampler.start()
             try:
-                sampler.phase = "load"
-                la = loadavg()
-                with profiling(proc.pid, prof("load"), args.profile or ""):
+                load: dict[str, Any] = {}
+                with phase(sampler, "load", load), profiling(proc.pid, prof("load"), args.profile or ""):
                     loaded = load_bundles(base, shared, patients, args.clients)
                 for failure in loaded.failures:
                     print(f"  FAILED {failure}")
-                result["load"] = {
-                    "bundles": loaded.bundles,
-                    "bundles_total": len(shared) + len(patients),
-                    "entries": loaded.entries,
-                    "seconds": loaded.seconds,
-                    "resources_per_s": loaded.entries / loaded.seconds,
-                    "bundle_p50_s": pct(loaded.latencies, 50),
-                    "bundle_p95_s": pct(loaded.latencies, 95),
-                    "failures": loaded.failures,
-                    "clients": args.clients,
-                    "client_cpu_share": loaded.client_cpu / loaded.seconds,
-                    "loadavg_before": la,
-                    "loadavg_after": loadavg(),
-                }
+                load.update(
+                    bundles=loaded.bundles,
+                    bundles_total=len(shared) + len(patients),
+                    entries=loaded.entries,
+                    seconds=loaded.seconds,
+                    resources_per_s=loaded.entries / loaded.seconds,
+                    bundle_p50_s=pct(loaded.latencies, 50),
+                    bundle_p95_s=pct(loaded.latencies, 95),
+                    failures=loaded.failures,
+                    clients=args.clients,
+                    client_cpu_s=loaded.client_cpu,
+                )
+                _per_op(load, loaded.entries)
+                result["load"] = load
                 print(
                     f"  load: {loaded.entries} resources in {loaded.bundles}/{len(shared) + len(patients)} "
-                    f"bundles, {loaded.seconds:.1f} s, {loaded.entries / loaded.seconds:.0f} resources/s "
-                    f"(load {loadavg()})"
+                    f"bundles, {loaded.seconds:.1f} s, {loaded.entries / loaded.seconds:.0f} resources/s, "
+                    f"CPU/resource: server {load['server_cpu_ms']:.2f} ms, db {load['db_cpu_ms']:.2f} ms "
+                    f"(load {load['loadavg_after']})"
                 )
                 locations = [loc for loc in loaded.locations if loc]
                 patient_refs = [loc for loc in locations if loc.startswith("Patient/")] or ["Patient/missing"]
@@ -541,22 +601,25 @@ def one_run(
                 paths = ["/" + loc for loc in rng.sample(locations, min(len(locations), args.read_sample))]
                 for clients in args.create_clients:
                     name = f"create_c{clients}"
-                    sampler.phase = name
-                    la = loadavg()
-                    with profiling(proc.pid, prof(name), args.profile or ""):
-                        figures = run_wrk(
-                            base, create_script(patient_refs), clients, args.duration, threads=min(clients, 2)
+                    figures: dict[str, Any] = {"connections": clients}
+                    with phase(sampler, name, figures), profiling(proc.pid, prof(name), args.profile or ""):
+                        figures.update(
+                            run_wrk(
+                                base, create_script(patient_refs), clients, args.duration, min(clients, 2)
+                            )
                         )
-                    figures["loadavg_before"], figures["loadavg_after"] = la, loadavg()
+                    _per_op(figures, figures["requests"])
                     result[name] = figures
                     _print_wrk(name, figures)
-                sampler.phase = "read"
                 if paths:
                     run_wrk(base, read_script(paths), args.read_clients, min(2.0, args.duration))  # warm-up
-                    la = loadavg()
-                    with profiling(proc.pid, prof("read"), args.profile or ""):
-                        figures = run_wrk(base, read_script(paths), args.read_clients, args.duration)
-                    figures["loadavg_before"], figures["loadavg_after"] = la, loadavg()
+                    figures = {"connections": args.read_clients}
+                    with (
+                        phase(sampler, "read", figures),
+                        profiling(proc.pid, prof("read"), args.profile or ""),
+                    ):
+                        figures.update(run_wrk(base, read_script(paths), args.read_clients, args.duration))
+                    _per_op(figures, figures["requests"])
                     result["read"] = figures
                     _print_wrk("read", figures)
             finally:
@@ -575,10 +638,17 @@ def one_run(
     return result
 
 
+def _per_op(figures: dict[str, Any], ops: int) -> None:
+    """CPU milliseconds per operation of the server and the database (load-independent cost)."""
+    figures["server_cpu_ms"] = 1000 * figures["server_cpu_s"] / max(ops, 1)
+    figures["db_cpu_ms"] = 1000 * figures["db_cpu_s"] / max(ops, 1)
+
+
 def _print_wrk(name: str, f: dict[str, Any]) -> None:
     print(
         f"  {name}: {f['rps']:.0f} req/s, p50 {f['p50_us'] / 1000:.1f} ms, p95 {f['p95_us'] / 1000:.1f} ms, "
-        f"errors {f['errors']} (load {f['loadavg_after']})"
+        f"errors {f['errors']}, CPU/request: server {f['server_cpu_ms']:.2f} ms, db {f['db_cpu_ms']:.2f} ms "
+        f"(load {f['loadavg_after']})"
     )
 
 
@@ -586,31 +656,44 @@ def _print_wrk(name: str, f: dict[str, Any]) -> None:
 def table(runs: list[dict[str, Any]], capacity: dict[str, Any] | None) -> str:
     """The figures of every run side by side."""
 
-    def wrk_rows(key: str, label: str) -> list[tuple[str, list[str]]]:
+    def get(r: dict[str, Any], key: str, field: str, fmt: str, scale: float = 1.0) -> str:
+        if key not in r or field not in r[key]:
+            return "-"
+        value = r[key][field]
+        return format(value * scale if scale != 1.0 else value, fmt)
+
+    def phase_rows(key: str, label: str, rate: str, unit: str) -> list[tuple[str, list[str]]]:
+        rows = [(f"{label}: {unit}/s", [get(r, key, rate, ".0f") for r in runs])]
+        if key != "load":
+            rows += [
+                (f"{label}: p50 ms", [get(r, key, "p50_us", ".1f", 1e-3) for r in runs]),
+                (f"{label}: p95 ms", [get(r, key, "p95_us", ".1f", 1e-3) for r in runs]),
+                (f"{label}: errors", [get(r, key, "errors", "d") for r in runs]),
+            ]
         return [
-            (f"{label} /s", [f"{r[key]['rps']:.0f}" if key in r else "-" for r in runs]),
-            (f"{label} p50 ms", [f"{r[key]['p50_us'] / 1000:.1f}" if key in r else "-" for r in runs]),
-            (f"{label} p95 ms", [f"{r[key]['p95_us'] / 1000:.1f}" if key in r else "-" for r in runs]),
-            (f"{label} errors", [str(r[key]["errors"]) if key in r else "-" for r in runs]),
+            *rows,
+            (f"{label}: server CPU ms/{unit[:-1]}", [get(r, key, "server_cpu_ms", ".2f") for r in runs]),
+            (f"{label}: db CPU ms/{unit[:-1]}", [get(r, key, "db_cpu_ms", ".2f") for r in runs]),
+            (f"{label}: loadavg", [r.get(key, {}).get("loadavg_after", "-") for r in runs]),
         ]
 
     rows: list[tuple[str, list[str]]] = [
+        ("run", [r.get("label") or "-" for r in runs]),
         ("backend", [r["backend"] for r in runs]),
         ("workers", [str(r["workers"]) for r in runs]),
-        ("load: resources/s", [f"{r['load']['resources_per_s']:.0f}" for r in runs]),
-        ("load: resources", [str(r["load"]["entries"]) for r in runs]),
         ("load: bundles ok", [f"{r['load']['bundles']}/{r['load']['bundles_total']}" for r in runs]),
+        ("load: resources", [str(r["load"]["entries"]) for r in runs]),
+        *phase_rows("load", "load", "resources_per_s", "resources"),
         (
             "load: bundle p50 / p95 s",
             [f"{r['load']['bundle_p50_s']:.2f} / {r['load']['bundle_p95_s']:.2f}" for r in runs],
         ),
-        ("load: loadavg after", [r["load"]["loadavg_after"] for r in runs]),
     ]
-    for key in sorted(k for k in runs[0] if k.startswith("create_c")):
-        rows += wrk_rows(key, f"create x{key[len('create_c') :]}")
-    rows += wrk_rows("read", f"read x{runs[0].get('read', {}).get('connections', '')}".rstrip("x"))
+    for key in sorted((k for k in runs[0] if k.startswith("create_c")), key=lambda k: int(k[8:])):
+        rows += phase_rows(key, f"create x{key[len('create_c') :]}", "rps", "requests")
+    if "read" in runs[0]:
+        rows += phase_rows("read", f"read x{runs[0]['read']['connections']}", "rps", "requests")
     rows += [
-        ("read: loadavg after", [r.get("read", {}).get("loadavg_after", "-") for r in runs]),
         ("peak server RSS MiB", [f"{r['rss_peak_bytes'] / 2**20:.0f}" for r in runs]),
         ("database MiB", [f"{r['db_size_bytes'] / 2**20:.0f}" for r in runs]),
     ]
@@ -623,7 +706,7 @@ def table(runs: list[dict[str, Any]], capacity: dict[str, Any] | None) -> str:
     if capacity:
         lines.append(
             f"load generator: wrk drove {capacity['rps']:.0f} req/s (p95 {capacity['p95_us'] / 1000:.2f} ms) "
-            "against a trivial raw-asyncio responder with 8 connections"
+            "against a trivial raw-asyncio responder with 8 connections on this machine"
         )
     return "\n".join(lines)
 
@@ -663,6 +746,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile", choices=("raw", "flamegraph", "speedscope"), help="py-spy the server per phase"
     )
     p.add_argument("--no-capacity", action="store_true", help="skip the load generator capacity check")
+    p.add_argument("--server-root", type=Path, help="run the server from this source tree (a baseline copy)")
+    p.add_argument("--label", default="", help="a name for this run in the results file")
     args = p.parse_args(argv)
     args.workers = [int(w) for w in str(args.workers).split(",") if w]
     args.create_clients = [int(c) for c in str(args.create_clients).split(",") if c]
@@ -683,8 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load generator capacity: wrk {capacity['rps']:.0f} req/s against a trivial responder")
     runs = [one_run(args, w, shared, patients) for w in args.workers]
     for r in runs:
-        if "read" in r:
-            r["read"]["connections"] = args.read_clients
+        r["label"] = args.label
     print("\n" + table(runs, capacity))
     backend = "sqlite" if args.sqlite else "postgresql"
     out = RESULTS / f"rest-{backend}-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -23,7 +23,10 @@ def hierarchy(system: str) -> CodeSystem:
     """The shipped, complete code system `system`; 422 naming it when the server does not have it."""
     found = codesystems.get(system)
     if found is None:
-        raise Unprocessable(f"Code system {system} is not known to this server", expression=system)
+        raise Unprocessable(
+            f"Code system {system} is not known to this server, so its hierarchy is not either",
+            expression=system,
+        )
     if not found.complete:
         raise Unprocessable(
             f"Code system {system} is not available in full on this server (content: {found.content})",

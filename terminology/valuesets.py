@@ -166,7 +166,7 @@ class _Expander:
         wanted = part.get("version")
         if cs is not None:
             self.used.setdefault(system, f"{system}|{cs.version}" if cs.version else system)
-        version = cs.version if cs is not None else wanted
+        version = cs.version if cs is not None else (wanted if isinstance(wanted, str) else None)
         if listed:
             return [self.listed(cs, system, version, c, name) for c in listed if isinstance(c, Mapping)]
         if cs is None or not cs.complete:
@@ -197,7 +197,8 @@ class _Expander:
         concept = cs.find(code) if cs is not None else None
         if concept is not None and cs is not None:
             return _contains(cs, concept.code, item.get("display"))
-        return Contains(system, code, item.get("display"), version)
+        display = item.get("display")
+        return Contains(system, code, display if isinstance(display, str) else None, version)
 
 
 def _parts(compose: Mapping[str, Any], key: str, name: str) -> list[Mapping[str, Any]]:

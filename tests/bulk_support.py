@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -89,7 +88,7 @@ def kick_off(client: TestClient, path: str = "$export", **kwargs: Any) -> str:
     return str(response.headers["content-location"])
 
 
-def wait_done(client: TestClient, url: str, timeout: float = 60.0) -> httpx.Response:
+def wait_done(client: TestClient, url: str, timeout: float = 60.0) -> Any:
     """Poll until the job is no longer in progress."""
     deadline = time.monotonic() + timeout
     while True:
@@ -108,7 +107,9 @@ def export(client: TestClient, path: str = "$export", **kwargs: Any) -> dict[str
     return body
 
 
-def lines(client: TestClient, manifest: dict[str, Any], key: str = "output") -> dict[str, list[dict[str, Any]]]:
+def lines(
+    client: TestClient, manifest: dict[str, Any], key: str = "output"
+) -> dict[str, list[dict[str, Any]]]:
     """The resources of every file of a manifest section, by type."""
     import orjson
 

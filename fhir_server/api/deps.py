@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from ..auth.keys import InvalidToken
 from ..auth.principal import Principal as AuthPrincipal
@@ -15,12 +16,13 @@ from ..interactions.context import Context
 ANONYMOUS = AuthPrincipal(client_id="anonymous", kind="anonymous-dev")
 
 
-def get_principal(request: Request) -> AuthPrincipal:
+async def get_principal(request: Request) -> AuthPrincipal:
     """The caller, from `Authorization: Bearer <access token>` (https://hl7.org/fhir/smart-app-launch/STU2.2/app-launch.html#access-fhir-api).
 
     No token: 401, unless FHIR_ALLOW_ANONYMOUS is on (then the `anonymous-dev` principal). A token
     that is not valid, expired, revoked or for another audience: 401 `error="invalid_token"`
-    (RFC 6750 section 3.1).
+    (RFC 6750 section 3.1). Async, so a request without a token costs no threadpool hop (a sync
+    dependency runs in the threadpool); only token verification, which may query the store, does.
     """
     ctx: Context = request.app.state.context
     realm = f'Bearer realm="{ctx.settings.base}"'
@@ -35,7 +37,9 @@ def get_principal(request: Request) -> AuthPrincipal:
             "Send the access token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": realm}
         )
     try:
-        principal: AuthPrincipal = request.app.state.auth.bearer.principal(token.strip())
+        principal: AuthPrincipal = await run_in_threadpool(
+            request.app.state.auth.bearer.principal, token.strip()
+        )
     except InvalidToken:
         challenge = realm + ', error="invalid_token", error_description="The access token is not valid"'
         raise Unauthorized("The access token is not valid", headers={"WWW-Authenticate": challenge}) from None
@@ -45,7 +49,7 @@ def get_principal(request: Request) -> AuthPrincipal:
 Principal = Annotated[AuthPrincipal, Depends(get_principal)]
 
 
-def get_context(request: Request, principal: Principal) -> Context:
+async def get_context(request: Request, principal: Principal) -> Context:
     """The interaction context built at start-up (store, settings), carrying the caller."""
     ctx: Context = request.app.state.context
     return replace(ctx, principal=principal)

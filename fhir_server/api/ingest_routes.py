@@ -58,8 +58,9 @@ def _param(request: Request, upload: Upload, name: str) -> str | None:
 
 async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Response:
     settings = ctx.settings
-    if patient_ref is not None:
+    if patient_ref is not None:  # refuse before receiving what may be gigabytes
         ingest.check_access(ctx.principal, patient_ref)
+        await asyncio.to_thread(ingest.check_patient, ctx, patient_ref)
     job_id = job.new_job_id()
     try:
         upload = await _receive(request, ctx, job_id)

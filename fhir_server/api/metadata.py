@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__, instant, model
 from ..auth.smart_configuration import capability_security
+from ..jobs import capability as bulk_data
 from ..settings import Settings
 
 _INSTANCE = ["read", "vread", "update", "patch", "delete", "history-instance"]
@@ -28,6 +29,7 @@ def _type_operations(res_type: str) -> dict[str, Any]:
         {"name": op.split("-", 1)[1], "definition": f"http://hl7.org/fhir/OperationDefinition/{op}"}
         for op in _TYPE_OPERATIONS.get(res_type, [])
     ]
+    ops += bulk_data.type_operations(res_type)  # Bulk Data Patient/Group $export
     return {"operation": ops} if ops else {}
 
 
@@ -74,6 +76,7 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
     """The server's CapabilityStatement (mode=normative answers the same)."""
     return {
         "resourceType": "CapabilityStatement",
+        "instantiates": [bulk_data.INSTANTIATES],
         "status": "active",
         "date": instant.to_fhir(instant.now_us())[:10],
         "publisher": "fhir-server",
@@ -89,6 +92,7 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
                 "security": capability_security(settings.base),  # SMART conformance.html
                 "resource": list(_rest_resources()),
                 "interaction": [{"code": c} for c in _SYSTEM],
+                "operation": bulk_data.system_operations(),
             }
         ],
     }

@@ -161,7 +161,7 @@ async def read_instance(res_type: str, res_id: str, request: Request, ctx: Ctx) 
 
     def work() -> Any:
         with ctx.store.read() as tx:
-            return read.read(tx, res_type, res_id)
+            return read.read(tx, res_type, res_id, principal=ctx.principal)
 
     stored = await _in_thread(work)
     headers = http.resource_headers(stored)
@@ -206,7 +206,7 @@ async def delete_instance(res_type: str, res_id: str, request: Request, ctx: Ctx
 
     def work() -> Any:
         with ctx.store.write() as tx:
-            return delete.delete(tx, res_type, res_id)
+            return delete.delete(tx, res_type, res_id, principal=ctx.principal)
 
     gone = await _in_thread(work)
     return Response(status_code=204, headers={"ETag": gone.etag} if gone else None)
@@ -222,7 +222,7 @@ async def instance_history(res_type: str, res_id: str, request: Request, ctx: Ct
 async def vread_instance(res_type: str, res_id: str, version_id: str, request: Request, ctx: Ctx) -> Response:
     def work() -> Any:
         with ctx.store.read() as tx:
-            return vread.vread(tx, res_type, res_id, version_id)
+            return vread.vread(tx, res_type, res_id, version_id, principal=ctx.principal)
 
     stored = await _in_thread(work)
     headers = http.resource_headers(stored)

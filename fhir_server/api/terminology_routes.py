@@ -33,7 +33,7 @@ async def _input(request: Request, ctx: Context) -> OperationInput:
 
 def _in_store(ctx: Context, work: Callable[..., Any], *args: Any) -> Any:
     with ctx.store.read() as tx:
-        return work(tx, *args)
+        return work(ctx, tx, *args)
 
 
 async def _answer(request: Request, ctx: Context, work: Callable[..., Any], *args: Any) -> Response:

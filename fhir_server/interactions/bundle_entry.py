@@ -144,7 +144,7 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
         if req.res_id is None:
             gone = delete.conditional_delete(ctx, tx, req.res_type, _query(req.params))
         else:
-            gone = delete.delete(tx, req.res_type, req.res_id)
+            gone = delete.delete(tx, req.res_type, req.res_id, principal=ctx.principal)
         response: dict[str, Any] = {"status": "204 No Content"}
         if gone is not None:
             response["etag"] = gone.etag
@@ -155,9 +155,11 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
 def _get(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
     assert req.res_type is not None
     if req.res_id is not None and not req.tail:
-        return read_entry(ctx, read.read(tx, req.res_type, req.res_id))
+        return read_entry(ctx, read.read(tx, req.res_type, req.res_id, principal=ctx.principal))
     if req.res_id is not None and len(req.tail) == 2 and req.tail[0] == "_history":
-        return read_entry(ctx, vread.vread(tx, req.res_type, req.res_id, req.tail[1]))
+        return read_entry(
+            ctx, vread.vread(tx, req.res_type, req.res_id, req.tail[1], principal=ctx.principal)
+        )
     if req.tail == ["_history"]:
         body = history.history(ctx, tx, req.params, req.res_type, req.res_id)
         return {"resource": body, "response": {"status": "200 OK"}}

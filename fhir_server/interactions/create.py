@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..auth import enforce
 from ..store.sql import Tx
 from .conditional import single
 from .context import Context
@@ -26,9 +27,12 @@ def create(
     more than one match is 412. `assigned_id` is the id a transaction Bundle reserved for it.
     """
     resource = checked_body(body, res_type, location=location)
+    enforce.check_write(tx, ctx.principal, "create", res_type, None)
     if if_none_exist:
         existing = single(ctx, tx, res_type, if_none_exist, "Conditional create")
         if existing is not None:
             return WriteResult(existing, 200, created=False)
     resource.pop("id", None)
-    return WriteResult(tx.create(resource, assigned_id), 201, created=True)
+    stored = tx.create(resource, assigned_id)
+    enforce.check_written(tx, ctx.principal, "create", stored)
+    return WriteResult(stored, 201, created=True)

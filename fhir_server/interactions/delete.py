@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from ..auth import enforce
+from ..auth.principal import Principal
 from ..store.sql import Stored, Tx, VersionConflict
 from .conditional import single
 from .context import Context
 from .read import check_type
 
 
-def delete(tx: Tx, res_type: str, res_id: str) -> Stored | None:
+def delete(tx: Tx, res_type: str, res_id: str, *, principal: Principal | None = None) -> Stored | None:
     """Delete the current version; deleting what is absent or already deleted changes nothing."""
     check_type(res_type)
     for _ in range(5):
         prev = tx.current(res_type, res_id)
+        enforce.check_write(tx, principal, "delete", res_type, prev)
         if prev is None or prev.deleted:
             return None
         try:
@@ -28,4 +31,4 @@ def conditional_delete(ctx: Context, tx: Tx, res_type: str, criteria: str) -> St
     found = single(ctx, tx, res_type, criteria, "Conditional delete")
     if found is None:
         return None
-    return delete(tx, res_type, found.res_id)
+    return delete(tx, res_type, found.res_id, principal=ctx.principal)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import instant
+from ..auth import enforce
 from ..errors import Invalid, NotFound
 from ..search.bundle import bundle, history_entry, link, page_url
 from ..store.sql import Tx
@@ -44,14 +45,15 @@ def history(
         before_txn=int(before) if before else None,
         limit=count + 1,
     )
+    more = len(rows) > count
+    last_txn = rows[count - 1][0] if more and count else None  # paging continues after the unfiltered page
+    rows = enforce.history(tx, ctx.principal, res_type, res_id, rows[:count])
     base = ctx.settings.base
     path = "/".join(p for p in (res_type, res_id, "_history") if p)
     keep = [(k, v) for k, v in params if k != "_page_before"]
     links = [link("self", page_url(base, path, params))]
-    more = len(rows) > count
-    rows = rows[:count]
-    if more and rows:
-        links.append(link("next", page_url(base, path, [*keep, ("_page_before", str(rows[-1][0]))])))
+    if more and last_txn is not None:
+        links.append(link("next", page_url(base, path, [*keep, ("_page_before", str(last_txn))])))
     total = None
     if since is None and at is None and res_id is not None:
         total = tx.count_history(res_type=res_type, res_id=res_id)

@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonpatch
 
+from ..auth import enforce
 from ..errors import Invalid, Unprocessable
 from ..store.sql import Tx
 from .context import Context
@@ -26,6 +27,7 @@ def patch(
     except (jsonpatch.InvalidJsonPatch, TypeError, KeyError) as exc:
         raise Invalid(f"Invalid JSON Patch: {exc}", "$this") from None
     current = read(tx, res_type, res_id)
+    enforce.check_write(tx, ctx.principal, "patch", res_type, current)
     _check_version(current, if_match)
     before = current.resource()
     try:
@@ -38,4 +40,6 @@ def patch(
         resource = checked_body(after, res_type)
     except Invalid as exc:
         raise Unprocessable(exc.message, issues=exc.issues) from None
-    return WriteResult(tx.update(current, resource, method="PATCH"), 200)
+    stored = tx.update(current, resource, method="PATCH")
+    enforce.check_written(tx, ctx.principal, "patch", stored)
+    return WriteResult(stored, 200)

@@ -15,6 +15,7 @@ import orjson
 from terminology import stored
 from terminology.service import service
 
+from ..auth import enforce
 from ..search import plan, query
 from ..search.bundle import bundle, link, page_url
 from ..store.sql import Tx
@@ -44,6 +45,7 @@ def search(
     """Run a search and return the searchset Bundle."""
     q = parse(ctx, res_type, params, lenient)
     base = ctx.settings.base
+    restrict = enforce.search_restriction(ctx.principal, q, base)  # SMART grants, AND-ed in
     page_size = q.count if q.count is not None else ctx.settings.default_count
     count_only = q.summary == "count" or page_size == 0
     rows: list[Any] = []
@@ -53,9 +55,10 @@ def search(
         stmt = plan.build(
             q,
             compartment=compartment,
+            restrict=restrict,
             base_url=base,
             default_count=page_size,
-            terminology=terminology_for(tx),
+            terminology=terminology_for(ctx, tx),
         )
         rows = list(tx.conn.execute(stmt).all())
         more = len(rows) > page_size
@@ -64,11 +67,14 @@ def search(
             rows.reverse()
     total: int | None = None
     if q.total == "accurate" or count_only:
-        counted = plan.count(q, compartment=compartment, base_url=base, terminology=terminology_for(tx))
+        counted = plan.count(
+            q, compartment=compartment, restrict=restrict, base_url=base, terminology=terminology_for(ctx, tx)
+        )
         total = int(tx.conn.execute(counted).scalar_one())
     elif q.total != "none" and not more and q.cursor is None:  # the whole result is on this page
         total = len(rows)
     included = plan.includes(tx.conn, q, [r.pk for r in rows], base_url=base) if rows else []
+    included = enforce.readable_rows(tx, ctx.principal, included)  # only what the caller may read
 
     path = _path(res_type, compartment)
     links = [link("self", page_url(base, path, list(q.used)))]
@@ -85,18 +91,23 @@ def search(
     return bundle("searchset", entries, links, total)
 
 
-def terminology_for(tx: Tx) -> plan.Terminology:
+def terminology_for(ctx: Context, tx: Tx) -> plan.Terminology:
     """The terminology service for :in / :not-in / :above / :below (https://hl7.org/fhir/R4/search.html#modifiers):
-    what the server ships, and the value sets stored on it."""
-    return service().with_store(stored.resolver(tx))
+    what the server ships, and the value sets stored on it that the caller may search for."""
+    return service().with_store(stored.resolver(tx, ctx.principal, ctx.settings.base))
 
 
 def match_pks(ctx: Context, tx: Tx, res_type: str, params: list[tuple[str, str]], limit: int) -> list[int]:
     """Surrogate keys of up to `limit` current matches (for conditional interactions)."""
     q = parse(ctx, res_type, params, lenient=False)
     q = replace(q, count=max(limit - 1, 0), sort=(), includes=(), cursor=None)
+    restrict = enforce.search_restriction(ctx.principal, q, ctx.settings.base)
     stmt = plan.build(
-        q, base_url=ctx.settings.base, default_count=max(limit - 1, 0), terminology=terminology_for(tx)
+        q,
+        restrict=restrict,
+        base_url=ctx.settings.base,
+        default_count=max(limit - 1, 0),
+        terminology=terminology_for(ctx, tx),
     )
     return [int(r.pk) for r in tx.conn.execute(stmt)]
 

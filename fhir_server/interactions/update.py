@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..auth import enforce
 from ..errors import Invalid, PreconditionFailed
 from ..store.sql import Stored, Tx, VersionConflict
 from .conditional import single
@@ -32,7 +33,10 @@ def update(
     """
     resource = checked_body(body, res_type, location=location)
     checked_id(resource, res_id)
-    return _write(tx, res_type, res_id, resource, if_match)
+    enforce.check_write(tx, ctx.principal, "update", res_type, tx.current(res_type, res_id))
+    result = _write(tx, res_type, res_id, resource, if_match)
+    enforce.check_written(tx, ctx.principal, "update", result.stored)
+    return result
 
 
 def _write(tx: Tx, res_type: str, res_id: str, resource: dict[str, Any], if_match: int | None) -> WriteResult:
@@ -81,11 +85,19 @@ def conditional_update(
             raise PreconditionFailed("Conditional update with If-Match matched nothing")
         rid = resource.get("id")
         if rid is not None:
-            return _write(tx, res_type, rid, resource, None)
-        return WriteResult(tx.create(resource, method="PUT"), 201, created=True)
+            enforce.check_write(tx, ctx.principal, "update", res_type, tx.current(res_type, rid))
+            result = _write(tx, res_type, rid, resource, None)
+        else:
+            enforce.check_write(tx, ctx.principal, "update", res_type, None)
+            result = WriteResult(tx.create(resource, method="PUT"), 201, created=True)
+        enforce.check_written(tx, ctx.principal, "update", result.stored)
+        return result
     if "id" in resource and resource["id"] != found.res_id:
         raise Invalid(
             f"The resource id '{resource['id']}' differs from the matched {res_type}/{found.res_id}",
             f"{res_type}.id",
         )
-    return _write(tx, res_type, found.res_id, resource, if_match)
+    enforce.check_write(tx, ctx.principal, "update", res_type, found)
+    result = _write(tx, res_type, found.res_id, resource, if_match)
+    enforce.check_written(tx, ctx.principal, "update", result.stored)
+    return result

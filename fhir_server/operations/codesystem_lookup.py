@@ -64,7 +64,10 @@ def lookup(params: OperationInput) -> dict[str, Any]:
         raise Unprocessable(f"Code system {cs.url} is not available in full on this server", cs.url)
     if concept is None:
         raise NotFound(f"Code '{code}' is not in code system {cs.url}", expression=code)
-    wanted = set(params.values.get("property", ()))
+    asked = params.values.get("property", ())
+    if not all(isinstance(w, str) for w in asked):
+        raise Invalid("Parameter 'property' takes codes", expression="property")
+    wanted = set(asked)
     out = [part("name", "string", cs.title or cs.name or cs.url)]
     if cs.version:
         out.append(part("version", "string", cs.version))

@@ -15,7 +15,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,8 @@ from .ingest_task import TaskState, TaskStatus
 KIND = "ingest"
 DEFAULT_BATCH_SIZE = 500
 TASK_UPDATE_SECONDS = 5.0  # a running job rewrites its Task's counts at most this often
-# What an ingest may write, besides the Task: the caller needs create and search on each of them.
+# What an ingest may write: the caller needs create and search on each of them. The job itself and
+# its Task are written by the server (principal None) once this check has passed.
 WRITTEN_TYPES = (
     "Observation",
     "Device",
@@ -50,7 +51,6 @@ WRITTEN_TYPES = (
     "DocumentReference",
     "DiagnosticReport",
     "ImagingStudy",
-    "Task",
 )
 # Upload media type -> (format, file name extension); "auto" means: look at the content.
 MEDIA_TYPES: dict[str, tuple[str, str]] = {
@@ -324,6 +324,12 @@ def check_access(principal: Any, patient_ref: str) -> None:
             raise Forbidden(f"$ingest needs create and search on {rtype} for {patient_ref}")
 
 
+def check_patient(ctx: Context, patient_ref: str) -> None:
+    """404 unless the patient exists (everything ingested refers to it)."""
+    with ctx.store.read() as tx:
+        read.read(tx, "Patient", patient_ref.split("/", 1)[1])
+
+
 def upload_path(settings: Settings, job_id: str, name: str) -> Path:
     """Where an uploaded file waits for its job (removed with the job's files)."""
     return output_files.job_dir(settings.data_dir, job_id) / "upload" / name
@@ -346,8 +352,7 @@ def accept(
     client already has too many jobs running. The upload is removed when the request is refused.
     """
     try:
-        with ctx.store.read() as tx:
-            read.read(tx, "Patient", patient_ref.split("/", 1)[1])
+        check_patient(ctx, patient_ref)
         resolved = checked_format(fmt, upload)
         if timezone_name:
             parse_timezone(timezone_name)
@@ -373,8 +378,9 @@ def accept(
     except BaseException:
         output_files.remove(ctx.settings.data_dir, job_id)
         raise
-    try:
-        ingest_task.save(ctx, ingest_task.task(state, "requested", progress="waiting to start"))
+    try:  # the Task is the server's record of the job: written as the server, not the caller
+        server = replace(ctx, principal=None)
+        ingest_task.save(server, ingest_task.task(state, "requested", progress="waiting to start"))
     except BaseException:
         job.cancel(ctx.store, job_id)
         output_files.remove(ctx.settings.data_dir, job_id)

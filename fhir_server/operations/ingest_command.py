@@ -27,6 +27,7 @@ from . import ingest
 from .ingest import Tally
 
 BAR_WIDTH = 20
+LOG_SECONDS = 10.0  # when stderr is not a terminal: one progress line this often
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,13 +49,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class ProgressBar:
-    """One line on stderr redrawn at most ten times a second: a moving bar (the total is unknown) and counts."""
+    """On a terminal, one line redrawn at most ten times a second: a moving bar (the total is unknown)
+    and the counts; otherwise (a log) one line every :data:`LOG_SECONDS` and one at the end."""
 
     def __init__(self, out: TextIO, label: str) -> None:
         self.out, self.label = out, label
         self.tty = out.isatty()
         self.started = time.monotonic()
         self._last = 0.0
+        self._logged = self.started
         self._frame = 0
         self._width = 0
 
@@ -80,7 +83,8 @@ class ProgressBar:
         if self.tty:
             self.out.write("\r" + text.ljust(self._width))
             self._width = len(text)
-        elif force:
+        elif force or now - self._logged >= LOG_SECONDS:
+            self._logged = now
             self.out.write(text + "\n")
         self.out.flush()
 

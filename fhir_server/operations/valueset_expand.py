@@ -5,7 +5,8 @@ has stored; `[base]/ValueSet/[id]/$expand` a stored ValueSet resource; POST may 
 itself (`valueSet`). Supported inputs besides: `filter` (text in the code or display, ignoring
 case), `offset` / `count` (paging), `activeOnly`, `includeDefinition`; `excludeNested` is moot
 (expansions are flat). The answer is the ValueSet with `expansion.contains`; a value set the server
-does not know is a 404, one it cannot expand (e.g. all of SNOMED CT) a 422 naming it.
+does not know is a 404, one it cannot expand (e.g. all of SNOMED CT) a 422 naming it. Stored value
+sets are read within the caller's SMART grants (fhir_server/auth/enforce.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from terminology.valuesets import Contains, Expansion
 from .. import instant
 from ..errors import Invalid
 from ..interactions import read
+from ..interactions.context import Context
 from ..store.sql import Tx
 from .parameters import OperationInput
 
@@ -30,20 +32,20 @@ UNSUPPORTED = ("context", "contextDirection", "date")
 _HEADER = ("id", "url", "version", "name", "title", "status", "experimental", "publisher", "description")
 
 
-def terminology(tx: Tx) -> TerminologyService:
-    """The terminology service, also finding the value sets stored on the server."""
-    return service().with_store(stored.resolver(tx))
+def terminology(ctx: Context, tx: Tx) -> TerminologyService:
+    """The terminology service, also finding the value sets stored on the server that the caller may see."""
+    return service().with_store(stored.resolver(tx, ctx.principal, ctx.settings.base))
 
 
-def expansion_for(tx: Tx, params: OperationInput, res_id: str | None) -> Expansion:
+def expansion_for(ctx: Context, tx: Tx, params: OperationInput, res_id: str | None) -> Expansion:
     """Expand the value set the request names: the stored ValueSet `res_id`, the `valueSet` sent,
     or the one with canonical `url` (and `valueSetVersion`)."""
     for name in UNSUPPORTED:
         if params.one(name) is not None:
             raise Invalid(f"Parameter '{name}' is not supported; give the value set's url", expression=name)
-    svc = terminology(tx)
+    svc = terminology(ctx, tx)
     if res_id is not None:
-        return svc.expand_definition(read.read(tx, "ValueSet", res_id).resource())
+        return svc.expand_definition(read.read(tx, "ValueSet", res_id, principal=ctx.principal).resource())
     sent = params.complex("valueSet")
     if sent is not None:
         if sent.get("resourceType") != "ValueSet":
@@ -75,9 +77,9 @@ def _matches(c: Contains, text: str) -> bool:
     return text in c.code.lower() or (c.display is not None and text in c.display.lower())
 
 
-def expand(tx: Tx, params: OperationInput, res_id: str | None = None) -> dict[str, Any]:
+def expand(ctx: Context, tx: Tx, params: OperationInput, res_id: str | None = None) -> dict[str, Any]:
     """The ValueSet with its expansion, as the operation answers it."""
-    found = expansion_for(tx, params, res_id)
+    found = expansion_for(ctx, tx, params, res_id)
     codes = list(found.contains)
     echoed: list[dict[str, Any]] = []
     text = params.text("filter")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Invalid
+from ..interactions.context import Context
 from ..store.sql import Tx
 from .parameters import OperationInput, parameters, part
 from .valueset_expand import expansion_for
@@ -46,10 +47,10 @@ def _same_display(a: str, b: str) -> bool:
     return " ".join(a.split()).lower() == " ".join(b.split()).lower()
 
 
-def validate_code(tx: Tx, params: OperationInput, res_id: str | None = None) -> dict[str, Any]:
+def validate_code(ctx: Context, tx: Tx, params: OperationInput, res_id: str | None = None) -> dict[str, Any]:
     """The Parameters answer: result, message, display."""
     codings = _codings(params)
-    expansion = expansion_for(tx, params, res_id)
+    expansion = expansion_for(ctx, tx, params, res_id)
     allow_abstract = params.boolean("abstract") is True
     name = expansion.url or res_id or "the value set"
     problems: list[str] = []

@@ -637,6 +637,13 @@ def count(
     return select(func.count()).select_from(matches)
 
 
+def condition(
+    query: SearchQuery, *, compartment: tuple[str, str] | None = None, base_url: str | None = None
+) -> ColumnElement[bool]:
+    """The query's criteria (types, compartment, not deleted) as ONE condition on `tables.resource`:
+    what access rules AND into a search as `restrict` (auth/enforce.py)."""
+    return and_(*_where(query, _planner(base_url, None, None), compartment, None))
+
 def _include_stmt(inc: Include, frontier: Sequence[int], planner: _Planner) -> Select[Any]:
     ref = tables.idx_reference.alias()
     conds: list[ColumnElement[bool]] = [planner.local(ref), _R.c.deleted == false()]

@@ -15,15 +15,11 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
-from tests import factories
-from tests.bulk_support import (  # noqa: F401  (fixtures)
+from tests import bulk_support, factories
+from tests.bulk_support import (
     BASE,
     Caller,
-    bulk_caller,
-    bulk_client,
-    bulk_settings,
     export,
-    kick_off,
     lines,
     put,
     settings_for,
@@ -31,6 +27,10 @@ from tests.bulk_support import (  # noqa: F401  (fixtures)
 )
 
 LEVELS = ["$export", "Patient/$export", "Group/g1/$export"]
+
+bulk_caller = bulk_support.bulk_caller  # fixtures
+bulk_client = bulk_support.bulk_client
+bulk_settings = bulk_support.bulk_settings
 
 
 class HeldQueue:
@@ -84,8 +84,9 @@ def test_kickoff_without_a_token_is_401(
 def test_kickoff_is_202_with_an_absolute_content_location(
     bulk_client: TestClient, data: dict[str, str], path: str, prefer: str | None
 ) -> None:
-    """202 Accepted and the absolute polling URL, with or without Prefer: respond-async
-    (@28, @29, @46, @223, @224, @225, @297, @298, @299, @300, @301)."""
+    """202 Accepted and the absolute polling URL, with or without Prefer: respond-async (the FHIR
+    Asynchronous Request Pattern) (@28, @29, @46, @223, @224, @225, @227, @229, @249, @272, @273,
+    @297, @298, @299, @300, @301)."""
     headers = {"Prefer": prefer} if prefer else {}
     response = bulk_client.get(f"/{path}", headers=headers)
     assert response.status_code == 202, response.text
@@ -120,7 +121,8 @@ def test_post_kickoff_takes_a_parameters_resource(
 def test_each_output_format_spelling_is_accepted(
     bulk_client: TestClient, data: dict[str, str], path: str, fmt: str
 ) -> None:
-    """The full and abbreviated NDJSON types are accepted (a '+' sent unencoded too) (@47, @49, @51, @52)."""
+    """The full and abbreviated NDJSON types are accepted (a '+' sent unencoded too) (@47, @49, @51,
+    @52, @231, @251, @274)."""
     manifest = export(bulk_client, path, params={"_outputFormat": fmt})
     assert manifest["output"]
 
@@ -148,7 +150,8 @@ def test_an_unknown_type_is_400(bulk_client: TestClient, data: dict[str, str], p
 def test_an_unknown_type_is_reported_but_ignored_under_lenient_handling(
     bulk_client: TestClient, data: dict[str, str], path: str
 ) -> None:
-    """handling=lenient: the export runs and the error files carry a warning per ignored value (@72, @197)."""
+    """handling=lenient: the export runs (a partial success: 200) and the error files, OperationOutcome
+    NDJSON, carry a warning per ignored value (@72, @142, @143, @196, @197)."""
     manifest = export(
         bulk_client,
         path,
@@ -287,7 +290,8 @@ def test_patients_that_do_not_exist_or_are_not_members_are_400(
 def test_include_associated_data_latest_provenance_is_not_supported(
     bulk_client: TestClient, data: dict[str, str]
 ) -> None:
-    """LatestProvenanceResources is refused; with RelevantProvenanceResources the larger set wins (@93, @96)."""
+    """LatestProvenanceResources is not supported, so refused (@97 and @98 apply to servers that
+    support it); with RelevantProvenanceResources the larger set wins (@93, @96)."""
     _outcome(bulk_client.get("/$export", params={"includeAssociatedData": "LatestProvenanceResources"}), 400)
     _outcome(bulk_client.get("/$export", params={"includeAssociatedData": "_mySet"}), 400)
     both = "LatestProvenanceResources,RelevantProvenanceResources"

@@ -20,13 +20,10 @@ from fhir_server.app import create_app
 from fhir_server.jobs import job, worker
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
-from tests import factories
-from tests.bulk_support import (  # noqa: F401  (fixtures)
+from tests import bulk_support, factories
+from tests.bulk_support import (
     BASE,
     Caller,
-    bulk_caller,
-    bulk_client,
-    bulk_settings,
     export,
     kick_off,
     lines,
@@ -38,6 +35,10 @@ from tests.bulk_support import (  # noqa: F401  (fixtures)
 
 LEVELS = ["$export", "Patient/$export", "Group/g1/$export"]
 INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+bulk_caller = bulk_support.bulk_caller  # fixtures
+bulk_client = bulk_support.bulk_client
+bulk_settings = bulk_support.bulk_settings
 
 
 class HeldQueue:
@@ -91,7 +92,8 @@ def _outcome(response: Any, status: int) -> dict[str, Any]:
 def test_a_running_job_is_202_with_x_progress_and_retry_after(
     store: Store, tmp_path: Path, data: None, path: str
 ) -> None:
-    """In progress: 202, an X-Progress under 100 characters and a Retry-After in seconds (@125, @132, @133, @134)."""
+    """GET on the polling location while in progress: 202, an X-Progress under 100 characters and a
+    Retry-After in seconds (@21, @125, @132, @133, @134, @310)."""
     client, held = held_client(store, settings_for(tmp_path), Caller())
     with client:
         url = kick_off(client, path)

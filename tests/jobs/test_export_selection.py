@@ -22,7 +22,11 @@ def world(store: Store) -> dict[str, Any]:
     """Patients a (in group g), b and c; an Observation each (a's is a lab result); an Organization;
     a Provenance targeting a's Observation, one targeting the Organization."""
     a, b, c = put(store, factories.patient("A"), factories.patient("B"), factories.patient("C"))
-    lab = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}
+    lab = {
+        "coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}
+        ]
+    }
     oa, ob, oc = put(
         store,
         factories.observation(a, category=[lab]),
@@ -30,15 +34,41 @@ def world(store: Store) -> dict[str, Any]:
         factories.observation(c),
     )
     (org,) = put(store, {"resourceType": "Organization", "name": "Clinic"})
-    group = {"resourceType": "Group", "id": "g", "type": "person", "actual": True, "member": [{"entity": {"reference": f"Patient/{a}"}}]}
+    group = {
+        "resourceType": "Group",
+        "id": "g",
+        "type": "person",
+        "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{a}"}}],
+    }
     put(store, group)
     agent = [{"who": {"reference": f"Organization/{org}"}}]
     prov_a, prov_org = put(
         store,
-        {"resourceType": "Provenance", "target": [{"reference": f"Observation/{oa}"}], "recorded": "2024-01-01T00:00:00Z", "agent": agent},
-        {"resourceType": "Provenance", "target": [{"reference": f"Organization/{org}"}], "recorded": "2024-01-01T00:00:00Z", "agent": agent},
+        {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Observation/{oa}"}],
+            "recorded": "2024-01-01T00:00:00Z",
+            "agent": agent,
+        },
+        {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Organization/{org}"}],
+            "recorded": "2024-01-01T00:00:00Z",
+            "agent": agent,
+        },
     )
-    return {"a": a, "b": b, "c": c, "oa": oa, "ob": ob, "oc": oc, "org": org, "prov_a": prov_a, "prov_org": prov_org}
+    return {
+        "a": a,
+        "b": b,
+        "c": c,
+        "oa": oa,
+        "ob": ob,
+        "oc": oc,
+        "org": org,
+        "prov_a": prov_a,
+        "prov_org": prov_org,
+    }
 
 
 def ids(client: TestClient, manifest: dict[str, Any]) -> dict[str, set[str]]:
@@ -62,7 +92,9 @@ def test_type_filters_the_resource_types(bulk_client: TestClient, world: dict[st
     }
 
 
-def test_patient_export_follows_the_patient_compartment(bulk_client: TestClient, world: dict[str, Any]) -> None:
+def test_patient_export_follows_the_patient_compartment(
+    bulk_client: TestClient, world: dict[str, Any]
+) -> None:
     """Patient export: patients and their compartments, not the Organization; the Provenance of a
     compartment resource is included (@33, @35, @65, @66, @109, @110)."""
     got = ids(bulk_client, export(bulk_client, "Patient/$export"))
@@ -80,7 +112,9 @@ def test_group_export_covers_the_members_only(bulk_client: TestClient, world: di
     assert got["Provenance"] == {world["prov_a"]}
 
 
-def test_the_patient_parameter_limits_the_compartments(bulk_client: TestClient, world: dict[str, Any]) -> None:
+def test_the_patient_parameter_limits_the_compartments(
+    bulk_client: TestClient, world: dict[str, Any]
+) -> None:
     """POST `patient`: no resources of other patients' compartments (@85)."""
     body = {
         "resourceType": "Parameters",
@@ -113,7 +147,9 @@ def test_elements_keeps_listed_and_mandatory_elements_and_tags_subsetted(
     bulk_client: TestClient, world: dict[str, Any]
 ) -> None:
     """`_elements`: listed (typed or not) and mandatory root elements only, tagged SUBSETTED (@73, @75-@80)."""
-    manifest = export(bulk_client, params={"_type": "Patient,Observation", "_elements": "Patient.gender,subject"})
+    manifest = export(
+        bulk_client, params={"_type": "Patient,Observation", "_elements": "Patient.gender,subject"}
+    )
     rows = lines(bulk_client, manifest)
     for patient in rows["Patient"]:
         assert set(patient) == {"resourceType", "id", "meta", "gender"}
@@ -122,10 +158,16 @@ def test_elements_keeps_listed_and_mandatory_elements_and_tags_subsetted(
         assert set(obs) == {"resourceType", "id", "meta", "status", "code", "subject"}
 
 
-def test_nested_elements_are_400_or_ignored_when_lenient(bulk_client: TestClient, world: dict[str, Any]) -> None:
+def test_nested_elements_are_400_or_ignored_when_lenient(
+    bulk_client: TestClient, world: dict[str, Any]
+) -> None:
     """Only root elements are permitted in `_elements` (@77, @81, @82)."""
     assert bulk_client.get("/$export", params={"_elements": "Patient.name.given"}).status_code == 400
-    manifest = export(bulk_client, params={"_type": "Patient", "_elements": "Patient.name.given"}, headers={"Prefer": "handling=lenient"})
+    manifest = export(
+        bulk_client,
+        params={"_type": "Patient", "_elements": "Patient.name.given"},
+        headers={"Prefer": "handling=lenient"},
+    )
     assert all("name" in p for p in lines(bulk_client, manifest)["Patient"])
 
 
@@ -140,7 +182,9 @@ def test_exports_are_limited_to_the_types_the_scopes_allow(
     assert response.status_code == 403
 
 
-def test_granular_scopes_restrict_the_resources(bulk_client: TestClient, bulk_caller: Caller, world: dict[str, Any]) -> None:
+def test_granular_scopes_restrict_the_resources(
+    bulk_client: TestClient, bulk_caller: Caller, world: dict[str, Any]
+) -> None:
     """A granular scope (`system/Observation.rs?category=...`) limits the exported Observations (@9)."""
     bulk_caller.principal = system_client(
         scope="system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
@@ -148,10 +192,18 @@ def test_granular_scopes_restrict_the_resources(bulk_client: TestClient, bulk_ca
     assert ids(bulk_client, export(bulk_client)) == {"Observation": {world["oa"]}}
 
 
-def test_relevant_provenance_is_added_to_a_typed_export(bulk_client: TestClient, world: dict[str, Any]) -> None:
+def test_relevant_provenance_is_added_to_a_typed_export(
+    bulk_client: TestClient, world: dict[str, Any]
+) -> None:
     """includeAssociatedData=RelevantProvenanceResources adds the Provenance of the exported resources (@92, @99)."""
-    manifest = export(bulk_client, params={"_type": "Observation", "includeAssociatedData": "RelevantProvenanceResources"})
+    manifest = export(
+        bulk_client, params={"_type": "Observation", "includeAssociatedData": "RelevantProvenanceResources"}
+    )
     got = ids(bulk_client, manifest)
     assert got["Provenance"] == {world["prov_a"]}
-    manifest = export(bulk_client, "Group/g/$export", params={"_type": "Patient", "includeAssociatedData": "RelevantProvenanceResources"})
+    manifest = export(
+        bulk_client,
+        "Group/g/$export",
+        params={"_type": "Patient", "includeAssociatedData": "RelevantProvenanceResources"},
+    )
     assert "Provenance" not in ids(bulk_client, manifest)

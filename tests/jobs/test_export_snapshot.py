@@ -18,7 +18,18 @@ from fhir_server.jobs import worker
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
-from tests.bulk_support import BASE, Caller, export, kick_off, lines, put, remove, settings_for, update, wait_done
+from tests.bulk_support import (
+    BASE,
+    Caller,
+    export,
+    kick_off,
+    lines,
+    put,
+    remove,
+    settings_for,
+    update,
+    wait_done,
+)
 
 
 class HeldQueue:
@@ -49,7 +60,9 @@ def test_writes_after_the_transaction_time_are_not_exported(
     """Kick off, then create, update and delete: the export shows the data as it was at the kick-off
     (@152, @153, @154, @202)."""
     client, queue, settings = held
-    kept, changed, deleted = put(store, factories.patient("Kept"), factories.patient("Before"), factories.patient("Gone"))
+    kept, changed, deleted = put(
+        store, factories.patient("Kept"), factories.patient("Before"), factories.patient("Gone")
+    )
     update(store, "Patient", changed, name=[{"family": "Before2"}])  # version 2, before the snapshot
     with client:
         url = kick_off(client, params={"_type": "Patient"})
@@ -67,13 +80,15 @@ def test_writes_after_the_transaction_time_are_not_exported(
     assert patients[deleted]["name"][0]["family"] == "Gone"
 
 
-def test_only_current_versions_are_exported(store: Store, held: tuple[TestClient, HeldQueue, Settings]) -> None:
+def test_only_current_versions_are_exported(
+    store: Store, held: tuple[TestClient, HeldQueue, Settings]
+) -> None:
     """Each resource once, at its latest version (@202)."""
     client, _, _ = held
     (pid,) = put(store, factories.patient("V1"))
     for family in ("V2", "V3"):
         update(store, "Patient", pid, name=[{"family": family}])
-    client.app.state.job_queue = None  # run jobs for real
+    client.app.state.job_queue = None  # type: ignore[attr-defined]  # run jobs for real
     with client:
         (patient,) = lines(client, export(client, params={"_type": "Patient"}))["Patient"]
     assert patient["meta"]["versionId"] == "3"
@@ -103,3 +118,22 @@ def test_since_in_the_future_exports_nothing(store: Store, bulk_client: TestClie
     put(store, factories.patient())
     manifest = export(bulk_client, params={"_since": "2999-12-31T23:59:59+14:00"})
     assert manifest["output"] == [] and manifest["deleted"] == []
+
+
+@pytest.mark.parametrize("path", ["$export", "Patient/$export", "Group/g/$export"])
+def test_since_applies_at_every_level(store: Store, bulk_client: TestClient, path: str) -> None:
+    """`_since` is supported by system, Patient and Group exports (@53, @59, @234, @254)."""
+    (pid,) = put(store, factories.patient("A"))
+    (before,) = put(store, factories.observation(pid))
+    group = {
+        "resourceType": "Group",
+        "id": "g",
+        "type": "person",
+        "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{pid}"}}],
+    }
+    put(store, group)
+    since = export(bulk_client, path, params={"_type": "Observation"})["transactionTime"]
+    (after,) = put(store, factories.observation(pid, value=99))
+    changes = export(bulk_client, path, params={"_type": "Observation", "_since": since})
+    assert set(_by_id(bulk_client, changes, "Observation")) == {after} != {before}

@@ -172,7 +172,9 @@ def import_client(store: Store, tmp_path: Path) -> Any:
 
 def test_import_of_an_uploaded_ndjson_body(store: Store, import_client: TestClient) -> None:
     body = ndjson({**factories.patient(), "id": "up1"}, b"garbage")
-    response = import_client.post("/$import", content=body, headers={"Content-Type": "application/fhir+ndjson"})
+    response = import_client.post(
+        "/$import", content=body, headers={"Content-Type": "application/fhir+ndjson"}
+    )
     assert response.status_code == 202, response.text
     manifest = wait_done(import_client, response.headers["content-location"]).json()
     assert manifest["output"][0]["count"] == 1 and manifest["output"][0]["inputUrl"] == "upload"
@@ -182,13 +184,21 @@ def test_import_of_an_uploaded_ndjson_body(store: Store, import_client: TestClie
     assert _count(store, "Patient") == 1
 
 
-def test_import_of_local_files_named_in_parameters(store: Store, import_client: TestClient, tmp_path: Path) -> None:
+def test_import_of_local_files_named_in_parameters(
+    store: Store, import_client: TestClient, tmp_path: Path
+) -> None:
     (tmp_path / "drop" / "p.ndjson").write_bytes(ndjson({**factories.patient(), "id": "f1"}))
     params = {
         "resourceType": "Parameters",
         "parameter": [
             {"name": "inputFormat", "valueCode": "application/fhir+ndjson"},
-            {"name": "input", "part": [{"name": "type", "valueCode": "Patient"}, {"name": "url", "valueUrl": f"file://{tmp_path}/drop/p.ndjson"}]},
+            {
+                "name": "input",
+                "part": [
+                    {"name": "type", "valueCode": "Patient"},
+                    {"name": "url", "valueUrl": f"file://{tmp_path}/drop/p.ndjson"},
+                ],
+            },
         ],
     }
     response = import_client.post("/$import", json=params)
@@ -198,10 +208,15 @@ def test_import_of_local_files_named_in_parameters(store: Store, import_client: 
     assert _count(store, "Patient") == 1
 
 
-def test_import_refuses_files_outside_the_allowed_directory(import_client: TestClient, tmp_path: Path) -> None:
+def test_import_refuses_files_outside_the_allowed_directory(
+    import_client: TestClient, tmp_path: Path
+) -> None:
     (tmp_path / "secret.ndjson").write_bytes(ndjson(factories.patient()))
     for url in (f"file://{tmp_path}/secret.ndjson", f"{tmp_path}/drop/../secret.ndjson", "drop/p.ndjson"):
-        params = {"resourceType": "Parameters", "parameter": [{"name": "input", "part": [{"name": "url", "valueUrl": url}]}]}
+        params = {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "input", "part": [{"name": "url", "valueUrl": url}]}],
+        }
         response = import_client.post("/$import", json=params)
         assert response.status_code == 400, url
 
@@ -210,16 +225,26 @@ def test_import_needs_write_scopes(import_client: TestClient) -> None:
     from tests.bulk_support import system_client
 
     import_client.caller.principal = system_client(scope="system/*.rs")  # type: ignore[attr-defined]
-    response = import_client.post("/$import", content=b"{}\n", headers={"Content-Type": "application/fhir+ndjson"})
+    response = import_client.post(
+        "/$import", content=b"{}\n", headers={"Content-Type": "application/fhir+ndjson"}
+    )
     assert response.status_code == 403
     import_client.caller.principal = None  # type: ignore[attr-defined]
-    assert import_client.post("/$import", content=b"{}\n", headers={"Content-Type": "application/fhir+ndjson"}).status_code == 401
+    assert (
+        import_client.post(
+            "/$import", content=b"{}\n", headers={"Content-Type": "application/fhir+ndjson"}
+        ).status_code
+        == 401
+    )
 
 
 def test_settings_without_an_import_directory_refuse_file_inputs(store: Store, tmp_path: Path) -> None:
     from fhir_server.jobs.import_ import inputs_from_parameters
 
-    params = {"resourceType": "Parameters", "parameter": [{"name": "input", "part": [{"name": "url", "valueUrl": "file:///tmp/x"}]}]}
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "input", "part": [{"name": "url", "valueUrl": "file:///tmp/x"}]}],
+    }
     from fhir_server.errors import Invalid
 
     with pytest.raises(Invalid, match="FHIR_BULK_IMPORT_DIR"):

@@ -54,7 +54,9 @@ def settings(tmp_path: Path) -> Settings:
     return settings_for(tmp_path, bulk_checkpoint_rows=7, bulk_file_max_resources=10, job_lease_seconds=5)
 
 
-def test_a_killed_export_resumes_from_its_checkpoint_with_each_resource_once(store: Store, settings: Settings) -> None:
+def test_a_killed_export_resumes_from_its_checkpoint_with_each_resource_once(
+    store: Store, settings: Settings
+) -> None:
     """A run stops mid-export (its files hold lines past the last checkpoint); after the lease runs
     out the next run continues from the checkpoint: every resource exactly once."""
     ids = put(store, *[factories.patient(f"P{i}") for i in range(45)])
@@ -125,7 +127,9 @@ def test_a_finished_job_is_never_run_again(store: Store, settings: Settings) -> 
     assert worker.run(store, settings, created.id) == "skipped"
 
 
-def test_a_job_cancelled_while_running_stops_and_its_files_are_removed(store: Store, settings: Settings) -> None:
+def test_a_job_cancelled_while_running_stops_and_its_files_are_removed(
+    store: Store, settings: Settings
+) -> None:
     put(store, *[factories.patient(f"P{i}") for i in range(20)])
     created = _export_job(store, _type="Patient")
     owner = job.worker_id()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydicom.data import get_testdata_file
 from sqlalchemy import func, select
 
@@ -112,6 +113,17 @@ def stored_types(store: Store) -> Counter[str]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(t.resource.c.res_type, func.count()).group_by(t.resource.c.res_type))
         return Counter({str(rtype): int(n) for rtype, n in rows})
+
+
+def stored_resources(store: Store, res_type: str) -> list[dict[str, Any]]:
+    """The current resources of one type, as stored."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(t.resource.c.content).where(
+                t.resource.c.res_type == res_type, t.resource.c.deleted.is_(False)
+            )
+        )
+        return [orjson.loads(row.content) for row in rows]
 
 
 def create_patient(store: Store, patient_id: str = PATIENT_ID) -> None:

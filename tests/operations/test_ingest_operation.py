@@ -209,4 +209,9 @@ def test_a_patient_app_may_ingest_only_for_its_own_patient(
     response = _upload(client, "long.csv", long_csv()[0].encode(), "text/csv")
     assert response.status_code == status, response.text
     if status == 202:
-        assert _finished(client, _task_id(response))["status"] == "completed"
+        task_id = _task_id(response)
+        # Task is not in the Patient compartment: the patient app cannot read it, an unrestricted caller can.
+        assert client.get(f"/Task/{task_id}").status_code == 404
+        del client.app.dependency_overrides[get_principal]  # type: ignore[attr-defined]
+        assert _finished(client, task_id)["status"] == "completed"
+    assert stored_types(store)["Task"] == (1 if status == 202 else 0)

@@ -6,8 +6,9 @@ import csv
 import io
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,7 +26,7 @@ def _ingest(
     client: TestClient, path: Path, fmt: str, options: dict[str, Any] | None = None, batch_size: int = BATCH
 ) -> Tally:
     run, tally = open_run(path, fmt, PATIENT, batch_size=batch_size, options=options)
-    return send_bundles(run, tally, BASE, client=client)
+    return send_bundles(run, tally, BASE, client=cast(httpx.Client, client))  # an httpx2.Client: same API
 
 
 def _observations(client: TestClient) -> list[dict[str, Any]]:

@@ -1,0 +1,263 @@
+"""Enforcing SMART scopes on every interaction, in one place (https://hl7.org/fhir/smart-app-launch/STU2.2/scopes-and-launch-context.html).
+
+`principal.decide()` says whether the caller may perform an interaction on a resource type and under
+which grants (a patient compartment, granular query restrictions such as `category=...`). Here those
+grants meet the data, always as SQL over the current rows:
+
+* reads, vreads, history: the resource must satisfy a grant, else 404 (its existence is not
+  revealed); an older version must also lie in the granted compartment (checked on its content).
+* searches: the grants become ONE condition AND-ed into the search (`plan.build(restrict=...)`), so
+  paging and totals only ever see permitted rows; `_include`d / `_revinclude`d resources are
+  dropped unless readable; chained parameters and `_has` are refused (403) unless the linked type is
+  granted without restriction, so they cannot probe data outside the grant.
+* writes: the current version (update, patch, delete) and the written result (create, update, patch)
+  must satisfy a grant of that interaction, checked in the same database transaction, so a patient
+  cannot write outside their compartment; a refusal rolls the write back.
+* batch and transaction entries go through the same interaction functions, entry by entry.
+
+A scope that does not cover the interaction at all is 403 with `error="insufficient_scope"`
+(RFC 6750 section 3.1). `principal=None` means security is off (internal callers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, false, or_, select, true
+
+from ..errors import FhirError, Forbidden, NotFound
+from ..search import plan, query
+from ..search.compartment import patient_compartment_params
+from ..search.index import index_rows
+from ..search.parameters import param_id
+from ..store import tables
+from ..store.sql import Stored, Tx
+from .principal import Access, Denied, FhirInteraction, Principal, decide
+
+_R = tables.resource
+INSUFFICIENT = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+
+
+def access(
+    principal: Principal | None,
+    interaction: FhirInteraction,
+    res_type: str,
+    *,
+    instance: bool = False,
+    needs: str | None = None,
+) -> Access | None:
+    """The restricted access the caller has, None when unrestricted (or security is off); 403 when none."""
+    if principal is None:
+        return None
+    decided = decide(principal, interaction, res_type, instance=instance, needs=needs)
+    if isinstance(decided, Denied):
+        raise Forbidden(f"The access token does not allow this: {decided.reason}", headers=dict(INSUFFICIENT))
+    return None if decided.unrestricted else decided
+
+
+def check_operation(principal: Principal | None, res_type: str, needs: str) -> None:
+    """An operation declares the SMART permissions it needs (e.g. "rs"); 403 without them."""
+    access(principal, "operation", res_type, needs=needs)
+
+
+def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:
+    """read: the current resource must be within the grants (else 404, like an unknown id)."""
+    granted = access(principal, "read", stored.res_type)
+    if granted is not None and not _permitted(tx, granted, stored.res_type, stored.res_id):
+        raise NotFound(f"{stored.res_type}/{stored.res_id} is not known")
+
+
+def check_version(tx: Tx, principal: Principal | None, version: Stored) -> None:
+    """vread: the resource as it is now, and this version's compartment, must be within the grants."""
+    granted = access(principal, "vread", version.res_type)
+    if granted is None:
+        return
+    if not _permitted(tx, granted, version.res_type, version.res_id) or not _version_allowed(
+        granted, version, tx.base
+    ):
+        raise NotFound(f"{version.res_type}/{version.res_id} is not known")
+
+
+def history(
+    tx: Tx,
+    principal: Principal | None,
+    res_type: str | None,
+    res_id: str | None,
+    rows: list[tuple[int, Stored]],
+) -> list[tuple[int, Stored]]:
+    """history: only versions of resources within the grants (instance level: 404 otherwise)."""
+    if principal is None:
+        return rows
+    instance = res_id is not None
+    granted = access(principal, "history", res_type or "*", instance=instance)
+    if instance and res_type is not None and res_id is not None:
+        if granted is not None and not _permitted(tx, granted, res_type, res_id):
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        return [(txn, s) for txn, s in rows if granted is None or _version_allowed(granted, s, tx.base)]
+    keep: list[tuple[int, Stored]] = []
+    for res_type_, group in _by_type(rows).items():
+        per_type = access(principal, "history", res_type_) if res_type is None else granted
+        if per_type is None:
+            keep += group
+            continue
+        allowed = _permitted_pks(tx, per_type, res_type_, [s.pk for _, s in group])
+        keep += [(txn, s) for txn, s in group if s.pk in allowed and _version_allowed(per_type, s, tx.base)]
+    return sorted(keep, key=lambda item: -item[0])
+
+
+def search_restriction(
+    principal: Principal | None, q: query.SearchQuery, base: str = ""
+) -> ColumnElement[bool] | None:
+    """The condition to AND into a search: the grants of every searched type (None: unrestricted)."""
+    if principal is None:
+        return None
+    _check_links(principal, q.criteria)
+    parts: list[ColumnElement[bool]] = []
+    restricted = False
+    for res_type in q.types or ("*",):
+        granted = access(principal, "search", res_type)
+        if granted is None:
+            parts.append(true() if res_type == "*" else _R.c.res_type == res_type)
+        else:
+            restricted = True
+            parts.append(_condition(granted, None if res_type == "*" else res_type, base))
+    return or_(*parts) if restricted else None
+
+
+def readable_rows(tx: Tx, principal: Principal | None, rows: Sequence[Any]) -> list[Any]:
+    """Of (pk, content) rows (e.g. `_include`d resources), those the caller may read; others dropped."""
+    if principal is None or not rows:
+        return list(rows)
+    pks = [int(r.pk) for r in rows]
+    types = dict(tx.conn.execute(select(_R.c.pk, _R.c.res_type).where(_R.c.pk.in_(pks))).tuples().all())
+    allowed: set[int] = set()
+    for res_type in set(types.values()):
+        group = [pk for pk, t in types.items() if t == res_type]
+        decided = decide(principal, "read", res_type)
+        if isinstance(decided, Denied):
+            continue
+        if decided.unrestricted:
+            allowed.update(group)
+        else:
+            allowed |= _permitted_pks(tx, decided, res_type, group)
+    return [r for r in rows if int(r.pk) in allowed]
+
+
+def check_write(
+    tx: Tx, principal: Principal | None, interaction: FhirInteraction, res_type: str, prev: Stored | None
+) -> None:
+    """Before update, patch or delete: the scopes allow it, and the current version is within the grants."""
+    granted = access(principal, interaction, res_type)
+    if granted is None or prev is None or prev.deleted:
+        return
+    if not _permitted(tx, granted, prev.res_type, prev.res_id):
+        raise Forbidden(f"The access token does not allow to {interaction} {prev.res_type}/{prev.res_id}")
+
+
+def check_written(tx: Tx, principal: Principal | None, interaction: FhirInteraction, stored: Stored) -> None:
+    """After create, update or patch, in the same transaction: the result must be within the grants."""
+    granted = access(principal, interaction, stored.res_type)
+    if granted is None:
+        return
+    if not _permitted(tx, granted, stored.res_type, stored.res_id):
+        raise Forbidden(
+            f"The access token does not allow to {interaction} this {stored.res_type}: "
+            "it would lie outside the granted patient compartment or restrictions"
+        )
+
+
+# ---------------- grants as SQL ----------------
+def _condition(granted: Access, res_type: str | None, base: str) -> ColumnElement[bool]:
+    """OR over the grants: (patient compartment) AND (granular query), on `tables.resource`."""
+    parts: list[ColumnElement[bool]] = []
+    for grant in granted.grants:
+        try:
+            restriction = query.parse(res_type, list(grant.query), lenient=False)
+        except FhirError:
+            continue  # a restriction this type cannot be searched by matches nothing of it
+        compartment = _compartment(grant.compartment)
+        parts.append(plan.condition(restriction, compartment=compartment, base_url=base or None))
+    return or_(*parts) if parts else false()
+
+
+def _permitted(tx: Tx, granted: Access, res_type: str, res_id: str) -> bool:
+    tx.flush(check_references=False)  # a resource written in this transaction is checked as written
+    condition = _condition(granted, res_type, tx.base)
+    found = tx.conn.execute(
+        select(_R.c.pk).where(_R.c.res_type == res_type, _R.c.res_id == res_id, condition)
+    ).first()
+    return found is not None
+
+
+def _permitted_pks(tx: Tx, granted: Access, res_type: str, pks: Iterable[int]) -> set[int]:
+    keys = list(set(pks))
+    if not keys:
+        return set()
+    rows = tx.conn.execute(select(_R.c.pk).where(_R.c.pk.in_(keys), _condition(granted, res_type, tx.base)))
+    return {int(pk) for (pk,) in rows}
+
+
+def _compartment(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    kind, _, ident = text.partition("/")
+    return kind, ident
+
+
+def _by_type(rows: list[tuple[int, Stored]]) -> dict[str, list[tuple[int, Stored]]]:
+    out: dict[str, list[tuple[int, Stored]]] = {}
+    for txn, stored in rows:
+        out.setdefault(stored.res_type, []).append((txn, stored))
+    return out
+
+
+# ---------------- versions: the compartment from the content ----------------
+def _version_allowed(granted: Access, version: Stored, base: str) -> bool:
+    """An old version lies in a granted compartment (granular restrictions are checked on the
+    current version only: the index holds current versions)."""
+    if any(g.compartment is None for g in granted.grants):
+        return True
+    if version.deleted or not version.content:
+        return True  # a deletion marker carries no data
+    resource = orjson.loads(version.content)
+    return any(_in_compartment(resource, g.compartment, base) for g in granted.grants if g.compartment)
+
+
+def _in_compartment(resource: dict[str, Any], compartment: str, base: str) -> bool:
+    kind, _, ident = compartment.partition("/")
+    res_type = resource.get("resourceType", "")
+    if res_type == kind and resource.get("id") == ident:
+        return True
+    ids = {param_id(res_type, code) for code in patient_compartment_params(res_type)}
+    if not ids:
+        return False
+    own = f"{base}/{kind}/{ident}" if base else None
+    for row in index_rows(resource).get("reference", []):
+        if row.get("param_id") not in ids:
+            continue
+        if row.get("target_type") == kind and row.get("target_id") == ident and row.get("url") in (None, own):
+            return True
+    return False
+
+
+# ---------------- chains and _has ----------------
+def _check_links(principal: Principal, criteria: Iterable[Any]) -> None:
+    """Chained parameters and `_has` reach other resources: only types granted without restriction."""
+    for criterion in criteria:
+        if isinstance(criterion, query.Chain):
+            for target in criterion.target_types:
+                _unrestricted(principal, target, "a chained search")
+            _check_links(principal, [criterion.criterion])
+        elif isinstance(criterion, query.Has):
+            _unrestricted(principal, criterion.source_type, "a _has search")
+            _check_links(principal, [criterion.criterion])
+
+
+def _unrestricted(principal: Principal, res_type: str, what: str) -> None:
+    if access(principal, "search", res_type) is not None:
+        raise Forbidden(
+            f"{what} into {res_type} is not available with patient-level or restricted scopes",
+            headers=dict(INSUFFICIENT),
+        )
