@@ -3,13 +3,15 @@
 Generates N Observations (for N/5 Patients) and N/5 Patients as NDJSON, then measures, each in a
 fresh worker process on a new database:
 
-1. import of the Observations and Patients (`fhir-server import` code path): resources/s;
+1. import of the Patients, then the Observations (`fhir-server import` code path, lines validated and
+   indexed by `--import-workers` processes): resources/s;
 2. export of every Observation (`_type=Observation`, the job code the worker runs): resources/s and
    the worker's peak RSS;
 3. an export of the Patients whose worker is SIGKILLed a third of the way in and restarted: the
    job completes with every Patient exactly once; time lost.
 
-    .venv/bin/python bench/bench_bulk.py [--observations 1000000] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/bench_bulk.py [--observations 1000000] [--import-workers N]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -121,16 +123,21 @@ def wait_child(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
 # ---------------------------------------------------------------- roles run in child processes
 
 
-def role_import(path: str) -> None:
+def role_import(arg: str) -> None:
     from fhir_server.jobs import import_
+    from fhir_server.jobs.import_command import _pool
     from fhir_server.settings import Settings
     from fhir_server.store.engine import make_engine
     from fhir_server.store.sql import Store
 
+    path, workers = arg.rsplit(":", 1)
+    pool = _pool(int(workers))  # forked before any database connection, as `fhir-server import` does
     settings = Settings()
     store = Store(make_engine(settings.database_url), check_references=False, base=settings.base)
     errors: list[Any] = []
-    tally = import_.load(store, Path(path), on_error=errors.append)
+    tally = import_.load(store, Path(path), on_error=errors.append, pool=pool)
+    if pool is not None:
+        pool.shutdown()
     assert not errors, errors[:3]
     print(f"    imported {tally.stored} ({tally.created} created)", flush=True)
 
@@ -200,6 +207,7 @@ def main() -> None:
     parser.add_argument("--observations", type=int, default=1_000_000)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--keep", action="store_true", help="keep the database and files")
+    parser.add_argument("--import-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--arg", help=argparse.SUPPRESS)
     ns = parser.parse_args()
@@ -235,11 +243,12 @@ def main() -> None:
             ("Observations", observations, ns.observations),
         ):
             started = time.monotonic()
-            code, rss = wait_child(child("import", url, data_dir, str(path)))
+            code, rss = wait_child(child("import", url, data_dir, f"{path}:{ns.import_workers}"))
             seconds = time.monotonic() - started
             assert code == 0
             print(
-                f"import {n:,} {label}: {seconds:.1f} s, {n / seconds:,.0f} resources/s, peak RSS {rss:.0f} MB"
+                f"import {n:,} {label} ({ns.import_workers} preparing processes): {seconds:.1f} s, "
+                f"{n / seconds:,.0f} resources/s, writer peak RSS {rss:.0f} MB"
             )
 
         job_id = new_export_job(url, "Observation")

@@ -167,7 +167,7 @@ def database_size(url: str) -> int:
 
 
 def ensure_indexes(url: str) -> list[str]:
-    """Create the indexes `tables.metadata` declares that the migration does not (yet) have."""
+    """Create the indexes and statistics `tables` declares that the migration does not (yet) have."""
     engine = make_engine(url)
     made = []
     try:
@@ -180,6 +180,9 @@ def ensure_indexes(url: str) -> list[str]:
                 if index.name not in names:
                     index.create(engine)
                     made.append(str(index.name))
+        with engine.begin() as conn:
+            for ddl in getattr(tables, "POSTGRES_STATISTICS", {}).values():
+                conn.exec_driver_sql(ddl)
     finally:
         engine.dispose()
     return made
@@ -496,7 +499,7 @@ class Searcher:
                 q,
                 base_url=self.settings.base,
                 default_count=self.settings.default_count,
-                terminology=search_interaction.terminology_for(tx),
+                terminology=search_interaction.terminology_for(self.ctx, tx),
             )
             compiled = stmt.compile(dialect=tx.conn.dialect, compile_kwargs={"render_postcompile": True})
             rows = tx.conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + compiled.string, compiled.params)
@@ -801,6 +804,8 @@ def run_scale(args: argparse.Namespace, obs: int, patients: int) -> dict[str, An
                 conn.execute("ANALYZE")
         else:
             out["load"] = load(url, data, args.batch, args.jobs)
+        if args.load_only:
+            return out
         s = Searcher(url)
         try:
             out["search"] = measure(s, data, args.queries, args.walks, args.pages, args.walk_budget)
@@ -812,7 +817,7 @@ def run_scale(args: argparse.Namespace, obs: int, patients: int) -> dict[str, An
             s.close()
         print("EXPLAIN ANALYZE of (a):\n" + out["search"]["explain_a"], flush=True)
     finally:
-        if args.keep or args.reuse_db:
+        if args.keep or args.reuse_db or args.load_only:
             print(f"  kept database {url.rsplit('/', 1)[1]}")
         else:
             drop_database(args.admin, url)
@@ -839,6 +844,7 @@ def main() -> None:
     parser.add_argument("--synthea", type=Path, default=DEFAULT_DATA, help="folder of Synthea bundles")
     parser.add_argument("--synthea-limit", type=int, default=None, help="bundles of (d)")
     parser.add_argument("--keep", action="store_true", help="keep the databases (their names are printed)")
+    parser.add_argument("--load-only", action="store_true", help="generate and load, keep the database, measure nothing")
     parser.add_argument("--reuse-db", help="URL of a database loaded by an earlier --keep run (one scale)")
     parser.add_argument(
         "--admin", default=PG_ADMIN, help="PostgreSQL URL of a database to create others from"
@@ -859,7 +865,7 @@ def main() -> None:
             label = f"{int(obs) // 1000}k"
             results["scales"][label] = run_scale(args, int(obs), int(patients or max(int(obs) // 100, 1)))
             out_path.write_text(json.dumps(results, indent=2, default=str))
-    if not args.no_synthea:
+    if not args.no_synthea and not args.load_only:
         url = new_database(args.admin)
         print(f"(d) Synthea on {url.rsplit('/', 1)[1]}", flush=True)
         try:
@@ -872,7 +878,8 @@ def main() -> None:
     results["loadavg_end"] = loadavg()
     out_path.write_text(json.dumps(results, indent=2, default=str))
     print()
-    print(table(results))
+    if not args.load_only:
+        print(table(results))
     print(f"\nJSON: {out_path}")
 
 

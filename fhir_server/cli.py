@@ -87,6 +87,7 @@ def worker(ns: argparse.Namespace, settings: Settings) -> int:
 
 def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="an NDJSON file (.ndjson, .ndjson.gz) or a directory of them")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes validating lines")
 
 
 @command("import", "load NDJSON resources (batched, indexed; an existing id is updated)", _import_args)
@@ -95,7 +96,7 @@ def import_files(ns: argparse.Namespace, settings: Settings) -> int:
 
     from .jobs.import_command import run_import
 
-    return run_import(settings, Path(ns.path))
+    return run_import(settings, Path(ns.path), workers=ns.workers)
 
 
 def _ingest_args(p: argparse.ArgumentParser) -> None:

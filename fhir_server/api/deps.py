@@ -49,13 +49,18 @@ async def get_principal(request: Request) -> AuthPrincipal:
 Principal = Annotated[AuthPrincipal, Depends(get_principal)]
 
 
-async def get_context(request: Request, principal: Principal) -> Context:
+def get_context(request: Request, principal: Principal) -> Context:
     """The interaction context built at start-up (store, settings), carrying the caller."""
     ctx: Context = request.app.state.context
     return replace(ctx, principal=principal)
 
 
-Ctx = Annotated[Context, Depends(get_context)]
+async def _context(request: Request, principal: Principal) -> Context:
+    """`get_context` as an async dependency: FastAPI runs sync ones in the threadpool (a hop per request)."""
+    return get_context(request, principal)
+
+
+Ctx = Annotated[Context, Depends(_context)]
 
 
 def get_public_context(request: Request) -> Context:

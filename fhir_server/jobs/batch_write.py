@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from .. import instant
 from ..errors import Conflict
-from ..search.index import index_rows
+from ..search.index import IndexRows, index_rows
 from ..store import fast
 from ..store import tables as t
 from ..store.sql import Store, VersionConflict, serialise
@@ -55,7 +55,18 @@ def same_content(stored: bytes, resource: dict[str, Any]) -> bool:
     return _comparable(orjson.loads(stored)) == _comparable(resource)
 
 
-def _current(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Current]:
+# One unique-index probe per id, whatever the planner's statistics say (right after a large load
+# they are stale, and `res_id = ANY(...)` would be answered by scanning every row of the type).
+_PG_CURRENT = text(
+    "SELECT r.pk, r.res_id, r.version, r.deleted, r.content FROM unnest(CAST(:ids AS text[])) AS k(id) "
+    "JOIN LATERAL (SELECT pk, res_id, version, deleted, content FROM resource "
+    "WHERE res_type = :rtype AND res_id = k.id) AS r ON true"
+)
+
+
+def _current(
+    conn: Connection, keys: list[tuple[str, str]], postgres: bool
+) -> dict[tuple[str, str], _Current]:
     r = t.resource.c
     by_type: dict[str, list[str]] = {}
     for rtype, rid in keys:
@@ -63,18 +74,25 @@ def _current(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, s
     found: dict[tuple[str, str], _Current] = {}
     for rtype, ids in by_type.items():
         for i in range(0, len(ids), _CHUNK):
-            rows = conn.execute(
-                select(r.pk, r.res_id, r.version, r.deleted, r.content).where(
-                    r.res_type == rtype, r.res_id.in_(ids[i : i + _CHUNK])
+            chunk = ids[i : i + _CHUNK]
+            if postgres:
+                rows = conn.execute(_PG_CURRENT, {"ids": chunk, "rtype": rtype})
+            else:
+                rows = conn.execute(
+                    select(r.pk, r.res_id, r.version, r.deleted, r.content).where(
+                        r.res_type == rtype, r.res_id.in_(chunk)
+                    )
                 )
-            )
             for row in rows:
                 found[(rtype, row.res_id)] = _Current(row.pk, row.version, row.deleted, row.content)
     return found
 
 
-def write(store: Store, resources: list[dict[str, Any]]) -> list[str]:
-    """Store the resources (distinct type/id pairs, validated, ids set); returns what happened to each."""
+def write(store: Store, resources: list[dict[str, Any]], indexes: list[IndexRows] | None = None) -> list[str]:
+    """Store the resources (distinct type/id pairs, validated, ids set); returns what happened to each.
+
+    `indexes` are their search index rows when already computed (`index_rows(resource)`).
+    """
     keys = [(res["resourceType"], res["id"]) for res in resources]
     if len(set(keys)) != len(keys):
         raise ValueError("a batch may hold each resource once")
@@ -82,10 +100,10 @@ def write(store: Store, resources: list[dict[str, Any]]) -> list[str]:
     outcome: list[str] = []
     with store.write() as tx:
         conn = tx.conn
-        current = _current(conn, keys)
+        current = _current(conn, keys, not store.sqlite)
         ts = instant.now_us()
         batch = fast.Batch()
-        for resource, (rtype, rid) in zip(resources, keys, strict=True):
+        for i, (resource, (rtype, rid)) in enumerate(zip(resources, keys, strict=True)):
             prev = current.get((rtype, rid))
             if prev is not None and not prev.deleted and same_content(prev.content, resource):
                 outcome.append(UNCHANGED)
@@ -93,7 +111,7 @@ def write(store: Store, resources: list[dict[str, Any]]) -> list[str]:
             ts += 1
             version = 1 if prev is None else prev.version + 1
             content = serialise(resource, rid, version, ts)
-            index = index_rows(orjson.loads(content))
+            index = indexes[i] if indexes is not None else index_rows(orjson.loads(content))
             if prev is None:
                 batch.creates.append(fast.NewResource(rtype, rid, ts, content, index, "POST"))
                 outcome.append(CREATED)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gzip
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -26,6 +28,7 @@ import orjson
 
 from .. import model
 from ..errors import FhirError, Invalid, Issue, operation_outcome
+from ..search.index import IndexRows, index_rows
 from ..settings import Settings
 from ..store.sql import Store, new_id
 from . import batch_write, job, output_files
@@ -98,30 +101,68 @@ def parse_line(line: bytes) -> dict[str, Any]:
     return dict(resource)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A line ready to store: the validated resource (id set) and its search index rows."""
+
+    source: str
+    line: int
+    resource: dict[str, Any]
+    index: IndexRows
+
+
+def _line_error(source: str, number: int, exc: FhirError) -> LineError:
+    issue = exc.issues[0] if exc.issues else Issue(exc.message)
+    return LineError(source, number, exc.message, tuple(issue.expression))
+
+
+def prepare(chunk: list[tuple[str, int, bytes]]) -> list[Prepared | LineError]:
+    """Parse, validate and index lines (blank lines dropped); CPU only, so it can run in a worker process.
+
+    The index rows do not depend on meta.versionId / meta.lastUpdated (`_lastUpdated` is served
+    from the resource table), so they are those of the resource as it will be stored.
+    """
+    out: list[Prepared | LineError] = []
+    for source, number, line in chunk:
+        if not line.strip():
+            continue
+        try:
+            resource = parse_line(line)
+        except FhirError as exc:
+            out.append(_line_error(source, number, exc))
+            continue
+        out.append(Prepared(source, number, resource, index_rows(resource)))
+    return out
+
+
 class Loader:
-    """Feeds lines to batched writes and keeps the tally and the line errors."""
+    """Feeds prepared lines to batched writes and keeps the tally and the line errors."""
 
     def __init__(self, store: Store, on_error: Callable[[LineError], None]) -> None:
         self.store = store
         self.on_error = on_error
         self.tally = Tally()
-        self._batch: list[tuple[str, int, dict[str, Any]]] = []
+        self._batch: list[Prepared] = []
         self._keys: set[tuple[str, str]] = set()
 
     def add(self, source: str, number: int, line: bytes) -> bool:
         """One line (blank lines are skipped); True when it completed a batch, which was written."""
-        if not line.strip():
-            return False
+        flushed = False
+        for item in prepare([(source, number, line)]):
+            flushed = self.add_prepared(item) or flushed
+        return flushed
+
+    def add_prepared(self, item: Prepared | LineError) -> bool:
+        """One prepared line; True when it completed a batch, which was written."""
         self.tally.lines += 1
-        try:
-            resource = parse_line(line)
-        except FhirError as exc:
-            self._error(source, number, exc)
+        if isinstance(item, LineError):
+            self.tally.failed += 1
+            self.on_error(item)
             return False
-        key = (resource["resourceType"], resource["id"])
+        key = (item.resource["resourceType"], item.resource["id"])
         if key in self._keys:  # the same resource twice: store the first before the second
             self.flush()
-        self._batch.append((source, number, resource))
+        self._batch.append(item)
         self._keys.add(key)
         if len(self._batch) >= BATCH:
             self.flush()
@@ -130,8 +171,7 @@ class Loader:
 
     def _error(self, source: str, number: int, exc: FhirError) -> None:
         self.tally.failed += 1
-        issue = exc.issues[0] if exc.issues else Issue(exc.message)
-        self.on_error(LineError(source, number, exc.message, tuple(issue.expression)))
+        self.on_error(_line_error(source, number, exc))
 
     def _count(self, resource: dict[str, Any], outcome: str) -> None:
         setattr(self.tally, outcome, getattr(self.tally, outcome) + 1)
@@ -144,22 +184,21 @@ class Loader:
         if not batch:
             return
         try:
-            outcomes = batch_write.write(self.store, [r for _, _, r in batch])
+            outcomes = batch_write.write(self.store, [p.resource for p in batch], [p.index for p in batch])
         except Exception:
-            for source, number, resource in batch:
+            for p in batch:
                 try:
-                    (outcome,) = batch_write.write(self.store, [resource])
+                    (outcome,) = batch_write.write(self.store, [p.resource], [p.index])
                 except FhirError as exc:
-                    self._error(source, number, exc)
+                    self._error(p.source, p.line, exc)
                 except Exception as exc:  # e.g. a value too long for a column
-                    self._error(
-                        source, number, Invalid(f"Could not store the resource: {type(exc).__name__}")
-                    )
+                    message = f"Could not store the resource: {type(exc).__name__}"
+                    self._error(p.source, p.line, Invalid(message))
                 else:
-                    self._count(resource, outcome)
+                    self._count(p.resource, outcome)
             return
-        for (_, _, resource), outcome in zip(batch, outcomes, strict=True):
-            self._count(resource, outcome)
+        for p, outcome in zip(batch, outcomes, strict=True):
+            self._count(p.resource, outcome)
 
 
 def error_outcome(error: LineError) -> dict[str, Any]:
@@ -317,22 +356,56 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
 # ---------------------------------------------------------------- from the command line
 
 
+def _chunks(
+    path: Path, raw: IO[bytes], lines: IO[bytes]
+) -> Iterator[tuple[list[tuple[str, int, bytes]], int]]:
+    chunk: list[tuple[str, int, bytes]] = []
+    for number, line in enumerate(lines, start=1):
+        chunk.append((str(path), number, line))
+        if len(chunk) >= BATCH:
+            yield chunk, raw.tell()
+            chunk = []
+    if chunk:
+        yield chunk, raw.tell()
+
+
 def load(
     store: Store,
     path: Path,
     *,
     on_error: Callable[[LineError], None],
     on_progress: Callable[[str, int, int, Tally], None] | None = None,
+    pool: Executor | None = None,
 ) -> Tally:
-    """Import a file or every NDJSON file of a directory; `on_progress(file, bytes read, size, tally)`."""
+    """Import a file or every NDJSON file of a directory; `on_progress(file, bytes read, size, tally)`.
+
+    With `pool` (e.g. a process pool), lines are prepared there (`prepare`), a few batches ahead,
+    while this process writes.
+    """
     loader = Loader(store, on_error)
+    ahead = 2 * getattr(pool, "_max_workers", 1)
     for file in input_files(path):
         size = file.stat().st_size
         with open(file, "rb") as raw, open_lines(raw) as f:
-            for number, line in enumerate(f, start=1):
-                loader.add(str(file), number, line)
-                if on_progress is not None and number % BATCH == 0:
-                    on_progress(str(file), raw.tell(), size, loader.tally)
+            pending: deque[tuple[Future[list[Prepared | LineError]], int]] = deque()
+            for chunk, position in _chunks(file, raw, f):
+                if pool is None:
+                    for item in prepare(chunk):
+                        loader.add_prepared(item)
+                    if on_progress is not None:
+                        on_progress(str(file), position, size, loader.tally)
+                    continue
+                pending.append((pool.submit(prepare, chunk), position))
+                while len(pending) > ahead or (pending and pending[0][0].done()):
+                    future, done_at = pending.popleft()
+                    for item in future.result():
+                        loader.add_prepared(item)
+                    if on_progress is not None:
+                        on_progress(str(file), done_at, size, loader.tally)
+            while pending:
+                future, done_at = pending.popleft()
+                for item in future.result():
+                    loader.add_prepared(item)
         loader.flush()
         if on_progress is not None:
             on_progress(str(file), size, size, loader.tally)

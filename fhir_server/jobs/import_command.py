@@ -8,8 +8,10 @@ some failed, 2 when the path does not exist.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -52,15 +54,34 @@ class Progress:
             self.out.flush()
 
 
+def _pool(workers: int) -> ProcessPoolExecutor | None:
+    """Worker processes that prepare lines (forked after the models are loaded, so they start warm)."""
+    if workers <= 1:
+        return None
+    from .. import model
+
+    model.resource_types()  # imports every model class once, before the fork
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+
+
 def run_import(
-    settings: Settings, path: Path, *, err: TextIO | None = None, out: TextIO | None = None
+    settings: Settings,
+    path: Path,
+    *,
+    workers: int = 1,
+    err: TextIO | None = None,
+    out: TextIO | None = None,
 ) -> int:
-    """Import a file or directory into the configured database; see the module docstring."""
+    """Import a file or directory into the configured database; see the module docstring.
+
+    `workers` > 1 validates and indexes in that many processes while this one writes.
+    """
     err = err or sys.stderr
     out = out or sys.stdout
     if not path.exists():
         err.write(f"{path}: no such file or directory\n")
         return 2
+    pool = _pool(workers)  # before any database connection exists, so none is shared with a child
     engine = make_engine(settings.database_url)
     upgrade(engine)
     store = Store(engine, check_references=False, base=settings.base)
@@ -75,7 +96,11 @@ def run_import(
         progress.show(file, done, size, tally, force=done >= size)
 
     started = time.monotonic()
-    tally = import_.load(store, path, on_error=report, on_progress=show)
+    try:
+        tally = import_.load(store, path, on_error=report, on_progress=show, pool=pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     progress.clear()
     seconds = time.monotonic() - started
     out.write(

@@ -240,14 +240,12 @@ def export_params(
     since = parse_since(since_text) if since_text is not None else None
 
     group_pk: int | None = None
-    members: set[str] | None = None
     if kick.level == "group":
         assert kick.group_id is not None
         denied = _grants(principal, "Group")
         if isinstance(denied, str):
             raise Forbidden(f"Not allowed to read Group/{kick.group_id}: {denied}", "Group")
         group_pk = _group(store, kick.group_id)
-        members = group_members(store, group_pk, base)
 
     allowed = compartment_types() if kick.level != "system" else sorted(model.resource_types())
     requested = list(dict.fromkeys(_values(pairs, "_type")))
@@ -302,6 +300,7 @@ def export_params(
         elif kick.method != "POST":
             check.problem("patient is supported in POST kick-off requests only", "patient")
         else:
+            members = group_members(store, group_pk, base) if group_pk is not None else None
             patients = _patients(check, store, patient_refs, members)
             if not patients:
                 raise Invalid("None of the requested patients can be exported", "patient")

@@ -8,6 +8,10 @@ exists. Each parameter becomes `pk IN (SELECT resource_pk FROM idx_<type> WHERE 
 the target resource, `_has` looks up references back to the resource, composites join their
 components on (resource_pk, grp). `count(query)` serves `_total=accurate`; `includes(...)` fetches
 the `_include` / `_revinclude` resources of a page (https://hl7.org/fhir/R4/search.html#include).
+Run them with `execute(conn, stmt)`: on PostgreSQL it keeps psycopg from preparing the statement
+(https://www.psycopg.org/psycopg3/docs/advanced/prepare.html), because PostgreSQL then soon plans a
+prepared search once for any values (a generic plan), which was 10-30x slower than a plan made for
+the values at hand (bench/bench_search.py).
 """
 
 from __future__ import annotations
@@ -20,18 +24,24 @@ from typing import Any, Protocol
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    CursorResult,
+    Executable,
     FromClause,
     Row,
     Select,
     String,
     and_,
+    cast,
+    column,
     false,
     func,
     literal,
     not_,
+    null,
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -88,6 +98,19 @@ class _Ctx:
     canonical: Canonicalize | None
 
 
+def execute(conn: Connection, stmt: Executable) -> CursorResult[Any]:
+    """Run a search statement unprepared on PostgreSQL, so it is planned for its own values."""
+    if conn.dialect.name != "postgresql":
+        return conn.execute(stmt)
+    raw: Any = conn.connection.driver_connection
+    saved = raw.prepare_threshold
+    raw.prepare_threshold = None
+    try:
+        return conn.execute(stmt)
+    finally:
+        raw.prepare_threshold = saved
+
+
 def _like_prefix(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
@@ -96,12 +119,13 @@ def _pid(col: Any, ids: Sequence[Any]) -> ColumnElement[bool]:
     return col == ids[0] if len(ids) == 1 else col.in_(ids)
 
 
-def _member(res: Any, pks: Select[Any], driver: bool) -> ColumnElement[bool]:
+def _member(res: Any, pks: Select[Any], driver: bool, after: _PkBound | None = None) -> ColumnElement[bool]:
     """`res.pk` is among the resource_pk values `pks` selects: an IN list when it drives the search,
-    else an EXISTS probe correlated on resource_pk (the `*_res` indexes)."""
-    if driver:
-        return res.c.pk.in_(pks)
+    else an EXISTS probe correlated on resource_pk (the `*_res` indexes). `after` repeats the page's
+    pk bound inside the IN list, so the index scan starts at the cursor."""
     source = pks.selected_columns[0]
+    if driver:
+        return res.c.pk.in_(pks if after is None or res is not _R else pks.where(after.test(source)))
     return pks.where(source == res.c.pk).exists()
 
 
@@ -116,6 +140,40 @@ def selective(c: Criterion) -> bool:
     if c.param.type == "uri":
         return c.modifier != "below"
     return c.param.type in ("token", "reference", "composite", "id")
+
+
+@dataclass(frozen=True)
+class _PkBound:
+    """The keyset position of a page in pk order: pks after (or, going back, before) `pk`."""
+
+    pk: int
+    back: bool
+
+    def test(self, col: Any) -> ColumnElement[bool]:
+        return col < self.pk if self.back else col > self.pk
+
+
+class _RowId(FunctionElement[Any]):
+    """The physical id of a row of an index table (ctid on PostgreSQL, rowid on SQLite), given one
+    of its columns: it tells apart the rows of one resource that hold the same sort value."""
+
+    name = "rowid"
+    inherit_cache = True
+
+
+def _rowid(element: _RowId, name: str, compiler: Any, **kw: Any) -> str:
+    (col,) = element.clauses.clauses
+    return str(compiler.process(column(name, _selectable=col.table), **kw))
+
+
+@compiles(_RowId)
+def _rowid_default(element: _RowId, compiler: Any, **kw: Any) -> str:
+    return _rowid(element, "ctid", compiler, **kw)
+
+
+@compiles(_RowId, "sqlite")
+def _rowid_sqlite(element: _RowId, compiler: Any, **kw: Any) -> str:
+    return _rowid(element, "rowid", compiler, **kw)
 
 
 class _Unindexed(FunctionElement[str]):
@@ -219,6 +277,7 @@ def _concepts_test(concepts: Iterable[tuple[str | None, str]], t: Any) -> Column
 class _Planner:
     def __init__(self, ctx: _Ctx) -> None:
         self.ctx = ctx
+        self.after: _PkBound | None = None  # the page's pk bound, when pages are in pk order
 
     # ---- references ----
 
@@ -353,7 +412,7 @@ class _Planner:
             dates = [v for v in f.values if isinstance(v, DateValue)]
             return or_(*(date_test(v, res.c.last_updated, res.c.last_updated) for v in dates))
         if p.type == "composite":
-            return _member(res, self.composite(f), driver)
+            return _member(res, self.composite(f), driver, self.after)
         if f.modifier in ("identifier", "of-type"):
             t = tables.idx_token.alias()
             ids = f.aux_ids
@@ -368,7 +427,10 @@ class _Planner:
         tests = [self.value_test(kind, modifier, v, t) for v in f.values]
         negated = f.modifier in ("not", "not-in")
         found = _member(
-            res, select(t.c.resource_pk).where(_pid(t.c.param_id, ids), or_(*tests)), driver and not negated
+            res,
+            select(t.c.resource_pk).where(_pid(t.c.param_id, ids), or_(*tests)),
+            driver and not negated,
+            self.after,
         )
         return not_(found) if negated else found
 
@@ -380,7 +442,9 @@ class _Planner:
             t = tables.INDEX_TABLES[kinds[0]].alias()
         else:
             t = tables.INDEX_TABLES[p.type].alias()
-        present = _member(res, select(t.c.resource_pk).where(_pid(t.c.param_id, p.ids)), not missing)
+        present = _member(
+            res, select(t.c.resource_pk).where(_pid(t.c.param_id, p.ids)), not missing, self.after
+        )
         return not_(present) if missing else present
 
     def composite(self, f: Filter) -> Select[Any]:
@@ -428,6 +492,8 @@ class _Planner:
                 self.criterion(c.criterion, tgt, c.target_types),
             )
         )
+        if self.after is not None and res is _R:
+            sub = sub.where(self.after.test(ref.c.resource_pk))
         return res.c.pk.in_(sub)
 
     def has(self, h: Has, res: Any, types: tuple[str, ...]) -> ColumnElement[bool]:
@@ -450,6 +516,7 @@ class _Planner:
     # ---- sort keys ----
 
     def sort_expr(self, key: SortKey, res: Any) -> Any:
+        """The sort value of `res`: a resource column, or the min (max when descending) of its rows."""
         p = key.param
         if p.type == "id":
             return res.c.res_id
@@ -457,23 +524,28 @@ class _Planner:
             return res.c.last_updated
         t = tables.INDEX_TABLES[p.type].alias()
         agg = func.max if key.descending else func.min
-        col: Any
-        match p.type:
-            case "string":
-                col = t.c.norm
-            case "token":
-                col = t.c.code
-            case "reference":
-                col = func.coalesce(t.c.target_type + "/" + t.c.target_id, t.c.url)
-            case "date":
-                col = t.c.high if key.descending else t.c.low
-            case "number" | "quantity":
-                col = t.c.value
-            case _:
-                col = t.c.uri
         return (
-            select(agg(col)).where(t.c.resource_pk == res.c.pk, _pid(t.c.param_id, p.ids)).scalar_subquery()
+            select(agg(key_column(key, t)))
+            .where(t.c.resource_pk == res.c.pk, _pid(t.c.param_id, p.ids))
+            .scalar_subquery()
         )
+
+
+def key_column(key: SortKey, t: Any) -> Any:
+    """The value of an index row `t` that a sort on `key` orders by (NULL: the row gives none)."""
+    match key.param.type:
+        case "string":
+            return t.c.norm
+        case "token":
+            return t.c.code
+        case "reference":
+            return func.coalesce(t.c.target_type + "/" + t.c.target_id, t.c.url)
+        case "date":
+            return t.c.high if key.descending else t.c.low
+        case "number" | "quantity":
+            return t.c.value
+        case _:
+            return t.c.uri
 
 
 def _compartment_test(
@@ -491,11 +563,12 @@ def _compartment_test(
     if not ids:
         return owner
     ref = tables.idx_reference.alias()
-    linked = _R.c.pk.in_(
-        select(ref.c.resource_pk).where(
-            _pid(ref.c.param_id, ids), ref.c.target_type == kind, ref.c.target_id == ident, planner.local(ref)
-        )
+    refs = select(ref.c.resource_pk).where(
+        _pid(ref.c.param_id, ids), ref.c.target_type == kind, ref.c.target_id == ident, planner.local(ref)
     )
+    if planner.after is not None:
+        refs = refs.where(planner.after.test(ref.c.resource_pk))
+    linked = _R.c.pk.in_(refs)
     return or_(linked, owner)
 
 
@@ -574,38 +647,130 @@ def build(
     relative ones; `terminology` serves :in/:not-in/:above/:below on tokens.
     """
     planner = _planner(base_url, terminology, canonical)
-    conds = _where(query, planner, compartment, restrict)
     limit = (query.count if query.count is not None else default_count) + 1
     cursor = query.cursor
     back = cursor is not None and cursor.before
     if not query.sort:
-        stmt = select(_R.c.pk, _R.c.content).where(*conds)
+        if cursor is not None:  # repeated inside the driving IN list, so its index scan starts there
+            planner.after = _PkBound(cursor.pk, back)
+        stmt = select(_R.c.pk, _R.c.content).where(*_where(query, planner, compartment, restrict))
         if cursor is not None:
-            stmt = stmt.where(_R.c.pk < cursor.pk if back else _R.c.pk > cursor.pk)
+            stmt = stmt.where(_PkBound(cursor.pk, back).test(_R.c.pk))
         return stmt.order_by(_R.c.pk.desc() if back else _R.c.pk).limit(limit)
-    keys = [planner.sort_expr(k, _R).label(f"sort_{i}") for i, k in enumerate(query.sort)]
-    inner = select(_R.c.pk, _R.c.content, *keys).where(*conds).subquery("m")
-    cols = [inner.c[f"sort_{i}"] for i in range(len(query.sort))]
-    stmt = select(inner)
-    if cursor is not None:
-        alternatives: list[ColumnElement[bool]] = []
-        for i, (col, key) in enumerate(zip(cols, query.sort, strict=True)):
-            prior = [_same(c, v) for c, v in zip(cols[:i], cursor.keys[:i], strict=True)]
-            step = _before if back else _after
-            alternatives.append(and_(*prior, step(col, cursor.keys[i], key.descending)))
-        same_keys = [_same(c, v) for c, v in zip(cols, cursor.keys, strict=True)]
-        alternatives.append(and_(*same_keys, inner.c.pk < cursor.pk if back else inner.c.pk > cursor.pk))
-        stmt = stmt.where(or_(*alternatives))
-    if back:  # the rows just before the cursor, nearest first; the caller puts them back in order
-        order = [
-            (c.asc() if k.descending else c.desc()).nulls_first()
-            for c, k in zip(cols, query.sort, strict=True)
-        ]
-        return stmt.order_by(*order, inner.c.pk.desc()).limit(limit)
-    order = [
-        (c.desc() if k.descending else c.asc()).nulls_last() for c, k in zip(cols, query.sort, strict=True)
-    ]
-    return stmt.order_by(*order, inner.c.pk).limit(limit)
+    return _sorted(query, planner, _where(query, planner, compartment, restrict), limit)
+
+
+def _keyset(
+    cols: Sequence[Any], keys: Sequence[SortKey], values: Sequence[Any], pk: int, back: bool
+) -> ColumnElement[bool]:
+    """Rows after (going back: before) the position (values, pk) in the order of `cols`, then pk."""
+    step = _before if back else _after
+    alternatives: list[ColumnElement[bool]] = []
+    for i, (col, key) in enumerate(zip(cols, keys, strict=True)):
+        prior = [_same(c, v) for c, v in zip(cols[:i], values[:i], strict=True)]
+        alternatives.append(and_(*prior, step(col, values[i], key.descending)))
+    same = [_same(c, v) for c, v in zip(cols, values, strict=True)]
+    alternatives.append(and_(*same, _PkBound(pk, back).test(_R.c.pk)))
+    return or_(*alternatives)
+
+
+def _ordering(cols: Sequence[Any], keys: Sequence[SortKey], back: bool, pk: Any, plain: int = 0) -> list[Any]:
+    """ORDER BY the sort columns (NULLs last) then pk; reversed going back. The first `plain` columns
+    hold no NULLs and get no NULLS FIRST/LAST, so that an index on them gives the order."""
+    order: list[Any] = []
+    for i, (c, k) in enumerate(zip(cols, keys, strict=True)):
+        term = c.asc() if k.descending == back else c.desc()
+        order.append(term if i < plain else term.nulls_first() if back else term.nulls_last())
+    return [*order, pk.desc() if back else pk]
+
+
+def _sargable(col: Any, value: Any, key: SortKey, back: bool) -> ColumnElement[bool]:
+    """The keyset test of the first sort key as a range its index scan can start from."""
+    return col >= value if key.descending == back else col <= value
+
+
+def _sorted(
+    query: SearchQuery, planner: _Planner, conds: list[ColumnElement[bool]], limit: int
+) -> Select[Any]:
+    """The page of a sorted search, driven by the first sort key where its index helps.
+
+    The first key of an index-backed parameter is read from a join with its index table, one row per
+    resource: the row holding the resource's min (descending: max) value. So a page can be read in
+    index order and stop after `limit` rows, with the cursor as the start of the index range. The
+    resources without a value come after all others (NULLs last) and are read only when the rows with
+    a value do not fill the page (a second SELECT behind a one-time test on the first one's count).
+    """
+    cursor = query.cursor
+    back = cursor is not None and cursor.before
+    head, rest = query.sort[0], query.sort[1:]
+    rest_cols = [planner.sort_expr(k, _R) for k in rest]
+    if head.param.on_resource_table:  # _id, _lastUpdated: a column of the resource, never NULL
+        col = planner.sort_expr(head, _R)
+        stmt = select(_R.c.pk, _R.c.content, *_labels([col, *rest_cols])).where(*conds)
+        if cursor is not None:
+            stmt = stmt.where(
+                _sargable(col, cursor.keys[0], head, back),
+                _keyset([col, *rest_cols], query.sort, cursor.keys, cursor.pk, back),
+            )
+        return stmt.order_by(*_ordering([col, *rest_cols], query.sort, back, _R.c.pk, plain=1)).limit(limit)
+
+    ids = head.param.ids
+    t = tables.INDEX_TABLES[head.param.type].alias()
+    col = key_column(head, t)
+    other = t.alias()
+    better = or_(
+        key_column(head, other) > col if head.descending else key_column(head, other) < col,
+        and_(key_column(head, other) == col, _RowId(other.c.resource_pk) < _RowId(t.c.resource_pk)),
+    )
+    keyed = (
+        select(_R.c.pk, _R.c.content, *_labels([col, *rest_cols]))
+        .select_from(_R.join(t, t.c.resource_pk == _R.c.pk))
+        .where(
+            *conds,
+            _pid(t.c.param_id, ids),
+            col.is_not(None),
+            ~select(other.c.resource_pk)
+            .where(other.c.resource_pk == t.c.resource_pk, _pid(other.c.param_id, ids), better)
+            .exists(),
+        )
+    )
+    bare = t.alias()
+    unkeyed = select(_R.c.pk, _R.c.content, *_labels([cast(null(), col.type), *rest_cols])).where(
+        *conds,
+        ~select(bare.c.resource_pk)
+        .where(bare.c.resource_pk == _R.c.pk, _pid(bare.c.param_id, ids), key_column(head, bare).is_not(None))
+        .exists(),
+    )
+    keyed_order = _ordering([col, *rest_cols], query.sort, back, _R.c.pk, plain=1)
+    unkeyed_order = _ordering(rest_cols, rest, back, _R.c.pk)
+    zones: list[Select[Any]]
+    if cursor is None:
+        zones = [keyed.order_by(*keyed_order), unkeyed.order_by(*unkeyed_order)]
+    elif cursor.keys[0] is not None:
+        keyed = keyed.where(
+            _sargable(col, cursor.keys[0], head, back),
+            _keyset([col, *rest_cols], query.sort, cursor.keys, cursor.pk, back),
+        ).order_by(*keyed_order)
+        zones = [keyed] if back else [keyed, unkeyed.order_by(*unkeyed_order)]
+    else:
+        unkeyed = unkeyed.where(_keyset(rest_cols, rest, cursor.keys[1:], cursor.pk, back))
+        zones = (
+            [unkeyed.order_by(*unkeyed_order), keyed.order_by(*keyed_order)]
+            if back
+            else [unkeyed.order_by(*unkeyed_order)]
+        )
+    if len(zones) == 1:
+        return zones[0].limit(limit)
+    first = zones[0].limit(limit).cte("head")
+    first_full = select(func.count()).select_from(first).scalar_subquery() >= limit
+    second = zones[1].where(not_(first_full)).limit(limit).subquery("tail")
+    both = union_all(select(first), select(second)).subquery("m")
+    cols = [both.c[f"sort_{i}"] for i in range(len(query.sort))]
+    return select(both).order_by(*_ordering(cols, query.sort, back, both.c.pk)).limit(limit)
+
+
+def _labels(cols: Sequence[Any]) -> list[Any]:
+    return [c.label(f"sort_{i}") for i, c in enumerate(cols)]
 
 
 def next_cursor(query: SearchQuery, row: Row[Any]) -> str:
@@ -643,6 +808,7 @@ def condition(
     """The query's criteria (types, compartment, not deleted) as ONE condition on `tables.resource`:
     what access rules AND into a search as `restrict` (auth/enforce.py)."""
     return and_(*_where(query, _planner(base_url, None, None), compartment, None))
+
 
 def _include_stmt(inc: Include, frontier: Sequence[int], planner: _Planner) -> Select[Any]:
     ref = tables.idx_reference.alias()
@@ -692,7 +858,7 @@ def includes(
             stmt = _include_stmt(inc, frontier, planner)
             if restrict is not None:
                 stmt = stmt.where(restrict)
-            for row in conn.execute(stmt.order_by(_R.c.pk)):
+            for row in execute(conn, stmt.order_by(_R.c.pk)):
                 if row.pk not in seen:
                     seen.add(row.pk)
                     fresh.append(row)

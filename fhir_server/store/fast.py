@@ -4,11 +4,11 @@ A flush (store/sql.py) hands over everything one transaction has buffered: new r
 stale index rows to drop, new index rows, and the references that must resolve. Sending that as
 SQLAlchemy statements costs a statement build and a round trip per table; here:
 
-- PostgreSQL: new primary keys come from the sequence in one round trip; a small flush then goes as
-  ONE pipeline (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html) of multi-row INSERTs
-  plus the reference check; a large one (a transaction Bundle) goes by binary COPY
-  (https://www.psycopg.org/psycopg3/docs/basic/copy.html): about three times the rows per second of
-  executemany, at a tenth of the client CPU.
+- PostgreSQL: a small flush (a create, an update) is ONE statement of data-modifying CTEs
+  (https://www.postgresql.org/docs/15/queries-with.html#QUERIES-WITH-MODIFYING): new keys from the
+  sequence, stale index rows out, multi-row INSERTs, and the reference check; a large one (a
+  transaction Bundle) goes by binary COPY (https://www.psycopg.org/psycopg3/docs/basic/copy.html):
+  about three times the rows per second of executemany, at a tenth of the client CPU.
 - SQLite (in-process, no round trips): plain `executemany` on the sqlite3 cursor.
 
 Everything runs on the SQLAlchemy connection's own DBAPI connection, inside its transaction.
@@ -16,14 +16,16 @@ Everything runs on the SQLAlchemy connection's own DBAPI connection, inside its 
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import orjson
 import psycopg
-from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, LargeBinary, String, Table
+from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, LargeBinary, String
 
 from . import tables as t
 
@@ -44,7 +46,7 @@ VERSION_COLUMNS = (
 # Index columns in row order: resource_pk, then the columns of search.index.COLUMNS.
 INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns) for kind, table in t.INDEX_TABLES.items()}
 # From this many rows on, a PostgreSQL flush uses COPY (two round trips per table, ~1 µs of client CPU
-# per row) instead of multi-row INSERTs in one pipeline (one round trip, ~15 µs per row).
+# per row) instead of one statement of multi-row INSERTs (one round trip, ~15 µs per row).
 COPY_MIN_ROWS = 100
 
 
@@ -79,6 +81,10 @@ def _getters() -> dict[str, Callable[[dict[str, Any]], Any]]:
 
 
 _GET = _getters()
+_FLOAT_COLS = {
+    kind: tuple(c.name for c in table.columns if isinstance(c.type, Float))
+    for kind, table in t.INDEX_TABLES.items()
+}
 _FLOAT_POS = {
     kind: tuple(i for i, c in enumerate(table.columns) if isinstance(c.type, Float))
     for kind, table in t.INDEX_TABLES.items()
@@ -142,31 +148,34 @@ def _floats(kind: str, rows: list[Row]) -> list[Row]:
 
 
 class _Postgres:
-    """PostgreSQL (psycopg 3)."""
+    """PostgreSQL (psycopg 3). No pipeline mode: psycopg's pipeline busy-polls the socket while it
+    waits, which costs more CPU than the round trips it saves on a loaded two-core machine."""
 
     def __init__(self) -> None:
         self.sequence: str | None = None
-        self.tables: dict[str, tuple[Table, tuple[str, ...]]] = {
-            "resource": (t.resource, RESOURCE_COLUMNS),
-            "resource_version": (t.resource_version, VERSION_COLUMNS),
-            **{table.name: (table, INDEX_COLUMNS[kind]) for kind, table in t.INDEX_TABLES.items()},
+        self.tables: dict[str, tuple[str, ...]] = {
+            "resource": RESOURCE_COLUMNS,
+            "resource_version": VERSION_COLUMNS,
+            **{table.name: INDEX_COLUMNS[kind] for kind, table in t.INDEX_TABLES.items()},
         }
-        self.insert_sql: dict[str, tuple[str, str]] = {}
-        self.copy_sql: dict[str, tuple[str, list[str]]] = {}
-        for name, (table, cols) in self.tables.items():
-            types = [_pg_type(table.c[c]) for c in cols]
-            self.insert_sql[name] = (
-                f"INSERT INTO {name} ({', '.join(cols)}) VALUES ",
-                "(" + ", ".join(["%s"] * len(cols)) + ")",
-            )
-            self.copy_sql[name] = (f"COPY {name} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)", types)
-        self.delete_sql = [
+        table_of = {"resource": t.resource, "resource_version": t.resource_version}
+        table_of.update({table.name: table for table in t.INDEX_TABLES.values()})
+        self.types = {
+            name: [_pg_type(table_of[name].c[c]) for c in cols] for name, cols in self.tables.items()
+        }
+        self.copy_sql = {
+            name: f"COPY {name} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
+            for name, cols in self.tables.items()
+        }
+        self.delete = [
             f"DELETE FROM {table.name} WHERE resource_pk = ANY(%s::int8[])"
             for table in t.INDEX_TABLES.values()
         ]
         self.refs_sql = "SELECT res_type, res_id FROM resource WHERE NOT deleted AND (res_type, res_id) IN "
-        cols = ", ".join(RESOURCE_COLUMNS)
-        self.current_sql = f"SELECT {cols} FROM resource WHERE res_type = %s AND res_id = %s"
+        self.statements: dict[tuple[bool, bool, tuple[str, ...], bool], str] = {}
+        self.current_sql = (
+            f"SELECT {', '.join(RESOURCE_COLUMNS)} FROM resource WHERE res_type = %s AND res_id = %s"
+        )
         self.bump_sql = (
             "UPDATE resource SET version = %s, last_updated = %s, deleted = %s, content = %s "
             "WHERE pk = %s AND version = %s"
@@ -184,67 +193,114 @@ class _Postgres:
 
     def write(self, conn: Connection, batch: Batch) -> set[tuple[str, str]]:
         raw = _raw(conn)
+        if self.sequence is None:
+            row = raw.execute("SELECT pg_get_serial_sequence('resource', 'pk')").fetchone()
+            self.sequence = str(row[0]) if row else "resource_pk_seq"
+        n = len(batch.creates)
+        rows = len(batch.versions) + 2 * n + sum(len(v) for c in batch.creates for v in c.index.values())
+        rows += sum(len(v) for _, idx in batch.reindex for v in idx.values())
+        refs = sorted(batch.refs)
         try:
-            pks = self._new_pks(raw, len(batch.creates)) if batch.creates else []
-            resources, versions, stale, index = _rows(batch, pks)
-            total = len(resources) + len(versions) + sum(len(v) for v in index.values())
-            refs = sorted(batch.refs)
-            small = total < COPY_MIN_ROWS
-            found: list[psycopg.Cursor[Any]] = []
-            with raw.pipeline():
-                for sql in self.delete_sql if stale else ():
-                    raw.execute(sql, (stale,))
-                if small:
-                    self._insert(raw, "resource", resources)
-                    self._insert(raw, "resource_version", versions)
-                    for kind, rows in index.items():
-                        self._insert(raw, t.INDEX_TABLES[kind].name, _floats(kind, rows))
-                    found = self._refs(raw, refs)
-            if not small:
-                self._copy(raw, "resource", resources)
-                self._copy(raw, "resource_version", versions)
-                for kind, rows in index.items():
-                    self._copy(raw, t.INDEX_TABLES[kind].name, _floats(kind, rows))
-                found = self._refs(raw, refs)
-            return {(row[0], row[1]) for cur in found for row in cur.fetchall()}
+            if rows < COPY_MIN_ROWS and _finite_batch(batch):
+                found = self._one_statement(raw, batch, refs)
+            else:
+                found = self._copy_all(raw, batch, refs)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name == "uq_resource_type_id":
                 raise DuplicateId() from None
             raise
+        new = {(c.res_type, c.res_id) for c in batch.creates}
+        return found | (batch.refs & new)
 
-    def _new_pks(self, raw: psycopg.Connection[Any], count: int) -> list[int]:
-        if self.sequence is None:
-            row = raw.execute("SELECT pg_get_serial_sequence('resource', 'pk')").fetchone()
-            self.sequence = str(row[0]) if row else "resource_pk_seq"
-        with raw.pipeline():  # with the BEGIN when this is the transaction's first statement
-            cur = raw.execute(
-                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (self.sequence, count)
+    def _one_statement(
+        self, raw: psycopg.Connection[Any], batch: Batch, refs: list[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """The whole flush as ONE statement of data-modifying CTEs (one round trip): keys from the
+        sequence, stale index rows out, rows in, then the references that exist. All parts see the
+        snapshot from before the statement, so the DELETEs never see the rows the INSERTs add.
+
+        Each table's rows travel as ONE json parameter (orjson, C speed), so the statement text
+        depends only on which tables get rows: psycopg caches its parsing and prepares it, and the
+        server plans it once per connection.
+        """
+        n = len(batch.creates)
+        resources, versions, stale, index = _rows(batch, [-(i + 1) for i in range(n)])
+        tables = [("resource", resources), ("resource_version", versions)]
+        tables += [(t.INDEX_TABLES[kind].name, rows) for kind, rows in index.items() if rows]
+        tables = [(name, rows) for name, rows in tables if rows]
+        params: list[Any] = [self.sequence, n] if n else []
+        if stale:
+            params.append(orjson.dumps(stale).decode())
+        for _, rows in tables:
+            params.append(orjson.dumps(rows, default=_json_default).decode())
+        if refs:
+            params.append(orjson.dumps(refs).decode())
+        shape = (n > 0, bool(stale), tuple(name for name, _ in tables), bool(refs))
+        sql = self.statements.get(shape)
+        if sql is None:
+            sql = self.statements[shape] = self._statement(*shape)
+        return {(row[0], row[1]) for row in raw.execute(sql, params).fetchall()}
+
+    def _statement(self, creates: bool, stale: bool, names: tuple[str, ...], refs: bool) -> str:
+        """The SQL of one flush shape (see `_one_statement`)."""
+        parts: list[str] = []
+        if creates:
+            parts.append("k AS (SELECT n, nextval(%s::regclass) AS pk FROM generate_series(1, %s) AS n)")
+        if stale:
+            parts.append("s AS (SELECT json_array_elements_text(%s::json)::int8 AS pk)")
+            parts += [
+                f"d{i} AS (DELETE FROM {table.name} WHERE resource_pk IN (SELECT pk FROM s))"
+                for i, table in enumerate(t.INDEX_TABLES.values())
+            ]
+        for i, name in enumerate(names):
+            cols = self.tables[name]
+            values = [_from_json(j, ty) for j, ty in enumerate(self.types[name])]
+            values[0] = f"COALESCE(k.pk, {values[0]})" if creates else values[0]
+            join = f" LEFT JOIN k ON k.n = -{_from_json(0, 'int8')}" if creates else ""
+            order = " ORDER BY o" if name == "resource_version" else ""  # versions keep their order
+            parts.append(
+                f"i{i} AS (INSERT INTO {name} ({', '.join(cols)}) SELECT {', '.join(values)} "
+                f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(e, o){join}{order})"
             )
-        return sorted(r[0] for r in cur.fetchall())
+        if refs:
+            tail = self.refs_sql + "(SELECT e->>0, e->>1 FROM json_array_elements(%s::json) AS e)"
+        else:
+            tail = "SELECT NULL::text, NULL::text WHERE false"
+        return ("WITH " + ", ".join(parts) + " " if parts else "") + tail
 
-    def _insert(self, raw: psycopg.Connection[Any], name: str, rows: list[Row]) -> None:
-        """One multi-row INSERT (rows go in, and get serial keys, in the order given)."""
-        if rows:
-            head, one = self.insert_sql[name]
-            raw.execute(head + ", ".join([one] * len(rows)), [v for row in rows for v in row])
+    def _copy_all(
+        self, raw: psycopg.Connection[Any], batch: Batch, refs: list[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """A large flush: keys, stale rows out, then binary COPY per table, then the reference check."""
+        pks: list[int] = []
+        if batch.creates:
+            cur = raw.execute(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                (self.sequence, len(batch.creates)),
+            )
+            pks = sorted(r[0] for r in cur.fetchall())
+        resources, versions, stale, index = _rows(batch, pks)
+        if stale:
+            deletes = ", ".join(f"d{i} AS ({sql})" for i, sql in enumerate(self.delete))
+            raw.execute(f"WITH {deletes} SELECT 1", [stale] * len(self.delete))
+        self._copy(raw, "resource", resources)
+        self._copy(raw, "resource_version", versions)
+        for kind, kind_rows in index.items():
+            self._copy(raw, t.INDEX_TABLES[kind].name, _floats(kind, kind_rows))
+        found: set[tuple[str, str]] = set()
+        for i in range(0, len(refs), 500):
+            chunk = refs[i : i + 500]
+            sql = self.refs_sql + "(VALUES " + ", ".join(["(%s::text, %s::text)"] * len(chunk)) + ")"
+            found.update((r[0], r[1]) for r in raw.execute(sql, [v for ref in chunk for v in ref]).fetchall())
+        return found
 
     def _copy(self, raw: psycopg.Connection[Any], name: str, rows: list[Row]) -> None:
         if not rows:
             return
-        sql, types = self.copy_sql[name]
-        with raw.cursor() as cur, cur.copy(sql) as copy:
-            copy.set_types(types)
+        with raw.cursor() as cur, cur.copy(self.copy_sql[name]) as copy:
+            copy.set_types(self.types[name])
             for row in rows:
                 copy.write_row(row)
-
-    def _refs(self, raw: psycopg.Connection[Any], refs: list[tuple[str, str]]) -> list[psycopg.Cursor[Any]]:
-        """Queries for the targets that exist (results are read after the pipeline syncs)."""
-        out = []
-        for i in range(0, len(refs), 500):
-            chunk = refs[i : i + 500]
-            sql = self.refs_sql + "(VALUES " + ", ".join(["(%s, %s)"] * len(chunk)) + ")"
-            out.append(raw.execute(sql, [v for ref in chunk for v in ref]))
-        return out
 
 
 class _Sqlite:
@@ -305,6 +361,34 @@ class _Sqlite:
             return {ref for ref in batch.refs if cur.execute(self.ref_sql, ref).fetchone() is not None}
         finally:
             cur.close()
+
+
+def _from_json(i: int, pg_type: str) -> str:
+    """SQL for element `i` of the json array `e` as a column of `pg_type`."""
+    if pg_type == "text":
+        return f"e->>{i}"
+    if pg_type == "bytea":
+        return f"convert_to(e->>{i}, 'UTF8')"  # stored JSON is UTF-8 text
+    return f"(e->>{i})::{pg_type}"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()  # stored JSON (orjson output): always valid UTF-8
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+
+
+def _finite_batch(batch: Batch) -> bool:
+    """False when an index row holds a NaN or infinite float (JSON cannot carry those; COPY can)."""
+    indexes = [idx for _, idx in batch.reindex] + [c.index for c in batch.creates]
+    for idx in indexes:
+        for kind, cols in _FLOAT_COLS.items():
+            for row in idx.get(kind, ()):
+                for col in cols:
+                    value = row[col]
+                    if value is not None and not math.isfinite(value):
+                        return False
+    return True
 
 
 def _raw(conn: Connection) -> Any:

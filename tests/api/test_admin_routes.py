@@ -116,3 +116,13 @@ def test_an_issued_launch_starts_an_ehr_launch(smart_client: TestClient, store: 
     request = Authorization(scope="launch patient/*.rs", launch=issued["launch"])
     token = exchange(smart_client, request, authorize(smart_client, request, "dr")["code"]).json()
     assert (token["patient"], token["encounter"]) == ("p1", "e7")
+
+
+def test_a_fhir_user_must_be_a_patient_practitioner_practitioner_role_related_person_or_person(
+    smart_client: TestClient,
+) -> None:
+    # SHALL 198
+    body = {"username": "odd", "password": "a long enough password", "fhirUser": "Observation/1"}
+    assert smart_client.post("/admin/users", json=body, headers=ADMIN).status_code == 400
+    body["fhirUser"] = "PractitionerRole/r1"
+    assert smart_client.post("/admin/users", json=body, headers=ADMIN).status_code == 201

@@ -45,7 +45,9 @@ def live_server(store: Store, tmp_path: Path, smart_data_dir: Path) -> Iterator[
     base = f"http://127.0.0.1:{port}"
     settings = settings_for(tmp_path, base_url=base, data_dir=smart_data_dir, bulk_min_poll_seconds=0.5)
     app = create_app(settings, store=store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -62,6 +64,9 @@ def live_server(store: Store, tmp_path: Path, smart_data_dir: Path) -> Iterator[
 def test_smart_fetch_exports_with_backend_services_authorization(
     live_server: str, store: Store, tmp_path: Path
 ) -> None:
+    """A Bulk Data Provider made of the authorization server (tokens for a Backend Services client),
+    the FHIR resource server (kick-off, status, manifest) and the built-in output file server serves
+    a real bulk client end to end (@12, @13, @14, @19, @20, @21, @22, @23, @25)."""
     key = rsa_key("bulk-key")
     register(store, "smart-fetch", "asymmetric", jwks=public_jwks(key), scope="system/*.rs")
     private = {**key.as_dict(private=True), "alg": "RS384", "key_ops": ["sign"]}

@@ -336,3 +336,14 @@ def test_a_standalone_launch_token_is_enforced_end_to_end(
     assert smart_client.get("/Patient/A", headers=headers).status_code == 200
     assert smart_client.get("/Patient/B", headers=headers).status_code == 404
     assert patients_in(smart_client.get("/Observation", headers=headers).json()) == {"A"}
+
+
+def test_the_update_scope_also_allows_update_as_create(
+    smart_client: TestClient, data: dict[str, str]
+) -> None:
+    # SHALL 123
+    headers = mint(smart_client, "patient/Observation.u", patient="A")
+    new = {**observation("A", "vital-signs"), "id": "upserted"}
+    assert smart_client.put("/Observation/upserted", json=new, headers=headers).status_code == 201
+    other = {**observation("B", "vital-signs"), "id": "upserted-b"}
+    assert smart_client.put("/Observation/upserted-b", json=other, headers=headers).status_code == 403

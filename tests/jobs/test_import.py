@@ -72,16 +72,33 @@ def test_gzip_files_and_directories_are_read(store: Store, tmp_path: Path) -> No
     assert (tally.created, errors) == (2, [])
 
 
+def test_lines_prepared_by_a_pool_give_the_same_result(store: Store, tmp_path: Path) -> None:
+    """`fhir-server import --workers N` validates and indexes elsewhere while one process writes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fhir_server.jobs import import_ as module
+
+    source = tmp_path / "p.ndjson"
+    rows = [{**factories.patient(f"P{i}"), "id": f"p{i}"} for i in range(2500)]
+    source.write_bytes(ndjson(*rows[:10], b"{bad", *rows[10:], rows[0]))
+    errors: list[import_.LineError] = []
+    with ThreadPoolExecutor(2) as pool:
+        tally = module.load(store, source, on_error=errors.append, pool=pool)
+    assert (tally.created, tally.unchanged, tally.failed) == (2500, 1, 1)
+    assert [e.line for e in errors] == [11]
+    assert _count(store, "Patient") == 2500
+
+
 def test_a_batch_that_fails_is_retried_one_resource_at_a_time(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One resource the database refuses fails alone; the rest of its batch is stored whole."""
     real = batch_write.write
 
-    def picky(s: Store, resources: list[dict[str, Any]]) -> list[str]:
+    def picky(s: Store, resources: list[dict[str, Any]], indexes: Any = None) -> list[str]:
         if any(r["id"] == "bad" for r in resources):
             raise RuntimeError("refused by the database")
-        return real(s, resources)
+        return real(s, resources, indexes)
 
     monkeypatch.setattr(batch_write, "write", picky)
     source = tmp_path / "p.ndjson"
