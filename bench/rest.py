@@ -161,6 +161,7 @@ def phase(sampler: Sampler, name: str, out: dict[str, Any]) -> Iterator[None]:
     """Run a phase: its peak RSS and the CPU seconds of the server and the database go into `out`."""
     sampler.phase = name
     before = sampler.totals()
+    backends = {pid for group, pid in sampler.cpu if group == "db"}
     out["loadavg_before"] = loadavg()
     yield
     after = sampler.totals()
@@ -168,6 +169,8 @@ def phase(sampler: Sampler, name: str, out: dict[str, Any]) -> Iterator[None]:
     out["server_cpu_s"] = after["server"] - before["server"]
     out["db_cpu_s"] = after["db"] - before["db"]
     out["rss_peak_bytes"] = sampler.peaks.get(name, 0)
+    # Database connections opened during the phase (pool churn costs a backend start each).
+    out["db_backends_new"] = len({pid for group, pid in sampler.cpu if group == "db"} - backends)
 
 
 # ---------------------------------------------------------------- database
@@ -647,8 +650,8 @@ def _per_op(figures: dict[str, Any], ops: int) -> None:
 def _print_wrk(name: str, f: dict[str, Any]) -> None:
     print(
         f"  {name}: {f['rps']:.0f} req/s, p50 {f['p50_us'] / 1000:.1f} ms, p95 {f['p95_us'] / 1000:.1f} ms, "
-        f"errors {f['errors']}, CPU/request: server {f['server_cpu_ms']:.2f} ms, db {f['db_cpu_ms']:.2f} ms "
-        f"(load {f['loadavg_after']})"
+        f"errors {f['errors']}, CPU/request: server {f['server_cpu_ms']:.2f} ms, db {f['db_cpu_ms']:.2f} ms, "
+        f"{f['db_backends_new']} new db connections (load {f['loadavg_after']})"
     )
 
 

@@ -18,6 +18,7 @@ from .interactions.context import Context
 from .settings import Settings
 from .store.engine import make_engine
 from .store.sql import Store
+from .warmup import warm_up
 
 log = logging.getLogger("fhir_server")
 
@@ -26,8 +27,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     """Build the application for the given settings (environment variables by default)."""
     settings = settings or Settings()
     if store is None:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
         store = Store(engine, check_references=settings.check_references, base=settings.base)
+        warm_up()  # a served process (tests pass their own store): no slow first request
     app = FastAPI(title="fhir-server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = Context(store=store, settings=settings)
     app.state.settings = settings

@@ -34,6 +34,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="DEVELOPMENT ONLY: serve all data without any token (FHIR_ALLOW_ANONYMOUS)",
     )
+    p.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="do not create the demo patient, users and SMART client in an empty database",
+    )
 
 
 @command("serve", "run the FHIR server (migrates the database first)", _serve_args)
@@ -51,7 +56,15 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
         os.environ["FHIR_BASE_URL"] = (
             f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
         )
-    upgrade(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    if not ns.no_demo:
+        from .auth.demo import bootstrap_demo
+        from .store.sql import Store
+
+        base = os.environ.get("FHIR_BASE_URL", settings.base)
+        bootstrap_demo(Store(engine, base=base), base)
+    engine.dispose()
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,

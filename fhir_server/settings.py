@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./fhir-data")
     # Validation
     check_references: bool = True
+    # Database connections per server process: kept open up to db_pool_size, then up to db_max_overflow
+    # more that are closed after use (a new connection costs a PostgreSQL backend start, so the pool
+    # should cover the usual number of concurrent requests).
+    db_pool_size: int = 16
+    db_max_overflow: int = 16
     max_body_bytes: int = 32 * 1024 * 1024
     # Search paging
     default_count: int = 20

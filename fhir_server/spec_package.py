@@ -27,22 +27,32 @@ def cache_dir() -> Path:
     override = os.environ.get("FHIR_SPEC_PACKAGE_DIR")
     if override:
         return Path(override)
+    return npm_cache_dir(PACKAGE, VERSION)
+
+
+def npm_cache_dir(package: str, version: str) -> Path:
+    """Where an npm package unpacks to: $XDG_CACHE_HOME (or ~/.cache)/fhir-server/<name>-<version>/package."""
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "fhir-server" / f"{PACKAGE}-{VERSION}" / "package"
+    return base / "fhir-server" / f"{package}-{version}" / "package"
 
 
 def ensure() -> Path:
     """Return the unpacked package folder, fetching it with `npm pack` when it is not there yet."""
-    target = cache_dir()
+    return fetch_npm(PACKAGE, VERSION, cache_dir())
+
+
+def fetch_npm(package: str, version: str, target: Path) -> Path:
+    """Unpack `npm pack <package>@<version>` into target unless it is there already; return target."""
     if (target / "package.json").exists():
         return target
     npm = shutil.which("npm")
     if npm is None:
-        raise RuntimeError(f"npm is needed once to fetch {PACKAGE}@{VERSION}; install Node.js/npm")
+        raise RuntimeError(f"npm is needed once to fetch {package}@{version}; install Node.js/npm")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    # Staged beside the target and renamed into place: concurrent fetches never see half a package.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         subprocess.run(
-            [npm, "pack", f"{PACKAGE}@{VERSION}", "--silent"],
+            [npm, "pack", f"{package}@{version}", "--silent"],
             cwd=tmp,
             check=True,
             stdout=subprocess.DEVNULL,
@@ -51,9 +61,13 @@ def ensure() -> Path:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         staged = Path(tmp) / "package"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.move(str(staged), str(target))
+        if target.exists() and not (target / "package.json").exists():
+            shutil.rmtree(target, ignore_errors=True)  # left over from an interrupted fetch
+        try:
+            staged.rename(target)
+        except OSError:
+            if not (target / "package.json").exists():
+                raise
     return target
 
 

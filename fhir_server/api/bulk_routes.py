@@ -1,5 +1,6 @@
-"""Bulk Data Access routes: `$export` kick-off, status, delete, output files, and `$import`
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html).
+"""Bulk Data Access routes (https://hl7.org/fhir/uv/bulkdata/STU2/export.html).
+
+`$export` kick-off, status, delete, output files, and `$import`:
 
 * `GET|POST [base]/$export`, `[base]/Patient/$export`, `[base]/Group/[id]/$export` -> 202 Accepted,
   `Content-Location: [base]/_jobs/[job]` (the FHIR Asynchronous Request Pattern,

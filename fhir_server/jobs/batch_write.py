@@ -1,5 +1,6 @@
-"""Batched resource writes for bulk import: many resources per transaction, indexed
-(https://hl7.org/fhir/R4/http.html#update semantics: an existing id gets a new version).
+"""Batched, indexed resource writes for bulk import (https://hl7.org/fhir/R4/http.html#update).
+
+Many resources per transaction; an existing id gets a new version (update semantics).
 
 `write(store, resources)` stores validated resources that each carry an id, in ONE transaction:
 new ids are inserted, existing ones become updates with a new version, and a resource whose

@@ -20,7 +20,7 @@ import orjson
 from ..errors import Issue, operation_outcome
 from ..settings import Settings
 from ..store.sql import Store
-from . import elements, job, output_files, selection, snapshot
+from . import elements, job, output_files, planner_statistics, selection, snapshot
 from .job import Job
 
 CHECKPOINT_SECONDS = 2.0
@@ -140,6 +140,7 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
     """Export from the job's checkpoint to the end; LeaseLost when the job is no longer ours."""
     state = _Run(store, settings, current, owner, alive)
     snapshot.settle(store, current.transaction_time, settings.bulk_snapshot_settle_seconds)
+    planner_statistics.refresh(store)
     present = snapshot.present_types(store)
     for index in range(int(state.progress.get("type_index", 0)), len(state.types)):
         if state.types[index] in present:

@@ -1,5 +1,6 @@
-"""Bulk import of NDJSON files, modelled on the Bulk Data `$import` proposal
-(https://github.com/smart-on-fhir/bulk-import/blob/master/import.md), and the `fhir-server import` command.
+"""Bulk import of NDJSON files (https://github.com/smart-on-fhir/bulk-import/blob/master/import.md).
+
+Modelled on the Bulk Data `$import` proposal; also behind the `fhir-server import` command.
 
 Each line is one resource. Lines are validated (`model.validate`) and stored in batches of
 `BATCH` resources (`batch_write`): an existing id becomes an update with a new version, the same
@@ -31,7 +32,7 @@ from ..errors import FhirError, Invalid, Issue, operation_outcome
 from ..search.index import IndexRows, index_rows
 from ..settings import Settings
 from ..store.sql import Store, new_id
-from . import batch_write, job, output_files
+from . import batch_write, job, output_files, planner_statistics
 from .job import Job
 
 BATCH = 1000
@@ -341,6 +342,7 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
     for index in range(int(state.progress.get("input_index", 0)), len(state.inputs)):
         state.load(index)
     state.errors.close()
+    planner_statistics.refresh(store, planner_statistics.ALL_TABLES)
     finished = alive() and job.complete(
         store,
         current.id,
@@ -409,4 +411,5 @@ def load(
         loader.flush()
         if on_progress is not None:
             on_progress(str(file), size, size, loader.tally)
+    planner_statistics.refresh(store, planner_statistics.ALL_TABLES)
     return loader.tally

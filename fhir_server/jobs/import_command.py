@@ -1,5 +1,6 @@
-"""`fhir-server import FILE_OR_DIR`: bulk import from the command line
-(modelled on https://github.com/smart-on-fhir/bulk-import/blob/master/import.md; see jobs/import_.py).
+"""`fhir-server import FILE_OR_DIR` (https://github.com/smart-on-fhir/bulk-import/blob/master/import.md).
+
+Bulk import from the command line; the work is jobs/import_.py.
 
 A progress line on stderr (file, percent, resources/s), one line per bad input line on stderr
 (`file:line: message`), and a summary on stdout. Exit status 0 when every line was imported, 1 when

@@ -1,5 +1,6 @@
-"""Bulk Data output files: NDJSON parts that a resumed job continues exactly where it checkpointed
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-output-file-request).
+"""Bulk Data output files (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-output-file-request).
+
+NDJSON parts that a resumed job continues exactly where it checkpointed.
 
 A `PartWriter` writes one kind of line (one resource type, the deleted-resources Bundles, the
 OperationOutcomes) into files `<stem>-<n>.ndjson` of at most `limit` lines each. Its state (part

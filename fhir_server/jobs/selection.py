@@ -1,5 +1,6 @@
-"""Which resources of a type an export selects, as SQL conditions on the resource table
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#query-parameters).
+"""Which resources an export selects (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#query-parameters).
+
+SQL conditions on the resource table, per resource type:
 
 * Patient and Group exports: the Patient compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html)
   of all patients, of the Group's members (Group.member.entity), or of the POSTed `patient` list; a

@@ -1,5 +1,6 @@
-"""Resources as they were at an export's `transactionTime`, streamed in pk order
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#response---complete-status).
+"""Resources as of `transactionTime` (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#response---complete-status).
+
+Streamed in pk order.
 
 The export must contain every matching resource modified up to and including transactionTime and
 nothing modified later. The `resource` table holds current versions: a row whose `last_updated` is

@@ -1,5 +1,6 @@
-"""Running one Bulk Data job under a lease, and sweeping up jobs whose worker died
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
+"""Running a job under a lease (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
+
+Also sweeping up jobs whose worker died.
 
 `run(store, settings, job_id)` is the one entry point, called by Celery tasks and by the in-process
 executor alike. It claims the job (a no-op if another worker holds a live lease or the job is

@@ -131,6 +131,14 @@ def plan(resource_type: str) -> Plan:
 
 def index_rows(resource: dict[str, Any]) -> IndexRows:
     """Every index row of a resource, by table kind (see the module docstring)."""
+    return {
+        kind: [dict(zip(COLUMNS[kind], row)) for row in rows]  # noqa: B905
+        for kind, rows in index_tuples(resource).items()
+    }
+
+
+def index_tuples(resource: dict[str, Any]) -> RowSink:
+    """`index_rows` as row tuples in COLUMNS order (what the store writes, without building dicts)."""
     resource_type = resource.get("resourceType")
     if resource_type.__class__ is not str:
         return {}
@@ -144,9 +152,4 @@ def index_rows(resource: dict[str, Any]) -> IndexRows:
         if keyed is not None:
             for step in keyed:
                 step(resource, sink)
-    out: IndexRows = {}
-    for kind, rows in sink.items():
-        if rows:
-            columns = COLUMNS[kind]
-            out[kind] = [dict(zip(columns, row)) for row in dict.fromkeys(rows)]  # noqa: B905
-    return out
+    return {kind: list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows}

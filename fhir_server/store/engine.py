@@ -20,7 +20,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
     """Create the engine; SQLite gets WAL mode, a busy timeout and BEGIN IMMEDIATE for write transactions."""
     url = normalise_url(url)
     parsed = make_url(url)
@@ -29,11 +29,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
-            max_overflow=20,
+            max_overflow=max_overflow,
         )
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False)
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False)
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -30,7 +30,8 @@ from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, LargeBin
 from . import tables as t
 
 Row = tuple[Any, ...]
-IndexRows = dict[str, list[dict[str, Any]]]
+# Index rows by table kind: row tuples in search.index.COLUMNS order, or row dicts (search.index.index_rows).
+IndexRows = dict[str, list[tuple[Any, ...]]] | dict[str, list[dict[str, Any]]]
 
 RESOURCE_COLUMNS = ("pk", "res_type", "res_id", "version", "last_updated", "deleted", "content")
 VERSION_COLUMNS = (
@@ -81,10 +82,6 @@ def _getters() -> dict[str, Callable[[dict[str, Any]], Any]]:
 
 
 _GET = _getters()
-_FLOAT_COLS = {
-    kind: tuple(c.name for c in table.columns if isinstance(c.type, Float))
-    for kind, table in t.INDEX_TABLES.items()
-}
 _FLOAT_POS = {
     kind: tuple(i for i, c in enumerate(table.columns) if isinstance(c.type, Float))
     for kind, table in t.INDEX_TABLES.items()
@@ -92,12 +89,15 @@ _FLOAT_POS = {
 
 
 def _index_tuples(pk: int, index: IndexRows, out: dict[str, list[Row]]) -> None:
+    """Append (pk, *values) rows; `index` holds row tuples (search.index.index_tuples) or row dicts."""
     for kind, rows in index.items():
-        get = _GET[kind]
         bucket = out.setdefault(kind, [])
-        for row in rows:
-            values = get(row)
-            bucket.append((pk, *values) if isinstance(values, tuple) else (pk, values))
+        if rows and isinstance(rows[0], dict):
+            get = _GET[kind]
+            single = len(INDEX_COLUMNS[kind]) == 2
+            bucket.extend((pk, get(row)) if single else (pk, *get(row)) for row in rows)
+        else:
+            bucket.extend((pk, *row) for row in rows)
 
 
 def _rows(batch: Batch, pks: Sequence[int]) -> tuple[list[Row], list[Row], list[int], dict[str, list[Row]]]:
@@ -168,7 +168,7 @@ class _Postgres:
             for name, cols in self.tables.items()
         }
         self.delete = [
-            f"DELETE FROM {table.name} WHERE resource_pk = ANY(%s::int8[])"
+            f"DELETE FROM {table.name} WHERE resource_pk IN (SELECT pk FROM s)"
             for table in t.INDEX_TABLES.values()
         ]
         self.refs_sql = "SELECT res_type, res_id FROM resource WHERE NOT deleted AND (res_type, res_id) IN "
@@ -197,14 +197,15 @@ class _Postgres:
             row = raw.execute("SELECT pg_get_serial_sequence('resource', 'pk')").fetchone()
             self.sequence = str(row[0]) if row else "resource_pk_seq"
         n = len(batch.creates)
-        rows = len(batch.versions) + 2 * n + sum(len(v) for c in batch.creates for v in c.index.values())
-        rows += sum(len(v) for _, idx in batch.reindex for v in idx.values())
+        # The n-th create's key is -n until the sequence gives the real one.
+        rows = _rows(batch, [-(i + 1) for i in range(n)])
+        total = len(rows[0]) + len(rows[1]) + sum(len(v) for v in rows[3].values())
         refs = sorted(batch.refs)
         try:
-            if rows < COPY_MIN_ROWS and _finite_batch(batch):
-                found = self._one_statement(raw, batch, refs)
+            if total < COPY_MIN_ROWS and _finite(rows[3]):
+                found = self._one_statement(raw, n, *rows, refs)
             else:
-                found = self._copy_all(raw, batch, refs)
+                found = self._copy_all(raw, n, *rows, refs)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name == "uq_resource_type_id":
                 raise DuplicateId() from None
@@ -213,7 +214,14 @@ class _Postgres:
         return found | (batch.refs & new)
 
     def _one_statement(
-        self, raw: psycopg.Connection[Any], batch: Batch, refs: list[tuple[str, str]]
+        self,
+        raw: psycopg.Connection[Any],
+        n: int,
+        resources: list[Row],
+        versions: list[Row],
+        stale: list[int],
+        index: dict[str, list[Row]],
+        refs: list[tuple[str, str]],
     ) -> set[tuple[str, str]]:
         """The whole flush as ONE statement of data-modifying CTEs (one round trip): keys from the
         sequence, stale index rows out, rows in, then the references that exist. All parts see the
@@ -223,8 +231,6 @@ class _Postgres:
         depends only on which tables get rows: psycopg caches its parsing and prepares it, and the
         server plans it once per connection.
         """
-        n = len(batch.creates)
-        resources, versions, stale, index = _rows(batch, [-(i + 1) for i in range(n)])
         tables = [("resource", resources), ("resource_version", versions)]
         tables += [(t.INDEX_TABLES[kind].name, rows) for kind, rows in index.items() if rows]
         tables = [(name, rows) for name, rows in tables if rows]
@@ -248,10 +254,7 @@ class _Postgres:
             parts.append("k AS (SELECT n, nextval(%s::regclass) AS pk FROM generate_series(1, %s) AS n)")
         if stale:
             parts.append("s AS (SELECT json_array_elements_text(%s::json)::int8 AS pk)")
-            parts += [
-                f"d{i} AS (DELETE FROM {table.name} WHERE resource_pk IN (SELECT pk FROM s))"
-                for i, table in enumerate(t.INDEX_TABLES.values())
-            ]
+            parts += [f"d{i} AS ({sql})" for i, sql in enumerate(self.delete)]
         for i, name in enumerate(names):
             cols = self.tables[name]
             values = [_from_json(j, ty) for j, ty in enumerate(self.types[name])]
@@ -269,20 +272,31 @@ class _Postgres:
         return ("WITH " + ", ".join(parts) + " " if parts else "") + tail
 
     def _copy_all(
-        self, raw: psycopg.Connection[Any], batch: Batch, refs: list[tuple[str, str]]
+        self,
+        raw: psycopg.Connection[Any],
+        n: int,
+        resources: list[Row],
+        versions: list[Row],
+        stale: list[int],
+        index: dict[str, list[Row]],
+        refs: list[tuple[str, str]],
     ) -> set[tuple[str, str]]:
         """A large flush: keys, stale rows out, then binary COPY per table, then the reference check."""
-        pks: list[int] = []
-        if batch.creates:
-            cur = raw.execute(
-                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
-                (self.sequence, len(batch.creates)),
-            )
+        if n:
+            cur = raw.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (self.sequence, n))
             pks = sorted(r[0] for r in cur.fetchall())
-        resources, versions, stale, index = _rows(batch, pks)
+
+            def keyed(rows: list[Row]) -> list[Row]:
+                return [(pks[-row[0] - 1], *row[1:]) if row[0] < 0 else row for row in rows]
+
+            resources, versions = keyed(resources), keyed(versions)
+            index = {kind: keyed(kind_rows) for kind, kind_rows in index.items()}
         if stale:
             deletes = ", ".join(f"d{i} AS ({sql})" for i, sql in enumerate(self.delete))
-            raw.execute(f"WITH {deletes} SELECT 1", [stale] * len(self.delete))
+            raw.execute(
+                f"WITH s AS (SELECT json_array_elements_text(%s::json)::int8 AS pk), {deletes} SELECT 1",
+                [orjson.dumps(stale).decode()],
+            )
         self._copy(raw, "resource", resources)
         self._copy(raw, "resource_version", versions)
         for kind, kind_rows in index.items():
@@ -378,16 +392,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} as JSON")
 
 
-def _finite_batch(batch: Batch) -> bool:
+def _finite(index: dict[str, list[Row]]) -> bool:
     """False when an index row holds a NaN or infinite float (JSON cannot carry those; COPY can)."""
-    indexes = [idx for _, idx in batch.reindex] + [c.index for c in batch.creates]
-    for idx in indexes:
-        for kind, cols in _FLOAT_COLS.items():
-            for row in idx.get(kind, ()):
-                for col in cols:
-                    value = row[col]
-                    if value is not None and not math.isfinite(value):
-                        return False
+    for kind, rows in index.items():
+        for pos in _FLOAT_POS.get(kind, ()):
+            for row in rows:
+                value = row[pos]
+                if value is not None and not math.isfinite(value):
+                    return False
     return True
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from .. import instant
 from ..errors import Conflict, Issue, Unprocessable
 from ..references import local_target, walk
-from ..search.index import index_rows
+from ..search.index import index_tuples
 from . import fast
 from . import tables as t
 from .engine import is_sqlite
@@ -88,11 +88,25 @@ def serialise(resource: dict[str, Any], rid: str, version: int, last_updated: in
     return orjson.dumps(_as_stored(resource, rid, version, last_updated))
 
 
+_second: tuple[int, str] = (-1, "")  # the last second _to_fhir formatted, and its text (immutable)
+
+
+def _to_fhir(us: int) -> str:
+    """instant.to_fhir, formatting each second once (strftime is slow; a bundle shares its second)."""
+    global _second
+    seconds, micro = divmod(us, 1_000_000)
+    cached = _second  # threads see the old pair or the new one, never a mix
+    if cached[0] != seconds:
+        cached = (seconds, instant.to_fhir(seconds * 1_000_000)[:-8])  # without ".000000Z"
+        _second = cached
+    return f"{cached[1]}.{micro:06d}Z"
+
+
 def _as_stored(resource: dict[str, Any], rid: str, version: int, last_updated: int) -> dict[str, Any]:
     """The resource as stored (what `serialise` writes); shares the unchanged values with `resource`."""
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version)
-    meta["lastUpdated"] = instant.to_fhir(last_updated)
+    meta["lastUpdated"] = _to_fhir(last_updated)
     out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": rid, "meta": meta}
     for key, value in resource.items():
         if key not in out:
@@ -238,9 +252,9 @@ class Tx:
         content = orjson.dumps(as_stored)
         stored = Stored(resource["resourceType"], rid, 1, ts, False, content, method=method)
         self._remember_refs(resource)
-        # index_rows only reads: the dict gives the rows orjson.loads(content) would.
+        # Indexing only reads: the dict gives the rows orjson.loads(content) would.
         self._creates.append(
-            fast.NewResource(stored.res_type, rid, ts, content, index_rows(as_stored), method)
+            fast.NewResource(stored.res_type, rid, ts, content, index_tuples(as_stored), method)
         )
         return stored
 
@@ -252,7 +266,7 @@ class Tx:
         content = orjson.dumps(as_stored)
         self._remember_refs(resource)
         self._write_version(prev, version, ts, False, content, method)
-        self._reindex.append((prev.pk, index_rows(as_stored)))
+        self._reindex.append((prev.pk, index_tuples(as_stored)))
         return Stored(prev.res_type, prev.res_id, version, ts, False, content, prev.pk, method)
 
     def delete(self, prev: Stored) -> Stored:

@@ -6,48 +6,23 @@ A uvicorn server on a free localhost port in a background thread; `requests` pla
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-import uvicorn
 from fhirclient import client as fhirclient
 
-from fhir_server.app import create_app
-from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests.auth.smart_flow import REDIRECT, add_patient, add_user, hidden, offered_scopes, register
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.live_server import smart_server
 
 
 @pytest.fixture
 def live_server(store: Store, smart_data_dir: Path) -> Iterator[str]:
     """The app served by uvicorn on 127.0.0.1:<free port>; yields the FHIR base URL."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(Settings(base_url=base, data_dir=smart_data_dir, allow_anonymous=False), store=store)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=30)
+    with smart_server(store, smart_data_dir) as base:
+        yield base
 
 
 def test_fhirclient_launches_reads_the_patient_and_refreshes_its_token(

@@ -1,5 +1,6 @@
-"""Jobs reach workers through Celery on the real Redis, or the in-process executor
-(https://docs.celeryq.dev/en/stable/userguide/testing.html); the same job code runs either way."""
+"""Celery on the real Redis, or in-process threads (https://docs.celeryq.dev/en/stable/userguide/testing.html).
+
+The same job code runs either way."""
 
 from __future__ import annotations
 

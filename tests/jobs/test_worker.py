@@ -1,5 +1,6 @@
-"""Jobs run under a lease; a job whose worker died is resumed or failed, never left running
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request)."""
+"""Jobs run under a lease (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
+
+A job whose worker died is resumed or failed, never left running."""
 
 from __future__ import annotations
 

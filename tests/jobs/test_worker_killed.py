@@ -1,6 +1,7 @@
-"""A `fhir-server worker` process killed (SIGKILL) in the middle of an export: after a worker starts
-again the job completes from its last checkpoint, with every resource exactly once
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request)."""
+"""A worker killed mid-export (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
+
+A `fhir-server worker` process is SIGKILLed in the middle of an export: after a worker starts again the
+job completes from its last checkpoint, with every resource exactly once."""
 
 from __future__ import annotations
 
