@@ -740,7 +740,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="load only the first N patient bundles")
     p.add_argument("--clients", type=int, default=4, help="concurrent loading clients (4)")
     p.add_argument("--create-clients", default="1,8", help="concurrent clients for single creates (1,8)")
-    p.add_argument("--read-clients", type=int, default=16, help="concurrent connections for reads (16)")
+    p.add_argument("--read-clients", type=int, default=8, help="concurrent connections for reads (8)")
     p.add_argument("--read-sample", type=int, default=20000, help="distinct loaded resources to read (20000)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk phase (10)")
     p.add_argument("--pg-admin", default=PG_ADMIN, help=f"PostgreSQL admin URL ({PG_ADMIN})")

@@ -125,6 +125,35 @@ def ingest_file(ns: argparse.Namespace, settings: Settings) -> int:
     return run_command(ns, settings)
 
 
+def _token_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--client", default="demo-app", help="a registered client id (default: demo-app)")
+    p.add_argument("--scope", default="system/*.cruds", help="SMART scopes (default: system/*.cruds)")
+    p.add_argument("--minutes", type=int, default=60, help="lifetime in minutes (default: 60)")
+
+
+@command("token", "mint an access token for a registered client (for curl and scripts)", _token_args)
+def token(ns: argparse.Namespace, settings: Settings) -> int:
+    from .auth.operator_token import mint
+    from .errors import FhirError
+    from .store.engine import make_engine
+    from .store.sql import Store
+
+    try:
+        print(
+            mint(
+                Store(make_engine(settings.database_url), base=settings.base),
+                settings,
+                ns.client,
+                ns.scope,
+                ns.minutes,
+            )
+        )
+    except FhirError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
 @command("reindex", "rebuild the search index from the stored resources")
 def reindex(ns: argparse.Namespace, settings: Settings) -> int:
     from .store.engine import make_engine

@@ -119,14 +119,14 @@ def _pid(col: Any, ids: Sequence[Any]) -> ColumnElement[bool]:
     return col == ids[0] if len(ids) == 1 else col.in_(ids)
 
 
-def _member(res: Any, pks: Select[Any], driver: bool, after: _PkBound | None = None) -> ColumnElement[bool]:
-    """`res.pk` is among the resource_pk values `pks` selects: an IN list when it drives the search,
-    else an EXISTS probe correlated on resource_pk (the `*_res` indexes). `after` repeats the page's
-    pk bound inside the IN list, so the index scan starts at the cursor."""
+def _member(pk: Any, pks: Select[Any], driver: bool, after: _PkBound | None = None) -> ColumnElement[bool]:
+    """`pk` is among the resource_pk values `pks` selects: an IN list when it drives the search, else
+    an EXISTS probe correlated on resource_pk. `after` repeats the page's pk bound inside the IN list,
+    so the index scan starts at the cursor."""
     source = pks.selected_columns[0]
     if driver:
-        return res.c.pk.in_(pks if after is None or res is not _R else pks.where(after.test(source)))
-    return pks.where(source == res.c.pk).exists()
+        return pk.in_(pks if after is None else pks.where(after.test(source)))
+    return pks.where(source == pk).exists()
 
 
 def selective(c: Criterion) -> bool:
@@ -391,28 +391,42 @@ class _Planner:
     # ---- criteria ----
 
     def criterion(
-        self, c: Criterion, res: Any, types: tuple[str, ...], driver: bool = True
+        self, c: Criterion, res: Any, types: tuple[str, ...], driver: bool = True, pk: Any = None
     ) -> ColumnElement[bool]:
+        """The test of one criterion on `res`; `pk` (default res.pk) is the key index tests match: the
+        resource_pk of another index row when the test is nested in that row's select (see _where)."""
+        pk = res.c.pk if pk is None else pk
         if isinstance(c, Filter):
-            return self.filter(c, res, driver)
+            return self.filter(c, res, driver, pk)
         if isinstance(c, Chain):
-            return self.chain(c, res)
+            return self.chain(c, pk)
         return self.has(c, res, types)
 
-    def filter(self, f: Filter, res: Any, driver: bool = True) -> ColumnElement[bool]:
+    def _after(self, pk: Any) -> _PkBound | None:
+        return self.after if pk is _R.c.pk else None
+
+    def filter(self, f: Filter, res: Any, driver: bool = True, pk: Any = None) -> ColumnElement[bool]:
         """`driver`: this test may select the candidate rows (pk IN (...)); otherwise it is written as
         a correlated EXISTS probe by resource_pk, which is cheaper when another test is selective."""
         p = f.param
+        pk = res.c.pk if pk is None else pk
         if f.modifier == "missing":
-            return or_(*(self.missing(p, res, v.missing) for v in f.values if isinstance(v, MissingValue)))
+            return or_(*(self.missing(p, pk, v.missing) for v in f.values if isinstance(v, MissingValue)))
         if p.type == "id":
             found = res.c.res_id.in_([v.code for v in f.values if isinstance(v, TokenValue)])
             return not_(found) if f.modifier == "not" else found
         if p.type == "lastUpdated":
             dates = [v for v in f.values if isinstance(v, DateValue)]
             return or_(*(date_test(v, res.c.last_updated, res.c.last_updated) for v in dates))
+        negated = f.modifier in ("not", "not-in")
+        found = _member(pk, self.pks(f), driver and not negated, self._after(pk))
+        return not_(found) if negated else found
+
+    def pks(self, f: Filter) -> Select[Any]:
+        """The resource_pk of the index rows that match `f` (ignoring a :not / :not-in negation)."""
+        p = f.param
         if p.type == "composite":
-            return _member(res, self.composite(f), driver, self.after)
+            return self.composite(f)
         if f.modifier in ("identifier", "of-type"):
             t = tables.idx_token.alias()
             ids = f.aux_ids
@@ -425,16 +439,9 @@ class _Planner:
         if f.modifier == "not-in":
             modifier = "in"
         tests = [self.value_test(kind, modifier, v, t) for v in f.values]
-        negated = f.modifier in ("not", "not-in")
-        found = _member(
-            res,
-            select(t.c.resource_pk).where(_pid(t.c.param_id, ids), or_(*tests)),
-            driver and not negated,
-            self.after,
-        )
-        return not_(found) if negated else found
+        return select(t.c.resource_pk).where(_pid(t.c.param_id, ids), or_(*tests))
 
-    def missing(self, p: Param, res: Any, missing: bool) -> ColumnElement[bool]:
+    def missing(self, p: Param, pk: Any, missing: bool) -> ColumnElement[bool]:
         if p.on_resource_table:
             return false() if missing else true()
         if p.type == "composite":
@@ -443,7 +450,7 @@ class _Planner:
         else:
             t = tables.INDEX_TABLES[p.type].alias()
         present = _member(
-            res, select(t.c.resource_pk).where(_pid(t.c.param_id, p.ids)), not missing, self.after
+            pk, select(t.c.resource_pk).where(_pid(t.c.param_id, p.ids)), not missing, self._after(pk)
         )
         return not_(present) if missing else present
 
@@ -476,7 +483,7 @@ class _Planner:
             select(first.c.resource_pk).select_from(joined).where(_pid(first.c.param_id, p.ids), or_(*tests))
         )
 
-    def chain(self, c: Chain, res: Any) -> ColumnElement[bool]:
+    def chain(self, c: Chain, pk: Any) -> ColumnElement[bool]:
         ref = tables.idx_reference.alias()
         tgt = _R.alias()
         sub = (
@@ -492,9 +499,10 @@ class _Planner:
                 self.criterion(c.criterion, tgt, c.target_types),
             )
         )
-        if self.after is not None and res is _R:
-            sub = sub.where(self.after.test(ref.c.resource_pk))
-        return res.c.pk.in_(sub)
+        after = self._after(pk)
+        if after is not None:
+            sub = sub.where(after.test(ref.c.resource_pk))
+        return pk.in_(sub)
 
     def has(self, h: Has, res: Any, types: tuple[str, ...]) -> ColumnElement[bool]:
         ref = tables.idx_reference.alias()
@@ -579,20 +587,41 @@ def _drives(c: Criterion) -> bool:
     return True
 
 
+def _nests(c: Criterion) -> bool:
+    """The criterion tests index rows only, so it can test the anchor's resource_pk (see _where)."""
+    return isinstance(c, Chain) or (isinstance(c, Filter) and not c.param.on_resource_table)
+
+
 def _where(
     query: SearchQuery,
     planner: _Planner,
     compartment: tuple[str, str] | None,
     restrict: ColumnElement[bool] | None,
 ) -> list[ColumnElement[bool]]:
+    """The conditions on `resource` rows. The first criterion, when it can select rows from an index,
+    is the anchor: `pk IN (SELECT resource_pk FROM idx_... WHERE ...)`, and the other index tests are
+    nested in that select, on its resource_pk; so the matches are found in the index tables alone,
+    and only they are read from `resource` (else every row of the anchor was, before the others
+    could test it)."""
     conds: list[ColumnElement[bool]] = [_R.c.deleted == false()]
     criteria = sorted(query.criteria, key=lambda c: not selective(c))  # stable: drivers first
     if query.types:
         # With an index-backed test to drive the search, SQLite must not start from ix_resource_type_updated.
         column = _Unindexed(_R.c.res_type) if criteria and _drives(criteria[0]) else _R.c.res_type
         conds.append(_pid(column, query.types))
+    anchor: Select[Any] | None = None
     for n, c in enumerate(criteria):
-        conds.append(planner.criterion(c, _R, query.types, driver=n == 0 or selective(c)))
+        if n == 0 and isinstance(c, Filter) and _drives(c):
+            anchor = planner.pks(c)
+        elif anchor is not None and _nests(c):
+            pk = anchor.selected_columns[0]
+            anchor = anchor.where(planner.criterion(c, _R, query.types, driver=selective(c), pk=pk))
+        else:
+            conds.append(planner.criterion(c, _R, query.types, driver=n == 0 or selective(c)))
+    if anchor is not None:
+        if planner.after is not None:
+            anchor = anchor.where(planner.after.test(anchor.selected_columns[0]))
+        conds.append(_R.c.pk.in_(anchor))
     if compartment is not None:
         conds.append(_compartment_test(compartment, query.types, planner))
     if restrict is not None:

@@ -100,7 +100,8 @@ idx_reference = Table(
     Column("target_type", String(64), nullable=True),  # local references: type and id
     Column("target_id", String(64), nullable=True),
     Column("url", String(512), nullable=True),  # absolute or canonical references
-    Index("ix_idx_reference_target", "param_id", "target_id", "target_type", "resource_pk"),
+    # url last: the test that a reference is local (url NULL or under the base) needs no table row.
+    Index("ix_idx_reference_target", "param_id", "target_id", "target_type", "resource_pk", "url"),
     Index("ix_idx_reference_rev", "target_type", "target_id"),
     Index("ix_idx_reference_res", "resource_pk"),
 )

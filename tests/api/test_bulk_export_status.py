@@ -198,12 +198,13 @@ def test_a_failed_job_answers_with_an_operation_outcome(
         assert "disk full" in body["issue"][0]["diagnostics"]
 
 
+@pytest.mark.parametrize("path", LEVELS)
 def test_status_and_files_need_a_token_of_the_same_client(
-    bulk_client: TestClient, bulk_caller: Caller, data: None
+    bulk_client: TestClient, bulk_caller: Caller, data: None, path: str
 ) -> None:
     """Status and file requests are protected like the kick-off: no token 401; another client's token
     403; any token of the same client works (@5, @6, @161, @162)."""
-    url = kick_off(bulk_client)
+    url = kick_off(bulk_client, path)
     manifest = wait_done(bulk_client, url).json()
     file_url = manifest["output"][0]["url"]
     bulk_caller.principal = None
