@@ -47,7 +47,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         allow_credentials=False,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
         allow_headers=["*"],
-        expose_headers=["Location", "Content-Location", "ETag", "Last-Modified", "WWW-Authenticate"],
+        expose_headers=[
+            "Location",
+            "Content-Location",
+            "ETag",
+            "Last-Modified",
+            "WWW-Authenticate",
+            "X-Progress",
+            "Retry-After",
+            "Expires",
+        ],
         max_age=600,
     )
     auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)

@@ -48,7 +48,7 @@ _ensured: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def ensure(engine: Engine) -> None:
-    """Create the table when the database predates it (until the initial migration is regenerated)."""
+    """Create the table in a database migrated before it existed (it is in the initial migration now)."""
     if engine in _ensured:
         return
     job.create(engine, checkfirst=True)
