@@ -161,6 +161,7 @@ def phase(sampler: Sampler, name: str, out: dict[str, Any]) -> Iterator[None]:
     """Run a phase: its peak RSS and the CPU seconds of the server and the database go into `out`."""
     sampler.phase = name
     before = sampler.totals()
+    start = dict(sampler.cpu)
     backends = {pid for group, pid in sampler.cpu if group == "db"}
     out["loadavg_before"] = loadavg()
     yield
@@ -171,6 +172,11 @@ def phase(sampler: Sampler, name: str, out: dict[str, Any]) -> Iterator[None]:
     out["rss_peak_bytes"] = sampler.peaks.get(name, 0)
     # Database connections opened during the phase (pool churn costs a backend start each).
     out["db_backends_new"] = len({pid for group, pid in sampler.cpu if group == "db"} - backends)
+    # CPU seconds per server process (are the workers sharing the work?)
+    out["server_cpu_by_process"] = sorted(
+        (round(cpu - start.get(key, 0.0), 2) for key, cpu in sampler.cpu.items() if key[0] == "server"),
+        reverse=True,
+    )
 
 
 # ---------------------------------------------------------------- database
@@ -192,6 +198,7 @@ class Database:
         return self.admin.rsplit("/", 1)[0] + f"/{self.name}"
 
     def size(self) -> int:
+        """Bytes on disk: pg_database_size, or the SQLite files (database, WAL, shared memory)."""
         if self.sqlite:
             assert self.tmp is not None
             return sum(p.stat().st_size for p in self.tmp.iterdir())
@@ -338,7 +345,10 @@ async def _post_bundles(
                 name, body, count = queue.get_nowait()
                 start = time.perf_counter()
                 try:
-                    resp = await client.post("/", content=body, headers={"Content-Type": FHIR_JSON})
+                    # A new connection per bundle lets the kernel spread bundles over the workers.
+                    resp = await client.post(
+                        "/", content=body, headers={"Content-Type": FHIR_JSON, "Connection": "close"}
+                    )
                 except httpx.HTTPError as exc:
                     out.failures.append(f"{name}: {type(exc).__name__}: {exc}")
                     continue
@@ -595,8 +605,8 @@ def one_run(
                 print(
                     f"  load: {loaded.entries} resources in {loaded.bundles}/{len(shared) + len(patients)} "
                     f"bundles, {loaded.seconds:.1f} s, {loaded.entries / loaded.seconds:.0f} resources/s, "
-                    f"CPU/resource: server {load['server_cpu_ms']:.2f} ms, db {load['db_cpu_ms']:.2f} ms "
-                    f"(load {load['loadavg_after']})"
+                    f"CPU/resource: server {load['server_cpu_ms']:.2f} ms, db {load['db_cpu_ms']:.2f} ms, "
+                    f"server CPU s by process {load['server_cpu_by_process'][:3]} (load {load['loadavg_after']})"
                 )
                 locations = [loc for loc in loaded.locations if loc]
                 patient_refs = [loc for loc in locations if loc.startswith("Patient/")] or ["Patient/missing"]
@@ -630,8 +640,12 @@ def one_run(
             result["rss_peak_bytes"] = sampler.peak
             result["rss_peak_by_phase"] = sampler.peaks
             result["db_size_bytes"] = db.size()
+            if db.tmp is not None:
+                result["db_files"] = {p.name: p.stat().st_size for p in db.tmp.iterdir()}
+        files = ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in result.get("db_files", {}).items())
         print(
             f"  peak RSS {sampler.peak / 2**20:.0f} MiB, database {result['db_size_bytes'] / 2**20:.0f} MiB"
+            + (f" ({files})" if files else "")
         )
     finally:
         if args.keep_db and not args.sqlite:

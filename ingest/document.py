@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ingest.bundle import Entry, conditional_create, transaction
@@ -72,3 +73,35 @@ def bundle(
     """One transaction Bundle of the entries, closed by the run's Provenance targeting them all."""
     spec = ProvenanceSpec(source=source, file=file, recorded=recorded or now_instant())
     return transaction([*entries, spec(list(entries), [])])
+
+
+BytesIngest = Callable[[bytes, Any, str], list[dict[str, Any]]]
+
+
+class FileAdapter:
+    """A document adapter (whole Bundles, not Samples) built on a function of the file's bytes."""
+
+    def __init__(self, name: str, ingest_bytes: BytesIngest) -> None:
+        self.name = name
+        self._ingest_bytes = ingest_bytes
+
+    def ingest(self, path: Path, ctx: Any, patient_ref: str) -> list[dict[str, Any]]:
+        """One file -> its transaction Bundle(s); problems and counts go to ``ctx``. Never raises for bad input."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            ctx.problem("", f"cannot read file: {exc}", "fatal")
+            return []
+        return self._ingest_bytes(data, ctx, patient_ref)
+
+    def run(
+        self, path: str | Path, patient_ref: str, *, options: dict[str, Any] | None = None, ctx: Any = None
+    ) -> Any:
+        """Ingest one file: Bundles, problems and counts as an :class:`ingest.report.IngestResult`."""
+        from ingest.pipeline import ReadContext
+        from ingest.report import IngestResult
+
+        p = Path(path)
+        context = ctx or ReadContext(file=p.name, options=dict(options or {}))
+        bundles = self.ingest(p, context, patient_ref)
+        return IngestResult(bundles=bundles, problems=context.problems, counts=context.counts)

@@ -44,6 +44,8 @@ def _sqlite_setup(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # Truncate the WAL back to 64 MiB whenever it restarts (it only grows otherwise).
+        cur.execute("PRAGMA journal_size_limit=67108864")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()

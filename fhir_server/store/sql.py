@@ -12,9 +12,10 @@ transactions do), so a read by id is one round trip.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,6 +352,7 @@ class Store:
         self.base = base
         self.sqlite = is_sqlite(engine)
         self.sql = fast.for_dialect(self.sqlite)
+        self._writers: AbstractContextManager[Any] = threading.RLock() if self.sqlite else nullcontext()
         # PostgreSQL reads: no BEGIN/COMMIT round trips (server-side cursors need engine.connect()).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -366,8 +368,12 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction: committed when the block ends, rolled back on any exception."""
-        with self.engine.connect() as conn:
+        """A write transaction: committed when the block ends, rolled back on any exception.
+
+        SQLite has one writer at a time: this process's writers queue on a lock first, instead of
+        in SQLite's busy handler, which sleeps up to 100 ms between tries.
+        """
+        with self._writers, self.engine.connect() as conn:
             if self.sqlite:
                 conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
             try:

@@ -6,6 +6,6 @@
 tree), ``coding`` (DICOM coding schemes -> FHIR systems), ``adapter``.
 """
 
-from ingest.dicom.adapter import ADAPTER, DicomAdapter, ingest_bytes, ingest_dicom
+from ingest.dicom.adapter import ADAPTER, ingest_bytes, ingest_dicom
 
-__all__ = ["ADAPTER", "DicomAdapter", "ingest_bytes", "ingest_dicom"]
+__all__ = ["ADAPTER", "ingest_bytes", "ingest_dicom"]

@@ -22,7 +22,7 @@ from ingest import units
 from ingest.bundle import Entry, conditional_create
 from ingest.dicom import coding, imaging_study, sr
 from ingest.dicom.imaging_study import text, uid_identifier
-from ingest.document import bundle, document_reference
+from ingest.document import FileAdapter, bundle, document_reference
 from ingest.mapping import Measure
 from ingest.observation import Resolved, build
 from ingest.pipeline import ReadContext
@@ -253,22 +253,7 @@ def ingest_bytes(data: bytes, ctx: ReadContext, patient_ref: str) -> list[dict[s
     return [bundle(entries, source=SOURCE, file=ctx.file, recorded=ctx.options.get("recorded"))]
 
 
-class DicomAdapter:
-    """The ``dicom`` format: a :class:`ingest.pipeline.DocumentAdapter` (whole Bundles, not Samples)."""
-
-    name = SOURCE
-
-    def ingest(self, path: Path, ctx: ReadContext, patient_ref: str) -> list[dict[str, Any]]:
-        """One file -> its transaction Bundle; problems and counts go to ``ctx``. Never raises for bad input."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            ctx.problem("", f"cannot read file: {exc}", "fatal")
-            return []
-        return ingest_bytes(data, ctx, patient_ref)
-
-
-ADAPTER = DicomAdapter()
+ADAPTER = FileAdapter(SOURCE, ingest_bytes)
 
 
 def ingest_dicom(
@@ -279,7 +264,5 @@ def ingest_dicom(
     ctx: ReadContext | None = None,
 ) -> IngestResult:
     """Ingest one DICOM file: Bundle, problems and counts as an :class:`IngestResult`."""
-    p = Path(path)
-    context = ctx or ReadContext(file=p.name, options=dict(options or {}))
-    bundles = ADAPTER.ingest(p, context, patient_ref)
-    return IngestResult(bundles=bundles, problems=context.problems, counts=context.counts)
+    result: IngestResult = ADAPTER.run(path, patient_ref, options=options, ctx=ctx)
+    return result

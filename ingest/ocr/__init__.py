@@ -8,6 +8,6 @@ scale), ``tesseract`` (recognition with word confidences), ``checks`` (when a ro
 the core :mod:`ingest.document`.
 """
 
-from ingest.ocr.adapter import ADAPTER, LabReportAdapter, ingest_bytes, ingest_lab_report
+from ingest.ocr.adapter import ADAPTER, ingest_bytes, ingest_lab_report
 
-__all__ = ["ADAPTER", "LabReportAdapter", "ingest_bytes", "ingest_lab_report"]
+__all__ = ["ADAPTER", "ingest_bytes", "ingest_lab_report"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ingest.document import bundle
+from ingest.document import FileAdapter, bundle
 from ingest.observation import SampleError, fhir_datetime
 from ingest.ocr import checks, lab_report
 from ingest.ocr.checks import CheckedRow
@@ -199,22 +199,7 @@ def ingest_bytes(data: bytes, ctx: ReadContext, patient_ref: str) -> list[dict[s
     return [bundle(made.all, source=lab_report.SOURCE, file=ctx.file, recorded=ctx.options.get("recorded"))]
 
 
-class LabReportAdapter:
-    """The ``lab-report`` format: a :class:`ingest.pipeline.DocumentAdapter` (whole Bundles, not Samples)."""
-
-    name = lab_report.SOURCE
-
-    def ingest(self, path: Path, ctx: ReadContext, patient_ref: str) -> list[dict[str, Any]]:
-        """One file -> its transaction Bundle(s); problems and counts go to ``ctx``. Never raises for bad input."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            ctx.problem("", f"cannot read file: {exc}", "fatal")
-            return []
-        return ingest_bytes(data, ctx, patient_ref)
-
-
-ADAPTER = LabReportAdapter()
+ADAPTER = FileAdapter(lab_report.SOURCE, ingest_bytes)
 
 
 def ingest_lab_report(
@@ -225,7 +210,5 @@ def ingest_lab_report(
     ctx: ReadContext | None = None,
 ) -> IngestResult:
     """Ingest one lab report file: Bundle, problems and counts as an :class:`IngestResult`."""
-    p = Path(path)
-    context = ctx or ReadContext(file=p.name, options=dict(options or {}))
-    bundles = ADAPTER.ingest(p, context, patient_ref)
-    return IngestResult(bundles=bundles, problems=context.problems, counts=context.counts)
+    result: IngestResult = ADAPTER.run(path, patient_ref, options=options, ctx=ctx)
+    return result
