@@ -781,9 +781,11 @@ def table(results: dict[str, Any]) -> str:
     add("(f) code&_sort=-date p50 ms", "", lambda r: r["f"]["p50"], http=False)
     add("(f) code&_sort=-date p95 ms", "", lambda r: r["f"]["p95"], http=False)
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
-    text = [" | ".join(str(x).ljust(w) for x, w in zip(head, widths, strict=True))]
-    text.append("-+-".join("-" * w for w in widths))
-    text += [" | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) for row in lines]
+    text: list[str] = []
+    if scales:
+        text.append(" | ".join(str(x).ljust(w) for x, w in zip(head, widths, strict=True)))
+        text.append("-+-".join("-" * w for w in widths))
+        text += [" | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) for row in lines]
     if "synthea" in results:
         sy = results["synthea"]
         text.append(

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
+import psycopg.sql
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,8 +98,7 @@ def tree(root: int) -> list[int]:
 
 
 class Sampler(threading.Thread):
-    """Samples, every `interval` seconds, the RSS and CPU time of the server process tree and the CPU
-    time of the PostgreSQL backends serving the bench database; gives peak RSS and CPU per phase."""
+    """Samples RSS and CPU time of the server tree and CPU time of the bench database's backends."""
 
     def __init__(self, pid: int, db: Database, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -188,6 +188,7 @@ class Database:
     admin: str = PG_ADMIN
     name: str = field(default_factory=lambda: f"bench_{uuid.uuid4().hex[:10]}")
     tmp: Path | None = None
+    settings: list[str] = field(default_factory=list)  # NAME=VALUE for ALTER DATABASE ... SET
 
     def create(self) -> str:
         if self.sqlite:
@@ -195,6 +196,11 @@ class Database:
             return f"sqlite:///{self.tmp / 'fhir.db'}"
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
+            for setting in self.settings:
+                key, _, value = setting.partition("=")
+                if not key.replace("_", "").isalnum():
+                    raise SystemExit(f"bad --pg-set {setting!r}")
+                conn.execute(f'ALTER DATABASE "{self.name}" SET {key} = {psycopg.sql.quote(value)}')
         return self.admin.rsplit("/", 1)[0] + f"/{self.name}"
 
     def size(self) -> int:
@@ -228,10 +234,7 @@ def server_command(root: Path | None) -> list[str]:
 def running_server(
     url: str, workers: int, root: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start the server on a free port, wait until /metadata answers, stop it (its own group) at the end.
-
-    `root`: run the server from another source tree (e.g. a copy of a baseline) instead of this one.
-    """
+    """Start the server (from source tree `root` if given) on a free port; stop its process group after."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -565,7 +568,7 @@ def one_run(
 ) -> dict[str, Any]:
     """Everything for one worker count on a fresh database."""
     backend = "sqlite" if args.sqlite else "postgresql"
-    db = Database(sqlite=args.sqlite, admin=args.pg_admin)
+    db = Database(sqlite=args.sqlite, admin=args.pg_admin, settings=args.pg_set)
     url = db.create()
     result: dict[str, Any] = {"workers": workers, "backend": backend}
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -759,6 +762,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk phase (10)")
     p.add_argument("--pg-admin", default=PG_ADMIN, help=f"PostgreSQL admin URL ({PG_ADMIN})")
     p.add_argument("--keep-db", action="store_true", help="do not drop the PostgreSQL database afterwards")
+    p.add_argument(
+        "--pg-set", action="append", default=[], metavar="NAME=VALUE", help="a setting of the bench database"
+    )
     p.add_argument(
         "--profile", choices=("raw", "flamegraph", "speedscope"), help="py-spy the server per phase"
     )

@@ -89,6 +89,9 @@ def validate(resource: Any, *, location: str = "") -> None:
     rid = resource.get("id")
     if rid is not None and (not isinstance(rid, str) or not ID_RE.match(rid)):
         raise Invalid(f"Invalid id '{rid}': 1-64 characters of A-Z a-z 0-9 - .", f"{location or rtype}.id")
+    bad = _control_character(resource, location or rtype)
+    if bad is not None:
+        raise Invalid("Strings may not contain control characters other than tab, CR and LF", bad)
     try:
         _validate_model(rtype, resource)
     except ValidationError as exc:
@@ -103,6 +106,30 @@ def validate(resource: Any, *, location: str = "") -> None:
         raise Invalid(issues[0].message, issues=issues) from None
     except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
         raise Invalid(str(exc), location or rtype) from None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _control_character(node: Any, path: str) -> str | None:
+    """FHIRPath of the first string holding a character below U+0020 other than tab, CR, LF.
+
+    https://hl7.org/fhir/R4/datatypes.html#string: such characters SHALL NOT appear in strings.
+    """
+    if isinstance(node, str):
+        return path if _CONTROL.search(node) else None
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(value, (int, float, bool)) and value is not None:
+                found = _control_character(value, f"{path}.{key}")
+                if found is not None:
+                    return found
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found = _control_character(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _validate_model(rtype: str, resource: dict[str, Any]) -> None:

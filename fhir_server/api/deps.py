@@ -21,9 +21,10 @@ async def get_principal(request: Request) -> AuthPrincipal:
 
     No token: 401, unless FHIR_ALLOW_ANONYMOUS is on (then the `anonymous-dev` principal). A token
     that is not valid, expired, revoked or for another audience: 401 `error="invalid_token"`
-    (RFC 6750 section 3.1). Async, so a request without a token costs no threadpool hop (a sync
-    dependency runs in the threadpool); only token verification, which may query the store, does.
+    (RFC 6750 section 3.1).
     """
+    # Async: FastAPI runs a sync dependency in the threadpool, a hop per request; only the token
+    # verification, which may query the store, goes there.
     ctx: Context = request.app.state.context
     realm = f'Bearer realm="{ctx.settings.base}"'
     header = request.headers.get("authorization")

@@ -148,8 +148,10 @@ def _floats(kind: str, rows: list[Row]) -> list[Row]:
 
 
 class _Postgres:
-    """PostgreSQL (psycopg 3). No pipeline mode: psycopg's pipeline busy-polls the socket while it
-    waits, which costs more CPU than the round trips it saves on a loaded two-core machine."""
+    """PostgreSQL (psycopg 3)."""
+
+    # No pipeline mode: psycopg's pipeline busy-polls the socket while it waits for the server,
+    # which cost more CPU than the round trips it saved (measured on the two-core machine).
 
     def __init__(self) -> None:
         self.sequence: str | None = None
@@ -223,14 +225,12 @@ class _Postgres:
         index: dict[str, list[Row]],
         refs: list[tuple[str, str]],
     ) -> set[tuple[str, str]]:
-        """The whole flush as ONE statement of data-modifying CTEs (one round trip): keys from the
-        sequence, stale index rows out, rows in, then the references that exist. All parts see the
-        snapshot from before the statement, so the DELETEs never see the rows the INSERTs add.
-
-        Each table's rows travel as ONE json parameter (orjson, C speed), so the statement text
-        depends only on which tables get rows: psycopg caches its parsing and prepares it, and the
-        server plans it once per connection.
-        """
+        """The whole flush as ONE statement of data-modifying CTEs (one round trip); see below."""
+        # Keys from the sequence, stale index rows out, rows in, then the references that exist. All
+        # parts see the snapshot from before the statement, so the DELETEs never see the rows the
+        # INSERTs add. Each table's rows travel as ONE json parameter (orjson, C speed), so the
+        # statement text depends only on which tables get rows: psycopg caches its parsing and
+        # prepares it, and the server plans it once per connection.
         tables = [("resource", resources), ("resource_version", versions)]
         tables += [(t.INDEX_TABLES[kind].name, rows) for kind, rows in index.items() if rows]
         tables = [(name, rows) for name, rows in tables if rows]

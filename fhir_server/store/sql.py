@@ -131,7 +131,7 @@ class Tx:
     writable: bool = False
     sql: fast.Sql | None = None
     _creates: list[fast.NewResource] = field(default_factory=list)
-    _reindex: list[tuple[int, dict[str, list[dict[str, Any]]]]] = field(default_factory=list)
+    _reindex: list[tuple[int, fast.IndexRows]] = field(default_factory=list)
     _versions: list[tuple[Any, ...]] = field(default_factory=list)
     _refs: list[_RefCheck] = field(default_factory=list)
     _now: int = 0
@@ -368,11 +368,9 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction: committed when the block ends, rolled back on any exception.
-
-        SQLite has one writer at a time: this process's writers queue on a lock first, instead of
-        in SQLite's busy handler, which sleeps up to 100 ms between tries.
-        """
+        """A write transaction: committed when the block ends, rolled back on any exception."""
+        # SQLite has one writer at a time: this process's writers queue on a lock first, instead of
+        # in SQLite's busy handler, which sleeps up to 100 ms between tries.
         with self._writers, self.engine.connect() as conn:
             if self.sqlite:
                 conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"

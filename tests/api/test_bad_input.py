@@ -119,3 +119,14 @@ def test_unexpected_failure_is_500_without_internal_details(
     assert r.status_code == 500
     assert "secret" not in r.text
     assert r.json()["issue"][0]["code"] == "exception"
+
+
+def test_control_characters_in_strings_are_400_naming_the_element(client: TestClient) -> None:
+    body = {**factories.patient(), "name": [{"family": "Nul\u0000Byte"}]}
+    r = client.post("/Patient", json=body, headers=FHIR)
+    assert r.status_code == 400
+    assert _issue(r)["expression"] == ["Patient.name[0].family"]
+    ok = client.post(
+        "/Patient", json={**factories.patient(), "name": [{"text": "tab\tand\nnewline"}]}, headers=FHIR
+    )
+    assert ok.status_code == 201
