@@ -230,8 +230,7 @@ class Dataset:
         self.who, self.when, self.what = who, when, what
 
     def batches(self, size: int) -> Iterator[tuple[int, int, list[tuple[int, str, int, int]]]]:
-        """(batch number, first pk, [(pk, patient id, epoch seconds, item), ...]) for the Observations;
-        Patients take pks 1..patients."""
+        """(batch, first pk, [(pk, patient id, epoch seconds, item), ...]) of Observations after the Patients."""
         pk = self.patients + 1
         for b, start in enumerate(range(0, len(self.order), size)):
             rows = []
@@ -537,9 +536,8 @@ class Walk:
 
 
 def walk(s: Searcher, params: Params, pages: int, budget_s: float) -> Walk:
-    """Follow `next` cursors from page 1 to page `pages`. If that would take longer than `budget_s`,
-    jump: fetch the first (pages-1)*count rows as one page and take its `next` cursor (the same
-    cursor the walk reaches), then time the deep page alone."""
+    """Follow `next` cursors from page 1 to page `pages` (or jump there when slower than `budget_s`)."""
+    # Jumping: one page of the first (pages-1)*count rows gives the `next` cursor the walk would reach.
     count = int(dict(params)["_count"])
     t1, bundle = s.run(params)
     times = [t1]

@@ -54,7 +54,6 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         path: Path = tmp_path_factory.mktemp("db") / "fhir.db"
         eng = make_engine(f"sqlite:///{path}")
         upgrade(eng)
-        schema.metadata.create_all(eng)  # tables newer than the generated migration
         yield eng
         eng.dispose()
     else:
@@ -62,7 +61,6 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = next(gen)
         eng = make_engine(url)
         upgrade(eng)
-        schema.metadata.create_all(eng)  # tables newer than the generated migration
         yield eng
         eng.dispose()
         next(gen, None)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from fhir_server import cli
-from fhir_server.store import schema
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
 
@@ -19,7 +18,6 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    schema.metadata.create_all(engine)  # until the generated migration has every table
     engine.dispose()
     monkeypatch.setenv("FHIR_DATABASE_URL", url)
     return url

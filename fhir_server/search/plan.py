@@ -3,10 +3,13 @@
 `build(query)` selects (pk, content, sort_0, ...) of the current, non-deleted resources that match,
 ordered by the `_sort` keys (NULLs last) then pk, after the `_cursor` position (keyset paging: no
 OFFSET, page N costs what page 1 costs), with LIMIT count+1 so the caller knows whether a next page
-exists. Each parameter becomes `pk IN (SELECT resource_pk FROM idx_<type> WHERE param_id = ... AND
-<value test>)`, which uses the (param_id, value, resource_pk) indexes; chains join idx_reference to
-the target resource, `_has` looks up references back to the resource, composites join their
-components on (resource_pk, grp). `count(query)` serves `_total=accurate`; `includes(...)` fetches
+exists. A parameter becomes `pk IN (SELECT resource_pk FROM idx_<type> WHERE param_id = ... AND
+<value test>)`, which uses the (param_id, value, resource_pk) indexes, or an EXISTS probe by
+resource_pk; the other index tests are nested in the first one's SELECT (see `_where`), and the
+cursor's pk bound is repeated there, so the index scan starts at the cursor. Chains join
+idx_reference to the target resource, `_has` looks up references back to the resource, composites
+join their components on (resource_pk, grp). A sort on an indexed parameter reads its index table
+in order, one row per resource (see `_sorted`). `count(query)` serves `_total=accurate`; `includes(...)` fetches
 the `_include` / `_revinclude` resources of a page (https://hl7.org/fhir/R4/search.html#include).
 Run them with `execute(conn, stmt)`: on PostgreSQL it keeps psycopg from preparing the statement
 (https://www.psycopg.org/psycopg3/docs/advanced/prepare.html), because PostgreSQL then soon plans a
@@ -120,9 +123,8 @@ def _pid(col: Any, ids: Sequence[Any]) -> ColumnElement[bool]:
 
 
 def _member(pk: Any, pks: Select[Any], driver: bool, after: _PkBound | None = None) -> ColumnElement[bool]:
-    """`pk` is among the resource_pk values `pks` selects: an IN list when it drives the search, else
-    an EXISTS probe correlated on resource_pk. `after` repeats the page's pk bound inside the IN list,
-    so the index scan starts at the cursor."""
+    """`pk` is among the resource_pk `pks` selects: IN when it drives the search, else an EXISTS probe."""
+    # `after` repeats the page's pk bound inside the IN list, so the index scan starts at the cursor.
     source = pks.selected_columns[0]
     if driver:
         return pk.in_(pks if after is None else pks.where(after.test(source)))
@@ -154,9 +156,9 @@ class _PkBound:
 
 
 class _RowId(FunctionElement[Any]):
-    """The physical id of a row of an index table (ctid on PostgreSQL, rowid on SQLite), given one
-    of its columns: it tells apart the rows of one resource that hold the same sort value."""
+    """The physical id (ctid, SQLite rowid) of the index row one of whose columns is given."""
 
+    # It tells apart the rows of one resource that hold the same sort value.
     name = "rowid"
     inherit_cache = True
 
@@ -393,8 +395,7 @@ class _Planner:
     def criterion(
         self, c: Criterion, res: Any, types: tuple[str, ...], driver: bool = True, pk: Any = None
     ) -> ColumnElement[bool]:
-        """The test of one criterion on `res`; `pk` (default res.pk) is the key index tests match: the
-        resource_pk of another index row when the test is nested in that row's select (see _where)."""
+        """The test of one criterion on `res`; index tests match `pk` (default res.pk; see _where)."""
         pk = res.c.pk if pk is None else pk
         if isinstance(c, Filter):
             return self.filter(c, res, driver, pk)
@@ -598,11 +599,11 @@ def _where(
     compartment: tuple[str, str] | None,
     restrict: ColumnElement[bool] | None,
 ) -> list[ColumnElement[bool]]:
-    """The conditions on `resource` rows. The first criterion, when it can select rows from an index,
-    is the anchor: `pk IN (SELECT resource_pk FROM idx_... WHERE ...)`, and the other index tests are
-    nested in that select, on its resource_pk; so the matches are found in the index tables alone,
-    and only they are read from `resource` (else every row of the anchor was, before the others
-    could test it)."""
+    """The conditions on `resource` rows, the index tests nested in the first one's SELECT."""
+    # The first criterion, when it can select rows from an index, is the anchor: `pk IN (SELECT
+    # resource_pk FROM idx_... WHERE ...)`, and the other index tests are nested in that SELECT, on
+    # its resource_pk. So the matches are found in the index tables alone and only they are read
+    # from `resource`; otherwise every row of the anchor was read before the others could test it.
     conds: list[ColumnElement[bool]] = [_R.c.deleted == false()]
     criteria = sorted(query.criteria, key=lambda c: not selective(c))  # stable: drivers first
     if query.types:
@@ -704,8 +705,8 @@ def _keyset(
 
 
 def _ordering(cols: Sequence[Any], keys: Sequence[SortKey], back: bool, pk: Any, plain: int = 0) -> list[Any]:
-    """ORDER BY the sort columns (NULLs last) then pk; reversed going back. The first `plain` columns
-    hold no NULLs and get no NULLS FIRST/LAST, so that an index on them gives the order."""
+    """ORDER BY the sort columns (NULLs last) then pk; reversed going back."""
+    # The first `plain` columns hold no NULLs and get no NULLS FIRST/LAST, so an index gives the order.
     order: list[Any] = []
     for i, (c, k) in enumerate(zip(cols, keys, strict=True)):
         term = c.asc() if k.descending == back else c.desc()
@@ -721,14 +722,13 @@ def _sargable(col: Any, value: Any, key: SortKey, back: bool) -> ColumnElement[b
 def _sorted(
     query: SearchQuery, planner: _Planner, conds: list[ColumnElement[bool]], limit: int
 ) -> Select[Any]:
-    """The page of a sorted search, driven by the first sort key where its index helps.
-
-    The first key of an index-backed parameter is read from a join with its index table, one row per
-    resource: the row holding the resource's min (descending: max) value. So a page can be read in
-    index order and stop after `limit` rows, with the cursor as the start of the index range. The
-    resources without a value come after all others (NULLs last) and are read only when the rows with
-    a value do not fill the page (a second SELECT behind a one-time test on the first one's count).
-    """
+    """The page of a sorted search, read in the order of the first sort key's index."""
+    # The first key of an index-backed parameter is read from a join with its index table, one row
+    # per resource: the row holding the resource's min (descending: max) value. So a page can be read
+    # in index order and stop after `limit` rows, with the cursor as the start of the index range.
+    # The resources without a value come after all others (NULLs last) and are read only when the
+    # rows with a value do not fill the page (a second SELECT behind a one-time test on the first
+    # one's count).
     cursor = query.cursor
     back = cursor is not None and cursor.before
     head, rest = query.sort[0], query.sort[1:]

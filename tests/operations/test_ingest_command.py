@@ -17,7 +17,6 @@ from fhir_server.cli import main
 from fhir_server.operations.ingest import Tally
 from fhir_server.operations.ingest_command import ProgressBar
 from fhir_server.settings import Settings
-from fhir_server.store import schema
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
 from fhir_server.store.sql import Store
@@ -31,7 +30,6 @@ def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
     url = f"sqlite:///{tmp_path / 'fhir.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    schema.metadata.create_all(engine)
     store = Store(engine, check_references=True)
     create_patient(store)
     monkeypatch.setenv("FHIR_DATABASE_URL", url)

@@ -33,3 +33,18 @@ def test_upgrade_from_empty_matches_the_declared_tables(backend: str, tmp_path: 
         engine.dispose()
         if gen is not None:
             next(gen, None)
+
+
+def test_postgres_migration_creates_the_token_statistics() -> None:
+    if "postgres" not in BACKENDS:
+        pytest.skip("PostgreSQL is excluded by FHIR_TEST_BACKENDS")
+    gen = _pg_database("stats")
+    engine = make_engine(next(gen))
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            names = {row[0] for row in conn.exec_driver_sql("SELECT stxname FROM pg_statistic_ext")}
+        assert "st_idx_token_code" in names
+    finally:
+        engine.dispose()
+        next(gen, None)

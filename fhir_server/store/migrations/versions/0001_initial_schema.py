@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 21:31:01.371904
+Create Date: 2026-11-21 22:19:51.398599
 """
 
 import sqlalchemy as sa
@@ -140,7 +140,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_idx_reference_res", ["resource_pk"], unique=False)
         batch_op.create_index("ix_idx_reference_rev", ["target_type", "target_id"], unique=False)
         batch_op.create_index(
-            "ix_idx_reference_target", ["param_id", "target_id", "target_type", "resource_pk"], unique=False
+            "ix_idx_reference_target",
+            ["param_id", "target_id", "target_type", "resource_pk", "url"],
+            unique=False,
         )
 
     op.create_table(
@@ -308,6 +310,11 @@ def upgrade() -> None:
         batch_op.create_index("ix_used_jti_expires", ["expires_at"], unique=False)
 
     # ### end Alembic commands ###
+    # Extended statistics the planner needs on PostgreSQL (see store/tables.py POSTGRES_STATISTICS).
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE STATISTICS IF NOT EXISTS st_idx_token_code (mcv, dependencies) ON param_id, code, system FROM idx_token"
+        )
 
 
 def downgrade() -> None:
