@@ -60,13 +60,13 @@ def live_server(store: Store, tmp_path: Path, smart_data_dir: Path) -> Iterator[
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SMART_FETCH.exists(), reason="smart-fetch is not installed (pip install smart-fetch)")
 def test_smart_fetch_exports_with_backend_services_authorization(
     live_server: str, store: Store, tmp_path: Path
 ) -> None:
     """A Bulk Data Provider made of the authorization server (tokens for a Backend Services client),
     the FHIR resource server (kick-off, status, manifest) and the built-in output file server serves
     a real bulk client end to end (@12, @13, @14, @19, @20, @21, @22, @23, @25)."""
+    assert SMART_FETCH.exists(), "smart-fetch is a dev dependency: run ./scripts/bootstrap"
     key = rsa_key("bulk-key")
     register(store, "smart-fetch", "asymmetric", jwks=public_jwks(key), scope="system/*.rs")
     private = {**key.as_dict(private=True), "alg": "RS384", "key_ops": ["sign"]}
