@@ -25,6 +25,17 @@ from . import export, import_, job, output_files
 log = logging.getLogger("fhir_server.jobs")
 
 RUNNERS = {"export": export.run, "import": import_.run, "ingest": ingest_job.run}
+# What a job kind must also record when the job is given up without its runner (worker kept dying).
+GIVEN_UP = {"ingest": ingest_job.given_up}
+
+
+def _give_up(
+    store: Store, settings: Settings, current: job.Job, reason: str, owner: str | None = None
+) -> None:
+    failed = job.fail(store, current.id, reason, owner=owner, ttl_seconds=settings.bulk_file_ttl_seconds)
+    hook = GIVEN_UP.get(current.kind)
+    if failed and hook is not None:
+        hook(store, settings, current, reason)
 
 
 class Lease:
@@ -69,7 +80,7 @@ def run(store: Store, settings: Settings, job_id: str) -> str:
         return "skipped"
     if current.attempts > settings.job_max_attempts:
         reason = f"The job was interrupted {current.attempts - 1} times (its worker stopped); giving up"
-        job.fail(store, job_id, reason, owner=owner, ttl_seconds=settings.bulk_file_ttl_seconds)
+        _give_up(store, settings, current, reason, owner)
         return "failed"
     with Lease(store, job_id, owner, settings.job_lease_seconds) as lease:
         try:
@@ -92,7 +103,7 @@ def sweep(store: Store, settings: Settings, submit: Callable[[str], None]) -> No
     for stale in job.stale(store, settings.job_lease_seconds):
         if stale.attempts >= settings.job_max_attempts:
             reason = f"The worker running this job stopped {stale.attempts} times; giving up"
-            job.fail(store, stale.id, reason, ttl_seconds=settings.bulk_file_ttl_seconds)
+            _give_up(store, settings, stale, reason)
             log.warning("Job %s failed: %s", stale.id, reason)
         elif job.release(store, stale):
             log.info("Job %s had no live worker; resubmitting it", stale.id)

@@ -411,6 +411,22 @@ def _task(
     )
 
 
+def given_up(store: Store, settings: Settings, current: Job, reason: str) -> None:
+    """The job failed outside its own run (its worker kept dying): its Task ends ``failed`` too."""
+    params = current.params
+    state = TaskState(
+        job_id=current.id,
+        patient_ref=params["patient"],
+        file=params["file"],
+        format=params["format"],
+        authored=params.get("authored") or _now(),
+        started=current.progress.get("started") or _now(),
+    )
+    state.ended = _now()
+    ingest_task.save(Context(store=store, settings=settings), _task(state, "failed", None, reason))
+    output_files.remove(settings.data_dir, current.id)
+
+
 def run(store: Store, settings: Settings, current: Job, owner: str, alive: Callable[[], bool]) -> None:
     """Run (or resume) one `$ingest` job: write the file's Bundles, keep the Task up to date.
 

@@ -165,3 +165,26 @@ def test_the_lease_is_renewed_while_a_job_runs(store: Store, settings: Settings)
     with worker.Lease(store, created.id, "me", 0.3) as lease:
         time.sleep(0.35)
         assert not lease.alive()
+
+
+def test_an_ingest_whose_worker_keeps_dying_leaves_its_task_failed(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    from fhir_server.interactions.context import Context
+    from fhir_server.operations import ingest as ingest_job
+
+    put(store, {**factories.patient(), "id": "p1"})
+    upload = tmp_path / "rows.csv"
+    upload.write_text("date,metric,value,unit\n2024-03-01T08:00:00Z,heart_rate,72,/min\n")
+    ctx = Context(store=store, settings=settings)
+    state = ingest_job.accept(ctx, job_id="ing-1", patient_ref="Patient/p1", upload=upload, fmt="csv")
+    for _ in range(settings.job_max_attempts):
+        assert job.claim(store, state.job_id, job.worker_id(), settings.job_lease_seconds) is not None
+        _age(store, state.job_id, settings.job_lease_seconds + 1)
+    worker.sweep(store, settings, lambda job_id: None)
+    with store.read() as tx:
+        task = tx.current("Task", state.job_id)
+    assert task is not None
+    body = task.resource()
+    assert body["status"] == "failed"
+    assert "stopped 3 times" in body["statusReason"]["text"]
