@@ -11,9 +11,11 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 
-from .. import instant, model
+from .. import instant
 from ..errors import Invalid, NotAcceptable, TooLarge, UnsupportedMediaType
+from ..search.summary import subset as summary_subset
 from ..store.sql import Stored
+from . import prefer
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "json", "text/json"}
@@ -120,22 +122,12 @@ def not_modified(request: Request, stored: Stored) -> bool:
 
 def prefer_return(request: Request) -> str:
     """return=minimal | representation | OperationOutcome (https://hl7.org/fhir/R4/http.html#ops)."""
-    for part in request.headers.get("prefer", "").split(","):
-        for token in part.split(";"):
-            key, _, value = token.strip().partition("=")
-            if key.strip().lower() == "return":
-                return value.strip().strip('"')
-    return "representation"
+    return prefer.parse(request.headers.getlist("prefer")).get("return") or "representation"
 
 
 def prefer_lenient(request: Request) -> bool:
     """Prefer: handling=lenient (https://hl7.org/fhir/R4/search.html#errors)."""
-    for part in request.headers.get("prefer", "").split(","):
-        for token in part.split(";"):
-            key, _, value = token.strip().partition("=")
-            if key.strip().lower() == "handling" and value.strip().strip('"').lower() == "lenient":
-                return True
-    return False
+    return prefer.parse(request.headers.getlist("prefer")).get("handling", "").lower() == "lenient"
 
 
 def subset(stored: Stored, summary: str | None, elements: str | None) -> bytes | dict[str, Any]:
@@ -146,25 +138,5 @@ def subset(stored: Stored, summary: str | None, elements: str | None) -> bytes |
         raise Invalid(f"Unknown _summary value '{summary}'", "_summary")
     if summary == "false" and not elements:
         return stored.content
-    resource = stored.resource()
-    rtype = resource["resourceType"]
-    keep: set[str]
-    if elements:
-        keep = {e.strip() for e in elements.split(",") if e.strip()} | model.mandatory_elements(rtype)
-    elif summary == "true":
-        keep = set(model.summary_elements(rtype))
-    elif summary == "text":
-        keep = {"text"} | model.mandatory_elements(rtype)
-    elif summary == "data":
-        keep = set(resource) - {"text"}
-    else:
-        keep = set()
-    keep |= {"resourceType", "id", "meta"}
-    out = {k: v for k, v in resource.items() if k in keep}
-    meta = dict(out.get("meta") or {})
-    meta["tag"] = [
-        *meta.get("tag", []),
-        {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"},
-    ]
-    out["meta"] = meta
-    return out
+    wanted = [e.strip() for e in (elements or "").split(",") if e.strip()]
+    return summary_subset(stored.resource(), summary, wanted)

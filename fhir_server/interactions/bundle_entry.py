@@ -126,7 +126,13 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
             if not req.params:
                 raise Invalid("PUT needs an id or search criteria", f"{req.where}.request.url")
             result = update.conditional_update(
-                ctx, tx, req.res_type, _query(req.params), req.resource, if_match=req.if_match, location=loc
+                ctx,
+                tx,
+                req.res_type,
+                urlencode(req.params),
+                req.resource,
+                if_match=req.if_match,
+                location=loc,
             )
         else:
             result = update.update(
@@ -142,7 +148,7 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
         return write_entry(ctx, patch.patch(ctx, tx, req.res_type, req.res_id, body, if_match=req.if_match))
     if req.method == "DELETE":
         if req.res_id is None:
-            gone = delete.conditional_delete(ctx, tx, req.res_type, _query(req.params))
+            gone = delete.conditional_delete(ctx, tx, req.res_type, urlencode(req.params))
         else:
             gone = delete.delete(tx, req.res_type, req.res_id, principal=ctx.principal)
         response: dict[str, Any] = {"status": "204 No Content"}
@@ -169,10 +175,6 @@ def _get(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
         body = search.search(ctx, tx, req.res_type, req.params)
         return {"resource": body, "response": {"status": "200 OK"}}
     raise Invalid(f"Unsupported request url '{req.url}'", f"{req.where}.request.url")
-
-
-def _query(params: list[tuple[str, str]]) -> str:
-    return urlencode(params)
 
 
 def read_entry(ctx: Context, stored: Stored) -> dict[str, Any]:

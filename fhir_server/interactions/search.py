@@ -18,12 +18,12 @@ from terminology.service import service
 from ..auth import enforce
 from ..search import plan, query
 from ..search.bundle import bundle, link, page_url
+from ..search.summary import subset
 from ..store.sql import Tx
 from .context import Context
 
 _MODE_MATCH = {"mode": "match"}
 _MODE_INCLUDE = {"mode": "include"}
-_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
 
 def parse(
@@ -122,7 +122,7 @@ def _entry(base: str, content: bytes, mode: dict[str, str], q: query.SearchQuery
     rtype, rid = type_and_id(content)
     body: Any = orjson.Fragment(content)
     if q.summary in ("true", "text", "data") or q.elements:
-        body = _subset(content, q)
+        body = subset(orjson.loads(content), q.summary, q.elements)
     return {"fullUrl": f"{base}/{rtype}/{rid}", "resource": body, "search": mode}
 
 
@@ -138,24 +138,3 @@ def type_and_id(content: bytes) -> tuple[str, str]:
     except ValueError:
         resource = orjson.loads(content)
         return resource["resourceType"], resource["id"]
-
-
-def _subset(content: bytes, q: query.SearchQuery) -> dict[str, Any]:
-    from .. import model
-
-    resource = orjson.loads(content)
-    rtype = resource["resourceType"]
-    if q.elements:
-        keep = set(q.elements) | model.mandatory_elements(rtype)
-    elif q.summary == "true":
-        keep = set(model.summary_elements(rtype))
-    elif q.summary == "text":
-        keep = {"text"} | model.mandatory_elements(rtype)
-    else:
-        keep = set(resource) - {"text"}
-    keep |= {"resourceType", "id", "meta"}
-    out = {k: v for k, v in resource.items() if k in keep}
-    meta = dict(out.get("meta") or {})
-    meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
-    out["meta"] = meta
-    return out

@@ -95,7 +95,7 @@ def _assign_ids(ctx: Context, tx: Any, requests: list[Request]) -> dict[str, str
         elif req.method == "PUT" and req.res_id:
             target = f"{req.res_type}/{req.res_id}"
         elif req.method == "PUT" and req.params:
-            found = matches(ctx, tx, req.res_type, _query(req.params))
+            found = matches(ctx, tx, req.res_type, urlencode(req.params))
             if len(found) > 1:
                 raise PreconditionFailed(
                     f"Conditional update '{req.url}' matches more than one {req.res_type}",
@@ -130,10 +130,6 @@ def _resolve_references(ctx: Context, tx: Any, req: Request, mapping: dict[str, 
         return None
 
     rewrite(req.resource, replace)
-
-
-def _query(params: list[tuple[str, str]]) -> str:
-    return urlencode(params)
 
 
 def batch(ctx: Context, body: Any) -> dict[str, Any]:
