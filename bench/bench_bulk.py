@@ -251,6 +251,10 @@ def main() -> None:
                 f"{n / seconds:,.0f} resources/s, writer peak RSS {rss:.0f} MB"
             )
 
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()
+        print(f"database size after the imports: {size[0] if size else '?'}")
+
         job_id = new_export_job(url, "Observation")
         started = time.monotonic()
         code, rss = wait_child(child("export", url, data_dir, job_id))

@@ -71,11 +71,13 @@ def mandatory_elements(resource_type: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def validate(resource: Any, *, location: str = "") -> None:
+def validate(resource: Any, *, location: str = "", parsed_from: bytes | None = None) -> None:
     """Check a resource's structure and datatypes; raise Invalid listing every problem with its FHIRPath.
 
     `location` is the FHIRPath of the resource itself when it sits inside something else
-    (e.g. `Bundle.entry[3].resource`); by default paths start at the resource type.
+    (e.g. `Bundle.entry[3].resource`); by default paths start at the resource type. `parsed_from` is
+    the JSON text the resource was parsed from, when at hand: it spares the control character walk
+    when the text cannot produce one (`_may_hold_control_character`).
     """
     if not isinstance(resource, dict):
         raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
@@ -89,7 +91,9 @@ def validate(resource: Any, *, location: str = "") -> None:
     rid = resource.get("id")
     if rid is not None and (not isinstance(rid, str) or not ID_RE.match(rid)):
         raise Invalid(f"Invalid id '{rid}': 1-64 characters of A-Z a-z 0-9 - .", f"{location or rtype}.id")
-    bad = _control_character(resource, location or rtype)
+    bad = None
+    if parsed_from is None or _may_hold_control_character(parsed_from):
+        bad = _control_character(resource, location or rtype)
     if bad is not None:
         raise Invalid("Strings may not contain control characters other than tab, CR and LF", bad)
     try:
@@ -109,6 +113,13 @@ def validate(resource: Any, *, location: str = "") -> None:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _may_hold_control_character(text: bytes) -> bool:
+    """False when JSON text cannot decode to a string with a character below U+0020 (RFC 8259 section 7:
+    such characters appear in strings only escaped, as \\u00XX, \\b, \\f, \\n, \\r or \\t; n, r
+    and t are allowed). True is only a maybe (e.g. an escaped backslash before a b)."""
+    return b"\\u00" in text or b"\\b" in text or b"\\f" in text
 
 
 def _control_character(node: Any, path: str) -> str | None:

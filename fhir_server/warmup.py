@@ -7,6 +7,9 @@ plans. A benchmark or a user would see that as a slow first request per worker.
 Then the ~400,000 objects loaded so far are frozen out of the cyclic garbage collector
 (https://docs.python.org/3/library/gc.html#gc.freeze): they live as long as the process, and every
 full collection would otherwise walk them all, a pause of about 0.2 s in the middle of requests.
+
+`bulk_collection()` spaces collections out while a bulk job allocates millions of short-lived
+containers (parsed lines, model instances, index rows).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from . import model
 from .search.index import index_rows, plan
@@ -41,3 +46,21 @@ def warm_up() -> None:
     gc.collect()
     gc.freeze()
     log.info("warmed up in %.1f s", time.perf_counter() - start)
+
+
+# Generation-0 threshold during bulk work. The default (700 allocations) runs a collection every few
+# resources, and each older-generation pass walks every live batch: measured on 1,000-line batches
+# of Observations, preparing (validate + index) 188 -> 135 us per line and unpickling a prepared
+# batch 57 -> 12 us per line. Memory stays bounded: collections still run, 70x less often.
+BULK_GC_THRESHOLD = (50_000, 20, 100)
+
+
+@contextmanager
+def bulk_collection() -> Iterator[None]:
+    """Run a bulk job with rarer cyclic collections (see BULK_GC_THRESHOLD); restores the old setting."""
+    before = gc.get_threshold()
+    gc.set_threshold(*BULK_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

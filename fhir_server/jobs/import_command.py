@@ -59,10 +59,21 @@ def _pool(workers: int) -> ProcessPoolExecutor | None:
     """Worker processes that prepare lines (forked after the models are loaded, so they start warm)."""
     if workers <= 1:
         return None
-    from .. import model
+    from ..warmup import warm_up
 
-    model.resource_types()  # imports every model class once, before the fork
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    warm_up()  # models, UCUM tables and index plans loaded (and frozen) once, before the fork
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_prepare_process
+    )
+
+
+def _prepare_process() -> None:
+    """A preparing process does nothing but bulk work: rarer cyclic collections for its whole life."""
+    import gc
+
+    from ..warmup import BULK_GC_THRESHOLD
+
+    gc.set_threshold(*BULK_GC_THRESHOLD)
 
 
 def run_import(

@@ -5,6 +5,9 @@ with stale statistics PostgreSQL plans an export's `res_type = X ORDER BY pk` as
 the type, then sort" instead of walking the primary key. `refresh(store, tables)` runs ANALYZE on the
 tables whose rows changed by more than a fifth since they were last analyzed (or never were).
 SQLite needs nothing here.
+
+`analyze(store, tables)` analyzes unconditionally: a bulk import calls it for `resource` once it has
+written a few thousand resources of a type the statistics may not know (see jobs/batch_write.py).
 """
 
 from __future__ import annotations
@@ -33,3 +36,13 @@ def refresh(store: Store, tables: tuple[str, ...] = RESOURCE_TABLES) -> list[str
             conn.execute(text(f'ANALYZE "{name}"'))
         conn.commit()
     return stale
+
+
+def analyze(store: Store, tables: tuple[str, ...]) -> None:
+    """ANALYZE `tables` now (PostgreSQL; nothing on SQLite)."""
+    if store.sqlite:
+        return
+    with store.engine.connect() as conn:
+        for name in tables:
+            conn.execute(text(f'ANALYZE "{name}"'))
+        conn.commit()

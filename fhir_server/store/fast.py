@@ -133,9 +133,11 @@ def _pg_type(column: Any) -> str:
 
 
 def _floats(kind: str, rows: list[Row]) -> list[Row]:
-    """Float columns as floats (JSON integers arrive as int; COPY and arrays need one type)."""
+    """Float columns as floats (JSON integers arrive as int; COPY and arrays need one type).
+
+    Rows are rebuilt only when one holds a non-float there (index rows normally hold floats)."""
     pos = _FLOAT_POS.get(kind)
-    if not pos:
+    if not pos or all(row[i].__class__ is float or row[i] is None for row in rows for i in pos):
         return rows
     out = []
     for row in rows:
@@ -199,15 +201,20 @@ class _Postgres:
             row = raw.execute("SELECT pg_get_serial_sequence('resource', 'pk')").fetchone()
             self.sequence = str(row[0]) if row else "resource_pk_seq"
         n = len(batch.creates)
-        # The n-th create's key is -n until the sequence gives the real one.
-        rows = _rows(batch, [-(i + 1) for i in range(n)])
-        total = len(rows[0]) + len(rows[1]) + sum(len(v) for v in rows[3].values())
+        total = 2 * n + len(batch.versions)
+        total += sum(len(rows) for c in batch.creates for rows in c.index.values())
+        total += sum(len(rows) for _, idx in batch.reindex for rows in idx.values())
         refs = sorted(batch.refs)
         try:
-            if total < COPY_MIN_ROWS and _finite(rows[3]):
-                found = self._one_statement(raw, n, *rows, refs)
+            if total < COPY_MIN_ROWS:
+                # The n-th create's key is -n until the sequence gives the real one (in the statement).
+                rows = _rows(batch, [-(i + 1) for i in range(n)])
+                if _finite(rows[3]):
+                    found = self._one_statement(raw, n, *rows, refs)
+                else:
+                    found = self._copy_all(raw, batch, refs)
             else:
-                found = self._copy_all(raw, n, *rows, refs)
+                found = self._copy_all(raw, batch, refs)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name == "uq_resource_type_id":
                 raise DuplicateId() from None
@@ -272,25 +279,17 @@ class _Postgres:
         return ("WITH " + ", ".join(parts) + " " if parts else "") + tail
 
     def _copy_all(
-        self,
-        raw: psycopg.Connection[Any],
-        n: int,
-        resources: list[Row],
-        versions: list[Row],
-        stale: list[int],
-        index: dict[str, list[Row]],
-        refs: list[tuple[str, str]],
+        self, raw: psycopg.Connection[Any], batch: Batch, refs: list[tuple[str, str]]
     ) -> set[tuple[str, str]]:
         """A large flush: keys, stale rows out, then binary COPY per table, then the reference check."""
-        if n:
-            cur = raw.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (self.sequence, n))
+        pks: list[int] = []
+        if batch.creates:
+            cur = raw.execute(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                (self.sequence, len(batch.creates)),
+            )
             pks = sorted(r[0] for r in cur.fetchall())
-
-            def keyed(rows: list[Row]) -> list[Row]:
-                return [(pks[-row[0] - 1], *row[1:]) if row[0] < 0 else row for row in rows]
-
-            resources, versions = keyed(resources), keyed(versions)
-            index = {kind: keyed(kind_rows) for kind, kind_rows in index.items()}
+        resources, versions, stale, index = _rows(batch, pks)
         if stale:
             deletes = ", ".join(f"d{i} AS ({sql})" for i, sql in enumerate(self.delete))
             raw.execute(
@@ -403,9 +402,12 @@ def _finite(index: dict[str, list[Row]]) -> bool:
     return True
 
 
-def _raw(conn: Connection) -> Any:
+def raw_connection(conn: Connection) -> Any:
     """The DBAPI connection under a SQLAlchemy connection."""
     return conn.connection.driver_connection
+
+
+_raw = raw_connection
 
 
 Sql = _Postgres | _Sqlite

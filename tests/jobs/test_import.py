@@ -12,7 +12,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.jobs import batch_write, import_, job, worker
+from fhir_server.jobs import batch_write, import_, job, planner_statistics, worker
 from fhir_server.jobs.import_command import run_import
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
@@ -95,10 +95,10 @@ def test_a_batch_that_fails_is_retried_one_resource_at_a_time(
     """One resource the database refuses fails alone; the rest of its batch is stored whole."""
     real = batch_write.write
 
-    def picky(s: Store, resources: list[dict[str, Any]], indexes: Any = None) -> list[str]:
+    def picky(s: Store, resources: list[dict[str, Any]], indexes: Any = None, **options: Any) -> list[str]:
         if any(r["id"] == "bad" for r in resources):
             raise RuntimeError("refused by the database")
-        return real(s, resources, indexes)
+        return real(s, resources, indexes, **options)
 
     monkeypatch.setattr(batch_write, "write", picky)
     source = tmp_path / "p.ndjson"
@@ -266,3 +266,43 @@ def test_settings_without_an_import_directory_refuse_file_inputs(store: Store, t
 
     with pytest.raises(Invalid, match="FHIR_BULK_IMPORT_DIR"):
         inputs_from_parameters(params, None)
+
+
+def test_ids_of_a_type_new_to_the_statistics_are_looked_up_by_the_unique_index(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a load of Patients, statistics say there are no Observations; once an import has written
+    ANALYZE_AFTER of them, the per-batch id lookup probes uq_resource_type_id with each id instead of
+    scanning every Observation and filtering by id (which made each batch slower as the type grew)."""
+    if store.sqlite:
+        pytest.skip("PostgreSQL planner statistics; SQLite's planner does not use table statistics here")
+    monkeypatch.setattr(import_, "ANALYZE_AFTER", 300)
+    batch_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(2000)])
+    planner_statistics.analyze(store, ("resource",))
+    # What matters is the statistics while the import runs, not the refresh at its end.
+    monkeypatch.setattr(planner_statistics, "refresh", lambda *_: [])
+    source = tmp_path / "o.ndjson"
+    source.write_bytes(ndjson(*({**factories.observation("p1"), "id": f"o{i}"} for i in range(1200))))
+    tally, errors = _load(store, source)
+    assert (tally.created, errors) == (1200, [])
+    with store.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        plan = "\n".join(
+            row[0] for row in raw.execute("EXPLAIN " + batch_write._PG_CURRENT, (["o1", "o2"], "Observation"))
+        )
+    # One probe per id: res_id is in the index condition, not a filter over every Observation.
+    assert "uq_resource_type_id" in plan and "res_id)::text = k.id))" in plan and "Filter" not in plan, plan
+
+
+def test_batches_committed_without_waiting_for_the_flush_leave_the_connection_as_it_was(
+    store: Store,
+) -> None:
+    """`durable=False` is SET LOCAL: the pooled connection's next transaction commits synchronously."""
+    assert batch_write.write(store, [{**factories.patient(), "id": "p1"}], durable=False) == ["created"]
+    batch_write.sync(store)
+    with store.read() as tx:
+        assert tx.current("Patient", "p1") is not None
+    if store.sqlite:
+        return
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
