@@ -9,19 +9,32 @@ version at or before the snapshot from `resource_version` (none: created later, 
 it did not exist then). Before reading, `settle()` waits until writes stamped before the snapshot
 have committed (write transactions take their timestamp before they commit).
 
-Rows come from one server-side cursor (PostgreSQL: `stream_results`, `yield_per`) on `pk > after`,
-ordered by pk, so memory stays flat and a resumed run continues after the last checkpointed pk.
+Which resources match (compartment, `_typeFilter`, granular scopes) is decided by SQL conditions on
+the search index, which holds current values. For rows unchanged since the snapshot that is their
+state then. Each row changed after it that existed then is checked against the conditions as it was
+(`_matched_then`): inside a write transaction that is always rolled back, its row and index rows are
+put back to the snapshot version and the conditions are evaluated by the same SQL. So a resource
+that matched then is exported even if it was changed or deleted since, and one that matches only
+since is not.
+
+Rows come from two server-side cursors (PostgreSQL: `stream_results`, `yield_per`) on `pk > after`,
+ordered by pk and merged (rows unchanged since the snapshot, and rows changed after it), so memory
+stays flat and a resumed run continues after the last checkpointed pk.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, false, or_, select, text
+import orjson
+from sqlalchemy import ColumnElement, Connection, delete, exists, false, insert, literal, select, text, update
 
 from .. import instant
+from ..search.index import COLUMNS, index_tuples
 from ..store import tables as t
 from ..store.sql import Store
 
@@ -89,6 +102,52 @@ def _as_of(conn: Connection, pk: int, transaction_time: int) -> Found | None:
     return Found(row.resource_pk, row.res_id, row.version, row.last_updated, row.deleted, row.content)
 
 
+class _Undo(Exception):
+    """Rolls back the transaction of `_matched_then`."""
+
+
+def _matched_then(store: Store, found: Found, conditions: list[ColumnElement[bool]]) -> bool:
+    """Whether the resource, as it was at the snapshot (`found`), met `conditions`."""
+    if not conditions:
+        return True
+    index = {} if found.deleted else index_tuples(orjson.loads(found.content))
+    matched = False
+    try:
+        with store.write() as tx:
+            conn = tx.conn
+            for table in t.INDEX_TABLES.values():
+                conn.execute(delete(table).where(table.c.resource_pk == found.pk))
+            for kind, rows in index.items():
+                names = ("resource_pk", *COLUMNS[kind])
+                conn.execute(
+                    insert(t.INDEX_TABLES[kind]),
+                    [dict(zip(names, (found.pk, *row), strict=True)) for row in rows],
+                )
+            conn.execute(
+                update(R)
+                .where(R.c.pk == found.pk)
+                .values(
+                    version=found.version,
+                    last_updated=found.last_updated,
+                    deleted=found.deleted,
+                    content=found.content,
+                )
+            )
+            matched = (
+                conn.execute(select(literal(1)).where(R.c.pk == found.pk, *conditions)).first() is not None
+            )
+            raise _Undo
+    except _Undo:
+        pass
+    return matched
+
+
+def _rows(conn: Connection, stmt: Any, sqlite: bool) -> Iterator[Any]:
+    if not sqlite:
+        conn = conn.execution_options(stream_results=True, yield_per=BATCH)
+    yield from conn.execute(stmt)
+
+
 def stream(
     store: Store,
     resource_type: str,
@@ -103,28 +162,34 @@ def stream(
     Without `since`, deleted resources are left out; with it, resources changed after `since` come
     out, deletions included (`Found.deleted`), for the manifest's `deleted` files.
     """
-    stmt = select(R.c.pk, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content).where(
-        R.c.res_type == resource_type, R.c.pk > after, *conditions
+    columns = (R.c.pk, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content)
+    unchanged = select(*columns).where(
+        R.c.res_type == resource_type, R.c.pk > after, R.c.last_updated <= transaction_time, *conditions
     )
     if since is None:
-        stmt = stmt.where(or_(R.c.deleted == false(), R.c.last_updated > transaction_time))
+        unchanged = unchanged.where(R.c.deleted == false())
     else:
-        stmt = stmt.where(R.c.last_updated > since)
-    stmt = stmt.order_by(R.c.pk)
-    with store.engine.connect() as conn, store.engine.connect() as lookup:
-        if not store.sqlite:
-            conn = conn.execution_options(stream_results=True, yield_per=BATCH)
-        for row in conn.execute(stmt):
+        unchanged = unchanged.where(R.c.last_updated > since)
+    existed = exists().where(V.c.resource_pk == R.c.pk, V.c.last_updated <= transaction_time)
+    changed = select(*columns).where(
+        R.c.res_type == resource_type, R.c.pk > after, R.c.last_updated > transaction_time, existed
+    )
+    with store.engine.connect() as first, store.engine.connect() as second, store.engine.connect() as lookup:
+        merged = heapq.merge(
+            _rows(first, unchanged.order_by(R.c.pk), store.sqlite),
+            _rows(second, changed.order_by(R.c.pk), store.sqlite),
+            key=lambda row: row.pk,
+        )
+        for row in merged:
             if row.last_updated <= transaction_time:
-                found: Found | None = Found(
-                    row.pk, row.res_id, row.version, row.last_updated, row.deleted, row.content
-                )
-            else:
-                found = _as_of(lookup, row.pk, transaction_time)
+                yield Found(row.pk, row.res_id, row.version, row.last_updated, row.deleted, row.content)
+                continue
+            found = _as_of(lookup, row.pk, transaction_time)
             if found is None:
                 continue
             if since is None and found.deleted:
                 continue
             if since is not None and found.last_updated <= since:
                 continue
-            yield found
+            if _matched_then(store, found, conditions):
+                yield found

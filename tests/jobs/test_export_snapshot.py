@@ -80,6 +80,70 @@ def test_writes_after_the_transaction_time_are_not_exported(
     assert patients[deleted]["name"][0]["family"] == "Gone"
 
 
+def _export_during(
+    store: Store, held: tuple[TestClient, HeldQueue, Settings], path: str, params: dict[str, str], writes: Any
+) -> dict[str, dict[str, Any]]:
+    """Kick off an export, run `writes()` after its transactionTime, then run it: Observations by id."""
+    client, queue, settings = held
+    with client:
+        url = kick_off(client, path, params=params)
+        writes()
+        for job_id in queue.submitted:
+            worker.run(store, settings, job_id)
+        manifest = wait_done(client, url).json()
+        return _by_id(client, manifest, "Observation")
+
+
+def test_compartment_membership_is_that_of_the_transaction_time(
+    store: Store, held: tuple[TestClient, HeldQueue, Settings]
+) -> None:
+    """A Patient export holds what was in the compartment at transactionTime: an Observation deleted
+    or taken out of every compartment afterwards is exported as it was; one put in afterwards is not."""
+    (alice,) = put(store, factories.patient("Alice"))
+    unlinked = factories.observation(alice, value=3)
+    del unlinked["subject"]
+    deleted, moved_out, moved_in, kept = put(
+        store,
+        factories.observation(alice, value=1),
+        factories.observation(alice, value=2),
+        unlinked,
+        factories.observation(alice, value=4),
+    )
+
+    def writes() -> None:
+        remove(store, "Observation", deleted)
+        with store.write() as tx:
+            prev = tx.current("Observation", moved_out)
+            assert prev is not None
+            tx.update(prev, {k: v for k, v in prev.resource().items() if k != "subject"})
+        update(store, "Observation", moved_in, subject={"reference": f"Patient/{alice}"})
+
+    exported = _export_during(store, held, "Patient/$export", {"_type": "Observation"}, writes)
+    assert set(exported) == {deleted, moved_out, kept}
+    assert exported[moved_out]["subject"] == {"reference": f"Patient/{alice}"}
+
+
+def test_type_filters_match_the_values_of_the_transaction_time(
+    store: Store, held: tuple[TestClient, HeldQueue, Settings]
+) -> None:
+    """`_typeFilter` selects by the values each resource had at transactionTime, not by later ones."""
+    (patient,) = put(store, factories.patient("Filter"))
+    was_final, becomes_final = put(
+        store,
+        {**factories.observation(patient), "status": "final"},
+        {**factories.observation(patient), "status": "preliminary"},
+    )
+
+    def writes() -> None:
+        update(store, "Observation", was_final, status="amended")
+        update(store, "Observation", becomes_final, status="final")
+
+    params = {"_type": "Observation", "_typeFilter": "Observation?status=final"}
+    exported = _export_during(store, held, "$export", params, writes)
+    assert set(exported) == {was_final}
+    assert exported[was_final]["status"] == "final"
+
+
 def test_only_current_versions_are_exported(
     store: Store, held: tuple[TestClient, HeldQueue, Settings]
 ) -> None:
