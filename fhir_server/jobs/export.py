@@ -67,6 +67,7 @@ class _Run:
             self.progress.get("deleted"),
         )
         self.exported = int(self.progress.get("exported", 0))
+        self.params = selection.members_then(store, current.params, current.transaction_time, settings.base)
 
     def checkpoint(self, index: int, after_pk: int, writer: output_files.PartWriter | None) -> None:
         """Sync the files and record the position; LeaseLost when the job is no longer ours."""
@@ -98,7 +99,7 @@ class _Run:
 
     def export_type(self, index: int) -> None:
         """Write one resource type, from the checkpoint when the run resumes inside it."""
-        params, settings = self.job.params, self.settings
+        params, settings = self.params, self.settings
         rtype = self.types[index]
         resumed = index == int(self.progress.get("type_index", 0)) and self.progress.get("part") is not None
         writer = output_files.PartWriter(

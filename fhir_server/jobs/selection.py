@@ -12,6 +12,9 @@ SQL conditions on the resource table, per resource type:
   patient compartment and/or a granular query). Both are evaluated by the search planner against
   the current search index.
 * `_since`: resources whose last change is after it (deleted ones included, for the `deleted` file).
+
+A Group changed after the export's transactionTime counts with its members of then
+(`members_then`).
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from sqlalchemy import ColumnElement, FromClause, and_, exists, false, literal, or_, select, true
 
+from ..references import local_target
 from ..search import compartment as comp
 from ..search import plan
 from ..search import query as search_query
 from ..search.parameters import param_id
 from ..store import tables as t
+from ..store.sql import Store
+from . import snapshot
 
 R = t.resource
 Patients = list[str] | Any | None  # ids, a SELECT of ids, or None for every patient
@@ -99,6 +106,25 @@ def patients_of(params: dict[str, Any], base: str) -> Patients:
             _local(ref, base),
         )
     return None
+
+
+def members_then(store: Store, params: dict[str, Any], transaction_time: int, base: str) -> dict[str, Any]:
+    """`params` of a Group export whose Group changed after `transaction_time`, with the Patients of its
+    `member.entity` as they were then (`patients`); other params unchanged."""
+    group = params.get("group")
+    if not group or params.get("patients") is not None:
+        return params
+    then = snapshot.changed_version(store, int(group["pk"]), transaction_time)
+    if then is None:
+        return params
+    members: list[str] = []
+    if not then.deleted:
+        for member in orjson.loads(then.content).get("member") or []:
+            reference = ((member or {}).get("entity") or {}).get("reference")
+            target = local_target(reference, base) if isinstance(reference, str) else None
+            if target is not None and target[0] == "Patient":
+                members.append(target[1])
+    return {**params, "patients": list(dict.fromkeys(members))}
 
 
 def _search_where(resource_type: str, pairs: list[tuple[str, str]], base: str) -> ColumnElement[bool]:

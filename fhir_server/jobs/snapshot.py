@@ -89,6 +89,16 @@ def present_types(store: Store) -> set[str]:
         return set(conn.execute(query).scalars())
 
 
+def changed_version(store: Store, pk: int, transaction_time: int) -> Found | None:
+    """The resource `pk` as of the snapshot when it changed after it (None when it did not change,
+    or did not exist then; `Found.deleted` when it was deleted then)."""
+    with store.engine.connect() as conn:
+        changed = conn.execute(
+            select(R.c.pk).where(R.c.pk == pk, R.c.last_updated > transaction_time)
+        ).first()
+        return _as_of(conn, pk, transaction_time) if changed is not None else None
+
+
 def _as_of(conn: Connection, pk: int, transaction_time: int) -> Found | None:
     row = conn.execute(
         select(V.c.resource_pk, V.c.res_id, V.c.version, V.c.last_updated, V.c.deleted, V.c.content)

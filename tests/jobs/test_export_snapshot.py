@@ -123,6 +123,30 @@ def test_compartment_membership_is_that_of_the_transaction_time(
     assert exported[moved_out]["subject"] == {"reference": f"Patient/{alice}"}
 
 
+def test_a_group_export_covers_the_members_of_the_transaction_time(
+    store: Store, held: tuple[TestClient, HeldQueue, Settings]
+) -> None:
+    """The Group's members at transactionTime: one removed afterwards is exported, one added is not."""
+    alice, bob = put(store, factories.patient("Alice"), factories.patient("Bob"))
+    put(
+        store,
+        {
+            "resourceType": "Group",
+            "id": "g",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": f"Patient/{alice}"}}],
+        },
+    )
+    of_alice, of_bob = put(store, factories.observation(alice), factories.observation(bob))
+
+    def writes() -> None:
+        update(store, "Group", "g", member=[{"entity": {"reference": f"Patient/{bob}"}}])
+
+    exported = _export_during(store, held, "Group/g/$export", {"_type": "Observation"}, writes)
+    assert set(exported) == {of_alice}
+
+
 def test_type_filters_match_the_values_of_the_transaction_time(
     store: Store, held: tuple[TestClient, HeldQueue, Settings]
 ) -> None:
