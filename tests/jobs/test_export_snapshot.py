@@ -138,7 +138,7 @@ def test_a_group_export_covers_the_members_of_the_transaction_time(
             "member": [{"entity": {"reference": f"Patient/{alice}"}}],
         },
     )
-    of_alice, of_bob = put(store, factories.observation(alice), factories.observation(bob))
+    of_alice, _of_bob = put(store, factories.observation(alice), factories.observation(bob))
 
     def writes() -> None:
         update(store, "Group", "g", member=[{"entity": {"reference": f"Patient/{bob}"}}])
