@@ -166,3 +166,17 @@ def synthea(
     eng.dispose()
     if gen is not None:
         next(gen, None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `postgres` proves PostgreSQL behaviour (e.g. its planner): it runs with the
+    PostgreSQL store only, and its SQLite variant is deselected rather than skipped."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_sqlite = callspec is not None and callspec.params.get("engine") == "sqlite"
+        (drop if on_sqlite and item.get_closest_marker("postgres") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -268,14 +268,13 @@ def test_settings_without_an_import_directory_refuse_file_inputs(store: Store, t
         inputs_from_parameters(params, None)
 
 
+@pytest.mark.postgres
 def test_ids_of_a_type_new_to_the_statistics_are_looked_up_by_the_unique_index(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a load of Patients, statistics say there are no Observations; once an import has written
     ANALYZE_AFTER of them, the per-batch id lookup probes uq_resource_type_id with each id instead of
     scanning every Observation and filtering by id (which made each batch slower as the type grew)."""
-    if store.sqlite:
-        pytest.skip("PostgreSQL planner statistics; SQLite's planner does not use table statistics here")
     monkeypatch.setattr(import_, "ANALYZE_AFTER", 300)
     batch_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(2000)])
     planner_statistics.analyze(store, ("resource",))

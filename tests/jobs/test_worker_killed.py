@@ -1,7 +1,7 @@
 """A worker killed mid-export (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
 
-A `fhir-server worker` process is SIGKILLed in the middle of an export: after a worker starts again the
-job completes from its last checkpoint, with every resource exactly once."""
+A `fhir-server worker` process is SIGKILLed in the middle of an export of 200,000 resources: after a
+worker starts again the job completes from its last checkpoint, with every resource exactly once."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from tests import factories
 from tests.bulk_support import BASE, Caller, kick_off, settings_for
 
 REDIS = "redis://127.0.0.1:6379/0"
-N = 5000
+N = 200_000
 
 
 def _worker(settings: Settings, database_url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -41,8 +41,8 @@ def _worker(settings: Settings, database_url: str, log: Path) -> subprocess.Pope
         "FHIR_DATA_DIR": str(settings.data_dir),
         "FHIR_BASE_URL": BASE,
         "FHIR_JOB_LEASE_SECONDS": "2",
-        "FHIR_BULK_CHECKPOINT_ROWS": "100",
-        "FHIR_BULK_FILE_MAX_RESOURCES": "1000",
+        "FHIR_BULK_CHECKPOINT_ROWS": "5000",
+        "FHIR_BULK_FILE_MAX_RESOURCES": "50000",
         "FHIR_BULK_SNAPSHOT_SETTLE_SECONDS": "0",
         "FHIR_JOB_THREADS": "1",
         "FHIR_LOG_LEVEL": "warning",
@@ -78,7 +78,8 @@ def test_an_export_survives_its_worker_being_killed(store: Store, tmp_path: Path
     settings = settings_for(tmp_path, redis_url=REDIS, job_queue=queue_name)
     for start in range(0, N, 1000):
         batch = [{**factories.patient(f"P{i}"), "id": f"p{i}"} for i in range(start, start + 1000)]
-        batch_write.write(store, batch)
+        batch_write.write(store, batch, durable=False)
+    batch_write.sync(store)
     database_url = store.engine.url.render_as_string(hide_password=False)
     log = tmp_path / "worker.log"
     app = create_app(settings, store=store)
