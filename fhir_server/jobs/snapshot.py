@@ -125,14 +125,8 @@ def _matched_then(store: Store, found: Found, conditions: list[ColumnElement[boo
     try:
         with store.write() as tx:
             conn = tx.conn
-            for table in t.INDEX_TABLES.values():
-                conn.execute(delete(table).where(table.c.resource_pk == found.pk))
-            for kind, rows in index.items():
-                names = ("resource_pk", *COLUMNS[kind])
-                conn.execute(
-                    insert(t.INDEX_TABLES[kind]),
-                    [dict(zip(names, (found.pk, *row), strict=True)) for row in rows],
-                )
+            # The resource row first, then its index rows: the order writers lock them in, so this
+            # never deadlocks with a concurrent update of the same resource (it waits for it).
             conn.execute(
                 update(R)
                 .where(R.c.pk == found.pk)
@@ -143,6 +137,14 @@ def _matched_then(store: Store, found: Found, conditions: list[ColumnElement[boo
                     content=found.content,
                 )
             )
+            for table in t.INDEX_TABLES.values():
+                conn.execute(delete(table).where(table.c.resource_pk == found.pk))
+            for kind, rows in index.items():
+                names = ("resource_pk", *COLUMNS[kind])
+                conn.execute(
+                    insert(t.INDEX_TABLES[kind]),
+                    [dict(zip(names, (found.pk, *row), strict=True)) for row in rows],
+                )
             matched = (
                 conn.execute(select(literal(1)).where(R.c.pk == found.pk, *conditions)).first() is not None
             )
