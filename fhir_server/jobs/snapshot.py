@@ -31,7 +31,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, delete, exists, false, insert, literal, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    exists,
+    false,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from .. import instant
 from ..search.index import COLUMNS, index_tuples
@@ -112,6 +125,18 @@ def _as_of(conn: Connection, pk: int, transaction_time: int) -> Found | None:
     return Found(row.resource_pk, row.res_id, row.version, row.last_updated, row.deleted, row.content)
 
 
+def _last_live_content(store: Store, deletion: Found) -> bytes | None:
+    """The content of the version a deletion ended (a deletion matches what it deleted)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(V.c.content)
+            .where(V.c.resource_pk == deletion.pk, V.c.version < deletion.version, V.c.deleted == false())
+            .order_by(V.c.version.desc())
+            .limit(1)
+        ).first()
+    return bytes(row.content) if row is not None else None
+
+
 class _Undo(Exception):
     """Rolls back the transaction of `_matched_then`."""
 
@@ -120,7 +145,8 @@ def _matched_then(store: Store, found: Found, conditions: list[ColumnElement[boo
     """Whether the resource, as it was at the snapshot (`found`), met `conditions`."""
     if not conditions:
         return True
-    index = {} if found.deleted else index_tuples(orjson.loads(found.content))
+    content = _last_live_content(store, found) if found.deleted else found.content
+    index = index_tuples(orjson.loads(content)) if content else {}
     matched = False
     try:
         with store.write() as tx:
@@ -154,6 +180,11 @@ def _matched_then(store: Store, found: Found, conditions: list[ColumnElement[boo
     return matched
 
 
+def _tagged(rows: Iterator[Any], *, check: bool) -> Iterator[tuple[int, bool, Any]]:
+    for row in rows:
+        yield row.pk, check, row
+
+
 def _rows(conn: Connection, stmt: Any, sqlite: bool) -> Iterator[Any]:
     if not sqlite:
         conn = conn.execution_options(stream_results=True, yield_per=BATCH)
@@ -175,28 +206,38 @@ def stream(
     out, deletions included (`Found.deleted`), for the manifest's `deleted` files.
     """
     columns = (R.c.pk, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content)
+    # Exact from the index: live rows unchanged since the snapshot.
     unchanged = select(*columns).where(
-        R.c.res_type == resource_type, R.c.pk > after, R.c.last_updated <= transaction_time, *conditions
+        R.c.res_type == resource_type,
+        R.c.pk > after,
+        R.c.last_updated <= transaction_time,
+        R.c.deleted == false(),
+        *conditions,
     )
-    if since is None:
-        unchanged = unchanged.where(R.c.deleted == false())
-    else:
-        unchanged = unchanged.where(R.c.last_updated > since)
+    # Checked one by one (`_matched_then`): rows changed after the snapshot that existed at it, and
+    # with `since`, deletions between it and the snapshot (their index rows are gone).
     existed = exists().where(V.c.resource_pk == R.c.pk, V.c.last_updated <= transaction_time)
-    changed = select(*columns).where(
-        R.c.res_type == resource_type, R.c.pk > after, R.c.last_updated > transaction_time, existed
-    )
+    to_check = and_(R.c.last_updated > transaction_time, existed)
+    if since is not None:
+        unchanged = unchanged.where(R.c.last_updated > since)
+        deleted_since = and_(R.c.deleted, R.c.last_updated > since, R.c.last_updated <= transaction_time)
+        to_check = or_(to_check, deleted_since)
+    checked = select(*columns).where(R.c.res_type == resource_type, R.c.pk > after, to_check)
     with store.engine.connect() as first, store.engine.connect() as second, store.engine.connect() as lookup:
         merged = heapq.merge(
-            _rows(first, unchanged.order_by(R.c.pk), store.sqlite),
-            _rows(second, changed.order_by(R.c.pk), store.sqlite),
-            key=lambda row: row.pk,
+            _tagged(_rows(first, unchanged.order_by(R.c.pk), store.sqlite), check=False),
+            _tagged(_rows(second, checked.order_by(R.c.pk), store.sqlite), check=True),
         )
-        for row in merged:
-            if row.last_updated <= transaction_time:
-                yield Found(row.pk, row.res_id, row.version, row.last_updated, row.deleted, row.content)
+        for _, check, row in merged:
+            as_stored = Found(row.pk, row.res_id, row.version, row.last_updated, row.deleted, row.content)
+            if not check:
+                yield as_stored
                 continue
-            found = _as_of(lookup, row.pk, transaction_time)
+            found = (
+                as_stored
+                if row.last_updated <= transaction_time
+                else _as_of(lookup, row.pk, transaction_time)
+            )
             if found is None:
                 continue
             if since is None and found.deleted:

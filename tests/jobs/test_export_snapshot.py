@@ -201,6 +201,30 @@ def test_since_exports_changes_after_it_and_lists_deletions(store: Store, bulk_c
     assert bundles[0]["entry"] == [{"request": {"method": "DELETE", "url": f"Patient/{doomed}"}}]
 
 
+@pytest.mark.parametrize("path", ["Patient/$export", "Group/g/$export"])
+def test_deletions_in_the_compartment_are_listed_at_patient_and_group_level(
+    store: Store, bulk_client: TestClient, path: str
+) -> None:
+    """A deleted resource has no index rows: whether it was in the compartment is decided by the version
+    its deletion ended, so a member's deleted Observation is listed in `deleted` (@179-@190) and an
+    outsider's is not (Group export)."""
+    alice, bob = put(store, factories.patient("Alice"), factories.patient("Bob"))
+    group = {"resourceType": "Group", "id": "g", "type": "person", "actual": True}
+    put(store, {**group, "member": [{"entity": {"reference": f"Patient/{alice}"}}]})
+    of_alice, of_bob = put(store, factories.observation(alice), factories.observation(bob))
+    since = export(bulk_client, path, params={"_type": "Observation"})["transactionTime"]
+    remove(store, "Observation", of_alice)
+    remove(store, "Observation", of_bob)
+    changes = export(bulk_client, path, params={"_type": "Observation", "_since": since})
+    deleted = [
+        e["request"]["url"] for b in lines(bulk_client, changes, "deleted")["Bundle"] for e in b["entry"]
+    ]
+    expected = {f"Observation/{of_alice}"} | (
+        {f"Observation/{of_bob}"} if path.startswith("Patient") else set()
+    )
+    assert set(deleted) == expected
+
+
 def test_since_in_the_future_exports_nothing(store: Store, bulk_client: TestClient) -> None:
     """A `_since` after every change selects nothing (@59)."""
     put(store, factories.patient())
