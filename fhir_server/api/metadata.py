@@ -72,6 +72,19 @@ def _rest_resources() -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
+def _own_operation(name: str, base: str) -> dict[str, Any]:
+    return {"name": name, "definition": f"{base}/OperationDefinition/{name}"}  # operations/definitions.py
+
+
+def _resources(base: str) -> list[dict[str, Any]]:
+    """The resources, Patient with its `$ingest` (the definitions' URLs depend on the base)."""
+    out = list(_rest_resources())
+    for i, entry in enumerate(out):
+        if entry["type"] == "Patient":
+            out[i] = {**entry, "operation": [*entry.get("operation", []), _own_operation("ingest", base)]}
+    return out
+
+
 def capability_statement(settings: Settings, mode: str = "full") -> dict[str, Any]:
     """The server's CapabilityStatement (mode=normative answers the same)."""
     return {
@@ -90,9 +103,13 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
             {
                 "mode": "server",
                 "security": capability_security(settings.base),  # SMART conformance.html
-                "resource": list(_rest_resources()),
+                "resource": _resources(settings.base),
                 "interaction": [{"code": c} for c in _SYSTEM],
-                "operation": bulk_data.system_operations(),
+                "operation": [
+                    *bulk_data.system_operations(),
+                    _own_operation("import", settings.base),
+                    _own_operation("ingest", settings.base),
+                ],
             }
         ],
     }

@@ -18,6 +18,7 @@ from ..interactions import create, delete, history, patch, read, search, transac
 from ..interactions.context import Context
 from ..interactions.write import WriteResult
 from ..model import is_resource_type
+from ..operations import definitions
 from . import http, metadata
 from .deps import Ctx, PublicCtx
 
@@ -63,6 +64,17 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 async def capabilities(request: Request, ctx: PublicCtx) -> Response:
     mode = request.query_params.get("mode", "full")
     return http.render(request, metadata.capability_statement(ctx.settings, mode))
+
+
+def _operation_definition(name: str) -> Callable[[Request, PublicCtx], Any]:
+    async def read_definition(request: Request, ctx: PublicCtx) -> Response:
+        return http.render(request, definitions.definition(name, ctx.settings.base))
+
+    return read_definition
+
+
+for _name in definitions.NAMES:  # this server's own operations, before the generic read route
+    router.add_api_route(f"/OperationDefinition/{_name}", _operation_definition(_name), methods=["GET"])
 
 
 # ---------------- whole system ----------------

@@ -43,3 +43,29 @@ def test_search_parameters_of_unsupported_types_are_not_listed(client: TestClien
     cs = client.get("/metadata").json()
     location = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Location")
     assert "near" not in {p["name"] for p in location["searchParam"]}
+
+
+def test_the_servers_own_operations_are_declared_with_definitions_it_serves(client: TestClient) -> None:
+    """`$import` and `$ingest` (system), `$ingest` (Patient instance) point at OperationDefinitions that
+    GET returns, valid R4, with that canonical url and the operation's code."""
+    rest = client.get("/metadata").json()["rest"][0]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    declared = [(op["name"], op["definition"]) for op in rest["operation"] + patient["operation"]]
+    own = [(name, url) for name, url in declared if name in ("import", "ingest")]
+    assert sorted(name for name, _ in own) == ["import", "ingest", "ingest"]
+    for name, url in own:
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        definition = response.json()
+        model.validate(definition)
+        assert (definition["url"], definition["code"]) == (url, name)
+    assert client.get("/OperationDefinition/not-ours").status_code == 404
+
+
+def test_the_operation_definitions_need_no_token_like_the_capability_statement(
+    smart_client: TestClient,
+) -> None:
+    assert smart_client.get("/metadata").status_code == 200
+    assert smart_client.get("/OperationDefinition/ingest").status_code == 200
+    assert smart_client.get("/OperationDefinition/import").status_code == 200
+    assert smart_client.get("/Observation").status_code == 401
