@@ -24,7 +24,8 @@ def test_the_capability_statement_instantiates_bulk_data_and_declares_the_export
     } in rest["operation"]
     by_type = {r["type"]: r for r in rest["resource"]}
     definitions = {
-        t: [o["definition"] for o in by_type[t].get("operation", [])] for t in ("Patient", "Group")
+        t: [o["definition"] for o in by_type[t].get("operation", []) if o["name"] == "export"]
+        for t in ("Patient", "Group")
     }
     assert definitions == {
         "Patient": ["http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"],
