@@ -111,7 +111,8 @@ class _Run:
         )
         after = int(self.progress.get("after_pk", 0)) if resumed else 0
         keep = elements.keep_for(params.get("elements") or {}, rtype)
-        conds = selection.conditions(params, rtype, settings.base)
+        snap = selection.Snapshot(self.store, self.job.transaction_time)
+        conds = selection.conditions(params, rtype, settings.base, snap)
         rows, last_time = 0, time.monotonic()
         found_rows = snapshot.stream(
             self.store,

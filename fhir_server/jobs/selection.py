@@ -19,6 +19,8 @@ A Group changed after the export's transactionTime counts with its members of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -72,20 +74,45 @@ def _in_any_compartment(
     return or_(*alternatives) if alternatives else false()
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The export's store and transactionTime: conditions on *other* resources (a Provenance's
+    targets) see those resources as they were then."""
+
+    store: Store
+    transaction_time: int
+
+
 def _provenance_of(
-    target: FromClause, targets: ColumnElement[bool] | None, res_types: list[str]
+    target: FromClause,
+    targets: Callable[[FromClause, list[str]], ColumnElement[bool]] | None,
+    res_types: list[str],
+    snap: Snapshot,
 ) -> ColumnElement[bool]:
-    """Provenance whose `target` is a current resource (`target`, an alias of the resource table) of
-    `res_types` meeting `targets`."""
+    """Provenance whose `target` was, at the snapshot, a live resource of `res_types` meeting
+    `targets(table, types)`: unchanged since (`target`, an alias of the resource table, as it is now) or
+    changed since and meeting them then (`snapshot.matched_then_pks`)."""
     ref = t.idx_reference.alias()
+    unchanged: list[ColumnElement[bool]] = [
+        target.c.last_updated <= snap.transaction_time,
+        target.c.deleted == false(),
+    ]
+    if targets is not None:
+        unchanged.append(targets(target, res_types))
+    then = [
+        pk
+        for rt in res_types
+        for pk in snapshot.matched_then_pks(
+            snap.store, rt, [targets(R, [rt])] if targets is not None else [], snap.transaction_time
+        )
+    ]
+    state = or_(and_(*unchanged), target.c.pk.in_(then)) if then else and_(*unchanged)
     conds: list[ColumnElement[bool]] = [
         target.c.res_type == ref.c.target_type,
         target.c.res_id == ref.c.target_id,
-        target.c.deleted == false(),
         target.c.res_type.in_(res_types),
+        state,
     ]
-    if targets is not None:
-        conds.append(targets)
     linked = select(ref.c.resource_pk).where(
         ref.c.param_id == param_id("Provenance", "target"), exists().where(*conds)
     )
@@ -143,7 +170,9 @@ def _grant(resource_type: str, grant: dict[str, Any], base: str) -> ColumnElemen
     return and_(*conds) if conds else true()
 
 
-def conditions(params: dict[str, Any], resource_type: str, base: str) -> list[ColumnElement[bool]]:
+def conditions(
+    params: dict[str, Any], resource_type: str, base: str, snap: Snapshot
+) -> list[ColumnElement[bool]]:
     """The conditions (ANDed) on `tables.resource` rows of `resource_type` for this export."""
     out: list[ColumnElement[bool]] = []
     level = params["level"]
@@ -151,17 +180,24 @@ def conditions(params: dict[str, Any], resource_type: str, base: str) -> list[Co
     target = t.resource.alias("target")
     if resource_type == "Provenance" and params.get("provenance") == "relevant":
         if level == "system":
-            out.append(_provenance_of(target, None, types))
+            out.append(_provenance_of(target, None, types, snap))
         else:
             patients = patients_of(params, base)
-            out.append(_provenance_of(target, _in_any_compartment(target, types, patients, base), types))
+            out.append(
+                _provenance_of(
+                    target, lambda table, rts: _in_any_compartment(table, rts, patients, base), types, snap
+                )
+            )
     elif level != "system":
         patients = patients_of(params, base)
         own = in_compartment(R, resource_type, patients, base)
         if resource_type == "Provenance":
             others = [rt for rt in _compartment_types() if rt != "Provenance"]
             own = or_(
-                own, _provenance_of(target, _in_any_compartment(target, others, patients, base), others)
+                own,
+                _provenance_of(
+                    target, lambda table, rts: _in_any_compartment(table, rts, patients, base), others, snap
+                ),
             )
         out.append(own)
     filters = params.get("type_filters", {}).get(resource_type)

@@ -180,6 +180,24 @@ def _matched_then(store: Store, found: Found, conditions: list[ColumnElement[boo
     return matched
 
 
+def matched_then_pks(
+    store: Store, resource_type: str, conditions: list[ColumnElement[bool]], transaction_time: int
+) -> list[int]:
+    """Resources of a type changed after the snapshot that were alive at it and met `conditions` then
+    (what a condition on *other* resources, e.g. a Provenance's targets, must see besides the rows
+    unchanged since)."""
+    existed = exists().where(V.c.resource_pk == R.c.pk, V.c.last_updated <= transaction_time)
+    query = select(R.c.pk).where(R.c.res_type == resource_type, R.c.last_updated > transaction_time, existed)
+    out: list[int] = []
+    with store.engine.connect() as conn:
+        pks = list(conn.execute(query).scalars())
+        for pk in pks:
+            found = _as_of(conn, pk, transaction_time)
+            if found is not None and not found.deleted and _matched_then(store, found, conditions):
+                out.append(pk)
+    return out
+
+
 def _tagged(rows: Iterator[Any], *, check: bool) -> Iterator[tuple[int, bool, Any]]:
     for row in rows:
         yield row.pk, check, row

@@ -147,6 +147,41 @@ def test_a_group_export_covers_the_members_of_the_transaction_time(
     assert set(exported) == {of_alice}
 
 
+def test_provenance_follows_its_targets_as_they_were_at_the_transaction_time(
+    store: Store, held: tuple[TestClient, HeldQueue, Settings]
+) -> None:
+    """Patient export: the Provenance of a compartment resource deleted afterwards is exported; the
+    Provenance of a resource put into the compartment afterwards is not."""
+    (alice,) = put(store, factories.patient("Alice"))
+    unlinked = factories.observation(alice)
+    del unlinked["subject"]
+    doomed, joins_later = put(store, factories.observation(alice), unlinked)
+
+    def provenance(target: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Observation/{target}"}],
+            "recorded": "2024-01-01T00:00:00Z",
+            "agent": [{"who": {"display": "bridge"}}],
+        }
+
+    of_doomed, of_joiner = put(store, provenance(doomed), provenance(joins_later))
+
+    def writes() -> None:
+        remove(store, "Observation", doomed)
+        update(store, "Observation", joins_later, subject={"reference": f"Patient/{alice}"})
+
+    client, queue, settings = held
+    with client:
+        url = kick_off(client, "Patient/$export", params={"_type": "Observation,Provenance"})
+        writes()
+        for job_id in queue.submitted:
+            worker.run(store, settings, job_id)
+        manifest = wait_done(client, url).json()
+        provenance_ids = set(_by_id(client, manifest, "Provenance"))
+    assert provenance_ids == {of_doomed}, (of_doomed, of_joiner)
+
+
 def test_type_filters_match_the_values_of_the_transaction_time(
     store: Store, held: tuple[TestClient, HeldQueue, Settings]
 ) -> None:
