@@ -5,7 +5,9 @@ which grants (a patient compartment, granular query restrictions such as `catego
 grants meet the data, always as SQL over the current rows:
 
 * reads, vreads, history: the resource must satisfy a grant, else 404 (its existence is not
-  revealed); an older version must also lie in the granted compartment (checked on its content).
+  revealed); an older version must also meet a grant on its own content: compartment and plain token
+  restrictions (such as `category=`) are evaluated on it; an old version under any other restriction
+  is not shown.
 * searches: the grants become ONE condition AND-ed into the search (`plan.build(restrict=...)`), so
   paging and totals only ever see permitted rows; `_include`d / `_revinclude`d resources are
   dropped unless readable; chained parameters and `_has` are refused (403) unless the linked type is
@@ -30,8 +32,10 @@ from sqlalchemy import ColumnElement, false, or_, select, true
 from ..errors import FhirError, Forbidden, NotFound
 from ..search import plan, query
 from ..search.compartment import patient_compartment_params
-from ..search.index import index_rows
+from ..search.index import index_tuples
 from ..search.parameters import param_id
+from ..search.types.string_query import MAX_LEN
+from ..search.types.token_query import TokenValue
 from ..store import tables
 from ..store.sql import Stored, Tx
 from .principal import Access, Denied, FhirInteraction, Principal, decide
@@ -213,19 +217,59 @@ def _by_type(rows: list[tuple[int, Stored]]) -> dict[str, list[tuple[int, Stored
     return out
 
 
-# ---------------- versions: the compartment from the content ----------------
+# ---------------- versions: the grants checked on the content ----------------
 def _version_allowed(granted: Access, version: Stored, base: str) -> bool:
-    """An old version lies in a granted compartment (granular restrictions are checked on the
-    current version only: the index holds current versions)."""
-    if any(g.compartment is None for g in granted.grants):
-        return True
+    """An old version meets a grant: its compartment and its granular restrictions, checked on the
+    version's own content (the search index holds current versions only)."""
     if version.deleted or not version.content:
         return True  # a deletion marker carries no data
     resource = orjson.loads(version.content)
-    return any(_in_compartment(resource, g.compartment, base) for g in granted.grants if g.compartment)
+    index = index_tuples(resource)
+    return any(
+        (g.compartment is None or _in_compartment(resource, index.get("reference", []), g.compartment, base))
+        and _restriction_holds(version.res_type, g.query, index.get("token", []))
+        for g in granted.grants
+    )
 
 
-def _in_compartment(resource: dict[str, Any], compartment: str, base: str) -> bool:
+def _restriction_holds(
+    res_type: str, pairs: Iterable[tuple[str, str]], tokens: list[tuple[Any, ...]]
+) -> bool:
+    """A granular restriction (e.g. `category=vital-signs`) on index token rows (param_id, grp, system,
+    code, display). Plain token parameters are evaluated as the search does; any other restriction
+    (another type, a modifier, a chain) is not evaluated here and does not hold: an old version is
+    then not shown rather than shown unchecked."""
+    pairs = list(pairs)
+    if not pairs:
+        return True
+    try:
+        restriction = query.parse(res_type, pairs, lenient=False)
+    except FhirError:
+        return False
+    for criterion in restriction.criteria:
+        if not isinstance(criterion, query.Filter) or criterion.modifier or criterion.param.type != "token":
+            return False
+        ids = set(criterion.param.ids)
+        rows = [(system, code) for pid, _, system, code, _ in tokens if pid in ids]
+        if not any(_token_matches(value, rows) for value in criterion.values):
+            return False
+    return True
+
+
+def _token_matches(value: Any, rows: list[tuple[str | None, str | None]]) -> bool:
+    if not isinstance(value, TokenValue):
+        return False
+    return any(
+        (value.code is None or code == value.code[:MAX_LEN])
+        and (not value.system_given or system == value.system)
+        for system, code in rows
+    )
+
+
+def _in_compartment(
+    resource: dict[str, Any], references: list[tuple[Any, ...]], compartment: str, base: str
+) -> bool:
+    """`references`: the resource's reference index rows (param_id, grp, target_type, target_id, url)."""
     kind, _, ident = compartment.partition("/")
     res_type = resource.get("resourceType", "")
     if res_type == kind and resource.get("id") == ident:
@@ -234,12 +278,10 @@ def _in_compartment(resource: dict[str, Any], compartment: str, base: str) -> bo
     if not ids:
         return False
     own = f"{base}/{kind}/{ident}" if base else None
-    for row in index_rows(resource).get("reference", []):
-        if row.get("param_id") not in ids:
-            continue
-        if row.get("target_type") == kind and row.get("target_id") == ident and row.get("url") in (None, own):
-            return True
-    return False
+    return any(
+        pid in ids and target_type == kind and target_id == ident and url in (None, own)
+        for pid, _, target_type, target_id, url in references
+    )
 
 
 # ---------------- chains and _has ----------------

@@ -290,6 +290,29 @@ def test_a_granular_vital_signs_token_never_returns_a_laboratory_observation(
     assert smart_client.get(f"/Observation/{data['A-vital-signs']}", headers=headers).status_code == 200
 
 
+@pytest.mark.parametrize("kind", ["patient", "system"])
+def test_a_granular_token_does_not_see_old_versions_outside_its_restriction(
+    smart_client: TestClient, store: Store, data: dict[str, str], kind: str
+) -> None:
+    """An Observation that was laboratory (version 1) and is vital-signs now (version 2): a vital-signs
+    token reads version 2, but neither vread nor history shows it version 1."""
+    from tests.bulk_support import update
+
+    lab = data["A-laboratory"]
+    vitals = observation("A", "vital-signs")
+    update(store, "Observation", lab, category=vitals["category"])
+    scope = f"{kind}/Observation.rs?category={VITALS}"
+    headers = mint(smart_client, scope, kind=kind, patient="A" if kind == "patient" else None)
+    assert smart_client.get(f"/Observation/{lab}", headers=headers).status_code == 200
+    assert smart_client.get(f"/Observation/{lab}/_history/2", headers=headers).status_code == 200
+    assert smart_client.get(f"/Observation/{lab}/_history/1", headers=headers).status_code == 404
+    versions = smart_client.get(f"/Observation/{lab}/_history", headers=headers).json()
+    assert [e["resource"]["meta"]["versionId"] for e in versions.get("entry", [])] == ["2"]
+    everything = smart_client.get("/Observation/_history", headers=headers).json()
+    shown = {(e["resource"]["id"], e["resource"]["meta"]["versionId"]) for e in everything.get("entry", [])}
+    assert (lab, "2") in shown and (lab, "1") not in shown
+
+
 def test_a_granular_write_scope_cannot_write_other_categories(
     smart_client: TestClient, data: dict[str, str]
 ) -> None:
