@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from ..auth import enforce
 from ..errors import Invalid, Issue, operation_outcome
 from ..interactions.context import Context
 from ..jobs import job, output_files
@@ -78,6 +79,7 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
         upload.path.rename(final)
         app = request.app
         client_id = getattr(ctx.principal, "client_id", None)
+        requester = enforce.requester(ctx.principal)
         timezone_name = _param(request, upload, "timezone")
         reference = patient_ref
 
@@ -93,6 +95,7 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
                 timezone_name=timezone_name,
                 client_id=client_id,
                 request_url=str(request.url),
+                requester=requester,
             )
             jobs.submit(job_id)
             return state

@@ -67,10 +67,36 @@ def check_operation(principal: Principal | None, res_type: str, needs: str) -> N
 
 
 def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:
-    """read: the current resource must be within the grants (else 404, like an unknown id)."""
+    """read: the current resource must be within the grants (else 404, like an unknown id).
+
+    One exception: the status Task of an asynchronous request (`$ingest`) is readable by whoever made
+    the request (same client, user and patient context), whatever its scopes say about Task: Task is
+    outside the Patient compartment, and a patient app must be able to poll what it started (as a
+    Bulk Data client polls its status URL)."""
+    if principal is not None and stored.res_type == "Task" and requested_by(tx, principal, stored.res_id):
+        return
     granted = access(principal, "read", stored.res_type)
     if granted is not None and not _permitted(tx, granted, stored.res_type, stored.res_id):
         raise NotFound(f"{stored.res_type}/{stored.res_id} is not known")
+
+
+def requester(principal: Principal | None) -> dict[str, str | None] | None:
+    """Who makes a request, as recorded with an asynchronous job (`requested_by` compares it)."""
+    if principal is None:
+        return None
+    return {"client": principal.client_id, "subject": principal.subject, "patient": principal.patient}
+
+
+def requested_by(tx: Tx, principal: Principal, job_id: str) -> bool:
+    """The job `job_id` was requested by this caller (`requester`): same client, user and patient."""
+    from ..jobs import tables as job_tables
+
+    job = job_tables.job
+    row = tx.conn.execute(select(job.c.params).where(job.c.id == job_id)).first()
+    if row is None or not isinstance(row.params, dict):
+        return False
+    recorded = row.params.get("requester")
+    return recorded is not None and recorded == requester(principal)
 
 
 def check_version(tx: Tx, principal: Principal | None, version: Stored) -> None:

@@ -345,6 +345,7 @@ def accept(
     timezone_name: str | None = None,
     client_id: str | None = None,
     request_url: str = "",
+    requester: dict[str, str | None] | None = None,
 ) -> TaskState:
     """Check the request, record the job and its Task (``requested``); the caller submits the job.
 
@@ -369,6 +370,7 @@ def accept(
                 "file": upload.name,
                 "timezone": timezone_name,
                 "authored": state.authored,
+                "requester": requester,  # who may read the Task (auth/enforce.py check_read)
             },
             transaction_time=instant.now_us(),
             max_active=ctx.settings.bulk_max_active_per_client,

@@ -210,7 +210,36 @@ def test_a_patient_app_may_ingest_only_for_its_own_patient(
     assert response.status_code == status, response.text
     if status == 202:
         task_id = _task_id(response)
-        # Task is not in the Patient compartment: a patient app cannot read it; an unrestricted caller can.
         del client.app.dependency_overrides[get_principal]  # type: ignore[attr-defined]
         assert _finished(client, task_id)["status"] == "completed"
     assert stored_types(store)["Task"] == (1 if status == 202 else 0)
+
+
+def test_the_app_that_asked_for_an_ingest_reads_its_task_and_no_one_else_does(
+    client: TestClient, store: Store
+) -> None:
+    """Task is outside the Patient compartment; the status Task of an `$ingest` is readable by its
+    requester (same client, user and patient context, any token) even without a Task scope."""
+    create_patient(store)
+
+    def caller(
+        client_id: str = "app", patient: str = "123", subject: str = "u1", scope: str = "patient/*.cs"
+    ) -> None:
+        principal = Principal(
+            client_id=client_id, kind="patient", scopes=scopes.parse(scope), patient=patient, subject=subject
+        )
+        client.app.dependency_overrides[get_principal] = lambda: principal  # type: ignore[attr-defined]
+
+    caller()
+    task_id = _task_id(_upload(client, "long.csv", long_csv()[0].encode(), "text/csv"))
+    caller()  # a fresh token of the same app, user and patient
+    assert _finished(client, task_id)["status"] == "completed"
+    for other in (
+        {"client_id": "other-app", "scope": "patient/*.rs"},
+        {"subject": "u2", "scope": "patient/*.rs"},
+        {"patient": "456", "scope": "patient/*.rs"},
+    ):
+        caller(**other)
+        assert client.get(f"/Task/{task_id}").status_code in (403, 404), other
+    caller(scope="patient/*.rs")
+    assert client.get(f"/Task/{task_id}/_history/1").status_code == 404  # read only: polling
