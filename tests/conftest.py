@@ -8,6 +8,7 @@ own PostgreSQL database, and each test starts from empty tables.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
@@ -68,12 +70,37 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 def _empty(engine: Engine) -> None:
     names = [t.name for t in schema.metadata.sorted_tables]
+    if engine.dialect.name == "postgresql":
+        _truncate(engine, names)
+        return
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
-        else:
-            for name in names:
-                conn.execute(text(f"DELETE FROM {name}"))
+        for name in names:
+            conn.execute(text(f"DELETE FROM {name}"))
+
+
+def _truncate(engine: Engine, names: list[str]) -> None:
+    """TRUNCATE waits for every open transaction on the tables. A background job thread of an earlier
+    test that still holds one while it waits for a lock behind this TRUNCATE would wait forever (the
+    cycle runs through Python, PostgreSQL cannot see it): after 30 s, such sessions ('idle in
+    transaction') are ended, said on stderr, and the TRUNCATE is tried again."""
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '30s'"))
+                conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
+            return
+        except OperationalError as exc:
+            if "lock timeout" not in str(exc) or attempt == 2:
+                raise
+        with engine.begin() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT pid, left(query, 120), pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND state = 'idle in transaction'"
+                )
+            ).all()
+        sys.stderr.write(f"\nconftest: TRUNCATE blocked; ended sessions left open: {ended}\n")
 
 
 @pytest.fixture
