@@ -413,10 +413,10 @@ def _task(
     )
 
 
-def given_up(store: Store, settings: Settings, current: Job, reason: str) -> None:
-    """The job failed outside its own run (its worker kept dying): its Task ends ``failed`` too."""
+def _state(current: Job) -> TaskState:
+    """What the job's Task says about it, from the job's params and progress."""
     params = current.params
-    state = TaskState(
+    return TaskState(
         job_id=current.id,
         patient_ref=params["patient"],
         file=params["file"],
@@ -424,6 +424,11 @@ def given_up(store: Store, settings: Settings, current: Job, reason: str) -> Non
         authored=params.get("authored") or _now(),
         started=current.progress.get("started") or _now(),
     )
+
+
+def given_up(store: Store, settings: Settings, current: Job, reason: str) -> None:
+    """The job failed outside its own run (its worker kept dying): its Task ends ``failed`` too."""
+    state = _state(current)
     state.ended = _now()
     ingest_task.save(Context(store=store, settings=settings), _task(state, "failed", None, reason))
     output_files.remove(settings.data_dir, current.id)
@@ -440,14 +445,7 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
     params = current.params
     ctx = Context(store=store, settings=settings)
     saved = dict(current.progress)
-    state = TaskState(
-        job_id=current.id,
-        patient_ref=params["patient"],
-        file=params["file"],
-        format=params["format"],
-        authored=params.get("authored") or _now(),
-        started=saved.get("started") or _now(),
-    )
+    state = _state(current)
     tally: Tally | None = None
     try:
         ingest_task.save(ctx, ingest_task.task(state, "in-progress", progress="reading the file"))

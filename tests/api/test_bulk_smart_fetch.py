@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-import uvicorn
 
 from fhir_server.app import create_app
 from fhir_server.jobs import tables
@@ -28,35 +24,18 @@ from fhir_server.store.sql import Store
 from tests import factories
 from tests.auth.smart_flow import public_jwks, register, rsa_key
 from tests.bulk_support import put, settings_for
+from tests.live_server import free_port, serving
 
 SMART_FETCH = Path(sys.executable).with_name("smart-fetch")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def live_server(store: Store, tmp_path: Path, smart_data_dir: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = settings_for(tmp_path, base_url=base, data_dir=smart_data_dir, bulk_min_poll_seconds=0.5)
-    app = create_app(settings, store=store)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(settings, store=store), port):
+        yield base
 
 
 @pytest.mark.slow
