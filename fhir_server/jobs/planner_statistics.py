@@ -32,9 +32,7 @@ def refresh(store: Store, tables: tuple[str, ...] = RESOURCE_TABLES) -> list[str
         return []
     with store.engine.connect() as conn:
         stale = [str(name) for name in conn.execute(_STALE, {"names": list(tables)}).scalars()]
-        for name in stale:
-            conn.execute(text(f'ANALYZE "{name}"'))
-        conn.commit()
+    analyze(store, tuple(stale))
     return stale
 
 

@@ -186,8 +186,7 @@ def matched_then_pks(
     """Resources of a type changed after the snapshot that were alive at it and met `conditions` then
     (what a condition on *other* resources, e.g. a Provenance's targets, must see besides the rows
     unchanged since)."""
-    existed = exists().where(V.c.resource_pk == R.c.pk, V.c.last_updated <= transaction_time)
-    query = select(R.c.pk).where(R.c.res_type == resource_type, R.c.last_updated > transaction_time, existed)
+    query = select(R.c.pk).where(R.c.res_type == resource_type, _changed_after(transaction_time))
     out: list[int] = []
     with store.engine.connect() as conn:
         pks = list(conn.execute(query).scalars())
@@ -196,6 +195,12 @@ def matched_then_pks(
             if found is not None and not found.deleted and _matched_then(store, found, conditions):
                 out.append(pk)
     return out
+
+
+def _changed_after(transaction_time: int) -> ColumnElement[bool]:
+    """Rows of `resource` changed after the snapshot that existed at it (a version at or before it)."""
+    existed = exists().where(V.c.resource_pk == R.c.pk, V.c.last_updated <= transaction_time)
+    return and_(R.c.last_updated > transaction_time, existed)
 
 
 def _tagged(rows: Iterator[Any], *, check: bool) -> Iterator[tuple[int, bool, Any]]:
@@ -234,8 +239,7 @@ def stream(
     )
     # Checked one by one (`_matched_then`): rows changed after the snapshot that existed at it, and
     # with `since`, deletions between it and the snapshot (their index rows are gone).
-    existed = exists().where(V.c.resource_pk == R.c.pk, V.c.last_updated <= transaction_time)
-    to_check = and_(R.c.last_updated > transaction_time, existed)
+    to_check = _changed_after(transaction_time)
     if since is not None:
         unchanged = unchanged.where(R.c.last_updated > since)
         deleted_since = and_(R.c.deleted, R.c.last_updated > since, R.c.last_updated <= transaction_time)
