@@ -37,8 +37,8 @@ def refresh(store: Store, tables: tuple[str, ...] = RESOURCE_TABLES) -> list[str
 
 
 def analyze(store: Store, tables: tuple[str, ...]) -> None:
-    """ANALYZE `tables` now (PostgreSQL; nothing on SQLite)."""
-    if store.sqlite:
+    """ANALYZE `tables` now (PostgreSQL; nothing on SQLite or without tables: no connection taken)."""
+    if store.sqlite or not tables:
         return
     with store.engine.connect() as conn:
         for name in tables:
