@@ -467,6 +467,24 @@ def load(url: str, data: Dataset, batch: int, jobs: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- searching
 Params = list[tuple[str, str]]
 
+# The searches this benchmark times ({patient}, {code}, {day} filled in per search by `shape`), and the
+# two shapes issue 10 found slow before the first ANALYZE (a chain, and a value range of a code); the
+# first pages of all of them are timed right after a Synthea load in tests/synthea/test_search_after_load.py.
+SHAPES: dict[str, Params] = {
+    "a": [("patient", "Patient/{patient}"), ("code", "{code}"), ("date", "ge{day}")],
+    "b": [("code", "{code}"), ("_count", "100"), ("_include", "Observation:patient")],
+    "c": [("category", f"{CATEGORY}|vital-signs"), ("_count", "100")],
+    "c_sorted": [("category", f"{CATEGORY}|vital-signs"), ("_count", "100"), ("_sort", "-date")],
+    "f": [("code", "{code}"), ("_sort", "-date")],
+    "chain": [("subject:Patient.family", "{family}"), ("patient", "Patient/{patient}")],
+    "value": [("code", "{code}"), ("value-quantity", "gt80"), ("_count", "20")],
+}
+
+
+def shape(name: str, **values: str) -> Params:
+    """The search `name` of SHAPES with its placeholders filled in."""
+    return [(key, value.format(**values)) for key, value in SHAPES[name]]
+
 
 class Searcher:
     """Runs searches through the interaction function, and optionally over HTTP."""
@@ -569,17 +587,13 @@ def measure(s: Searcher, data: Dataset, n: int, walks: int, pages: int, budget_s
         return datetime.fromtimestamp(rng.uniform(FIRST, LAST), UTC).date().isoformat()
 
     def a() -> Params:
-        return [
-            ("patient", f"Patient/{rng.choice(data.patient_ids)}"),
-            ("code", code()),
-            ("date", "ge" + date()),
-        ]
+        return shape("a", patient=rng.choice(data.patient_ids), code=code(), day=date())
 
     def b() -> Params:
-        return [("code", code()), ("_count", "100"), ("_include", "Observation:patient")]
+        return shape("b", code=code())
 
     def f() -> Params:
-        return [("code", code()), ("_sort", "-date")]
+        return shape("f", code=code())
 
     out: dict[str, Any] = {"loadavg_start": loadavg()}
     a_times = repeat(s.run, a, n)
@@ -589,8 +603,8 @@ def measure(s: Searcher, data: Dataset, n: int, walks: int, pages: int, budget_s
     print(f"  (b) p50 {out['b']['p50']:.1f} ms  p95 {out['b']['p95']:.1f} ms", flush=True)
     out["f"] = summary(repeat(s.run, f, max(n // 4, 10)))
     print(f"  (f) p50 {out['f']['p50']:.1f} ms  p95 {out['f']['p95']:.1f} ms", flush=True)
-    for name, extra in (("c", []), ("c_sorted", [("_sort", "-date")])):
-        params = [("category", f"{CATEGORY}|vital-signs"), ("_count", "100"), *extra]
+    for name in ("c", "c_sorted"):
+        params = shape(name)
         runs = [walk(s, params, pages, budget_s) for _ in range(walks)]
         first = [w.times[0] for w in runs]
         deep = [w.times[-1] for w in runs]
@@ -634,14 +648,10 @@ def measure_http(s: Searcher, data: Dataset, n: int, found: dict[str, Any]) -> d
 
     def a() -> Params:
         day = datetime.fromtimestamp(rng.uniform(FIRST, LAST), UTC).date().isoformat()
-        return [
-            ("patient", f"Patient/{rng.choice(data.patient_ids)}"),
-            ("code", code()),
-            ("date", "ge" + day),
-        ]
+        return shape("a", patient=rng.choice(data.patient_ids), code=code(), day=day)
 
     def b() -> Params:
-        return [("code", code()), ("_count", "100"), ("_include", "Observation:patient")]
+        return shape("b", code=code())
 
     out: dict[str, Any] = {"loadavg_start": loadavg()}
     out["a"] = summary(repeat(s.run_http, a, n))

@@ -12,9 +12,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .api import auth_routes, bulk_routes, http, ingest_routes, terminology_routes
+from .api.input_limits_middleware import InputLimitsMiddleware
 from .api.routes import router
+from .api.security_headers import SecurityHeaders
+from .api.server_errors import ServerErrors
 from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context
+from .redacted_traceback import format_exception
 from .settings import Settings
 from .store.engine import make_engine
 from .store.sql import Store
@@ -40,6 +44,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             "FHIR_ALLOW_ANONYMOUS is on: anyone who can reach this server can read and write all data"
         )
     _error_handlers(app)
+    app.add_middleware(ServerErrors)  # innermost: its 500s get the CORS and security headers too
+    app.add_middleware(InputLimitsMiddleware)  # 400 for control characters, huge integers and headers
     # CORS for browser apps (SMART app-launch.html#considerations-for-cross-origin-resource-sharing-cors-support)
     app.add_middleware(
         CORSMiddleware,
@@ -59,6 +65,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         ],
         max_age=600,
     )
+    app.add_middleware(SecurityHeaders)  # nosniff; no-store on PHI (outermost: on every response)
     auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)
     app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
@@ -99,5 +106,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Any:
-        log.exception("Unexpected error on %s %s", request.method, request.url.path)
-        return respond(request, ServerError("Internal server error"))
+        # Only for errors outside ServerErrors; Starlette re-raises after this, and uvicorn closes the connection.
+        log.error("Unexpected error on %s %s\n%s", request.method, request.url.path, format_exception(exc))
+        error = ServerError("Internal server error", headers={"Connection": "close"})
+        return respond(request, error)

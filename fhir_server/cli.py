@@ -73,6 +73,7 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
         workers=ns.workers or settings.workers,
         log_level=settings.log_level,
         access_log=False,
+        proxy_headers=False,  # the client address is the socket peer unless FHIR_TRUSTED_PROXIES says otherwise
     )
     return 0
 

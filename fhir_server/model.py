@@ -17,6 +17,7 @@ import fhir.resources.R4B as r4b
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from . import narrative
 from .errors import Invalid, Issue
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -110,6 +111,7 @@ def validate(resource: Any, *, location: str = "", parsed_from: bytes | None = N
         raise Invalid(issues[0].message, issues=issues) from None
     except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
         raise Invalid(str(exc), location or rtype) from None
+    narrative.check(resource, location or rtype)  # xhtml rules the models do not check
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")

@@ -58,3 +58,13 @@ def post_entry(resource: dict[str, Any], full_url: str | None = None, **request:
     if full_url:
         entry["fullUrl"] = full_url
     return entry
+
+
+def encounter(patient_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        **extra,
+    }

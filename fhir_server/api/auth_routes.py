@@ -28,6 +28,7 @@ from ..auth.smart_configuration import openid_configuration, smart_configuration
 from ..settings import Settings
 from ..store.sql import Store
 from . import admin_routes
+from .client_address import client_address, trusted_networks
 
 router = APIRouter()
 SESSION_COOKIE = "fhir_auth_session"
@@ -45,6 +46,7 @@ _PAGE_HEADERS = {
 def install(app: FastAPI, store: Store, settings: Settings) -> None:
     """Attach the authorization server to the app and route its endpoints (before the FHIR routes)."""
     app.state.auth = AuthorizationServer(store, settings)
+    app.state.trusted_proxies = trusted_networks(settings.trusted_proxies)
     app.include_router(router)
 
 
@@ -101,7 +103,8 @@ def _render(step: Step, request: Request, session: str | None = None) -> Respons
         status = 302 if request.method == "GET" else 303
         response = RedirectResponse(step.location, status, headers=NO_STORE)
     elif isinstance(step, LoginStep):
-        response = HTMLResponse(pages.login(step), step.status, _PAGE_HEADERS)
+        retry = {"Retry-After": str(step.retry_after)} if step.retry_after else {}
+        response = HTMLResponse(pages.login(step), step.status, {**_PAGE_HEADERS, **retry})
     elif isinstance(step, PatientStep):
         response = HTMLResponse(pages.patient_picker(step), 200, _PAGE_HEADERS)
     elif isinstance(step, ConsentStep):
@@ -153,7 +156,11 @@ async def login(request: Request) -> Response:
         username=values.get("username", ""),
         password=values.get("password", ""),
         code=values.get("totp", ""),
-        address=request.client.host if request.client else "unknown",
+        address=client_address(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            request.app.state.trusted_proxies,
+        ),
     )
     outcome: Outcome = await run_in_threadpool(
         server(request).flow.log_in, values.get("request", ""), attempt

@@ -14,8 +14,10 @@
 * `POST [base]/$import` -> 202 like an export: a Parameters resource naming local files under
   `FHIR_BULK_IMPORT_DIR` (`input` parts with `url`, optional `type`), or an NDJSON body.
 
-Status and file requests need a token of the client that started the job (any fresh token of it),
-and a file download needs scopes that still cover the file's resource type.
+A job belongs to its requester (`jobs/requester.py`: client, kind of token, user and patient
+context): status, delete and file requests need a token of that same requester (any fresh token of
+it); to anyone else the job does not exist (404). A file download also needs scopes that still cover
+everything in the file (`jobs/file_request.py`).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ from ..errors import (
     operation_outcome,
 )
 from ..interactions.context import Context
-from ..jobs import import_, job, kickoff, manifest, output_files, queue
+from ..jobs import file_request, import_, job, kickoff, manifest, output_files, queue
 from ..jobs.job import Job
+from ..jobs.requester import Requester
 from . import http, prefer
 from .deps import Ctx, Principal
 
@@ -64,10 +67,6 @@ def jobs_of(app: FastAPI, ctx: Context) -> tuple[queue.JobQueue, queue.Sweeper]:
     if getattr(state, "job_sweeper", None) is None:
         state.job_sweeper = queue.Sweeper(ctx.store, ctx.settings, state.job_queue)
     return state.job_queue, state.job_sweeper
-
-
-def _client_id(principal: Any) -> str | None:
-    return getattr(principal, "client_id", None) if principal is not None else None
 
 
 def _accepted(ctx: Context, created: Job, message: str) -> Response:
@@ -108,7 +107,7 @@ async def _export(
         created = job.create(
             ctx.store,
             kind="export",
-            client_id=_client_id(principal),
+            requester=Requester.of(principal),
             request_url=url,
             params=params,
             transaction_time=tt,
@@ -189,7 +188,7 @@ async def import_kickoff(request: Request, ctx: Ctx, principal: Principal) -> Re
         created = job.create(
             ctx.store,
             kind="import",
-            client_id=_client_id(principal),
+            requester=Requester.of(principal),
             request_url=f"{settings.base}/$import",
             params={"inputs": inputs},
             transaction_time=instant.now_us(),
@@ -212,11 +211,10 @@ async def import_kickoff(request: Request, ctx: Ctx, principal: Principal) -> Re
 
 
 def _owned(ctx: Context, job_id: str, principal: Any) -> Job:
+    """The caller's own job; another requester's job answers exactly like an unknown one."""
     current = job.get(ctx.store, job_id)
-    if current is None:
+    if current is None or Requester.of_row(current) != Requester.of(principal):
         raise NotFound(f"There is no bulk data job '{job_id}' (it may have expired)")
-    if current.client_id is not None and _client_id(principal) != current.client_id:
-        raise Forbidden("This bulk data job belongs to another client")
     if current.status == "cancelled":
         raise NotFound(f"The bulk data job '{job_id}' was cancelled or deleted")
     return current
@@ -278,11 +276,7 @@ async def job_file(job_id: str, name: str, request: Request, ctx: Ctx, principal
         path = output_files.file_path(ctx.settings.data_dir, job_id, name)
         if rtype is None or path is None or not path.is_file():
             raise NotFound(f"Job '{job_id}' has no file '{name}' (it may have expired)")
-        if principal is not None and rtype not in ("OperationOutcome", "Bundle"):
-            from ..auth.principal import Access, decide
-
-            if not isinstance(decide(principal, "operation", rtype, needs="rs"), Access):
-                raise Forbidden(f"The token's scopes do not cover {rtype}")
+        file_request.check(principal, current, name, rtype)
         return path
 
     path = await _in_thread(work)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 
-from .. import instant
+from .. import input_limits, instant
 from ..errors import Invalid, NotAcceptable, TooLarge, UnsupportedMediaType
 from ..search.summary import subset as summary_subset
 from ..store.sql import Stored
@@ -48,10 +48,7 @@ async def read_json(request: Request, max_bytes: int, *, allow: set[str] | None 
     raw = b"".join(chunks)
     if not raw.strip():
         raise Invalid("The request has no body", "$this")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Invalid(f"The body is not valid JSON: {exc}", "$this") from None
+    return input_limits.loads_json(raw, "$this")  # nesting depth checked before anything recurses
 
 
 def response_type(request: Request) -> str:

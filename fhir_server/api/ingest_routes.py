@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from ..auth import enforce
 from ..errors import Invalid, Issue, operation_outcome
 from ..interactions.context import Context
 from ..jobs import job, output_files
+from ..jobs.requester import Requester
 from ..operations import ingest
 from ..operations.ingest_task import TaskState
 from . import http
@@ -78,8 +78,7 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
         final = upload.path.with_name(ingest.upload_name(upload.filename, ext))
         upload.path.rename(final)
         app = request.app
-        client_id = getattr(ctx.principal, "client_id", None)
-        requester = enforce.requester(ctx.principal)
+        requester = Requester.of(ctx.principal)
         timezone_name = _param(request, upload, "timezone")
         reference = patient_ref
 
@@ -93,7 +92,6 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
                 upload=final,
                 fmt=fmt,
                 timezone_name=timezone_name,
-                client_id=client_id,
                 request_url=str(request.url),
                 requester=requester,
             )

@@ -35,6 +35,7 @@ class LoginStep:
     client_name: str
     error: str | None = None
     status: int = 200
+    retry_after: int | None = None  # seconds, when the login was throttled
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,11 @@ class AuthorizationFlow:
             user = log_in(self.store, attempt, clock=self.clock)
         except LoginRefused as refused:
             if refused.throttled:
-                message = "Too many failed sign-in attempts. Please wait a few minutes and try again."
-                return Outcome(LoginStep(handle, name, message, 429))
+                wait = refused.retry_after
+                message = (
+                    f"Too many failed sign-in attempts. Please try again in {wait} second{'s' * (wait != 1)}."
+                )
+                return Outcome(LoginStep(handle, name, message, 429, wait))
             return Outcome(LoginStep(handle, name, "The username, password or code is not correct.", 401))
         session = opaque_token.new()
         with self.store.write() as tx:

@@ -14,7 +14,13 @@ grants meet the data, always as SQL over the current rows:
   granted without restriction, so they cannot probe data outside the grant.
 * writes: the current version (update, patch, delete) and the written result (create, update, patch)
   must satisfy a grant of that interaction, checked in the same database transaction, so a patient
-  cannot write outside their compartment; a refusal rolls the write back.
+  cannot write outside their compartment; a refusal rolls the write back. A grant confined to a
+  patient's compartment also demands that the resource is in no OTHER patient's compartment
+  (`sole_compartment`), so a patient cannot write into, or through, another patient's record.
+* references written by a caller whose access is restricted are checked against what it may read:
+  a reference it may not read is refused exactly like one to an unknown id (422, same message), so
+  references are no oracle of which ids exist (`readable_targets`, run in the flush's batch). A type
+  it has no read scope for counts as readable inside the patient compartment its writes are confined to.
 * batch and transaction entries go through the same interaction functions, entry by entry.
 
 A scope that does not cover the interaction at all is 403 with `error="insufficient_scope"`
@@ -25,10 +31,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from ..errors import FhirError, Forbidden, NotFound
 from ..search import plan, query
@@ -39,7 +46,8 @@ from ..search.types.string_query import MAX_LEN
 from ..search.types.token_query import TokenValue
 from ..store import tables
 from ..store.sql import Stored, Tx
-from .principal import Access, Denied, FhirInteraction, Principal, decide
+from . import sole_compartment
+from .principal import Access, Denied, FhirInteraction, Grant, Principal, decide
 
 _R = tables.resource
 INSUFFICIENT = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
@@ -71,7 +79,8 @@ def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:
     """read: the current resource must be within the grants (else 404, like an unknown id).
 
     One exception: the status Task of an asynchronous request (`$ingest`) is readable by whoever made
-    the request (same client, user and patient context), whatever its scopes say about Task: Task is
+    the request (`jobs/requester.py`: same client, kind of token, user and patient context), whatever
+    its scopes say about Task: Task is
     outside the Patient compartment, and a patient app must be able to poll what it started (as a
     Bulk Data client polls its status URL)."""
     try:
@@ -83,23 +92,14 @@ def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:
             raise
 
 
-def requester(principal: Principal | None) -> dict[str, str | None] | None:
-    """Who makes a request, as recorded with an asynchronous job (`requested_by` compares it)."""
-    if principal is None:
-        return None
-    return {"client": principal.client_id, "subject": principal.subject, "patient": principal.patient}
-
-
 def requested_by(tx: Tx, principal: Principal, job_id: str) -> bool:
-    """The job `job_id` was requested by this caller (`requester`): same client, user and patient."""
+    """The `$ingest` job `job_id` was requested by this caller (`jobs/requester.py`)."""
     from ..jobs import tables as job_tables
+    from ..jobs.requester import Requester
 
     job = job_tables.job
-    row = tx.conn.execute(select(job.c.params).where(job.c.id == job_id)).first()
-    if row is None or not isinstance(row.params, dict):
-        return False
-    recorded = row.params.get("requester")
-    return recorded is not None and recorded == requester(principal)
+    row = tx.conn.execute(select(job).where(job.c.id == job_id, job.c.kind == "ingest")).first()
+    return row is not None and Requester.of_row(row) == Requester.of(principal)
 
 
 def check_version(tx: Tx, principal: Principal | None, version: Stored) -> None:
@@ -181,29 +181,84 @@ def readable_rows(tx: Tx, principal: Principal | None, rows: Sequence[Any]) -> l
 def check_write(
     tx: Tx, principal: Principal | None, interaction: FhirInteraction, res_type: str, prev: Stored | None
 ) -> None:
-    """Before update, patch or delete: the scopes allow it, and the current version is within the grants."""
+    """Before update, patch or delete: the scopes allow it, and the current version is within the grants
+    (a patient compartment: that one alone). Also arms the reference check of the flush (`hide_unreadable`)."""
     granted = access(principal, interaction, res_type)
+    hide_unreadable(tx, principal, granted)
     if granted is None or prev is None or prev.deleted:
         return
-    if not _permitted(tx, granted, prev.res_type, prev.res_id):
+    if not _permitted(tx, granted, prev.res_type, prev.res_id, sole=True):
         raise Forbidden(f"The access token does not allow to {interaction} {prev.res_type}/{prev.res_id}")
 
 
 def check_written(tx: Tx, principal: Principal | None, interaction: FhirInteraction, stored: Stored) -> None:
-    """After create, update or patch, in the same transaction: the result must be within the grants."""
+    """After create, update or patch, in the same transaction: the result must be within the grants
+    (a patient compartment: that one alone)."""
     granted = access(principal, interaction, stored.res_type)
     if granted is None:
         return
-    if not _permitted(tx, granted, stored.res_type, stored.res_id):
+    if not _permitted(tx, granted, stored.res_type, stored.res_id, sole=True):
         raise Forbidden(
             f"The access token does not allow to {interaction} this {stored.res_type}: "
             "it would lie outside the granted patient compartment or restrictions"
         )
 
 
+def hide_unreadable(tx: Tx, principal: Principal | None, granted: Access | None) -> None:
+    """Make the flush treat references this caller may not read as unknown (`readable_targets`);
+    `granted`: the access of the write, whose patient compartments (if confined) are remembered."""
+    if principal is None:
+        return
+    previous = tx.visible
+    confined = granted.compartments if granted is not None else frozenset()
+    if isinstance(previous, ReadableTargets):
+        confined |= previous.compartments
+    tx.visible = ReadableTargets(principal, confined)
+
+
+@dataclass(frozen=True)
+class ReadableTargets:
+    """The flush's filter of existing reference targets (`Tx.visible`): those the caller may read."""
+
+    principal: Principal
+    compartments: frozenset[str]  # the patient compartments the caller's writes are confined to
+
+    def __call__(self, tx: Tx, targets: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        return readable_targets(tx, targets, self.principal, self.compartments)
+
+
+def readable_targets(
+    tx: Tx, targets: set[tuple[str, str]], principal: Principal, compartments: frozenset[str]
+) -> set[tuple[str, str]]:
+    """Of existing (type, id) reference targets, those the caller may read, in ONE query for all types.
+
+    A type without any read scope: for a writer confined to patient compartments (a patient app
+    with write-only scopes), what lies in those compartments (its own Patient, say); for any other
+    writer (a clinician, a backend service) every target, as before."""
+    keep: set[tuple[str, str]] = set()
+    tests: list[ColumnElement[bool]] = []
+    for res_type in sorted({t for t, _ in targets}):
+        ids = sorted(i for t, i in targets if t == res_type)
+        decided = decide(principal, "read", res_type)
+        if isinstance(decided, Denied) and compartments:
+            decided = Access("r", tuple(Grant(c) for c in sorted(compartments)))
+        if isinstance(decided, Denied) or decided.unrestricted:
+            keep.update((res_type, i) for i in ids)
+        else:
+            condition = _condition(decided, res_type, tx.base)
+            tests.append(and_(_R.c.res_type == res_type, _R.c.res_id.in_(ids), condition))
+    if tests:
+        rows = tx.conn.execute(select(_R.c.res_type, _R.c.res_id).where(or_(*tests))).tuples()
+        keep.update((str(t), str(i)) for t, i in rows)
+    return keep
+
+
 # ---------------- grants as SQL ----------------
-def _condition(granted: Access, res_type: str | None, base: str) -> ColumnElement[bool]:
-    """OR over the grants: (patient compartment) AND (granular query), on `tables.resource`."""
+def _condition(
+    granted: Access, res_type: str | None, base: str, *, sole: bool = False
+) -> ColumnElement[bool]:
+    """OR over the grants: (patient compartment) AND (granular query), on `tables.resource`.
+    `sole` (writes of `res_type`): a grant's patient compartment must be the only one it is in."""
     parts: list[ColumnElement[bool]] = []
     for grant in granted.grants:
         try:
@@ -211,13 +266,15 @@ def _condition(granted: Access, res_type: str | None, base: str) -> ColumnElemen
         except FhirError:
             continue  # a restriction this type cannot be searched by matches nothing of it
         compartment = _compartment(grant.compartment)
-        parts.append(plan.condition(restriction, compartment=compartment, base_url=base or None))
+        part = plan.condition(restriction, compartment=compartment, base_url=base or None)
+        alone = sole_compartment.only_in(compartment, res_type, base) if sole and res_type else None
+        parts.append(part if alone is None else and_(part, alone))
     return or_(*parts) if parts else false()
 
 
-def _permitted(tx: Tx, granted: Access, res_type: str, res_id: str) -> bool:
+def _permitted(tx: Tx, granted: Access, res_type: str, res_id: str, *, sole: bool = False) -> bool:
     tx.flush(check_references=False)  # a resource written in this transaction is checked as written
-    condition = _condition(granted, res_type, tx.base)
+    condition = _condition(granted, res_type, tx.base, sole=sole)
     found = tx.conn.execute(
         select(_R.c.pk).where(_R.c.res_type == res_type, _R.c.res_id == res_id, condition)
     ).first()

@@ -10,7 +10,7 @@ client_credentials request) together, so they can be revoked together.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
 
 from ..store.tables import PK, metadata
 
@@ -131,12 +131,13 @@ used_jti = Table(
     Index("ix_used_jti_expires", "expires_at"),
 )
 
-# Failed logins per user and per client address (digests of the keys), for rate limiting.
-login_attempt = Table(
-    "login_attempt",
+# Consecutive failed logins per (user, client address), per user and per address (digests of the
+# keys), for login throttling with backoff (fhir_server/auth/login_throttle.py).
+login_throttle = Table(
+    "login_throttle",
     metadata,
-    Column("pk", PK, primary_key=True, autoincrement=True),
-    Column("key_hash", DIGEST, nullable=False),
-    Column("at", BigInteger, nullable=False),
-    Index("ix_login_attempt_key_at", "key_hash", "at"),
+    Column("key_hash", DIGEST, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure", BigInteger, nullable=False),
+    Index("ix_login_throttle_last_failure", "last_failure"),
 )

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
-from .. import instant
+from .. import input_limits, instant
 from ..errors import FhirError, Invalid, MethodNotAllowed
 from ..store.sql import Stored, Tx
 from . import create, delete, history, patch, read, update, vread
@@ -99,8 +99,19 @@ def parse_etag(value: str, where: str) -> int:
         text = text[2:]
     text = text.strip('"')
     if not text.isdigit():
-        raise Invalid(f"Invalid ETag '{value}': expected W/\"<versionId>\"", where)
-    return int(text)
+        raise Invalid(f"Invalid ETag '{value[:40]}': expected W/\"<versionId>\"", where)
+    return input_limits.integer(text, where)
+
+
+def _binary_json(data: Any, where: str) -> Any:
+    """The JSON (a JSON Patch) carried base64-encoded in a Binary's data."""
+    try:
+        raw = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+    except ValueError:
+        raw = None
+    if raw is None:
+        raise Invalid("Binary.data is not base64", where)
+    return input_limits.loads_json(raw, where)
 
 
 def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
@@ -144,7 +155,7 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
             raise Invalid("PATCH needs a resource id", f"{req.where}.request.url")
         body = req.resource
         if isinstance(body, dict) and body.get("resourceType") == "Binary" and "data" in body:
-            body = orjson.loads(base64.b64decode(body["data"]))
+            body = _binary_json(body["data"], f"{req.where}.resource.data")
         return write_entry(ctx, patch.patch(ctx, tx, req.res_type, req.res_id, body, if_match=req.if_match))
     if req.method == "DELETE":
         if req.res_id is None:

@@ -23,9 +23,14 @@ def matches(ctx: Context, tx: Tx, res_type: str, criteria: str, *, limit: int = 
     params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
     if not params:
         raise Invalid("Conditional request without search criteria", "criteria")
-    ctx.store.lock(tx, f"{res_type}?{criteria}")
+    ctx.store.lock(tx, lock_key(res_type, criteria))
     tx.flush(check_references=False)  # references are checked when the transaction ends
     return tx.current_by_pks(match_pks(ctx, tx, res_type, params, limit))
+
+
+def lock_key(res_type: str, criteria: str) -> str:
+    """The lock `matches` takes for these criteria; a transaction takes it up front (Store.lock_all)."""
+    return f"{res_type}?{criteria}"
 
 
 def single(ctx: Context, tx: Tx, res_type: str, criteria: str, what: str) -> Stored | None:

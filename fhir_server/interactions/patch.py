@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonpatch
 
+from .. import input_limits
 from ..auth import enforce
 from ..errors import Invalid, Unprocessable
 from ..store.sql import Tx
@@ -22,6 +23,10 @@ def patch(
     """Apply the operations to the current version and store the result as a new version."""
     if not isinstance(operations, list):
         raise Invalid("A JSON Patch document must be a JSON array of operations", "$this")
+    for i, operation in enumerate(operations):
+        for member in ("path", "from"):
+            if isinstance(operation, dict) and member in operation:
+                input_limits.check_json_pointer(operation[member], f"$this[{i}].{member}")
     try:
         patch_doc = jsonpatch.JsonPatch(operations)
     except (jsonpatch.InvalidJsonPatch, TypeError, KeyError) as exc:

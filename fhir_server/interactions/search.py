@@ -16,7 +16,7 @@ from terminology import stored
 from terminology.service import service
 
 from ..auth import enforce
-from ..search import plan, query
+from ..search import cursor_signing, plan, query
 from ..search.bundle import bundle, link, page_url
 from ..search.summary import subset
 from ..store.sql import Tx
@@ -30,7 +30,14 @@ def parse(
     ctx: Context, res_type: str | None, params: list[tuple[str, str]], lenient: bool
 ) -> query.SearchQuery:
     """Parse search parameters with the server's paging limits (400 naming any bad parameter)."""
-    return query.parse(res_type, params, lenient=lenient, max_count=ctx.settings.max_count)
+    return query.parse(
+        res_type, params, lenient=lenient, max_count=ctx.settings.max_count, cursor_key=cursor_key(ctx)
+    )
+
+
+def cursor_key(ctx: Context) -> bytes:
+    """The key that signs this server's paging cursors."""
+    return cursor_signing.key_for(ctx.settings.data_dir)
 
 
 def search(
@@ -81,10 +88,10 @@ def search(
     has_next = (more and not back) or (back and q.cursor is not None)
     has_previous = (more and back) or (q.cursor is not None and not back)
     if rows and has_previous:
-        cursor = plan.previous_cursor(q, rows[0])
+        cursor = plan.previous_cursor(q, rows[0], cursor_key(ctx))
         links.append(link("previous", page_url(base, path, [*q.used, ("_cursor", cursor)])))
     if rows and has_next:
-        cursor = plan.next_cursor(q, rows[-1])
+        cursor = plan.next_cursor(q, rows[-1], cursor_key(ctx))
         links.append(link("next", page_url(base, path, [*q.used, ("_cursor", cursor)])))
     entries = [_entry(base, r.content, _MODE_MATCH, q) for r in rows]
     entries += [_entry(base, r.content, _MODE_INCLUDE, q) for r in included]

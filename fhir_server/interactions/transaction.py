@@ -5,19 +5,30 @@ in the order the spec defines (DELETE, POST, PUT/PATCH, GET/HEAD); urn:uuid full
 before anything is written and every reference to them is rewritten; conditional references
 (`Patient?identifier=...`) must resolve to exactly one resource. A batch performs each entry on its
 own, each in its own database transaction, and reports each outcome.
+
+A resource can appear in a transaction only once (#trules): two entries that change the same
+resource, by url or by the resource a conditional url resolves to, make it 400. In a batch such
+entries depend on each other, which #brules forbids: each of them is answered 400. A transaction
+first locks everything its entries name, in one fixed order (Store.lock_all), so crossing
+transactions queue instead of deadlocking; contention that still rolls it back runs it again from
+the body as sent (Store.transact).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
+
 from ..errors import FhirError, Invalid, PreconditionFailed
-from ..references import rewrite
+from ..references import rewrite, walk
 from ..search.bundle import bundle
-from ..store.sql import new_id
+from ..store.sql import Tx, new_id
 from .bundle_entry import Request, error_entry, parse_entry, perform
-from .conditional import matches
+from .conditional import lock_key, matches
 from .context import Context
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -37,27 +48,106 @@ def entries_of(body: Any, kind: str) -> list[Any]:
 
 def transaction(ctx: Context, body: Any) -> dict[str, Any]:
     """Perform a transaction Bundle; return the transaction-response Bundle."""
+    _requests(ctx, body)  # a malformed Bundle is 400 before the database is touched
+    fresh = _fresh(body)
+    responses = ctx.store.transact(lambda tx: _perform_all(ctx, tx, _requests(ctx, fresh())))
+    return bundle("transaction-response", [r for r in responses if r is not None], [], None)
+
+
+def _fresh(value: Any) -> Callable[[], Any]:
+    """`value` on the first call, an equal unshared copy on each later one: a write run again starts
+    from what the client sent, not from what the rolled-back attempt rewrote in place."""
+    pristine = orjson.dumps(value)
+    calls = itertools.count()
+    return lambda: value if next(calls) == 0 else orjson.loads(pristine)
+
+
+def _requests(ctx: Context, body: Any) -> list[Request]:
+    """The entries parsed and checked: a fullUrl twice, or one resource changed twice, is 400."""
     base = ctx.settings.base
     requests = [parse_entry(i, e, base) for i, e in enumerate(entries_of(body, "transaction"))]
     _check_unique_full_urls(requests)
+    _claimed(requests)
+    return requests
+
+
+def _perform_all(ctx: Context, tx: Tx, requests: list[Request]) -> list[dict[str, Any] | None]:
+    """Lock what the entries name, then perform them in the order #trules gives; responses by index."""
+    ctx.store.lock_all(tx, _lock_keys(requests))
+    claimed = _claimed(requests)
     responses: list[dict[str, Any] | None] = [None] * len(requests)
-    with ctx.store.write() as tx:
-        ordered = sorted(requests, key=lambda r: (_ORDER[r.method], r.index))
-        for req in ordered:
-            if req.method == "DELETE":
-                responses[req.index] = perform(ctx, tx, req)
-        mapping = _assign_ids(ctx, tx, requests)
-        for req in requests:
-            if isinstance(req.resource, dict):
-                _resolve_references(ctx, tx, req, mapping)
-        for req in ordered:
-            if req.method in ("POST", "PUT", "PATCH"):
-                responses[req.index] = perform(ctx, tx, req)
-        tx.flush()
-        for req in ordered:
-            if req.method in ("GET", "HEAD"):
-                responses[req.index] = perform(ctx, tx, req)
-    return bundle("transaction-response", [r for r in responses if r is not None], [], None)
+    ordered = sorted(requests, key=lambda r: (_ORDER[r.method], r.index))
+    for req in ordered:  # what conditional deletes resolve to, before any delete runs
+        if req.method == "DELETE" and req.res_id is None and req.res_type and req.params:
+            found = matches(ctx, tx, req.res_type, urlencode(req.params))
+            if len(found) == 1:
+                _claim(claimed, f"{req.res_type}/{found[0].res_id}", req)
+    for req in ordered:
+        if req.method == "DELETE":
+            responses[req.index] = perform(ctx, tx, req)
+    mapping = _assign_ids(ctx, tx, requests, claimed)
+    for req in requests:
+        if isinstance(req.resource, dict):
+            _resolve_references(ctx, tx, req, mapping)
+    for req in ordered:
+        if req.method in ("POST", "PUT", "PATCH"):
+            responses[req.index] = perform(ctx, tx, req)
+    tx.flush()
+    for req in ordered:
+        if req.method in ("GET", "HEAD"):
+            responses[req.index] = perform(ctx, tx, req)
+    return responses
+
+
+def changed_target(req: Request) -> str | None:
+    """What a PUT, PATCH or DELETE entry changes as its url names it: `Type/id` or `Type?criteria`."""
+    if req.method not in ("PUT", "PATCH", "DELETE") or req.res_type is None:
+        return None
+    if req.res_id is not None:
+        return f"{req.res_type}/{req.res_id}"
+    return lock_key(req.res_type, urlencode(req.params)) if req.params else None
+
+
+def _claimed(requests: list[Request]) -> dict[str, Request]:
+    """Each changed target with the entry changing it; 400 when two entries change one target."""
+    claimed: dict[str, Request] = {}
+    for req in requests:
+        target = changed_target(req)
+        if target is not None:
+            _claim(claimed, target, req)
+    return claimed
+
+
+def _claim(claimed: dict[str, Request], target: str, req: Request) -> None:
+    other = claimed.setdefault(target, req)
+    if other is not req:
+        raise Invalid(
+            f"{other.where} and {req.where} both change {target}: a resource can appear in a "
+            "transaction only once",
+            f"{req.where}.request.url",
+        )
+
+
+def _lock_keys(requests: list[Request]) -> Iterator[str]:
+    """The locks a transaction takes before it writes: what its entries change, and every
+    conditional url it will search (ifNoneExist, conditional references) as `matches` locks it."""
+    for req in requests:
+        target = changed_target(req)
+        if target is not None:
+            yield target
+        if req.method == "POST" and req.res_type and req.if_none_exist:
+            yield lock_key(req.res_type, req.if_none_exist)
+        if isinstance(req.resource, dict):
+            for element, _ in walk(req.resource, "", contained=True):
+                conditional = _conditional_reference(element["reference"])
+                if conditional is not None:
+                    yield lock_key(*conditional)
+
+
+def _conditional_reference(ref: str) -> tuple[str, str] | None:
+    """(type, criteria) of a conditional reference such as `Patient?identifier=x`, else None."""
+    head, sep, criteria = ref.partition("?")
+    return (head, criteria) if sep and "/" not in head else None
 
 
 def _check_unique_full_urls(requests: list[Request]) -> None:
@@ -72,8 +162,11 @@ def _check_unique_full_urls(requests: list[Request]) -> None:
             seen[req.full_url] = req.index
 
 
-def _assign_ids(ctx: Context, tx: Any, requests: list[Request]) -> dict[str, str]:
-    """Map every entry's fullUrl to the reference it will have on this server."""
+def _assign_ids(
+    ctx: Context, tx: Any, requests: list[Request], claimed: dict[str, Request]
+) -> dict[str, str]:
+    """Map every entry's fullUrl to the reference it will have on this server; claim what
+    conditional updates resolve to."""
     mapping: dict[str, str] = {}
     for req in requests:
         if req.res_type is None:
@@ -105,6 +198,7 @@ def _assign_ids(ctx: Context, tx: Any, requests: list[Request]) -> dict[str, str
             if isinstance(req.resource, dict):
                 req.resource["id"] = rid
             target = f"{req.res_type}/{rid}"
+            _claim(claimed, target, req)
         if target and req.full_url:
             mapping[req.full_url] = target
     return mapping
@@ -118,8 +212,9 @@ def _resolve_references(ctx: Context, tx: Any, req: Request, mapping: dict[str, 
             raise Invalid(
                 f"Reference '{ref}' matches no fullUrl in this transaction", f"{req.where}.resource"
             )
-        head, sep, criteria = ref.partition("?")
-        if sep and "/" not in head:
+        conditional = _conditional_reference(ref)
+        if conditional is not None:
+            head, criteria = conditional
             found = matches(ctx, tx, head, criteria)
             if len(found) != 1:
                 raise PreconditionFailed(
@@ -135,15 +230,49 @@ def _resolve_references(ctx: Context, tx: Any, req: Request, mapping: dict[str, 
 def batch(ctx: Context, body: Any) -> dict[str, Any]:
     """Perform each entry of a batch Bundle on its own; failures are reported per entry."""
     base = ctx.settings.base
+    entries = entries_of(body, "batch")
+    refused = _interdependent(entries, base)
     out: list[dict[str, Any]] = []
-    for i, entry in enumerate(entries_of(body, "batch")):
+    for i, entry in enumerate(entries):
         try:
-            req = parse_entry(i, entry, base)
-            with ctx.store.write() as tx:
-                out.append(perform(ctx, tx, req))
+            if i in refused:
+                raise refused[i]
+            answered = _perform_alone(ctx, i, entry)
+            out.append(answered)  # only once committed: the closing flush may still refuse the entry
         except FhirError as exc:
             out.append(error_entry(exc))
     return bundle("batch-response", out, [], None)
+
+
+def _perform_alone(ctx: Context, index: int, entry: Any) -> dict[str, Any]:
+    """One batch entry in its own write transaction (run again from the entry as sent on contention)."""
+    base = ctx.settings.base
+    parse_entry(index, entry, base)  # a malformed entry is 400 before the database is touched
+    fresh = _fresh(entry)
+    return ctx.store.transact(lambda tx: perform(ctx, tx, parse_entry(index, fresh(), base)))
+
+
+def _interdependent(entries: Iterable[Any], base: str) -> dict[int, FhirError]:
+    """Entries of a batch that change the same resource depend on each other (#brules): each is 400."""
+    by_target: dict[str, list[Request]] = {}
+    for i, entry in enumerate(entries):
+        try:
+            req = parse_entry(i, entry, base)
+        except FhirError:
+            continue  # answered when its turn comes
+        target = changed_target(req)
+        if target is not None:
+            by_target.setdefault(target, []).append(req)
+    refused: dict[int, FhirError] = {}
+    for target, reqs in by_target.items():
+        if len(reqs) > 1:
+            where = ", ".join(r.where for r in reqs)
+            for req in reqs:
+                refused[req.index] = Invalid(
+                    f"{where} all change {target}: the entries of a batch must not depend on each other",
+                    f"{req.where}.request.url",
+                )
+    return refused
 
 
 __all__ = ["batch", "transaction"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import input_limits
 from ..auth import enforce
 from ..auth.principal import Principal
 from ..errors import Gone, NotFound
@@ -16,7 +17,7 @@ def vread(
     check_type(res_type)
     if not version_id.isdigit():
         raise NotFound(f"{res_type}/{res_id} has no version '{version_id}'")
-    stored = tx.version(res_type, res_id, int(version_id))
+    stored = tx.version(res_type, res_id, input_limits.integer(version_id, "vid"))
     if stored is None:
         raise NotFound(f"{res_type}/{res_id} has no version {version_id}")
     enforce.check_version(tx, principal, stored)

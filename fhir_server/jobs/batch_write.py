@@ -144,6 +144,7 @@ def write(
             outcome.append(UPDATED)
         try:
             sql.write(conn, batch)
+            tx.changes.add(batch)  # for the background ANALYZE (store/autoanalyze.py)
         except fast.DuplicateId:
             raise Conflict("A resource of this batch was created concurrently; retry") from None
     return outcome

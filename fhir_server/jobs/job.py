@@ -25,6 +25,7 @@ from .. import instant
 from ..errors import TooManyRequests
 from ..store.sql import Store
 from . import tables
+from .requester import Requester
 from .tables import ACTIVE
 
 _J = tables.job.c
@@ -37,6 +38,10 @@ class Job:
     id: str
     kind: str
     client_id: str | None
+    requester_kind: str | None
+    requester_subject: str | None
+    requester_fhir_user: str | None
+    requester_patient: str | None
     status: str
     request_url: str
     params: dict[str, Any]
@@ -73,33 +78,40 @@ def create(
     store: Store,
     *,
     kind: str,
-    client_id: str | None,
     request_url: str,
     params: dict[str, Any],
     transaction_time: int,
     max_active: int,
     retry_after: int,
     job_id: str | None = None,
+    requester: Requester | None = None,
+    client_id: str | None = None,
 ) -> Job:
-    """Insert an accepted job; 429 when the client already has `max_active` jobs running."""
+    """Insert an accepted job of `requester` (or of just `client_id`); 429 when that requester already
+    has `max_active` jobs running (counted per requester, so one user's jobs never hold up, or reveal,
+    another user's of the same client)."""
     tables.ensure(store.engine)
+    who = requester if requester is not None else Requester(client_id=client_id)
     now = instant.now_us()
     with store.write() as tx:
-        store.lock(tx, f"job-client:{client_id}")
-        owner = _J.client_id.is_(None) if client_id is None else _J.client_id == client_id
+        store.lock(tx, who.lock_key())
         active = tx.conn.execute(
-            select(func.count()).select_from(tables.job).where(owner, _J.status.in_(ACTIVE))
+            select(func.count()).select_from(tables.job).where(who.condition(), _J.status.in_(ACTIVE))
         ).scalar_one()
         if active >= max_active:
             raise TooManyRequests(
-                f"This client already has {active} bulk data job(s) in progress; wait for them to finish "
+                f"You already have {active} bulk data job(s) in progress; wait for them to finish "
                 "or cancel one",
                 headers={"Retry-After": str(retry_after)},
             )
         created = Job(
             id=job_id or new_job_id(),
             kind=kind,
-            client_id=client_id,
+            client_id=who.client_id,
+            requester_kind=who.kind,
+            requester_subject=who.subject,
+            requester_fhir_user=who.fhir_user,
+            requester_patient=who.patient,
             status="accepted",
             request_url=request_url,
             params=params,
@@ -288,12 +300,13 @@ def remove(store: Store, job_id: str) -> None:
         conn.execute(delete(tables.job).where(_J.id == job_id))
 
 
-def active_count(store: Store, client_id: str | None) -> int:
-    """How many jobs of a client are accepted or in progress."""
-    owner = _J.client_id.is_(None) if client_id is None else _J.client_id == client_id
+def active_count(store: Store, requester: Requester) -> int:
+    """How many jobs of a requester are accepted or in progress."""
     with store.engine.connect() as conn:
         return int(
             conn.execute(
-                select(func.count()).select_from(tables.job).where(owner, _J.status.in_(ACTIVE))
+                select(func.count())
+                .select_from(tables.job)
+                .where(requester.condition(), _J.status.in_(ACTIVE))
             ).scalar_one()
         )

@@ -4,7 +4,8 @@ A bulk import can multiply a table's size faster than autovacuum (if it runs at 
 with stale statistics PostgreSQL plans an export's `res_type = X ORDER BY pk` as "fetch every row of
 the type, then sort" instead of walking the primary key. `refresh(store, tables)` runs ANALYZE on the
 tables whose rows changed by more than a fifth since they were last analyzed (or never were).
-SQLite needs nothing here.
+SQLite needs nothing here. Writes through every other path (and these too, a little later, off the
+request path) are followed by store/autoanalyze.py, which analyzes on both databases.
 
 `analyze(store, tables)` analyzes unconditionally: a bulk import calls it for `resource` once it has
 written a few thousand resources of a type the statistics may not know (see jobs/batch_write.py).

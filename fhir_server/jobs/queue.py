@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from ..redacted_traceback import format_exception
 from ..settings import Settings
 from ..store.engine import make_engine
 from ..store.sql import Store
@@ -61,8 +62,8 @@ class CeleryQueue:
 def _run_logged(store: Store, settings: Settings, job_id: str) -> str:
     try:
         return worker.run(store, settings, job_id)
-    except Exception:  # the job row says what failed; keep the pool thread alive
-        log.exception("Job %s could not be run", job_id)
+    except Exception as exc:  # the job row says what failed; keep the pool thread alive
+        log.error("Job %s could not be run\n%s", job_id, format_exception(exc))
         return "error"
 
 

@@ -1,6 +1,7 @@
 """The `job` table: asynchronous Bulk Data requests (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
 
-One row per kick-off (export or import). `status` moves accepted -> in-progress -> completed | failed,
+One row per kick-off (export, import or ingest), owned by its requester (`client_id` and the
+`requester_*` columns, see `requester.py`). `status` moves accepted -> in-progress -> completed | failed,
 or to cancelled on a DELETE. A worker owns a running job through a lease (`owner`, `heartbeat`); a
 job whose heartbeat is older than the lease time belongs to a dead worker and is taken over, from
 its last checkpoint (`progress`), or failed with a reason after too many attempts. Times are
@@ -23,7 +24,12 @@ job = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("kind", String(16), nullable=False),  # export | import
-    Column("client_id", String(255), nullable=True),  # None: anonymous (development mode)
+    Column("client_id", String(255), nullable=True),  # the requesting client; None: the server itself
+    # the rest of the requester's identity (jobs/requester.py): only the same requester follows a job up
+    Column("requester_kind", String(16), nullable=True),  # patient | user | system | anonymous-dev
+    Column("requester_subject", String(255), nullable=True),  # the token's `sub`
+    Column("requester_fhir_user", String(255), nullable=True),  # the token's `fhirUser`
+    Column("requester_patient", String(64), nullable=True),  # the patient in context
     Column("status", String(16), nullable=False),
     Column("request_url", Text, nullable=False),  # the kick-off URL (without POST parameters)
     Column("params", JSON, nullable=False),  # the validated request parameters

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from ..operations import ingest as ingest_job
+from ..redacted_traceback import format_exception
 from ..settings import Settings
 from ..store.sql import Store
 from . import export, import_, job, output_files
@@ -91,7 +92,7 @@ def run(store: Store, settings: Settings, job_id: str) -> str:
                 output_files.remove(settings.data_dir, job_id)
             return "lost"
         except Exception as exc:
-            log.exception("Job %s (%s) failed", job_id, current.kind)
+            log.error("Job %s (%s) failed\n%s", job_id, current.kind, format_exception(exc))
             reason = f"The {current.kind} failed: {type(exc).__name__}: {exc}"[:1000]
             job.fail(store, job_id, reason, owner=owner, ttl_seconds=settings.bulk_file_ttl_seconds)
             return "failed"

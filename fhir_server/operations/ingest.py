@@ -34,6 +34,7 @@ from ..interactions.context import Context
 from ..interactions.transaction import transaction
 from ..jobs import job, output_files
 from ..jobs.job import Job
+from ..jobs.requester import Requester
 from ..settings import Settings
 from ..store.sql import Store
 from . import ingest_task
@@ -343,14 +344,14 @@ def accept(
     upload: Path,
     fmt: str,
     timezone_name: str | None = None,
-    client_id: str | None = None,
     request_url: str = "",
-    requester: dict[str, str | None] | None = None,
+    requester: Requester | None = None,
 ) -> TaskState:
     """Check the request, record the job and its Task (``requested``); the caller submits the job.
 
     404 when the patient does not exist; 400 for an unknown format or time zone; 429 when the
-    client already has too many jobs running. The upload is removed when the request is refused.
+    requester already has too many jobs running. The upload is removed when the request is refused.
+    The job, and so its Task's read exception, belongs to `requester` (auth/enforce.py check_read).
     """
     try:
         check_patient(ctx, patient_ref)
@@ -361,7 +362,7 @@ def accept(
         job.create(
             ctx.store,
             kind=KIND,
-            client_id=client_id,
+            requester=requester,
             request_url=request_url or f"{ctx.settings.base}/$ingest",
             params={
                 "path": str(upload),
@@ -370,7 +371,6 @@ def accept(
                 "file": upload.name,
                 "timezone": timezone_name,
                 "authored": state.authored,
-                "requester": requester,  # who may read the Task (auth/enforce.py check_read)
             },
             transaction_time=instant.now_us(),
             max_active=ctx.settings.bulk_max_active_per_client,

@@ -50,6 +50,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from fhir_server.errors import Invalid
+from fhir_server.search.cursor_signing import PROCESS_KEY
 from fhir_server.search.query import (
     MAX_INCLUDE_DEPTH,
     Chain,
@@ -802,18 +803,18 @@ def _labels(cols: Sequence[Any]) -> list[Any]:
     return [c.label(f"sort_{i}") for i, c in enumerate(cols)]
 
 
-def next_cursor(query: SearchQuery, row: Row[Any]) -> str:
-    """The `_cursor` value that continues after `row` (the last row shown of a page)."""
+def next_cursor(query: SearchQuery, row: Row[Any], key: bytes = PROCESS_KEY) -> str:
+    """The `_cursor` value that continues after `row` (the last row shown of a page), signed with `key`."""
     mapping = row._mapping
     keys = [mapping[f"sort_{i}"] for i in range(len(query.sort))]
-    return encode_cursor(query.sort_signature, keys, int(mapping["pk"]))
+    return encode_cursor(query.sort_signature, keys, int(mapping["pk"]), key=key)
 
 
-def previous_cursor(query: SearchQuery, row: Row[Any]) -> str:
+def previous_cursor(query: SearchQuery, row: Row[Any], key: bytes = PROCESS_KEY) -> str:
     """The `_cursor` value for the page that ends just before `row` (the first row shown of a page)."""
     mapping = row._mapping
     keys = [mapping[f"sort_{i}"] for i in range(len(query.sort))]
-    return encode_cursor(query.sort_signature, keys, int(mapping["pk"]), before=True)
+    return encode_cursor(query.sort_signature, keys, int(mapping["pk"]), before=True, key=key)
 
 
 def count(

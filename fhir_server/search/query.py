@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from fhir_server.errors import Invalid
 from fhir_server.instant import now_us as _now_us
 from fhir_server.model import is_resource_type, resource_types
+from fhir_server.search import cursor_signing
 from fhir_server.search.types.composite_query import CompositeValue, parse_composite
 from fhir_server.search.types.date_query import DateValue, parse_date
 from fhir_server.search.types.number_query import NumberValue, parse_number
@@ -239,17 +240,31 @@ def _default_registry() -> Registry:
     return parameters
 
 
-def encode_cursor(signature: str, keys: Sequence[Any], pk: int, *, before: bool = False) -> str:
-    """Opaque `_cursor` value: base64url of the sort signature, the sort key values, the pk (and direction)."""
+def encode_cursor(
+    signature: str,
+    keys: Sequence[Any],
+    pk: int,
+    *,
+    before: bool = False,
+    key: bytes = cursor_signing.PROCESS_KEY,
+) -> str:
+    """Opaque `_cursor` value: base64url of the sort signature, the sort key values, the pk (and direction),
+    signed with `key`."""
     data: list[Any] = [signature, list(keys), pk]
     if before:
         data.append(1)
     raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursor_signing.sign(base64.urlsafe_b64encode(raw.encode()).decode().rstrip("="), key)
 
 
-def decode_cursor(text: str, signature: str, n_keys: int) -> Cursor:
-    """Decode a `_cursor`; it must come from a search with the same `_sort`."""
+def decode_cursor(
+    text: str, signature: str, n_keys: int, *, key: bytes = cursor_signing.PROCESS_KEY
+) -> Cursor:
+    """Decode a `_cursor`; it must be signed with `key` and come from a search with the same `_sort`."""
+    payload = cursor_signing.verify(text, key)
+    if payload is None:
+        fail("_cursor", "not a paging cursor issued by this server")
+    text = payload
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         data = json.loads(raw.decode())
@@ -494,6 +509,7 @@ def parse(
     registry: Registry | None = None,
     now_us: int | None = None,
     max_count: int = DEFAULT_MAX_COUNT,
+    cursor_key: bytes = cursor_signing.PROCESS_KEY,
 ) -> SearchQuery:
     """Parse decoded query parameters (in order) into a SearchQuery; raises errors.Invalid (400)."""
     pairs = list(params)
@@ -591,6 +607,6 @@ def parse(
         ignored=tuple(p.ignored),
     )
     if cursor_text is not None:
-        cursor = decode_cursor(cursor_text, query.sort_signature, len(sort_t))
+        cursor = decode_cursor(cursor_text, query.sort_signature, len(sort_t), key=cursor_key)
         query = replace(query, cursor=cursor)
     return query

@@ -5,6 +5,7 @@ https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-sa
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -24,16 +25,25 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
     """Create the engine; SQLite gets WAL mode, a busy timeout and BEGIN IMMEDIATE for write transactions."""
     url = normalise_url(url)
     parsed = make_url(url)
+    logging.getLogger("sqlalchemy.engine.Engine").addFilter(_without_rows)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=max_overflow,
+            hide_parameters=True,  # bound parameters hold patient data: never in errors or logs
         )
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False, hide_parameters=True
+    )
+
+
+def _without_rows(record: logging.LogRecord) -> bool:
+    """Drop the fetched rows SQLAlchemy logs at DEBUG: they are resource content (statements stay)."""
+    return not (record.levelno == logging.DEBUG and record.msg == "Row %r")
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, func, select, text
@@ -26,9 +26,11 @@ from .. import instant
 from ..errors import Conflict, Issue, Unprocessable
 from ..references import local_target, walk
 from ..search.index import index_tuples
-from . import fast
+from . import autoanalyze, contention, fast
 from . import tables as t
 from .engine import is_sqlite
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +132,16 @@ class Tx:
     base: str = ""
     writable: bool = False
     sql: fast.Sql | None = None
+    # Of the existing reference targets, those the caller may see (None: all); auth/enforce.py sets
+    # it, and a hidden target is refused like an unknown one (references are no existence oracle).
+    visible: Callable[[Tx, set[tuple[str, str]]], set[tuple[str, str]]] | None = None
     _creates: list[fast.NewResource] = field(default_factory=list)
     _reindex: list[tuple[int, fast.IndexRows]] = field(default_factory=list)
     _versions: list[tuple[Any, ...]] = field(default_factory=list)
     _refs: list[_RefCheck] = field(default_factory=list)
     _now: int = 0
+    # Rows written, counted for the background ANALYZE once the transaction commits (autoanalyze.py).
+    changes: autoanalyze.Changes = field(default_factory=autoanalyze.Changes)
 
     def __post_init__(self) -> None:
         if self.sql is None:
@@ -319,8 +326,11 @@ class Tx:
         assert self.sql is not None
         try:
             found = self.sql.write(self.conn, batch)
+            self.changes.add(batch)
         except fast.DuplicateId:
             raise Conflict("A resource with this id was created concurrently; retry") from None
+        if self.visible is not None and refs:
+            found = self.visible(self, found & batch.refs)
         missing = [ref for ref in refs if ref.target not in found]
         if missing:
             issues = [
@@ -355,6 +365,7 @@ class Store:
         self._writers: AbstractContextManager[Any] = threading.RLock() if self.sqlite else nullcontext()
         # PostgreSQL reads: no BEGIN/COMMIT round trips (server-side cursors need engine.connect()).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.analyzer = autoanalyze.analyzer(engine)  # planner statistics after bulk writes
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -371,7 +382,8 @@ class Store:
         """A write transaction: committed when the block ends, rolled back on any exception."""
         # SQLite has one writer at a time: this process's writers queue on a lock first, instead of
         # in SQLite's busy handler, which sleeps up to 100 ms between tries.
-        with self._writers, self.engine.connect() as conn:
+        # A deadlock, serialization failure or locked file is a 409 (contention.py), never a 500.
+        with self._writers, contention.as_conflict(), self.engine.connect() as conn:
             if self.sqlite:
                 conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
             try:
@@ -379,6 +391,7 @@ class Store:
                     tx = Tx(conn, self.check_references, self.base, writable=True, sql=self.sql)
                     yield tx
                     tx.flush()
+                self.analyzer.committed(tx.changes)
             finally:
                 conn.info.pop("sqlite_begin", None)
 
@@ -387,3 +400,27 @@ class Store:
         if self.sqlite:
             return  # BEGIN IMMEDIATE already serialises every writer
         tx.conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+    def lock_all(self, tx: Tx, keys: Iterable[str]) -> None:
+        """`lock` every key in ONE fixed order (by lock hash), before anything is written, so writers
+        locking overlapping sets queue instead of deadlocking; locking a held key again is free."""
+        unique = sorted(set(keys))
+        if self.sqlite or not unique:
+            return
+        tx.conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h"
+                " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+            ),
+            {"keys": unique},
+        )
+
+    def transact(self, work: Callable[[Tx], T]) -> T:
+        """`work(tx)` in a write transaction, run again from scratch when contention rolled it back
+        (contention.py); `work` must rebuild everything it writes from unchanged inputs."""
+
+        def attempt() -> T:
+            with self.write() as tx:
+                return work(tx)
+
+        return contention.retrying(attempt)

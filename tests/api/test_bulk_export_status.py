@@ -202,8 +202,8 @@ def test_a_failed_job_answers_with_an_operation_outcome(
 def test_status_and_files_need_a_token_of_the_same_client(
     bulk_client: TestClient, bulk_caller: Caller, data: None, path: str
 ) -> None:
-    """Status and file requests are protected like the kick-off: no token 401; another client's token
-    403; any token of the same client works (@5, @6, @161, @162)."""
+    """Status and file requests are protected like the kick-off: no token 401; to another client's
+    token the job does not exist (404); any token of the same client works (@5, @6, @161, @162)."""
     url = kick_off(bulk_client, path)
     manifest = wait_done(bulk_client, url).json()
     file_url = manifest["output"][0]["url"]
@@ -212,9 +212,9 @@ def test_status_and_files_need_a_token_of_the_same_client(
     _outcome(bulk_client.get(file_url), 401)
     _outcome(bulk_client.delete(url), 401)
     bulk_caller.principal = system_client("someone-else")
-    _outcome(bulk_client.get(url), 403)
-    _outcome(bulk_client.get(file_url), 403)
-    _outcome(bulk_client.delete(url), 403)
+    _outcome(bulk_client.get(url), 404)
+    _outcome(bulk_client.get(file_url), 404)
+    _outcome(bulk_client.delete(url), 404)
     bulk_caller.principal = system_client()  # a fresh token of the same client
     assert bulk_client.get(url).status_code == 200
     assert bulk_client.get(file_url).status_code == 200

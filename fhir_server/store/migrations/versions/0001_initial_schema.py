@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 22:19:51.398599
+Create Date: 2026-12-03 08:20:18.971471
 """
 
 import sqlalchemy as sa
@@ -188,6 +188,10 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("client_id", sa.String(length=255), nullable=True),
+        sa.Column("requester_kind", sa.String(length=16), nullable=True),
+        sa.Column("requester_subject", sa.String(length=255), nullable=True),
+        sa.Column("requester_fhir_user", sa.String(length=255), nullable=True),
+        sa.Column("requester_patient", sa.String(length=64), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("request_url", sa.Text(), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
@@ -219,16 +223,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("launch_hash"),
     )
     op.create_table(
-        "login_attempt",
-        sa.Column(
-            "pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        "login_throttle",
         sa.Column("key_hash", sa.String(length=64), nullable=False),
-        sa.Column("at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("pk"),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("last_failure", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("key_hash"),
     )
-    with op.batch_alter_table("login_attempt", schema=None) as batch_op:
-        batch_op.create_index("ix_login_attempt_key_at", ["key_hash", "at"], unique=False)
+    with op.batch_alter_table("login_throttle", schema=None) as batch_op:
+        batch_op.create_index("ix_login_throttle_last_failure", ["last_failure"], unique=False)
 
     op.create_table(
         "oauth_client",
@@ -338,10 +340,10 @@ def downgrade() -> None:
 
     op.drop_table("refresh_token")
     op.drop_table("oauth_client")
-    with op.batch_alter_table("login_attempt", schema=None) as batch_op:
-        batch_op.drop_index("ix_login_attempt_key_at")
+    with op.batch_alter_table("login_throttle", schema=None) as batch_op:
+        batch_op.drop_index("ix_login_throttle_last_failure")
 
-    op.drop_table("login_attempt")
+    op.drop_table("login_throttle")
     op.drop_table("launch_context")
     with op.batch_alter_table("job", schema=None) as batch_op:
         batch_op.drop_index("ix_job_status_heartbeat")

@@ -1,0 +1,35 @@
+"""`X-Content-Type-Options: nosniff` on every response, `Cache-Control: no-store` on those with PHI.
+
+https://hl7.org/fhir/R4/security.html#http: FHIR resources and Bundles carry patient data, so
+neither browsers nor shared caches may keep them. The CapabilityStatement and the discovery
+documents under /.well-known hold none and stay cacheable; a response that sets its own
+Cache-Control (e.g. the JWKS) keeps it.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding the headers as the response starts."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = scope["path"] == "/metadata" or scope["path"].startswith("/.well-known/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                if not cacheable:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
