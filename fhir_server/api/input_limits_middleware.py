@@ -12,25 +12,20 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .. import input_limits
 from ..errors import FhirError, TooLarge
 from .http import FHIR_JSON
+from .http_middleware import HttpMiddleware
 
 MAX_FORM_BYTES = 1024 * 1024  # urlencoded forms are small: OAuth parameters, a search
 
 
-class InputLimitsMiddleware:
+class InputLimitsMiddleware(HttpMiddleware):
     """Reject hostile request lines, headers and forms with a 400 before any route sees them."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             _check_request_line(scope)
             headers = _check_headers(scope)

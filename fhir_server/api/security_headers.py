@@ -9,19 +9,15 @@ Cache-Control (e.g. the JWKS) keeps it.
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from .http_middleware import HttpMiddleware
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Pure ASGI middleware adding the headers as the response starts."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         cacheable = scope["path"] == "/metadata" or scope["path"].startswith("/.well-known/")
 
         async def send_with_headers(message: Message) -> None:

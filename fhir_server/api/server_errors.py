@@ -14,11 +14,12 @@ import logging
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import FhirError, ServerError
 from ..redacted_traceback import format_exception
 from . import http
+from .http_middleware import HttpMiddleware
 
 log = logging.getLogger("fhir_server")
 
@@ -27,16 +28,10 @@ class ResponseAbandoned(RuntimeError):
     """An exception after the response had started: the server must drop the connection."""
 
 
-class ServerErrors:
+class ServerErrors(HttpMiddleware):
     """Turn any exception escaping the app into a 500 OperationOutcome with a correct Content-Length."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:
