@@ -143,11 +143,13 @@ def role_import(arg: str) -> None:
 
 
 def role_export(job_id: str) -> None:
+    from fhir_server import job_kinds
     from fhir_server.jobs import worker
     from fhir_server.settings import Settings
     from fhir_server.store.engine import make_engine
     from fhir_server.store.sql import Store
 
+    job_kinds.register()
     settings = Settings()
     store = Store(make_engine(settings.database_url), check_references=False, base=settings.base)
     outcome = worker.run(store, settings, job_id)

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from . import __version__
+from . import __version__, events, job_kinds
 from .api import auth_routes, bulk_routes, http, ingest_routes, terminology_routes
 from .api.input_limits_middleware import InputLimitsMiddleware
 from .api.routes import router
@@ -30,6 +30,7 @@ log = logging.getLogger("fhir_server")
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     """Build the application for the given settings (environment variables by default)."""
     settings = settings or Settings()
+    job_kinds.register()  # before any job runs (in-process threads, or the sweeper's give-ups)
     if store is None:
         engine = make_engine(
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
@@ -38,6 +39,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         warm_up()  # a served process (tests pass their own store): no slow first request
     app = FastAPI(title="fhir-server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = Context(store=store, settings=settings)
+    if not settings.redis_url:  # with Redis, `fhir-server worker` delivers change events
+        app.state.events = events.start(store)
     app.state.settings = settings
     if settings.allow_anonymous:
         log.warning(

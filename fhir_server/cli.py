@@ -94,8 +94,10 @@ def _worker_args(p: argparse.ArgumentParser) -> None:
 
 @command("worker", "run Bulk Data jobs from the Redis queue (needs FHIR_REDIS_URL)", _worker_args)
 def worker(ns: argparse.Namespace, settings: Settings) -> int:
+    from .job_kinds import register
     from .jobs.queue import run_worker
 
+    register()
     return run_worker(settings, ns.concurrency)
 
 

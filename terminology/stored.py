@@ -18,13 +18,19 @@ from fhir_server.auth.principal import Principal
 from fhir_server.errors import Forbidden
 from fhir_server.search import plan, query
 from fhir_server.search.values import escape
+from fhir_server.store.repository import UnitOfWork
 from fhir_server.store.sql import Tx
 
 from .valuesets import Resolver
 
 
 def find(
-    tx: Tx, url: str, version: str | None = None, *, principal: Principal | None = None, base: str = ""
+    tx: UnitOfWork,
+    url: str,
+    version: str | None = None,
+    *,
+    principal: Principal | None = None,
+    base: str = "",
 ) -> Mapping[str, Any] | None:
     """The stored ValueSet with this url (and version) that `principal` may search for, or None."""
     params = [("url", escape(url)), ("_sort", "-_lastUpdated"), ("_count", "1")]
@@ -35,7 +41,7 @@ def find(
         restrict = enforce.search_restriction(principal, q, base)
     except Forbidden:
         return None
-    row = tx.conn.execute(plan.build(q, restrict=restrict, base_url=base or None, default_count=1)).first()
+    row = tx.run_search(plan.build(q, restrict=restrict, base_url=base or None, default_count=1)).first()
     if row is None:
         return None
     found: Mapping[str, Any] = orjson.loads(row.content)

@@ -157,9 +157,10 @@ async def _save_upload(request: Request, target: Path, limit: int) -> None:
 async def import_kickoff(request: Request, ctx: Ctx, principal: Principal) -> Response:
     settings = ctx.settings
     if principal is not None:
-        from ..auth.principal import Access, decide
+        from ..auth import enforce
+        from ..auth.principal import Access
 
-        access = decide(principal, "operation", "*", needs="cu")
+        access = enforce.operation(principal, "*", needs="cu")
         if not isinstance(access, Access) or not access.unrestricted:
             raise Forbidden("$import needs unrestricted create and update scopes (system/*.cu)")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -11,7 +11,7 @@
   (a contained OperationOutcome) in `Task.output`.
 
 The work runs on the job queue (:mod:`fhir_server.jobs.queue`) as a job of kind `ingest`
-(:func:`fhir_server.operations.ingest.run`).
+(:mod:`fhir_server.operations.ingest_job`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from fastapi import APIRouter, Request, Response
 from ..errors import Invalid, Issue, operation_outcome
 from ..interactions.context import Context
 from ..jobs import job, output_files
+from ..jobs.job import Job
 from ..jobs.requester import Requester
-from ..operations import ingest
-from ..operations.ingest_task import TaskState
+from ..operations import ingest, ingest_job
 from . import http
 from .bulk_routes import jobs_of
 from .deps import Ctx
@@ -82,10 +82,10 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
         timezone_name = _param(request, upload, "timezone")
         reference = patient_ref
 
-        def work() -> TaskState:
+        def work() -> Job:
             jobs, sweeper = jobs_of(app, ctx)
             sweeper.maybe()
-            state = ingest.accept(
+            accepted = ingest_job.accept(
                 ctx,
                 job_id=job_id,
                 patient_ref=reference,
@@ -96,18 +96,21 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
                 requester=requester,
             )
             jobs.submit(job_id)
-            return state
+            return accepted
 
-        state = await asyncio.to_thread(work)
+        accepted = await asyncio.to_thread(work)
     except BaseException:
         output_files.remove(settings.data_dir, job_id)
         raise
-    return _accepted(ctx, state)
+    return _accepted(ctx, accepted)
 
 
-def _accepted(ctx: Context, state: TaskState) -> Response:
-    location = f"{ctx.settings.base}/Task/{state.job_id}"
-    message = f"Ingesting {state.file} ({state.format}) for {state.patient_ref}; its status is {location}"
+def _accepted(ctx: Context, accepted: Job) -> Response:
+    location = f"{ctx.settings.base}/Task/{accepted.id}"
+    params = accepted.params
+    message = (
+        f"Ingesting {params['file']} ({params['format']}) for {params['patient']}; its status is {location}"
+    )
     body: Any = operation_outcome([Issue(message, "informational", severity="information")])
     return Response(orjson.dumps(body), 202, {"Content-Location": location}, http.FHIR_JSON)
 

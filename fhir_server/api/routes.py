@@ -126,7 +126,7 @@ async def create_type(res_type: str, request: Request, ctx: Ctx) -> Response:
     criteria = request.headers.get("if-none-exist")
 
     def work() -> WriteResult:
-        return ctx.store.transact(lambda tx: create.create(ctx, tx, res_type, body, if_none_exist=criteria))
+        return ctx.transact(lambda tx: create.create(ctx, tx, res_type, body, if_none_exist=criteria))
 
     return _write_response(request, ctx, await _in_thread(work))
 
@@ -139,7 +139,7 @@ async def conditional_update(res_type: str, request: Request, ctx: Ctx) -> Respo
     version = http.if_match(request)
 
     def work() -> WriteResult:
-        return ctx.store.transact(
+        return ctx.transact(
             lambda tx: update.conditional_update(ctx, tx, res_type, criteria, body, if_match=version)
         )
 
@@ -152,7 +152,7 @@ async def conditional_delete(res_type: str, request: Request, ctx: Ctx) -> Respo
     criteria = _criteria(request)
 
     def work() -> Any:
-        return ctx.store.transact(lambda tx: delete.conditional_delete(ctx, tx, res_type, criteria))
+        return ctx.transact(lambda tx: delete.conditional_delete(ctx, tx, res_type, criteria))
 
     gone = await _in_thread(work)
     return Response(status_code=204, headers={"ETag": gone.etag} if gone else None)
@@ -190,7 +190,7 @@ async def update_instance(res_type: str, res_id: str, request: Request, ctx: Ctx
     version = http.if_match(request)
 
     def work() -> WriteResult:
-        return ctx.store.transact(lambda tx: update.update(ctx, tx, res_type, res_id, body, if_match=version))
+        return ctx.transact(lambda tx: update.update(ctx, tx, res_type, res_id, body, if_match=version))
 
     return _write_response(request, ctx, await _in_thread(work))
 
@@ -204,7 +204,7 @@ async def patch_instance(res_type: str, res_id: str, request: Request, ctx: Ctx)
     version = http.if_match(request)
 
     def work() -> WriteResult:
-        return ctx.store.transact(lambda tx: patch.patch(ctx, tx, res_type, res_id, ops, if_match=version))
+        return ctx.transact(lambda tx: patch.patch(ctx, tx, res_type, res_id, ops, if_match=version))
 
     return _write_response(request, ctx, await _in_thread(work))
 
@@ -214,7 +214,7 @@ async def delete_instance(res_type: str, res_id: str, request: Request, ctx: Ctx
     read.check_type(res_type)
 
     def work() -> Any:
-        return ctx.store.transact(lambda tx: delete.delete(tx, res_type, res_id, principal=ctx.principal))
+        return ctx.transact(lambda tx: delete.delete(tx, res_type, res_id, principal=ctx.principal))
 
     gone = await _in_thread(work)
     return Response(status_code=204, headers={"ETag": gone.etag} if gone else None)

@@ -16,12 +16,14 @@ grants meet the data, always as SQL over the current rows:
   must satisfy a grant of that interaction, checked in the same database transaction, so a patient
   cannot write outside their compartment; a refusal rolls the write back. A grant confined to a
   patient's compartment also demands that the resource is in no OTHER patient's compartment
-  (`sole_compartment`), so a patient cannot write into, or through, another patient's record.
+  (`search/sole_compartment.py`), so a patient cannot write into, or through, another patient's record.
 * references written by a caller whose access is restricted are checked against what it may read:
   a reference it may not read is refused exactly like one to an unknown id (422, same message), so
   references are no oracle of which ids exist (`readable_targets`, run in the flush's batch). A type
   it has no read scope for counts as readable inside the patient compartment its writes are confined to.
 * batch and transaction entries go through the same interaction functions, entry by entry.
+* operations ($export, $import, $ingest, bulk files) declare the permissions they need and ask
+  `operation()`, the one check; matching a resource against a grant lives in `search/match.py`.
 
 A scope that does not cover the interaction at all is 403 with `error="insufficient_scope"`
 (RFC 6750 section 3.1). `principal=None` means security is off (internal callers).
@@ -29,27 +31,19 @@ A scope that does not cover the interaction at all is 403 with `error="insuffici
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, false, or_
 
-from ..errors import FhirError, Forbidden, NotFound
-from ..search import plan, query
-from ..search.compartment import patient_compartment_params
-from ..search.index import index_tuples
-from ..search.parameters import param_id
-from ..search.types.string_query import MAX_LEN
-from ..search.types.token_query import TokenValue
-from ..store import tables
+from ..errors import Forbidden, NotFound
+from ..search import match, query
+from ..store import conditions
 from ..store.sql import Stored, Tx
-from . import sole_compartment
+from . import async_status
 from .principal import Access, Denied, FhirInteraction, Grant, Principal, decide
 
-_R = tables.resource
 INSUFFICIENT = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
 
 
@@ -70,6 +64,12 @@ def access(
     return None if decided.unrestricted else decided
 
 
+def operation(principal: Principal, res_type: str, needs: str) -> Access | Denied:
+    """The one check of an operation ($export, $import, $ingest, a bulk file): it declares the SMART
+    permissions it needs (e.g. "rs") on `res_type`; the grants it runs under, or why it may not run."""
+    return decide(principal, "operation", res_type, needs=needs)
+
+
 def check_operation(principal: Principal | None, res_type: str, needs: str) -> None:
     """An operation declares the SMART permissions it needs (e.g. "rs"); 403 without them."""
     access(principal, "operation", res_type, needs=needs)
@@ -79,8 +79,8 @@ def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:
     """read: the current resource must be within the grants (else 404, like an unknown id).
 
     One exception: the status Task of an asynchronous request (`$ingest`) is readable by whoever made
-    the request (`jobs/requester.py`: same client, kind of token, user and patient context), whatever
-    its scopes say about Task: Task is
+    the request (`async_status`, answered by the jobs: same client, kind of token, user and patient
+    context), whatever its scopes say about Task: Task is
     outside the Patient compartment, and a patient app must be able to poll what it started (as a
     Bulk Data client polls its status URL)."""
     try:
@@ -88,18 +88,10 @@ def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:
         if granted is not None and not _permitted(tx, granted, stored.res_type, stored.res_id):
             raise NotFound(f"{stored.res_type}/{stored.res_id} is not known")
     except (Forbidden, NotFound):
-        if principal is None or stored.res_type != "Task" or not requested_by(tx, principal, stored.res_id):
+        if principal is None or not async_status.requested_by(
+            tx.conn, principal, stored.res_type, stored.res_id
+        ):
             raise
-
-
-def requested_by(tx: Tx, principal: Principal, job_id: str) -> bool:
-    """The `$ingest` job `job_id` was requested by this caller (`jobs/requester.py`)."""
-    from ..jobs import tables as job_tables
-    from ..jobs.requester import Requester
-
-    job = job_tables.job
-    row = tx.conn.execute(select(job).where(job.c.id == job_id, job.c.kind == "ingest")).first()
-    return row is not None and Requester.of_row(row) == Requester.of(principal)
 
 
 def check_version(tx: Tx, principal: Principal | None, version: Stored) -> None:
@@ -152,7 +144,7 @@ def search_restriction(
     for res_type in q.types or ("*",):
         granted = access(principal, "search", res_type)
         if granted is None:
-            parts.append(true() if res_type == "*" else _R.c.res_type == res_type)
+            parts.append(match.of_type(res_type))
         else:
             restricted = True
             parts.append(_condition(granted, None if res_type == "*" else res_type, base))
@@ -164,7 +156,7 @@ def readable_rows(tx: Tx, principal: Principal | None, rows: Sequence[Any]) -> l
     if principal is None or not rows:
         return list(rows)
     pks = [int(r.pk) for r in rows]
-    types = dict(tx.conn.execute(select(_R.c.pk, _R.c.res_type).where(_R.c.pk.in_(pks))).tuples().all())
+    types = conditions.types_of(tx, pks)
     allowed: set[int] = set()
     for res_type in set(types.values()):
         group = [pk for pk, t in types.items() if t == res_type]
@@ -236,7 +228,7 @@ def readable_targets(
     with write-only scopes), what lies in those compartments (its own Patient, say); for any other
     writer (a clinician, a backend service) every target, as before."""
     keep: set[tuple[str, str]] = set()
-    tests: list[ColumnElement[bool]] = []
+    tests: list[tuple[str, list[str], ColumnElement[bool]]] = []
     for res_type in sorted({t for t, _ in targets}):
         ids = sorted(i for t, i in targets if t == res_type)
         decided = decide(principal, "read", res_type)
@@ -245,12 +237,8 @@ def readable_targets(
         if isinstance(decided, Denied) or decided.unrestricted:
             keep.update((res_type, i) for i in ids)
         else:
-            condition = _condition(decided, res_type, tx.base)
-            tests.append(and_(_R.c.res_type == res_type, _R.c.res_id.in_(ids), condition))
-    if tests:
-        rows = tx.conn.execute(select(_R.c.res_type, _R.c.res_id).where(or_(*tests))).tuples()
-        keep.update((str(t), str(i)) for t, i in rows)
-    return keep
+            tests.append((res_type, ids, _condition(decided, res_type, tx.base)))
+    return keep | conditions.keys_meeting(tx, tests)
 
 
 # ---------------- grants as SQL ----------------
@@ -258,42 +246,19 @@ def _condition(
     granted: Access, res_type: str | None, base: str, *, sole: bool = False
 ) -> ColumnElement[bool]:
     """OR over the grants: (patient compartment) AND (granular query), on `tables.resource`.
-    `sole` (writes of `res_type`): a grant's patient compartment must be the only one it is in."""
-    parts: list[ColumnElement[bool]] = []
-    for grant in granted.grants:
-        try:
-            restriction = query.parse(res_type, list(grant.query), lenient=False)
-        except FhirError:
-            continue  # a restriction this type cannot be searched by matches nothing of it
-        compartment = _compartment(grant.compartment)
-        part = plan.condition(restriction, compartment=compartment, base_url=base or None)
-        alone = sole_compartment.only_in(compartment, res_type, base) if sole and res_type else None
-        parts.append(part if alone is None else and_(part, alone))
-    return or_(*parts) if parts else false()
+    `sole` (writes of `res_type`): a grant's patient compartment must be the only one it is in.
+    A restriction this type cannot be searched by matches nothing of it."""
+    parts = [match.condition(grant, res_type, base, sole=sole) for grant in granted.grants]
+    kept = [part for part in parts if part is not None]
+    return or_(*kept) if kept else false()
 
 
 def _permitted(tx: Tx, granted: Access, res_type: str, res_id: str, *, sole: bool = False) -> bool:
-    tx.flush(check_references=False)  # a resource written in this transaction is checked as written
-    condition = _condition(granted, res_type, tx.base, sole=sole)
-    found = tx.conn.execute(
-        select(_R.c.pk).where(_R.c.res_type == res_type, _R.c.res_id == res_id, condition)
-    ).first()
-    return found is not None
+    return conditions.holds(tx, res_type, res_id, _condition(granted, res_type, tx.base, sole=sole))
 
 
 def _permitted_pks(tx: Tx, granted: Access, res_type: str, pks: Iterable[int]) -> set[int]:
-    keys = list(set(pks))
-    if not keys:
-        return set()
-    rows = tx.conn.execute(select(_R.c.pk).where(_R.c.pk.in_(keys), _condition(granted, res_type, tx.base)))
-    return {int(pk) for (pk,) in rows}
-
-
-def _compartment(text: str | None) -> tuple[str, str] | None:
-    if text is None:
-        return None
-    kind, _, ident = text.partition("/")
-    return kind, ident
+    return conditions.pks_meeting(tx, pks, _condition(granted, res_type, tx.base))
 
 
 def _by_type(rows: list[tuple[int, Stored]]) -> dict[str, list[tuple[int, Stored]]]:
@@ -306,78 +271,10 @@ def _by_type(rows: list[tuple[int, Stored]]) -> dict[str, list[tuple[int, Stored
 # ---------------- versions: the grants checked on the content ----------------
 def _version_allowed(granted: Access, version: Stored, base: str) -> bool:
     """An old version meets a grant: its compartment and its granular restrictions, checked on the
-    version's own content (the search index holds current versions only)."""
+    version's own content (`search/match.py`: the search index holds current versions only)."""
     if version.deleted or not version.content:
         return True  # a deletion marker carries no data
-    resource = orjson.loads(version.content)
-    index = index_tuples(resource)
-    return any(
-        (g.compartment is None or _in_compartment(resource, index.get("reference", []), g.compartment, base))
-        and _restriction_holds(_token_restriction(version.res_type, tuple(g.query)), index.get("token", []))
-        for g in granted.grants
-    )
-
-
-# A granular restriction as (param_ids, token values) per parameter, all to hold; None: not evaluable.
-TokenRestriction = tuple[tuple[frozenset[int], tuple[TokenValue, ...]], ...] | None
-
-
-@functools.lru_cache(maxsize=256)
-def _token_restriction(res_type: str, pairs: tuple[tuple[str, str], ...]) -> TokenRestriction:
-    """A granular restriction (e.g. `category=vital-signs`) parsed once. Only plain token parameters
-    are evaluable on a version's index rows; any other restriction (another type, a modifier, a
-    chain) is None: an old version under it is then not shown rather than shown unchecked."""
-    try:
-        restriction = query.parse(res_type, list(pairs), lenient=False)
-    except FhirError:
-        return None
-    out: list[tuple[frozenset[int], tuple[TokenValue, ...]]] = []
-    for criterion in restriction.criteria:
-        if not isinstance(criterion, query.Filter) or criterion.modifier or criterion.param.type != "token":
-            return None
-        values = tuple(value for value in criterion.values if isinstance(value, TokenValue))
-        if len(values) != len(criterion.values):
-            return None
-        out.append((frozenset(criterion.param.ids), values))
-    return tuple(out)
-
-
-def _restriction_holds(restriction: TokenRestriction, tokens: list[tuple[Any, ...]]) -> bool:
-    """Every parameter of the restriction matches one of the version's token rows (param_id, grp,
-    system, code, display), as the search matches them."""
-    if restriction is None:
-        return False
-    for ids, values in restriction:
-        rows = [(system, code) for pid, _, system, code, _ in tokens if pid in ids]
-        if not any(_token_matches(value, rows) for value in values):
-            return False
-    return True
-
-
-def _token_matches(value: TokenValue, rows: list[tuple[str | None, str | None]]) -> bool:
-    return any(
-        (value.code is None or code == value.code[:MAX_LEN])
-        and (not value.system_given or system == value.system)
-        for system, code in rows
-    )
-
-
-def _in_compartment(
-    resource: dict[str, Any], references: list[tuple[Any, ...]], compartment: str, base: str
-) -> bool:
-    """`references`: the resource's reference index rows (param_id, grp, target_type, target_id, url)."""
-    kind, _, ident = compartment.partition("/")
-    res_type = resource.get("resourceType", "")
-    if res_type == kind and resource.get("id") == ident:
-        return True
-    ids = {param_id(res_type, code) for code in patient_compartment_params(res_type)}
-    if not ids:
-        return False
-    own = f"{base}/{kind}/{ident}" if base else None
-    return any(
-        pid in ids and target_type == kind and target_id == ident and url in (None, own)
-        for pid, _, target_type, target_id, url in references
-    )
+    return match.version_matches(version.res_type, version.content, granted.grants, base)
 
 
 # ---------------- chains and _has ----------------

@@ -39,7 +39,7 @@ def patch(
         after = patch_doc.apply(copy.deepcopy(before))
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
         raise Unprocessable(f"The patch cannot be applied: {exc}", "$this") from None
-    if after.get("resourceType") != res_type or after.get("id") != res_id:
+    if not isinstance(after, dict) or after.get("resourceType") != res_type or after.get("id") != res_id:
         raise Unprocessable("A patch may not change the resource type or id", f"{res_type}.id")
     try:
         resource = checked_body(after, res_type)

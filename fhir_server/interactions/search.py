@@ -67,7 +67,7 @@ def search(
             default_count=page_size,
             terminology=terminology_for(ctx, tx),
         )
-        rows = list(plan.execute(tx.conn, stmt).all())
+        rows = list(tx.run_search(stmt).all())
         more = len(rows) > page_size
         rows = rows[:page_size]
         if back:
@@ -77,7 +77,7 @@ def search(
         counted = plan.count(
             q, compartment=compartment, restrict=restrict, base_url=base, terminology=terminology_for(ctx, tx)
         )
-        total = int(plan.execute(tx.conn, counted).scalar_one())
+        total = int(tx.run_search(counted).scalar_one())
     elif q.total != "none" and not more and q.cursor is None:  # the whole result is on this page
         total = len(rows)
     included = plan.includes(tx.conn, q, [r.pk for r in rows], base_url=base) if rows else []
@@ -116,7 +116,7 @@ def match_pks(ctx: Context, tx: Tx, res_type: str, params: list[tuple[str, str]]
         default_count=max(limit - 1, 0),
         terminology=terminology_for(ctx, tx),
     )
-    return [int(r.pk) for r in plan.execute(tx.conn, stmt)]
+    return [int(r.pk) for r in tx.run_search(stmt)]
 
 
 def _path(res_type: str | None, compartment: tuple[str, str] | None) -> str:

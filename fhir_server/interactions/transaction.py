@@ -50,8 +50,15 @@ def transaction(ctx: Context, body: Any) -> dict[str, Any]:
     """Perform a transaction Bundle; return the transaction-response Bundle."""
     _requests(ctx, body)  # a malformed Bundle is 400 before the database is touched
     fresh = _fresh(body)
-    responses = ctx.store.transact(lambda tx: _perform_all(ctx, tx, _requests(ctx, fresh())))
+    source = f"transaction:{_bundle_id(body)}"
+    responses = ctx.transact(lambda tx: _perform_all(ctx, tx, _requests(ctx, fresh())), source)
     return bundle("transaction-response", [r for r in responses if r is not None], [], None)
+
+
+def _bundle_id(body: dict[str, Any]) -> str:
+    """The Bundle's id for the change events of its writes (store/outbox.py); a new one when it has none."""
+    given = body.get("id")
+    return given if isinstance(given, str) and given else new_id()
 
 
 def _fresh(value: Any) -> Callable[[], Any]:
@@ -232,24 +239,25 @@ def batch(ctx: Context, body: Any) -> dict[str, Any]:
     base = ctx.settings.base
     entries = entries_of(body, "batch")
     refused = _interdependent(entries, base)
+    source = f"batch:{_bundle_id(body)}"
     out: list[dict[str, Any]] = []
     for i, entry in enumerate(entries):
         try:
             if i in refused:
                 raise refused[i]
-            answered = _perform_alone(ctx, i, entry)
+            answered = _perform_alone(ctx, i, entry, source)
             out.append(answered)  # only once committed: the closing flush may still refuse the entry
         except FhirError as exc:
             out.append(error_entry(exc))
     return bundle("batch-response", out, [], None)
 
 
-def _perform_alone(ctx: Context, index: int, entry: Any) -> dict[str, Any]:
+def _perform_alone(ctx: Context, index: int, entry: Any, source: str) -> dict[str, Any]:
     """One batch entry in its own write transaction (run again from the entry as sent on contention)."""
     base = ctx.settings.base
     parse_entry(index, entry, base)  # a malformed entry is 400 before the database is touched
     fresh = _fresh(entry)
-    return ctx.store.transact(lambda tx: perform(ctx, tx, parse_entry(index, fresh(), base)))
+    return ctx.transact(lambda tx: perform(ctx, tx, parse_entry(index, fresh(), base)), source)
 
 
 def _interdependent(entries: Iterable[Any], base: str) -> dict[int, FhirError]:

@@ -13,7 +13,6 @@ one to isolate the culprit). References are NOT checked (bulk loads arrive in an
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from ..search.index import index_tuples
 from ..search.types import RowSink
 from ..store import fast
 from ..store import tables as t
+from ..store.outbox import WriteContext
 from ..store.sql import Store, VersionConflict, serialise
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
@@ -102,6 +102,7 @@ def write(
     resources: list[dict[str, Any]],
     indexes: list[RowSink] | None = None,
     *,
+    context: WriteContext = WriteContext("import"),
     durable: bool = True,
 ) -> list[str]:
     """Store the resources (distinct type/id pairs, validated, ids set); returns what happened to each.
@@ -110,14 +111,15 @@ def write(
     `durable=False` commits without waiting for the WAL flush on PostgreSQL (synchronous_commit off,
     https://www.postgresql.org/docs/15/wal-async-commit.html): a crash may lose the last such batches
     but never leaves one half written, and the next durable commit (`sync`, a job checkpoint) makes
-    them all durable first.
+    them all durable first. `context` (the job and its requester) goes with every version stored.
     """
     keys = [(res["resourceType"], res["id"]) for res in resources]
     if len(set(keys)) != len(keys):
         raise ValueError("a batch may hold each resource once")
-    sql = _sql(store.sqlite)
     outcome: list[str] = []
-    with store.write() as tx:
+    with store.write(context) as tx:
+        sql = tx.sql
+        assert sql is not None
         conn = tx.conn
         if not durable and not store.sqlite:
             fast.raw_connection(conn).execute("SET LOCAL synchronous_commit = off")
@@ -143,8 +145,7 @@ def write(
             batch.reindex.append((prev.pk, index))
             outcome.append(UPDATED)
         try:
-            sql.write(conn, batch)
-            tx.changes.add(batch)  # for the background ANALYZE (store/autoanalyze.py)
+            tx.write_batch(batch)
         except fast.DuplicateId:
             raise Conflict("A resource of this batch was created concurrently; retry") from None
     return outcome
@@ -157,8 +158,3 @@ def sync(store: Store) -> None:
         return
     with store.engine.begin() as conn:
         conn.exec_driver_sql("SELECT txid_current()")
-
-
-@functools.cache
-def _sql(sqlite: bool) -> fast.Sql:
-    return fast.for_dialect(sqlite)

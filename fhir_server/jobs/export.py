@@ -19,15 +19,13 @@ import orjson
 
 from ..errors import Issue, operation_outcome
 from ..settings import Settings
+from ..store import snapshot
 from ..store.sql import Store
-from . import elements, job, output_files, planner_statistics, selection, snapshot
+from . import elements, job, output_files, planner_statistics, selection
+from .handlers import Handler, LeaseLost
 from .job import Job
 
 CHECKPOINT_SECONDS = 2.0
-
-
-class LeaseLost(Exception):
-    """The job was cancelled or taken over by another worker: stop without touching it."""
 
 
 def _deleted_line(resource_type: str, res_id: str) -> bytes:
@@ -159,3 +157,6 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
     )
     if not finished:
         raise LeaseLost(current.id)
+
+
+HANDLER = Handler("export", run)

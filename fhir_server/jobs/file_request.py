@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..auth.principal import Access, Grant, decide
+from ..auth import enforce
+from ..auth.principal import Access, Grant
 from ..auth.scopes import make_query
 from ..errors import Forbidden
 from .job import Job
@@ -45,7 +46,7 @@ def check(principal: Any, job: Job, name: str, file_type: str) -> None:
     if principal is None:
         return
     for resource_type in _types(job, name, file_type):
-        now = decide(principal, "operation", resource_type, needs="rs")
+        now = enforce.operation(principal, resource_type, needs="rs")
         if not isinstance(now, Access):
             raise Forbidden(f"The token's scopes do not cover {resource_type}: {now.reason}")
         if not all(any(g.implies(r) for g in now.grants) for r in _recorded(job, resource_type)):

@@ -32,10 +32,13 @@ from ..errors import FhirError, Invalid, Issue, operation_outcome
 from ..search.index import index_tuples
 from ..search.types import RowSink
 from ..settings import Settings
+from ..store.outbox import WriteContext
 from ..store.sql import Store, new_id
 from ..warmup import bulk_collection
 from . import batch_write, job, output_files, planner_statistics
+from .handlers import Handler, LeaseLost
 from .job import Job
+from .requester import Requester
 
 BATCH = 1000
 # Once a run has written this many resources of a type, `resource` is analyzed (once per type): the
@@ -140,9 +143,15 @@ def prepare(chunk: list[tuple[str, int, bytes]]) -> list[Prepared | LineError]:
 class Loader:
     """Feeds prepared lines to batched writes and keeps the tally and the line errors."""
 
-    def __init__(self, store: Store, on_error: Callable[[LineError], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_error: Callable[[LineError], None],
+        context: WriteContext = WriteContext("import"),
+    ) -> None:
         self.store = store
         self.on_error = on_error
+        self.context = context  # recorded with every version written (store/outbox.py)
         self.tally = Tally()
         self._batch: list[Prepared] = []
         self._keys: set[tuple[str, str]] = set()
@@ -197,13 +206,15 @@ class Loader:
             return
         try:
             outcomes = batch_write.write(
-                self.store, [p[2] for p in batch], [p[3] for p in batch], durable=False
+                self.store, [p[2] for p in batch], [p[3] for p in batch], context=self.context, durable=False
             )
             self._unsynced = True
         except Exception:
             for source, number, resource, index in batch:
                 try:
-                    (outcome,) = batch_write.write(self.store, [resource], [index], durable=False)
+                    (outcome,) = batch_write.write(
+                        self.store, [resource], [index], context=self.context, durable=False
+                    )
                     self._unsynced = True
                 except FhirError as exc:
                     self._error(source, number, exc)
@@ -308,8 +319,6 @@ class _Run:
 
         The checkpoint commits synchronously, so the batches before it (committed without waiting
         for the WAL flush) are durable before the position that counts them is."""
-        from .export import LeaseLost
-
         self.errors.sync()
         counts = {"created": tally.created, "updated": tally.updated, "unchanged": tally.unchanged}
         ok = self.alive() and job.checkpoint(
@@ -335,7 +344,8 @@ class _Run:
     def load(self, index: int) -> None:
         """Import one input, from the checkpointed line when the run resumes inside it."""
         item = self.inputs[index]
-        loader = Loader(self.store, lambda e: self.errors.write(orjson.dumps(error_outcome(e))))
+        context = WriteContext.of(f"import:{self.job.id}", Requester.of_row(self.job))
+        loader = Loader(self.store, lambda e: self.errors.write(orjson.dumps(error_outcome(e))), context)
         skip = 0
         if index == int(self.progress.get("input_index", 0)):
             skip = int(self.progress.get("line", 0))
@@ -366,8 +376,6 @@ class _Run:
 
 def run(store: Store, settings: Settings, current: Job, owner: str, alive: Callable[[], bool]) -> None:
     """Import the job's inputs from its checkpoint on; LeaseLost when the job is no longer ours."""
-    from .export import LeaseLost
-
     state = _Run(store, settings, current, owner, alive)
     with bulk_collection():
         for index in range(int(state.progress.get("input_index", 0)), len(state.inputs)):
@@ -384,6 +392,9 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
     )
     if not finished:
         raise LeaseLost(current.id)
+
+
+HANDLER = Handler("import", run)
 
 
 # ---------------------------------------------------------------- from the command line

@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from sqlalchemy import and_, select
-
 from .. import instant, model
 from ..errors import Forbidden, Invalid, NotFound
 from ..search import compartment as comp
 from ..search import query as search_query
-from ..store import tables as t
-from ..store.sql import Store
+from ..store import group_members as group
+from ..store.repository import Repository
 from . import elements
 
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
@@ -126,9 +124,10 @@ def _grants(principal: Any, resource_type: str) -> list[dict[str, Any]] | str | 
     """The caller's access to export a type: None (all), a list of grants, or a reason it is denied."""
     if principal is None:
         return None
-    from ..auth.principal import Access, decide
+    from ..auth import enforce
+    from ..auth.principal import Access
 
-    access = decide(principal, "operation", resource_type, needs="rs")
+    access = enforce.operation(principal, resource_type, needs="rs")
     if not isinstance(access, Access):
         return str(access.reason)
     if access.unrestricted:
@@ -168,7 +167,7 @@ def _check_type_filters(
     return out
 
 
-def _patients(check: _Checker, store: Store, refs: list[str], members: set[str] | None) -> list[str]:
+def _patients(check: _Checker, store: Repository, refs: list[str], members: set[str] | None) -> list[str]:
     ids: list[str] = []
     for ref in refs:
         m = _PATIENT_REF.fullmatch(ref)
@@ -176,13 +175,8 @@ def _patients(check: _Checker, store: Store, refs: list[str], members: set[str] 
             check.problem(f"patient '{ref}' is not a Patient reference", "patient")
         elif m.group(1) not in ids:
             ids.append(m.group(1))
-    r = t.resource.c
-    with store.engine.connect() as conn:
-        found = set(
-            conn.execute(
-                select(r.res_id).where(r.res_type == "Patient", r.res_id.in_(ids), r.deleted.is_(False))
-            ).scalars()
-        )
+    with store.read() as tx:
+        found = {pid for pid in ids if (p := tx.current("Patient", pid)) is not None and not p.deleted}
     kept = []
     for pid in ids:
         if pid not in found:
@@ -194,35 +188,24 @@ def _patients(check: _Checker, store: Store, refs: list[str], members: set[str] 
     return kept
 
 
-def group_members(store: Store, group_pk: int, base: str) -> set[str]:
+def group_members(store: Repository, group_pk: int, base: str) -> set[str]:
     """The ids of the Patients listed in Group.member.entity (current index)."""
     from ..search.parameters import param_id
 
-    ref = t.idx_reference.c
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(ref.target_id, ref.url).where(
-                ref.resource_pk == group_pk,
-                ref.param_id == param_id("Group", "member"),
-                ref.target_type == "Patient",
-            )
-        ).all()
-    return {row.target_id for row in rows if row.url is None or row.url == f"{base}/Patient/{row.target_id}"}
+    with store.read() as tx:
+        return group.patient_ids(tx, group_pk, param_id("Group", "member"), base)
 
 
-def _group(store: Store, group_id: str) -> int:
-    r = t.resource.c
-    with store.engine.connect() as conn:
-        pk = conn.execute(
-            select(r.pk).where(and_(r.res_type == "Group", r.res_id == group_id, r.deleted.is_(False)))
-        ).scalar()
-    if pk is None:
+def _group(store: Repository, group_id: str) -> int:
+    with store.read() as tx:
+        found = tx.current("Group", group_id)
+    if found is None or found.deleted:
         raise NotFound(f"Group/{group_id} does not exist", "Group")
-    return int(pk)
+    return found.pk
 
 
 def export_params(
-    store: Store, kick: KickOff, principal: Any, *, base: str, max_count: int
+    store: Repository, kick: KickOff, principal: Any, *, base: str, max_count: int
 ) -> dict[str, Any]:
     """Check a kick-off and return the job parameters (see the module docstring)."""
     check = _Checker(kick.lenient)

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from .. import events
 from ..redacted_traceback import format_exception
 from ..settings import Settings
 from ..store.engine import make_engine
@@ -144,6 +145,7 @@ def run_worker(settings: Settings, concurrency: int | None = None) -> int:
         return 2
     app = celery_app(settings)
     store: Store = app.conf.fhir_store()
+    events.start(store)  # with Redis the workers, not the API, deliver change events
     sweeper = Sweeper(store, settings, CeleryQueue(settings))
     stop = threading.Event()
     thread = threading.Thread(target=sweeper.forever, args=(stop,), name="job-sweeper", daemon=True)

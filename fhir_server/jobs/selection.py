@@ -32,9 +32,9 @@ from ..search import compartment as comp
 from ..search import plan
 from ..search import query as search_query
 from ..search.parameters import param_id
+from ..store import snapshot
 from ..store import tables as t
 from ..store.sql import Store
-from . import snapshot
 
 R = t.resource
 Patients = list[str] | Any | None  # ids, a SELECT of ids, or None for every patient

@@ -17,26 +17,23 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from ..operations import ingest as ingest_job
 from ..redacted_traceback import format_exception
 from ..settings import Settings
 from ..store.sql import Store
-from . import export, import_, job, output_files
+from . import handlers, job, output_files
+from .handlers import LeaseLost
 
 log = logging.getLogger("fhir_server.jobs")
-
-RUNNERS = {"export": export.run, "import": import_.run, "ingest": ingest_job.run}
-# What a job kind must also record when the job is given up without its runner (worker kept dying).
-GIVEN_UP = {"ingest": ingest_job.given_up}
 
 
 def _give_up(
     store: Store, settings: Settings, current: job.Job, reason: str, owner: str | None = None
 ) -> None:
+    """Fail the job with a reason, then let its kind clean up (its run did not see this through)."""
     failed = job.fail(store, current.id, reason, owner=owner, ttl_seconds=settings.bulk_file_ttl_seconds)
-    hook = GIVEN_UP.get(current.kind)
-    if failed and hook is not None:
-        hook(store, settings, current, reason)
+    handler = handlers.find(current.kind)
+    if failed and handler is not None:
+        handler.given_up(store, settings, current, reason)
 
 
 class Lease:
@@ -85,8 +82,8 @@ def run(store: Store, settings: Settings, job_id: str) -> str:
         return "failed"
     with Lease(store, job_id, owner, settings.job_lease_seconds) as lease:
         try:
-            RUNNERS[current.kind](store, settings, current, owner, lease.alive)
-        except export.LeaseLost:
+            handlers.handler_for(current.kind).run(store, settings, current, owner, lease.alive)
+        except LeaseLost:
             after = job.get(store, job_id)
             if after is None or after.status == "cancelled":
                 output_files.remove(settings.data_dir, job_id)
@@ -94,7 +91,7 @@ def run(store: Store, settings: Settings, job_id: str) -> str:
         except Exception as exc:
             log.error("Job %s (%s) failed\n%s", job_id, current.kind, format_exception(exc))
             reason = f"The {current.kind} failed: {type(exc).__name__}: {exc}"[:1000]
-            job.fail(store, job_id, reason, owner=owner, ttl_seconds=settings.bulk_file_ttl_seconds)
+            _give_up(store, settings, current, reason, owner)
             return "failed"
     return "done"
 

@@ -4,18 +4,16 @@ The adapters (:mod:`ingest`) turn a file into transaction Bundles of conditional
 Bundle goes through :func:`fhir_server.interactions.transaction.transaction` (in this process) or
 is POSTed to another server (:func:`ingest.remote.post_bundles`), and a :class:`Tally` counts what
 was created, what was already there and what went wrong. Over HTTP the work is a job on the job
-queue (:mod:`fhir_server.jobs.queue`: Celery on Redis, or threads in this process) whose status is
-a Task (:mod:`fhir_server.operations.ingest_task`); re-running a job is harmless, as every entry is
-a conditional create, and a resumed job skips the batches its checkpoint says are done.
+queue (:mod:`fhir_server.operations.ingest_job`) whose status is a Task derived from the job
+(:mod:`fhir_server.operations.ingest_task`).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -27,22 +25,14 @@ from ingest.pipeline import IngestRun, UnknownFormat, detect_format, get_adapter
 from ingest.remote import RemoteReport, post_bundles
 from ingest.report import Problem
 
-from .. import instant
 from ..errors import FhirError, Forbidden, Invalid
 from ..interactions import read
 from ..interactions.context import Context
 from ..interactions.transaction import transaction
-from ..jobs import job, output_files
-from ..jobs.job import Job
-from ..jobs.requester import Requester
+from ..jobs import output_files
 from ..settings import Settings
-from ..store.sql import Store
-from . import ingest_task
-from .ingest_task import TaskState, TaskStatus
 
-KIND = "ingest"
 DEFAULT_BATCH_SIZE = 500
-TASK_UPDATE_SECONDS = 5.0  # a running job rewrites its Task's counts at most this often
 # What an ingest may write: the caller needs create and search on each of them. The job itself and
 # its Task are written by the server (principal None) once this check has passed.
 WRITTEN_TYPES = (
@@ -315,10 +305,11 @@ def check_access(principal: Any, patient_ref: str) -> None:
     """403 unless the caller may create and search every type an ingest writes, for this patient."""
     if principal is None:
         return
-    from ..auth.principal import Access, decide
+    from ..auth import enforce
+    from ..auth.principal import Access
 
     for rtype in WRITTEN_TYPES:
-        access = decide(principal, "operation", rtype, needs="cs")
+        access = enforce.operation(principal, rtype, needs="cs")
         if not isinstance(access, Access):
             raise Forbidden(f"$ingest needs create and search on {rtype}: {access.reason}")
         if not any(not g.query and g.compartment in (None, patient_ref) for g in access.grants):
@@ -334,163 +325,3 @@ def check_patient(ctx: Context, patient_ref: str) -> None:
 def upload_path(settings: Settings, job_id: str, name: str) -> Path:
     """Where an uploaded file waits for its job (removed with the job's files)."""
     return output_files.job_dir(settings.data_dir, job_id) / "upload" / name
-
-
-def accept(
-    ctx: Context,
-    *,
-    job_id: str,
-    patient_ref: str,
-    upload: Path,
-    fmt: str,
-    timezone_name: str | None = None,
-    request_url: str = "",
-    requester: Requester | None = None,
-) -> TaskState:
-    """Check the request, record the job and its Task (``requested``); the caller submits the job.
-
-    404 when the patient does not exist; 400 for an unknown format or time zone; 429 when the
-    requester already has too many jobs running. The upload is removed when the request is refused.
-    The job, and so its Task's read exception, belongs to `requester` (auth/enforce.py check_read).
-    """
-    try:
-        check_patient(ctx, patient_ref)
-        resolved = checked_format(fmt, upload)
-        if timezone_name:
-            parse_timezone(timezone_name)
-        state = TaskState(job_id=job_id, patient_ref=patient_ref, file=upload.name, format=resolved)
-        job.create(
-            ctx.store,
-            kind=KIND,
-            requester=requester,
-            request_url=request_url or f"{ctx.settings.base}/$ingest",
-            params={
-                "path": str(upload),
-                "format": resolved,
-                "patient": patient_ref,
-                "file": upload.name,
-                "timezone": timezone_name,
-                "authored": state.authored,
-            },
-            transaction_time=instant.now_us(),
-            max_active=ctx.settings.bulk_max_active_per_client,
-            retry_after=ctx.settings.bulk_retry_after_seconds,
-            job_id=job_id,
-        )
-    except BaseException:
-        output_files.remove(ctx.settings.data_dir, job_id)
-        raise
-    try:  # the Task is the server's record of the job: written as the server, not the caller
-        server = replace(ctx, principal=None)
-        ingest_task.save(server, ingest_task.task(state, "requested", progress="waiting to start"))
-    except BaseException:
-        job.cancel(ctx.store, job_id)
-        output_files.remove(ctx.settings.data_dir, job_id)
-        raise
-    return state
-
-
-# ---------------------------------------------------------------- the job
-
-
-def _now() -> str:
-    return instant.to_fhir(instant.now_us())
-
-
-def _task(
-    state: TaskState, status: TaskStatus, tally: Tally | None, reason: str | None = None
-) -> dict[str, Any]:
-    if tally is None:
-        return ingest_task.task(state, status, reason=reason)
-    return ingest_task.task(
-        state,
-        status,
-        counts=tally.output_counts(),
-        issues=[p.as_issue() for p in tally.problems],
-        not_listed=tally.not_listed,
-        progress=tally.progress_text(),
-        reason=reason,
-    )
-
-
-def _state(current: Job) -> TaskState:
-    """What the job's Task says about it, from the job's params and progress."""
-    params = current.params
-    return TaskState(
-        job_id=current.id,
-        patient_ref=params["patient"],
-        file=params["file"],
-        format=params["format"],
-        authored=params.get("authored") or _now(),
-        started=current.progress.get("started") or _now(),
-    )
-
-
-def given_up(store: Store, settings: Settings, current: Job, reason: str) -> None:
-    """The job failed outside its own run (its worker kept dying): its Task ends ``failed`` too."""
-    state = _state(current)
-    state.ended = _now()
-    ingest_task.save(Context(store=store, settings=settings), _task(state, "failed", None, reason))
-    output_files.remove(settings.data_dir, current.id)
-
-
-def run(store: Store, settings: Settings, current: Job, owner: str, alive: Callable[[], bool]) -> None:
-    """Run (or resume) one `$ingest` job: write the file's Bundles, keep the Task up to date.
-
-    The Task ends ``completed`` when anything was ingested (problems or not), ``failed`` when
-    nothing could be, or when the job broke (the reason is its ``statusReason``).
-    """
-    from ..jobs.export import LeaseLost
-
-    params = current.params
-    ctx = Context(store=store, settings=settings)
-    saved = dict(current.progress)
-    state = _state(current)
-    tally: Tally | None = None
-    try:
-        ingest_task.save(ctx, ingest_task.task(state, "in-progress", progress="reading the file"))
-        tz = parse_timezone(params["timezone"]) if params.get("timezone") else None
-        ingest_run, tally = open_run(Path(params["path"]), state.format, state.patient_ref, default_tz=tz)
-        tally.restore(saved)
-        last_update = time.monotonic()
-
-        def on_bundle(t: Tally) -> None:
-            nonlocal last_update
-            if not alive() or not job.checkpoint(
-                store,
-                current.id,
-                owner,
-                progress={**t.checkpoint(), "started": state.started},
-                progress_text=t.progress_text(),
-                outputs=[],
-                errors=[],
-            ):
-                raise LeaseLost(current.id)
-            if time.monotonic() - last_update >= TASK_UPDATE_SECONDS:
-                ingest_task.save(ctx, _task(state, "in-progress", t))
-                last_update = time.monotonic()
-
-        write_bundles(ctx, ingest_run, tally, on_bundle=on_bundle)
-    except LeaseLost:
-        after = job.get(store, current.id)
-        if after is not None and after.status == "cancelled":
-            state.ended = _now()
-            ingest_task.save(ctx, _task(state, "cancelled", tally, "the job was cancelled"))
-        raise
-    except Exception as exc:
-        state.ended = _now()
-        reason = f"the ingest broke off: {type(exc).__name__}: {exc}"[:1000]
-        ingest_task.save(ctx, _task(state, "failed", tally, reason))
-        output_files.remove(settings.data_dir, current.id)
-        raise
-    state.ended = _now()
-    if tally.ingested:
-        ingest_task.save(ctx, _task(state, "completed", tally))
-    else:
-        ingest_task.save(ctx, _task(state, "failed", tally, "nothing in the file could be ingested"))
-    output_files.remove(settings.data_dir, current.id)
-    finished = job.complete(
-        store, current.id, owner, outputs=[], errors=[], ttl_seconds=settings.bulk_file_ttl_seconds
-    )
-    if not finished:
-        raise LeaseLost(current.id)

@@ -124,13 +124,14 @@ def summary(tally: Tally, target: str) -> list[str]:
 def _in_process(settings: Settings, run: ingest.IngestRun, tally: Tally, bar: ProgressBar) -> str:
     from ..store.engine import make_engine
     from ..store.migrate import upgrade
+    from ..store.outbox import WriteContext
     from ..store.sql import Store
 
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
         store = Store(engine, check_references=settings.check_references, base=settings.base)
-        ctx = Context(store=store, settings=settings)
+        ctx = Context(store=store, settings=settings, writer=WriteContext("ingest:command"))
         patient_id = run.patient_ref.split("/", 1)[1]
         with store.read() as tx:
             read.read(tx, "Patient", patient_id)

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.search import extract, parameters
-from fhir_server.search.parameters import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, SearchParam, param_id
-from fhir_server.search.types import RowSink, composite, date, number, quantity, reference, string, token, uri
+from fhir_server.fhirpath import compiler
+from fhir_server.search import parameters
+from fhir_server.search.parameters import SearchParam, param_id
+from fhir_server.search.types import REGISTRY, RowSink, composite
+from fhir_server.search.types.base import ValuesFn
 from fhir_server.store.tables import INDEX_TABLES
 
 IndexRows = dict[str, list[dict[str, Any]]]
@@ -30,27 +32,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     kind: tuple(c.name for c in table.columns if c.name != "resource_pk")
     for kind, table in INDEX_TABLES.items()
 }
-VALUES: dict[str, composite.ValuesFn] = {
-    "string": string.values,
-    "token": token.values,
-    "reference": reference.values,
-    "date": date.values,
-    "quantity": quantity.values,
-    "number": number.values,
-    "uri": uri.values,
-}
+# The index rows of each type with a table of its own (search/types/<type>.py `values`).
+VALUES: dict[str, ValuesFn] = {code: t.values for code, t in REGISTRY.items() if t.values is not None}
 NOT_INDEXED = frozenset(("_id", "_lastUpdated"))  # served from the resource table
 
 
 def _aux_param_id(sp: SearchParam) -> int | None:
-    if sp.type == "token":
-        return param_id(sp.resource_type, sp.code + OF_TYPE_SUFFIX)
-    if sp.type == "reference":
-        return param_id(sp.resource_type, sp.code + IDENTIFIER_SUFFIX)
-    return None
+    suffix = REGISTRY[sp.type].aux_suffix
+    return None if suffix is None else param_id(sp.resource_type, sp.code + suffix)
 
 
-def _fallback_step(sp: SearchParam, extractor: extract.Extractor) -> Step:
+def _fallback_step(sp: SearchParam, extractor: compiler.Extractor) -> Step:
     values = VALUES[sp.type]
     pid = sp.param_id
     aux = _aux_param_id(sp)
@@ -62,7 +54,7 @@ def _fallback_step(sp: SearchParam, extractor: extract.Extractor) -> Step:
     return fallback
 
 
-def _branch_step(sp: SearchParam, fn: extract.Fn, fhir_type: str) -> Step:
+def _branch_step(sp: SearchParam, fn: compiler.Fn, fhir_type: str) -> Step:
     values = VALUES[sp.type]
     pid = sp.param_id
     aux = _aux_param_id(sp)
@@ -75,7 +67,7 @@ def _branch_step(sp: SearchParam, fn: extract.Fn, fhir_type: str) -> Step:
     return step
 
 
-def _composite_step(sp: SearchParam, extractor: extract.Extractor) -> Step | None:
+def _composite_step(sp: SearchParam, extractor: compiler.Extractor) -> Step | None:
     if not sp.components or any(c.type not in VALUES for c in sp.components):
         return None
     plans = tuple(
@@ -112,8 +104,8 @@ def plan(resource_type: str) -> Plan:
     for sp in parameters.for_type(resource_type).values():
         if sp.code in NOT_INDEXED or not sp.expression:
             continue
-        extractor = extract.compile_expression(sp.expression, resource_type)
-        if sp.type == "composite":
+        extractor = compiler.compile_expression(sp.expression, resource_type)
+        if sp.type in REGISTRY and REGISTRY[sp.type].components:
             step = _composite_step(sp, extractor)
             if step is not None:
                 always.append(step)
@@ -123,7 +115,7 @@ def plan(resource_type: str) -> Plan:
             always.append(_fallback_step(sp, extractor))
         else:
             for fn, fhir_type in extractor.branches:
-                key = extract.first_key(fn)
+                key = compiler.first_key(fn)
                 target = always if key is None else by_key.setdefault(key, [])
                 target.append(_branch_step(sp, fn, fhir_type))
     return Plan({k: tuple(v) for k, v in by_key.items()}, tuple(always))

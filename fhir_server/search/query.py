@@ -23,53 +23,24 @@ from fhir_server.errors import Invalid
 from fhir_server.instant import now_us as _now_us
 from fhir_server.model import is_resource_type, resource_types
 from fhir_server.search import cursor_signing
-from fhir_server.search.types.composite_query import CompositeValue, parse_composite
-from fhir_server.search.types.date_query import DateValue, parse_date
-from fhir_server.search.types.number_query import NumberValue, parse_number
-from fhir_server.search.types.quantity_query import QuantityValue, parse_quantity
-from fhir_server.search.types.reference_query import ReferenceValue, parse_reference
-from fhir_server.search.types.string_query import StringValue, parse_string
-from fhir_server.search.types.token_query import (
-    OfTypeValue,
-    TextValue,
-    TokenValue,
-    ValueSetValue,
-    parse_of_type,
-    parse_text,
-    parse_token,
-    parse_value_set,
-)
-from fhir_server.search.types.uri_query import UriValue, parse_uri
+from fhir_server.search.types import REGISTRY
+from fhir_server.search.types.base import Parsing
+from fhir_server.search.types.composite import CompositeValue
+from fhir_server.search.types.date import DateValue
+from fhir_server.search.types.number import NumberValue
+from fhir_server.search.types.quantity import QuantityValue
+from fhir_server.search.types.reference import ReferenceValue
+from fhir_server.search.types.string import StringValue
+from fhir_server.search.types.token import OfTypeValue, TextValue, TokenValue, ValueSetValue
+from fhir_server.search.types.uri import UriValue
 from fhir_server.search.values import fail, split
 
 DEFAULT_MAX_COUNT = 1000
 MAX_INCLUDE_DEPTH = 4  # how many rounds `:iterate` includes run at most
 
-# Result parameters (https://hl7.org/fhir/R4/search.html#return); `_format` and `_pretty` belong to
-# the HTTP layer (https://hl7.org/fhir/R4/http.html#parameters) and are passed over here.
+# `_format` and `_pretty` belong to the HTTP layer (https://hl7.org/fhir/R4/http.html#parameters)
+# and are passed over here; the result parameters are read by RESULT_PARAMETERS (below).
 _TRANSPORT = frozenset({"_format", "_pretty"})
-_SUMMARY = frozenset({"true", "text", "data", "count", "false"})
-_TOTAL = frozenset({"none", "estimate", "accurate"})
-
-# Modifiers allowed per parameter type (https://hl7.org/fhir/R4/search.html#modifiers); a resource
-# type name is also allowed on references (`:[type]`).
-_MODIFIERS: dict[str, frozenset[str]] = {
-    "string": frozenset({"missing", "exact", "contains"}),
-    "token": frozenset({"missing", "text", "not", "above", "below", "in", "not-in", "of-type"}),
-    "reference": frozenset({"missing", "identifier"}),
-    "uri": frozenset({"missing", "above", "below"}),
-    "date": frozenset({"missing"}),
-    "number": frozenset({"missing"}),
-    "quantity": frozenset({"missing"}),
-    "composite": frozenset({"missing"}),
-    "id": frozenset({"missing", "not"}),
-    "lastUpdated": frozenset({"missing"}),
-}
-SORTABLE = frozenset(
-    {"string", "token", "reference", "date", "number", "quantity", "uri", "id", "lastUpdated"}
-)
-# Parameter types whose values this server can parse; `special` (e.g. near) is not supported.
-_SUPPORTED = frozenset(_MODIFIERS)
 
 
 class SearchParamLike(Protocol):
@@ -316,7 +287,7 @@ class _Parser:
         if len(kinds) != 1:
             raise _unknown(name, f"'{code}' has different types across {', '.join(scope)}")
         kind = kinds.pop()
-        if kind not in _SUPPORTED:
+        if kind not in REGISTRY:  # `special` (e.g. near) is not supported
             raise _unknown(name, f"parameters of type '{kind}' are not supported")
         targets: list[str] = []
         for _, sp in found:
@@ -375,9 +346,10 @@ class _Parser:
 
     def filter(self, param: Param, modifier: str | None, value: str, name: str) -> Filter:
         kind = param.type
+        search_type = REGISTRY[kind]
         type_modifier: str | None = None
-        if modifier is not None and modifier not in _MODIFIERS[kind]:
-            if kind == "reference" and is_resource_type(modifier):
+        if modifier is not None and modifier not in search_type.modifiers:
+            if search_type.type_modifiers and is_resource_type(modifier):
                 if param.targets and modifier not in param.targets:
                     raise _unknown(name, f"'{param.code}' cannot refer to '{modifier}'")
                 type_modifier = modifier
@@ -388,45 +360,25 @@ class _Parser:
         parse_one: Callable[[str], Value]
         if modifier == "missing":
             parse_one = partial(_parse_missing, name=name)
-        elif kind == "id":
-            parse_one = partial(_parse_id, name=name)
-        elif kind in ("date", "lastUpdated"):
-            parse_one = partial(parse_date, param=name, now_us=self.now)
-        elif kind == "composite":
-            parsers = [self.value_parser(t, name) for t in param.components]
-            if not parsers:
-                raise _unknown(name, "composite parameter without components")
-            parse_one = partial(parse_composite, param=name, parsers=parsers)
-        elif kind == "token" and modifier == "text":
-            parse_one = partial(parse_text, param=name)
-        elif kind == "token" and modifier == "of-type":
-            parse_one = partial(parse_of_type, param=name)
-            aux = self.aux_ids(param, ":of-type")
-        elif kind == "token" and modifier in ("in", "not-in"):
-            parse_one = partial(parse_value_set, param=name)
-        elif kind == "reference" and modifier == "identifier":
-            parse_one = partial(parse_token, param=name)
-            aux = self.aux_ids(param, ":identifier")
-        elif kind == "reference":
-            parse_one = partial(parse_reference, param=name, type_modifier=type_modifier)
         else:
-            parse_one = self.value_parser(kind, name)
+            components: tuple[Callable[[str], Any], ...] = ()
+            if search_type.components:
+                components = tuple(self.value_parser(t, name) for t in param.components)
+                if not components:
+                    raise _unknown(name, "composite parameter without components")
+            parse_one = search_type.parser(Parsing(name, modifier, self.now, type_modifier, components))
+            if modifier is not None and modifier == search_type.aux_modifier:
+                assert search_type.aux_suffix is not None
+                aux = self.aux_ids(param, search_type.aux_suffix)
         values = tuple(parse_one(piece) for piece in pieces)
         return Filter(name, param, "type" if type_modifier else modifier, values, aux)
 
     def value_parser(self, kind: str, name: str) -> Callable[[str], Any]:
-        parsers: dict[str, Callable[[str], Any]] = {
-            "string": partial(parse_string, param=name),
-            "token": partial(parse_token, param=name),
-            "reference": partial(parse_reference, param=name),
-            "date": partial(parse_date, param=name, now_us=self.now),
-            "number": partial(parse_number, param=name),
-            "quantity": partial(parse_quantity, param=name),
-            "uri": partial(parse_uri, param=name),
-        }
-        if kind not in parsers:
+        """The parser of a composite's component: a type with index rows of its own, no modifier."""
+        search_type = REGISTRY.get(kind)
+        if search_type is None or search_type.values is None:
             raise _unknown(name, f"composite component type '{kind}' is not supported")
-        return parsers[kind]
+        return search_type.parser(Parsing(name, None, self.now))
 
     # ---- result parameters ----
 
@@ -446,7 +398,7 @@ class _Parser:
                     raise
                 self.ignored.append((name, item))
                 continue
-            if param.type not in SORTABLE:
+            if REGISTRY[param.type].sort_column is None:
                 fail(name, f"cannot sort on '{item}' (a {param.type} parameter)")
             keys.append(SortKey(param, desc))
         return keys
@@ -494,11 +446,96 @@ def _parse_missing(text: str, name: str) -> MissingValue:
     return MissingValue(text == "true")
 
 
-def _parse_id(text: str, name: str) -> TokenValue:
-    token = parse_token(text, name)
-    if token.system_given or not token.code:
-        fail(name, f"{text!r} is not a resource id")
-    return token
+# ---------------------------------------------------------------- result parameters
+# https://hl7.org/fhir/R4/search.html#return (and `_type`, `_cursor`): one parser per name.
+
+
+@dataclass
+class _Results:
+    """The result parameters read so far."""
+
+    resource_type: str | None
+    types: tuple[str, ...]
+    sort: list[SortKey] = field(default_factory=list)
+    includes: list[Include] = field(default_factory=list)
+    count: int | None = None
+    summary: str | None = None
+    elements: list[str] = field(default_factory=list)
+    total: str | None = None
+    cursor_text: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultParameter:
+    """How one result parameter is read: `parse(parser, results, name, modifier, value)`."""
+
+    parse: Callable[[_Parser, _Results, str, str, str], None]
+    modifiers: frozenset[str] | None = None  # None: no modifier (`name:x` is then a search parameter)
+    listed: bool = True  # in SearchQuery.used as given (`_count` is listed once as applied, `_cursor` never)
+
+
+_SUMMARY = frozenset({"true", "text", "data", "count", "false"})
+_TOTAL = frozenset({"none", "estimate", "accurate"})
+
+
+def _type(p: _Parser, r: _Results, name: str, mod: str, value: str) -> None:
+    # the types themselves were read before the other parameters (they scope them)
+    if r.resource_type is not None:
+        raise _unknown(name, "_type applies to system-level search only")
+
+
+def _sort(p: _Parser, r: _Results, name: str, mod: str, value: str) -> None:
+    r.sort.extend(p.sort_keys(r.types, value, name, mod == "desc"))
+
+
+def _count(p: _Parser, r: _Results, name: str, mod: str, value: str) -> None:
+    if not value.isdigit() or len(value) > 9:
+        fail(name, "must be a whole number >= 0")
+    r.count = min(int(value), p.max_count)
+
+
+def _include(p: _Parser, r: _Results, name: str, mod: str, value: str, *, reverse: bool) -> None:
+    inc = p.include(value, name, reverse, bool(mod))
+    if inc is not None:
+        r.includes.append(inc)
+
+
+def _summary(p: _Parser, r: _Results, name: str, mod: str, value: str) -> None:
+    if value not in _SUMMARY:
+        fail(name, f"must be one of {', '.join(sorted(_SUMMARY))}")
+    r.summary = value
+
+
+def _elements(p: _Parser, r: _Results, name: str, mod: str, value: str) -> None:
+    items = [e.strip() for e in value.split(",")]
+    if not all(items):
+        fail(name, "empty element name")
+    r.elements.extend(e for e in items if e not in r.elements)
+
+
+def _total(p: _Parser, r: _Results, name: str, mod: str, value: str) -> None:
+    if value not in _TOTAL:
+        fail(name, f"must be one of {', '.join(sorted(_TOTAL))}")
+    r.total = value
+
+
+def _cursor(p: _Parser, r: _Results, name: str, mod: str, value: str) -> None:
+    r.cursor_text = value  # decoded once the sort is known
+
+
+_INCLUDE_MODIFIERS = frozenset({"", "iterate", "recurse"})
+RESULT_PARAMETERS: dict[str, ResultParameter] = {
+    "_type": ResultParameter(_type),
+    "_sort": ResultParameter(_sort, modifiers=frozenset({"", "asc", "desc"})),
+    "_count": ResultParameter(_count, listed=False),
+    "_include": ResultParameter(partial(_include, reverse=False), modifiers=_INCLUDE_MODIFIERS),
+    "_revinclude": ResultParameter(partial(_include, reverse=True), modifiers=_INCLUDE_MODIFIERS),
+    "_summary": ResultParameter(_summary),
+    "_elements": ResultParameter(_elements),
+    "_total": ResultParameter(_total),
+    "_cursor": ResultParameter(_cursor, listed=False),
+}
+"""The result parameters by name; any other parameter is a search criterion."""
 
 
 def parse(
@@ -531,14 +568,7 @@ def parse(
         types = tuple(names)
 
     criteria: list[Criterion] = []
-    sort: list[SortKey] = []
-    includes: list[Include] = []
-    count: int | None = None
-    summary: str | None = None
-    elements: list[str] = []
-    total: str | None = None
-    cursor_text: str | None = None
-
+    r = _Results(resource_type, types)
     for name, value in pairs:
         base, _, mod = name.partition(":")
         try:
@@ -547,40 +577,13 @@ def parse(
             if value == "":
                 p.ignored.append((name, value))
                 continue
-            if name == "_type":
-                if resource_type is not None:
-                    raise _unknown(name, "_type applies to system-level search only")
-            elif base == "_sort":
-                if mod not in ("", "asc", "desc"):
+            result = RESULT_PARAMETERS.get(base)
+            if result is not None and (result.modifiers is not None or name == base):
+                if result.modifiers is not None and mod not in result.modifiers:
                     raise _unknown(name, f"unknown modifier ':{mod}'")
-                sort.extend(p.sort_keys(types, value, name, mod == "desc"))
-            elif name == "_count":
-                if not value.isdigit() or len(value) > 9:
-                    fail(name, "must be a whole number >= 0")
-                count = min(int(value), max_count)
-                continue  # listed once, with the count applied, after the loop
-            elif base in ("_include", "_revinclude"):
-                if mod not in ("", "iterate", "recurse"):
-                    raise _unknown(name, f"unknown modifier ':{mod}'")
-                inc = p.include(value, name, base == "_revinclude", bool(mod))
-                if inc is not None:
-                    includes.append(inc)
-            elif name == "_summary":
-                if value not in _SUMMARY:
-                    fail(name, f"must be one of {', '.join(sorted(_SUMMARY))}")
-                summary = value
-            elif name == "_elements":
-                items = [e.strip() for e in value.split(",")]
-                if not all(items):
-                    fail(name, "empty element name")
-                elements.extend(e for e in items if e not in elements)
-            elif name == "_total":
-                if value not in _TOTAL:
-                    fail(name, f"must be one of {', '.join(sorted(_TOTAL))}")
-                total = value
-            elif name == "_cursor":
-                cursor_text = value
-                continue
+                result.parse(p, r, name, mod, value)
+                if not result.listed:
+                    continue
             else:
                 criteria.append(p.criterion(types, name, value, name))
         except UnknownParameter:
@@ -589,24 +592,24 @@ def parse(
             p.ignored.append((name, value))
             continue
         p.used.append((name, value))
-    if count is not None:
-        p.used.append(("_count", str(count)))
+    if r.count is not None:
+        p.used.append(("_count", str(r.count)))
 
-    sort_t = tuple(sort)
+    sort_t = tuple(r.sort)
     query = SearchQuery(
         resource_type=resource_type,
         types=types,
         criteria=tuple(criteria),
         sort=sort_t,
-        count=count,
-        includes=tuple(includes),
-        summary=summary,
-        elements=tuple(elements),
-        total=total,
+        count=r.count,
+        includes=tuple(r.includes),
+        summary=r.summary,
+        elements=tuple(r.elements),
+        total=r.total,
         used=tuple(p.used),
         ignored=tuple(p.ignored),
     )
-    if cursor_text is not None:
-        cursor = decode_cursor(cursor_text, query.sort_signature, len(sort_t), key=cursor_key)
+    if r.cursor_text is not None:
+        cursor = decode_cursor(r.cursor_text, query.sort_signature, len(sort_t), key=cursor_key)
         query = replace(query, cursor=cursor)
     return query

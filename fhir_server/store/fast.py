@@ -43,6 +43,7 @@ VERSION_COLUMNS = (
     "deleted",
     "method",
     "content",
+    "context",
 )
 # Index columns in row order: resource_pk, then the columns of search.index.COLUMNS.
 INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns) for kind, table in t.INDEX_TABLES.items()}
@@ -72,9 +73,10 @@ class Batch:
     """Everything one flush writes, in order: stale index rows go before new ones."""
 
     creates: list[NewResource] = field(default_factory=list)
-    versions: list[Row] = field(default_factory=list)  # VERSION_COLUMNS order; updates and deletes
+    versions: list[Row] = field(default_factory=list)  # VERSION_COLUMNS but context; updates, deletes
     reindex: list[tuple[int, IndexRows]] = field(default_factory=list)  # updated or deleted pks
     refs: set[tuple[str, str]] = field(default_factory=set)  # (type, id) that must exist afterwards
+    context: int = 0  # write_context.id of every version (store/outbox.py: the change events)
 
 
 def _getters() -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -103,14 +105,15 @@ def _index_tuples(pk: int, index: IndexRows, out: dict[str, list[Row]]) -> None:
 def _rows(batch: Batch, pks: Sequence[int]) -> tuple[list[Row], list[Row], list[int], dict[str, list[Row]]]:
     """Resource rows, version rows, stale pks and index rows of a batch whose creates got `pks`."""
     resources: list[Row] = []
-    versions = list(batch.versions)
+    context = batch.context
+    versions = [(*v, context) for v in batch.versions]
     index: dict[str, list[Row]] = {}
     stale = [pk for pk, _ in batch.reindex]
     for pk, (_, idx) in zip(stale, batch.reindex, strict=True):
         _index_tuples(pk, idx, index)
     for pk, c in zip(pks, batch.creates, strict=True):
         resources.append((pk, c.res_type, c.res_id, 1, c.last_updated, False, c.content))
-        versions.append((pk, c.res_type, c.res_id, 1, c.last_updated, False, c.method, c.content))
+        versions.append((pk, c.res_type, c.res_id, 1, c.last_updated, False, c.method, c.content, context))
         _index_tuples(pk, c.index, index)
     return resources, versions, stale, index
 

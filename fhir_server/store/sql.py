@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, func, select, text
 
 from .. import instant
 from ..errors import Conflict, Issue, Unprocessable
 from ..references import local_target, walk
 from ..search.index import index_tuples
-from . import autoanalyze, contention, fast
+from . import autoanalyze, contention, fast, outbox, unprepared
 from . import tables as t
 from .engine import is_sqlite
 
@@ -142,6 +142,12 @@ class Tx:
     _now: int = 0
     # Rows written, counted for the background ANALYZE once the transaction commits (autoanalyze.py).
     changes: autoanalyze.Changes = field(default_factory=autoanalyze.Changes)
+    # Where this write comes from and who makes it: recorded with every version (store/outbox.py).
+    context: outbox.WriteContext = outbox.SERVER
+    contexts: outbox.ContextIds | None = None  # the store's known write_context rows
+    new_context: int | None = None  # the write_context row this transaction inserted
+    wrote_versions: bool = False
+    _context_pk: int | None = None
 
     def __post_init__(self) -> None:
         if self.sql is None:
@@ -184,6 +190,10 @@ class Tx:
             ).where(v.res_type == res_type, v.res_id == res_id, v.version == version)
         ).first()
         return _row_to_stored(row) if row else None
+
+    def run_search(self, stmt: Executable) -> CursorResult[Any]:
+        """Run a statement planned by search/ (a page, a count), unprepared on PostgreSQL."""
+        return unprepared.execute(self.conn, stmt)
 
     def history(
         self,
@@ -325,8 +335,7 @@ class Tx:
         self._creates, self._versions, self._reindex = [], [], []
         assert self.sql is not None
         try:
-            found = self.sql.write(self.conn, batch)
-            self.changes.add(batch)
+            found = self.write_batch(batch)
         except fast.DuplicateId:
             raise Conflict("A resource with this id was created concurrently; retry") from None
         if self.visible is not None and refs:
@@ -342,6 +351,26 @@ class Tx:
                 for m in missing
             ]
             raise Unprocessable(issues[0].message, issues=issues)
+
+    def write_batch(self, batch: fast.Batch) -> set[tuple[str, str]]:
+        """Write resource rows, versions and index rows: every stored version goes through here
+        (REST, Bundles, $import, $ingest), stamped with this transaction's write context, which
+        makes each version row its change event (store/outbox.py). Returns the references found."""
+        assert self.sql is not None
+        if batch.creates or batch.versions:
+            batch.context = self._context_id()
+        found = self.sql.write(self.conn, batch)
+        self.changes.add(batch)
+        self.wrote_versions = self.wrote_versions or bool(batch.creates or batch.versions)
+        return found
+
+    def _context_id(self) -> int:
+        if self._context_pk is None:
+            known = self.contexts.get(self.context) if self.contexts is not None else None
+            if known is None:
+                known = self.new_context = outbox.ContextIds.insert(self.conn, self.context)
+            self._context_pk = known
+        return self._context_pk
 
 
 def _asdict(s: Stored) -> dict[str, Any]:
@@ -366,6 +395,9 @@ class Store:
         # PostgreSQL reads: no BEGIN/COMMIT round trips (server-side cursors need engine.connect()).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.analyzer = autoanalyze.analyzer(engine)  # planner statistics after bulk writes
+        self.contexts = outbox.ContextIds()
+        # Called after each commit that stored versions (fhir_server/events wakes its dispatcher).
+        self.after_commit: list[Callable[[], None]] = []
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -378,8 +410,10 @@ class Store:
             yield Tx(conn, self.check_references, self.base, writable=False, sql=self.sql)
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        """A write transaction: committed when the block ends, rolled back on any exception."""
+    def write(self, context: outbox.WriteContext = outbox.SERVER) -> Iterator[Tx]:
+        """A write transaction: committed when the block ends, rolled back on any exception.
+
+        `context` (where the write comes from, who makes it) goes with every version it stores."""
         # SQLite has one writer at a time: this process's writers queue on a lock first, instead of
         # in SQLite's busy handler, which sleeps up to 100 ms between tries.
         # A deadlock, serialization failure or locked file is a 409 (contention.py), never a 500.
@@ -389,9 +423,15 @@ class Store:
             try:
                 with conn.begin():
                     tx = Tx(conn, self.check_references, self.base, writable=True, sql=self.sql)
+                    tx.context, tx.contexts = context, self.contexts
                     yield tx
                     tx.flush()
                 self.analyzer.committed(tx.changes)
+                if tx.new_context is not None:
+                    self.contexts.remember(context, tx.new_context)
+                if tx.wrote_versions:
+                    for hook in self.after_commit:
+                        hook()
             finally:
                 conn.info.pop("sqlite_begin", None)
 
@@ -415,12 +455,12 @@ class Store:
             {"keys": unique},
         )
 
-    def transact(self, work: Callable[[Tx], T]) -> T:
+    def transact(self, work: Callable[[Tx], T], context: outbox.WriteContext = outbox.SERVER) -> T:
         """`work(tx)` in a write transaction, run again from scratch when contention rolled it back
         (contention.py); `work` must rebuild everything it writes from unchanged inputs."""
 
         def attempt() -> T:
-            with self.write() as tx:
+            with self.write(context) as tx:
                 return work(tx)
 
         return contention.retrying(attempt)

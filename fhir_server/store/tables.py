@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     event,
+    text,
 )
 
 metadata = MetaData()
@@ -56,9 +57,44 @@ resource_version = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Column("method", String(8), nullable=False),  # POST, PUT, PATCH, DELETE
     Column("content", LargeBinary, nullable=False),
+    # The row is also the change event of the version (store/outbox.py): where the write came from
+    # and who made it, and on PostgreSQL the id of the writing transaction (set by the database,
+    # POSTGRES_DEFAULTS), which orders events by commit safely; NULL on SQLite (txn order suffices).
+    Column("context", BigInteger, nullable=False),  # write_context.id
+    Column("xid", BigInteger, nullable=True),
     UniqueConstraint("resource_pk", "version", name="uq_version_resource_version"),
     Index("ix_version_type_updated", "res_type", "last_updated"),
     Index("ix_version_updated", "last_updated"),
+    Index(
+        "ix_version_xid",
+        "xid",
+        "txn",
+        postgresql_where=text("xid IS NOT NULL"),
+        sqlite_where=text("xid IS NOT NULL"),
+    ),
+)
+
+# Where a write came from and who made it: one row per distinct context, shared by every version
+# written in it (store/outbox.py interns them), so a version carries one integer, not the strings.
+write_context = Table(
+    "write_context",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),  # rest, transaction:<id>, import:<job id>, ...
+    Column("client_id", String(255), nullable=True),
+    Column("subject", String(255), nullable=True),
+    Column("fhir_user", String(128), nullable=True),
+    Column("patient", String(64), nullable=True),
+)
+
+# How far each change-event consumer (fhir_server/events) has got: the (xid, txn) of the last
+# event it was given (xid 0 on SQLite).
+change_consumer = Table(
+    "change_consumer",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("xid", BigInteger, nullable=False),
+    Column("txn", BigInteger, nullable=False),
 )
 
 # ---- search index (current versions only) ----
@@ -177,5 +213,11 @@ POSTGRES_STATISTICS = {
     "idx_token": "CREATE STATISTICS IF NOT EXISTS st_idx_token_code (mcv, dependencies) "
     "ON param_id, code, system FROM idx_token",
 }
-for _name, _ddl in POSTGRES_STATISTICS.items():
-    event.listen(metadata.tables[_name], "after_create", DDL(_ddl).execute_if(dialect="postgresql"))
+# Column defaults only PostgreSQL has: the id of the transaction writing a version (store/outbox.py).
+POSTGRES_DEFAULTS = {
+    "resource_version": "ALTER TABLE resource_version ALTER COLUMN xid "
+    "SET DEFAULT (pg_current_xact_id()::text::bigint)",
+}
+for _ddls in (POSTGRES_STATISTICS, POSTGRES_DEFAULTS):
+    for _name, _ddl in _ddls.items():
+        event.listen(metadata.tables[_name], "after_create", DDL(_ddl).execute_if(dialect="postgresql"))

@@ -19,6 +19,7 @@ from fhir_server.api.deps import get_principal
 from fhir_server.app import create_app
 from fhir_server.jobs import job, worker
 from fhir_server.settings import Settings
+from fhir_server.store import snapshot
 from fhir_server.store.sql import Store
 from tests import bulk_support, factories
 from tests.bulk_support import (
@@ -192,7 +193,7 @@ def test_a_failed_job_answers_with_an_operation_outcome(
 
     with client:
         url = kick_off(client)
-        monkeypatch.setattr(worker.export.snapshot, "stream", broken)
+        monkeypatch.setattr(snapshot, "stream", broken)
         held.run_all()
         body = _outcome(client.get(url), 500)
         assert "disk full" in body["issue"][0]["diagnostics"]

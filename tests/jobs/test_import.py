@@ -145,7 +145,7 @@ def test_a_killed_import_job_resumes_after_its_last_checkpoint(store: Store, tmp
     claimed = job.claim(store, created.id, owner, 5)
     assert claimed is not None
     checks = iter([True, False])  # dies at the second checkpoint (after 2,000 lines)
-    from fhir_server.jobs.export import LeaseLost
+    from fhir_server.jobs.handlers import LeaseLost
 
     with pytest.raises(LeaseLost):
         import_.run(store, settings, claimed, owner, lambda: next(checks))

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from fhir_server import instant
-from fhir_server.jobs import export, job, kickoff, output_files, tables, worker
+from fhir_server.jobs import export, handlers, job, kickoff, output_files, tables, worker
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
@@ -67,7 +67,7 @@ def test_a_killed_export_resumes_from_its_checkpoint_with_each_resource_once(
     assert claimed is not None
     checks = iter([True, True, True, False])  # dies at the 4th checkpoint
 
-    with pytest.raises(export.LeaseLost):
+    with pytest.raises(handlers.LeaseLost):
         export.run(store, settings, claimed, owner, lambda: next(checks))
     stuck = job.get(store, created.id)
     assert stuck is not None and stuck.status == "in-progress" and stuck.progress["after_pk"] > 0
@@ -145,7 +145,7 @@ def test_a_job_cancelled_while_running_stops_and_its_files_are_removed(
         job.cancel(store, created.id)  # the client sends DELETE during the export
         return True
 
-    with pytest.raises(export.LeaseLost):
+    with pytest.raises(handlers.LeaseLost):
         export.run(store, settings, claimed, owner, alive)
     assert job.get(store, created.id).status == "cancelled"  # type: ignore[union-attr]
 
@@ -171,19 +171,19 @@ def test_an_ingest_whose_worker_keeps_dying_leaves_its_task_failed(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     from fhir_server.interactions.context import Context
-    from fhir_server.operations import ingest as ingest_job
+    from fhir_server.operations import ingest_job
 
     put(store, {**factories.patient(), "id": "p1"})
     upload = tmp_path / "rows.csv"
     upload.write_text("date,metric,value,unit\n2024-03-01T08:00:00Z,heart_rate,72,/min\n")
     ctx = Context(store=store, settings=settings)
-    state = ingest_job.accept(ctx, job_id="ing-1", patient_ref="Patient/p1", upload=upload, fmt="csv")
+    accepted = ingest_job.accept(ctx, job_id="ing-1", patient_ref="Patient/p1", upload=upload, fmt="csv")
     for _ in range(settings.job_max_attempts):
-        assert job.claim(store, state.job_id, job.worker_id(), settings.job_lease_seconds) is not None
-        _age(store, state.job_id, settings.job_lease_seconds + 1)
+        assert job.claim(store, accepted.id, job.worker_id(), settings.job_lease_seconds) is not None
+        _age(store, accepted.id, settings.job_lease_seconds + 1)
     worker.sweep(store, settings, lambda job_id: None)
     with store.read() as tx:
-        task = tx.current("Task", state.job_id)
+        task = tx.current("Task", accepted.id)
     assert task is not None
     body = task.resource()
     assert body["status"] == "failed"

@@ -22,18 +22,18 @@ from sqlalchemy import Connection, Engine, delete, insert
 
 from fhir_server.search import index, plan, ucum
 from fhir_server.search.query import Chain, Criterion, Filter, Has, MissingValue, SearchQuery, SortKey, parse
-from fhir_server.search.types.composite_query import CompositeValue
-from fhir_server.search.types.date_query import DateValue, date_range
-from fhir_server.search.types.number_query import NumberValue
-from fhir_server.search.types.quantity_query import QuantityValue
-from fhir_server.search.types.reference_query import ReferenceValue
-from fhir_server.search.types.string_query import StringValue, normalize
-from fhir_server.search.types.token_query import OfTypeValue, TextValue, TokenValue
-from fhir_server.search.types.uri_query import UriValue
+from fhir_server.search.types.composite import CompositeValue
+from fhir_server.search.types.date import DateValue, search_range
+from fhir_server.search.types.number import NumberValue
+from fhir_server.search.types.quantity import QuantityValue
+from fhir_server.search.types.reference import ReferenceValue
+from fhir_server.search.types.string import StringValue, normalize
+from fhir_server.search.types.token import OfTypeValue, TextValue, TokenValue
+from fhir_server.search.types.uri import UriValue
 from fhir_server.store import tables
 from tests.search.test_plan import BACKENDS, make_engine
 
-NOW = date_range("2024-01-01", "now")[0]
+NOW = search_range("2024-01-01", "now")[0]
 UCUM = ucum.UCUM_SYSTEM
 MIN, MAX = -(2**62), 2**62
 ORACLE = settings(
@@ -85,7 +85,7 @@ STATUS = {
     "Goal": ["proposed", "active", "completed"],
 }
 N_PATIENTS, N_PRACTITIONERS, N_ENCOUNTERS = 4, 2, 3
-LAST_UPDATED = [date_range(f"202{i}-06-01", "t")[0] for i in range(4)]
+LAST_UPDATED = [search_range(f"202{i}-06-01", "t")[0] for i in range(4)]
 
 
 Choose = Callable[[Sequence[Any]], Any]
@@ -112,7 +112,7 @@ def make_date(choose: Choose, kind: str = "dateTime") -> str:
 
 def resource_range(text: str) -> tuple[int, int]:
     """Index semantics for a resource's own date: a fraction of a second pins one microsecond."""
-    low, high = date_range(text, "resource")
+    low, high = search_range(text, "resource")
     return (low, low) if "." in text else (low, high)
 
 

@@ -10,8 +10,8 @@ from types import ModuleType
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from fhir_server.fhirpath.compiler import compile_expression
 from fhir_server.search import parameters
-from fhir_server.search.extract import compile_expression
 from fhir_server.search.parameters import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, Component, param_id
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from sqlalchemy import Connection, Engine, create_engine, delete, insert, text
 from fhir_server.errors import Invalid
 from fhir_server.search import parameters, plan
 from fhir_server.search.query import SearchQuery, parse
-from fhir_server.search.types.date_query import date_range
-from fhir_server.search.types.string_query import normalize
+from fhir_server.search.types.date import search_range
+from fhir_server.search.types.string import normalize
 from fhir_server.store import tables
 
 PG_ADMIN = os.environ.get("FHIR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -89,9 +89,9 @@ def ref(code: str, target: str | None, url: str | None = None) -> tuple:
 
 
 def date(code: str, start: str | None, end: str | None = "same", grp: int = 0) -> tuple:
-    low = date_range(start, "t")[0] if start else MIN
+    low = search_range(start, "t")[0] if start else MIN
     end = start if end == "same" else end
-    high = date_range(end, "t")[1] if end else MAX
+    high = search_range(end, "t")[1] if end else MAX
     return ("date", code, {"low": low, "high": high, "grp": grp})
 
 
@@ -133,7 +133,7 @@ def put(
 
 
 def ids(c: Connection, rtype: str | None, *pairs: tuple[str, str], **options: Any) -> list[str]:
-    query = parse(rtype, list(pairs), lenient=False, now_us=date_range("2024-01-01", "t")[0])
+    query = parse(rtype, list(pairs), lenient=False, now_us=search_range("2024-01-01", "t")[0])
     return run(c, query, **options)
 
 
@@ -311,8 +311,8 @@ def test_date_and_range_of_two_parameters(conn: Connection) -> None:
 
 
 def test_last_updated_uses_the_resource_table(conn: Connection) -> None:
-    put(conn, "Patient", "old", last_updated=date_range("2019-05-01", "t")[0])
-    put(conn, "Patient", "new", last_updated=date_range("2021-05-01", "t")[0])
+    put(conn, "Patient", "old", last_updated=search_range("2019-05-01", "t")[0])
+    put(conn, "Patient", "new", last_updated=search_range("2021-05-01", "t")[0])
     assert ids(conn, "Patient", ("_lastUpdated", "gt2020")) == ["new"]
     assert ids(conn, "Patient", ("_lastUpdated", "lt2020")) == ["old"]
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from fhir_server.errors import Invalid
 from fhir_server.search import parameters
 from fhir_server.search.query import (
+    RESULT_PARAMETERS,
     Chain,
     Filter,
     Has,
@@ -18,9 +19,9 @@ from fhir_server.search.query import (
     encode_cursor,
     parse,
 )
-from fhir_server.search.types.date_query import DateValue
-from fhir_server.search.types.reference_query import ReferenceValue
-from fhir_server.search.types.token_query import TokenValue
+from fhir_server.search.types.date import DateValue
+from fhir_server.search.types.reference import ReferenceValue
+from fhir_server.search.types.token import TokenValue
 
 
 def q(resource_type: str | None, *pairs: tuple[str, str], lenient: bool = False) -> SearchQuery:
@@ -318,3 +319,29 @@ def test_parse_never_raises_anything_but_a_400(value: str) -> None:
             q("Patient", (name, value))
         except Invalid as err:
             assert err.status == 400
+
+
+def test_result_parameters_are_the_table_of_the_spec() -> None:
+    assert set(RESULT_PARAMETERS) == {
+        "_type",
+        "_sort",
+        "_count",
+        "_include",
+        "_revinclude",
+        "_summary",
+        "_elements",
+        "_total",
+        "_cursor",
+    }
+
+
+@pytest.mark.parametrize("name", ["_count:x", "_summary:x", "_total:x", "_elements:x"])
+def test_a_modifier_on_a_result_parameter_without_modifiers_makes_it_an_unknown_parameter(name: str) -> None:
+    with pytest.raises(UnknownParameter, match="unknown search parameter"):
+        q("Patient", (name, "true"))
+
+
+@pytest.mark.parametrize("name", ["_sort:up", "_include:deep", "_revinclude:deep"])
+def test_an_unknown_modifier_on_a_result_parameter_is_a_400_naming_it(name: str) -> None:
+    with pytest.raises(UnknownParameter, match="unknown modifier"):
+        q("Patient", (name, "Observation:subject" if "include" in name else "name"))

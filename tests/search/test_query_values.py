@@ -11,14 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fhir_server.errors import Invalid
-from fhir_server.search.types.composite_query import parse_composite
-from fhir_server.search.types.date_query import date_range, parse_date
-from fhir_server.search.types.number_query import parse_number
-from fhir_server.search.types.quantity_query import parse_quantity
-from fhir_server.search.types.reference_query import ReferenceValue, parse_reference
-from fhir_server.search.types.string_query import normalize, parse_string
-from fhir_server.search.types.token_query import TokenValue, parse_of_type, parse_token
-from fhir_server.search.types.uri_query import ancestors, parse_uri
+from fhir_server.search.types.composite import parse_composite
+from fhir_server.search.types.date import parse_date, search_range
+from fhir_server.search.types.number import parse_number
+from fhir_server.search.types.quantity import parse_quantity
+from fhir_server.search.types.reference import ReferenceValue, parse_reference
+from fhir_server.search.types.string import normalize, parse_string
+from fhir_server.search.types.token import TokenValue, parse_of_type, parse_token
+from fhir_server.search.types.uri import ancestors, parse_uri
 from fhir_server.search.values import escape, split, take_prefix, unescape
 
 P = "param"
@@ -128,37 +128,37 @@ def test_number_range_contains_the_value_and_is_one_unit_of_the_last_digit_wide(
 
 
 def test_year_covers_the_whole_year() -> None:
-    low, high = date_range("2024", P)
+    low, high = search_range("2024", P)
     assert low == us(datetime(2024, 1, 1, tzinfo=UTC))
     assert high == us(datetime(2025, 1, 1, tzinfo=UTC)) - 1
 
 
 def test_month_and_day_precision() -> None:
-    assert date_range("2024-02", P) == (
+    assert search_range("2024-02", P) == (
         us(datetime(2024, 2, 1, tzinfo=UTC)),
         us(datetime(2024, 3, 1, tzinfo=UTC)) - 1,
     )
-    assert date_range("2013-01-14", P)[1] - date_range("2013-01-14", P)[0] == 86_400_000_000 - 1
+    assert search_range("2013-01-14", P)[1] - search_range("2013-01-14", P)[0] == 86_400_000_000 - 1
 
 
 def test_minute_second_and_fraction_precision() -> None:
-    low, high = date_range("2013-01-14T10:00Z", P)
+    low, high = search_range("2013-01-14T10:00Z", P)
     assert high - low == 60_000_000 - 1
-    low, high = date_range("2013-01-14T10:00:05Z", P)
+    low, high = search_range("2013-01-14T10:00:05Z", P)
     assert high - low == 1_000_000 - 1
-    low, high = date_range("2013-01-14T10:00:05.5Z", P)
+    low, high = search_range("2013-01-14T10:00:05.5Z", P)
     assert high - low == 100_000 - 1
 
 
 def test_time_zone_offset_shifts_the_range() -> None:
-    utc = date_range("2013-01-14T10:00:00Z", P)[0]
-    assert date_range("2013-01-14T10:00:00+02:00", P)[0] == utc - 2 * 3600 * 1_000_000
+    utc = search_range("2013-01-14T10:00:00Z", P)[0]
+    assert search_range("2013-01-14T10:00:00+02:00", P)[0] == utc - 2 * 3600 * 1_000_000
     # '+' decoded from a query string arrives as a space
-    assert date_range("2013-01-14T10:00:00 02:00", P)[0] == utc - 2 * 3600 * 1_000_000
+    assert search_range("2013-01-14T10:00:00 02:00", P)[0] == utc - 2 * 3600 * 1_000_000
 
 
 def test_date_without_zone_is_utc() -> None:
-    assert date_range("2013-01-14T10:00:00", P) == date_range("2013-01-14T10:00:00Z", P)
+    assert search_range("2013-01-14T10:00:00", P) == search_range("2013-01-14T10:00:00Z", P)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +191,7 @@ def test_date_range_contains_the_instant_it_was_written_from(dt: datetime, preci
         "s": dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "f": dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }[precision]
-    low, high = date_range(text, P)
+    low, high = search_range(text, P)
     assert low <= us(dt) <= high
     widths = {
         "Y": (366 if calendar.isleap(dt.year) else 365) * 86_400_000_000,
@@ -208,7 +208,7 @@ def test_date_range_contains_the_instant_it_was_written_from(dt: datetime, preci
 def test_offsets_are_subtracted(minutes: int) -> None:
     sign = "-" if minutes < 0 else "+"
     text = f"2020-06-01T12:00:00{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-    assert date_range(text, P)[0] == us(datetime(2020, 6, 1, 12, tzinfo=UTC) - timedelta(minutes=minutes))
+    assert search_range(text, P)[0] == us(datetime(2020, 6, 1, 12, tzinfo=UTC) - timedelta(minutes=minutes))
 
 
 # ---- token, quantity, reference, string, uri, composite

@@ -1,13 +1,28 @@
-"""Search parameter types (https://hl7.org/fhir/R4/search.html#ptypes): two modules per type.
+"""Search parameter types (https://hl7.org/fhir/R4/search.html#ptypes): `REGISTRY`, one entry per type.
 
-Indexing side, `<type>.py` (used by search/index.py): `values(elements, fhir_type, param_id, grp, sink, aux_param_id)` turns the elements a
-parameter's expression selected (all of FHIR type `fhir_type`, or `"*"`: infer from the JSON shape)
-into index row tuples appended to `sink[kind]`, in the column order of that kind's table in
-store/tables.py without `resource_pk` (docs/index-rows.md). Querying side: `<type>_query.py`.
+Each type is one module here owning its modifiers, value parsing, index rows, SQL test and sort
+column, ending with its `SearchType` (search/types/base.py). To add a type: write its module and
+add its entry below (docs/for-engineers.md, "How to add a search parameter type").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from types import MappingProxyType
 
-RowSink = dict[str, list[tuple[Any, ...]]]
+from fhir_server.search.types.all_resources import ID, LAST_UPDATED
+from fhir_server.search.types.base import RowSink, SearchType
+from fhir_server.search.types.composite import COMPOSITE
+from fhir_server.search.types.date import DATE
+from fhir_server.search.types.number import NUMBER
+from fhir_server.search.types.quantity import QUANTITY
+from fhir_server.search.types.reference import REFERENCE
+from fhir_server.search.types.string import STRING
+from fhir_server.search.types.token import TOKEN
+from fhir_server.search.types.uri import URI
+
+__all__ = ["REGISTRY", "RowSink", "SearchType"]
+
+REGISTRY: MappingProxyType[str, SearchType] = MappingProxyType(
+    {t.code: t for t in (STRING, TOKEN, REFERENCE, DATE, NUMBER, QUANTITY, URI, COMPOSITE, ID, LAST_UPDATED)}
+)
+"""The searchable types by code; a parameter of any other type (`special`) is refused as unsupported."""

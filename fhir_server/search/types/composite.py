@@ -1,6 +1,6 @@
-"""Composite search parameter index values (https://hl7.org/fhir/R4/search.html#composite).
+"""Composite search parameters (https://hl7.org/fhir/R4/search.html#composite).
 
-A composite expression selects elements (an Observation, each Observation.component, each
+Index rows: a composite expression selects elements (an Observation, each Observation.component, each
 useContext...). For the n-th selected element (1-based, counted over the whole resource), every
 component expression is evaluated on that element and its values are written, under the COMPOSITE
 parameter's param_id and with grp = n, into the table of the component's own type. A composite
@@ -9,18 +9,24 @@ match is then: same resource, same param_id, same grp, each component's row matc
 An element for which some component yields no row can never match (a composite search value has a
 part for every component), so its rows are not written at all: Observation `code-value-concept`
 costs nothing on an Observation whose value is a Quantity.
+
+Search values are `a$b`: each `$`-separated part is parsed by its component's type; a match needs all parts to match the same
+repeating element (same `grp` in the index): the component rows are joined on (resource_pk, grp).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from fhir_server.search.extract import Extractor, compile_expression
-from fhir_server.search.types import RowSink
+from sqlalchemy import FromClause, Select, and_, or_, select
 
-ValuesFn = Callable[[list[Any], str, int, int, RowSink, "int | None"], None]
+from fhir_server.fhirpath.compiler import Extractor, compile_expression
+from fhir_server.search.types.base import Parsing, RowSink, SearchType, SqlContext, ValuesFn, of_params
+from fhir_server.search.values import fail, split
+from fhir_server.store import tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +75,77 @@ def values(
                     break
         grp += 1
     return grp
+
+
+# ---------------------------------------------------------------- search values
+
+
+@dataclass(frozen=True)
+class CompositeValue:
+    """One parsed value per component, in component order."""
+
+    parts: tuple[Any, ...]
+
+
+def parse_composite(text: str, param: str, parsers: Sequence[Callable[[str], Any]]) -> CompositeValue:
+    """Split on unescaped `$` and parse each part with its component's parser."""
+    pieces = split(text, "$", param)
+    if len(pieces) != len(parsers):
+        fail(param, f"{text!r} needs {len(parsers)} parts separated by '$'")
+    return CompositeValue(tuple(parse(piece) for parse, piece in zip(parsers, pieces, strict=True)))
+
+
+# ---------------------------------------------------------------- SQL
+
+
+def rows(
+    ctx: SqlContext, param: Any, values: Sequence[Any], registry: Mapping[str, SearchType]
+) -> Select[Any]:
+    """The resource_pk of the resources with one element whose components match all parts of a value."""
+    aliases = [tables.INDEX_TABLES[k].alias() for k in param.components]
+    first = aliases[0]
+    joined: FromClause = first
+    for a in aliases[1:]:
+        joined = joined.join(
+            a,
+            and_(
+                a.c.resource_pk == first.c.resource_pk,
+                a.c.grp == first.c.grp,
+                a.c.param_id == first.c.param_id,
+            ),
+        )
+    tests = []
+    for v in values:
+        assert isinstance(v, CompositeValue)
+        tests.append(
+            and_(
+                *(
+                    _component_test(registry[kind], ctx, part, a)
+                    for kind, part, a in zip(param.components, v.parts, aliases, strict=True)
+                )
+            )
+        )
+    return (
+        select(first.c.resource_pk)
+        .select_from(joined)
+        .where(of_params(first.c.param_id, param.ids), or_(*tests))
+    )
+
+
+def _component_test(kind: SearchType, ctx: SqlContext, part: Any, t: Any) -> Any:
+    assert kind.test is not None
+    return kind.test(ctx, None, part, t)
+
+
+def _parser(p: Parsing) -> Callable[[str], CompositeValue]:
+    return partial(parse_composite, param=p.name, parsers=p.components)
+
+
+COMPOSITE = SearchType(
+    "composite",
+    frozenset({"missing"}),
+    _parser,
+    selective=lambda modifier: True,
+    rows=rows,
+    components=True,
+)

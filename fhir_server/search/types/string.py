@@ -1,17 +1,27 @@
-"""String search parameter index values (https://hl7.org/fhir/R4/search.html#string).
+"""String search parameters (https://hl7.org/fhir/R4/search.html#string).
 
-Rows (param_id, grp, norm, exact): `norm` is NFKD with combining marks dropped, casefolded, with
+Index rows (param_id, grp, norm, exact): `norm` is NFKD with combining marks dropped, casefolded, with
 whitespace runs folded to one space and stripped; `exact` is the value as is; both cut to 255.
 HumanName gives family, each given, prefix, suffix and text; Address gives each line, city,
 district, state, postalCode, country and text.
+
+Search: by default a string matches, case- and accent-insensitively, any indexed string that starts with it;
+`:contains` matches anywhere, `:exact` matches the whole value exactly. `normalize` is the folding
+the index applies to `idx_string.norm` (docs/index-rows.md), shared with the indexer.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from fhir_server.search.types import RowSink
+from sqlalchemy import ColumnElement
+
+from fhir_server.search.types.base import LIKE_ESCAPE, Parsing, RowSink, SearchType, SqlContext, like_prefix
+from fhir_server.search.values import unescape
 
 KIND = "string"
 MAX = 255
@@ -62,3 +72,49 @@ def values(
             norm = normalize(text)
             if norm:
                 rows.append((param_id, grp, norm, text[:MAX]))
+
+
+# ---------------------------------------------------------------- search values
+
+MAX_LEN = MAX
+
+
+@dataclass(frozen=True)
+class StringValue:
+    """The literal text searched for and its normalised form."""
+
+    text: str
+    norm: str
+
+
+def parse_string(text: str, param: str) -> StringValue:
+    """Unescape a string value."""
+    value = unescape(text, param)
+    return StringValue(value, normalize(value))
+
+
+# ---------------------------------------------------------------- SQL
+
+
+def test(ctx: SqlContext, modifier: str | None, v: StringValue, t: Any) -> ColumnElement[bool]:
+    """Starts with (default), `:contains` or `:exact` against one idx_string row."""
+    if modifier == "exact":
+        return t.c.exact == v.text[:MAX_LEN]
+    if modifier == "contains":
+        return t.c.norm.like("%" + like_prefix(v.norm) + "%", escape=LIKE_ESCAPE)
+    return t.c.norm.like(like_prefix(v.norm) + "%", escape=LIKE_ESCAPE)
+
+
+def _parser(p: Parsing) -> Callable[[str], StringValue]:
+    return partial(parse_string, param=p.name)
+
+
+STRING = SearchType(
+    "string",
+    frozenset({"missing", "exact", "contains"}),
+    _parser,
+    test=test,
+    sort_column=lambda t, descending: t.c.norm,
+    selective=lambda modifier: modifier == "exact",
+    values=values,
+)

@@ -65,5 +65,5 @@ def test_resource_in_place_of_a_reference_gives_its_type_and_id() -> None:
     ]
 
 
-def test_parse_reference_of_an_empty_string_is_none() -> None:
-    assert reference.parse_reference("") is None
+def test_index_target_of_an_empty_string_is_none() -> None:
+    assert reference.index_target("") is None

@@ -48,8 +48,8 @@ from sqlalchemy import (
 
 from .. import instant
 from ..search.index import COLUMNS, index_tuples
-from ..store import tables as t
-from ..store.sql import Store
+from . import tables as t
+from .sql import Store
 
 R = t.resource
 V = t.resource_version

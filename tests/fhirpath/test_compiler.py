@@ -1,4 +1,4 @@
-"""Compiled FHIRPath extractors (https://hl7.org/fhir/R4/fhirpath.html) against fhirpathpy and per construct."""
+"""FHIRPath (https://hl7.org/fhir/R4/fhirpath.html): the parser and the compiler, against fhirpathpy and per construct."""
 
 from __future__ import annotations
 
@@ -18,21 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fhir_server import spec_package
+from fhir_server.fhirpath.compiler import Extractor, compile_expression, reference_type
+from fhir_server.fhirpath.syntax import Binary, Call, Literal, Member, Node, TypeOp, Var, parse, render
 from fhir_server.search import parameters
-from fhir_server.search.extract import (
-    Binary,
-    Call,
-    Extractor,
-    Literal,
-    Member,
-    Node,
-    TypeOp,
-    Var,
-    compile_expression,
-    parse,
-    reference_type,
-    render,
-)
 
 # Definitional resources of the package are huge and add nothing the clinical examples do not test.
 CONFORMANCE = (

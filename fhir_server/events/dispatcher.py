@@ -1,0 +1,87 @@
+"""Delivering change events to each registered listener from its durable position (docs/events.md).
+
+Without Redis the API process runs the dispatcher in a background thread, woken after each commit
+that stored versions; with Redis the `fhir-server worker` processes run it (jobs/queue.py), polling.
+Each delivery is one write transaction: claim the consumer's row (so two dispatchers never hand
+out the same batch), read the events after its position, call the listener, advance, commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ..redacted_traceback import format_exception
+from ..store import outbox
+from ..store.sql import Store
+from .registry import LISTENERS, Listener
+
+log = logging.getLogger("fhir_server.events")
+BATCH = 500  # events per delivery
+POLL_SECONDS = 1.0  # between looks when nothing woke the dispatcher
+
+
+class Dispatcher:
+    """Hands the events of one store to listeners (the registered ones by default)."""
+
+    def __init__(
+        self, store: Store, listeners: dict[str, Listener] | None = None, *, batch: int = BATCH
+    ) -> None:
+        self.store = store
+        self.listeners = LISTENERS if listeners is None else listeners
+        self.batch = batch
+        self._wake = threading.Event()
+
+    def deliver(self, name: str) -> int:
+        """One batch of events after the consumer's position to its listener; how many there were."""
+        listener = self.listeners[name]
+        with self.store.write() as tx:
+            position = outbox.claim(tx.conn, name)
+            events = outbox.events_after(tx.conn, position, self.batch)
+            if not events:
+                return 0
+            listener(events, tx)
+            outbox.advance(tx.conn, name, events[-1].position)
+        return len(events)
+
+    def deliver_all(self) -> int:
+        """Every consumer up to the newest committed event; a listener that fails is logged and
+        tried again (from the same position) next time. Returns the events delivered."""
+        delivered = 0
+        for name in list(self.listeners):
+            try:
+                while True:
+                    count = self.deliver(name)
+                    delivered += count
+                    if count < self.batch:
+                        break
+            except Exception as exc:
+                log.error("Change-event listener %r failed\n%s", name, format_exception(exc))
+        return delivered
+
+    def wake(self) -> None:
+        """Something was committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> None:
+        """Deliver until `stop` is set."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                self.deliver_all()
+            except Exception:  # the database went away for a moment: try again at the next poll
+                log.warning("Delivering change events failed", exc_info=True)
+            self._wake.wait(poll)
+
+
+def start(store: Store, *, wake_on_commit: bool = True) -> tuple[Dispatcher, threading.Event] | None:
+    """Run a dispatcher for the registered listeners in a daemon thread (None when there are none);
+    `wake_on_commit`: this process writes, so its commits wake the dispatcher."""
+    if not LISTENERS:
+        return None
+    dispatcher = Dispatcher(store)
+    stop = threading.Event()
+    if wake_on_commit:
+        store.after_commit.append(dispatcher.wake)
+    threading.Thread(target=dispatcher.run, args=(stop,), name="change-events", daemon=True).start()
+    return dispatcher, stop

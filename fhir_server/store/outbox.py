@@ -1,0 +1,194 @@
+"""Change events: every stored resource version is one, kept in the same database transaction as the data.
+
+The transactional outbox (https://microservices.io/patterns/data/transactional-outbox.html) is the
+`resource_version` table itself: each row is a version, and with its `context` (a `write_context`
+row: where the write came from, who made it) it is the change event of that version, written in the
+same transaction, so a rolled-back write leaves no event. The interaction (create, update, patch,
+delete; https://hl7.org/fhir/R4/http.html) follows from the row's method, version and deleted flag.
+
+Consumers (fhir_server/events) read events after their position, kept in `change_consumer`:
+- SQLite has one writer at a time, so `txn` order is commit order: the position is the last txn.
+- PostgreSQL hands out `txn` values before commit, so a lower txn can commit after a higher one was
+  read. Each row records the id of the transaction that wrote it (`xid`, a column default), and only
+  rows of transactions older than every transaction still running are read
+  (`xid < pg_snapshot_xmin(pg_current_snapshot())`,
+  https://www.postgresql.org/docs/15/functions-info.html#FUNCTIONS-PG-SNAPSHOT), in (xid, txn)
+  order: the position is (xid, txn), and no event can appear behind it later.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, text, update
+
+from . import tables as t
+
+Position = tuple[int, int]  # (xid, txn); xid is 0 on SQLite
+START: Position = (0, 0)
+_CONTEXT_CACHE = 4096  # distinct write contexts remembered per store (ids of committed rows)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteContext:
+    """Where a write came from and who made it: recorded with every version the write stores.
+
+    `source` is its kind, then after a colon the Bundle or job it came from: "rest",
+    "transaction:<Bundle id>", "batch:<Bundle id>", "import:<job id>", "ingest:<job id>", "server".
+    """
+
+    source: str = "server"
+    client_id: str | None = None
+    subject: str | None = None
+    fhir_user: str | None = None
+    patient: str | None = None
+
+    @classmethod
+    def of(cls, source: str, who: Any = None) -> WriteContext:
+        """The context of a write from `source` by `who`: an authenticated principal or a job's
+        requester (anything with client_id, subject, fhir_user, patient), or None (the server)."""
+        if who is None:
+            return cls(source)
+        return cls(source, who.client_id, who.subject, who.fhir_user, who.patient)
+
+
+SERVER = WriteContext()
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One committed resource version, as a consumer receives it."""
+
+    res_type: str
+    res_id: str
+    version: int
+    interaction: str  # create, update, patch, delete
+    last_updated: int  # microseconds since the epoch
+    context: WriteContext
+    position: Position
+
+    @property
+    def source_kind(self) -> str:
+        """The source without the Bundle or job id: rest, transaction, batch, import, ingest, server."""
+        return self.context.source.partition(":")[0]
+
+
+def interaction(method: str, version: int, deleted: bool) -> str:
+    """The FHIR interaction that wrote a version, from what `resource_version` records."""
+    if deleted:
+        return "delete"
+    if method == "PATCH":
+        return "patch"
+    return "create" if version == 1 else "update"
+
+
+class ContextIds:
+    """The `write_context` row of each context a store has written with, found or inserted once.
+
+    A row inserted by a transaction is remembered only after that transaction committed
+    (`remember`): an id from a rolled-back insert is never handed out again."""
+
+    def __init__(self) -> None:
+        self._ids: dict[WriteContext, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, context: WriteContext) -> int | None:
+        return self._ids.get(context)
+
+    def remember(self, context: WriteContext, pk: int) -> None:
+        with self._lock:
+            if len(self._ids) >= _CONTEXT_CACHE:
+                self._ids.clear()
+            self._ids[context] = pk
+
+    @staticmethod
+    def insert(conn: Connection, context: WriteContext) -> int:
+        """A new `write_context` row for `context`, in the caller's transaction."""
+        c = t.write_context.c
+        values = {
+            "source": context.source[:200],
+            "client_id": context.client_id,
+            "subject": context.subject,
+            "fhir_user": context.fhir_user,
+            "patient": context.patient,
+        }
+        return int(conn.execute(insert(t.write_context).values(values).returning(c.id)).scalar_one())
+
+
+_V = t.resource_version.c
+_C = t.write_context.c
+_EVENT_COLUMNS = (
+    _V.txn,
+    _V.xid,
+    _V.res_type,
+    _V.res_id,
+    _V.version,
+    _V.last_updated,
+    _V.deleted,
+    _V.method,
+    _C.source,
+    _C.client_id,
+    _C.subject,
+    _C.fhir_user,
+    _C.patient,
+)
+_VISIBLE = text("xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
+def events_after(conn: Connection, position: Position, limit: int) -> list[ChangeEvent]:
+    """Up to `limit` committed events after `position`, in delivery order (see module docstring)."""
+    q = select(*_EVENT_COLUMNS).join_from(t.resource_version, t.write_context, _C.id == _V.context)
+    xid, txn = position
+    if conn.dialect.name == "sqlite":
+        q = q.where(_V.txn > txn).order_by(_V.txn)
+    else:
+        after = (_V.xid > xid) | ((_V.xid == xid) & (_V.txn > txn))
+        q = q.where(_V.xid.is_not(None), after, _VISIBLE).order_by(_V.xid, _V.txn)
+    return [
+        ChangeEvent(
+            row.res_type,
+            row.res_id,
+            row.version,
+            interaction(row.method, row.version, row.deleted),
+            row.last_updated,
+            WriteContext(row.source, row.client_id, row.subject, row.fhir_user, row.patient),
+            (row.xid or 0, row.txn),
+        )
+        for row in conn.execute(q.limit(limit))
+    ]
+
+
+def claim(conn: Connection, consumer: str) -> Position:
+    """The consumer's position, its row locked until the transaction ends (one delivery at a time);
+    a consumer seen for the first time starts before the first event."""
+    c = t.change_consumer.c
+    query = select(c.xid, c.txn).where(c.name == consumer)
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            text(
+                "INSERT INTO change_consumer (name, xid, txn) VALUES (:n, 0, 0) ON CONFLICT (name) DO NOTHING"
+            ),
+            {"n": consumer},
+        )
+        locked = conn.execute(query.with_for_update()).one()
+        return (int(locked.xid), int(locked.txn))
+    row = conn.execute(query).first()  # the caller's BEGIN IMMEDIATE already excludes other writers
+    if row is None:
+        conn.execute(insert(t.change_consumer).values(name=consumer, xid=0, txn=0))
+        return START
+    return (int(row.xid), int(row.txn))
+
+
+def advance(conn: Connection, consumer: str, position: Position) -> None:
+    """Move the consumer (claimed in this transaction) past `position`."""
+    c = t.change_consumer.c
+    conn.execute(update(t.change_consumer).where(c.name == consumer).values(xid=position[0], txn=position[1]))
+
+
+def position(conn: Connection, consumer: str) -> Position | None:
+    """The consumer's position, or None if it has never been claimed."""
+    c = t.change_consumer.c
+    row = conn.execute(select(c.xid, c.txn).where(c.name == consumer)).first()
+    return None if row is None else (int(row.xid), int(row.txn))

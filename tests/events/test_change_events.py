@@ -1,0 +1,317 @@
+"""Change events (store/outbox.py, fhir_server/events): one per committed resource version, whichever
+way it was written, none for a rolled-back transaction, and a consumer that dies between commit and
+delivery gets the event after restart; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from fhir_server.api.deps import get_principal
+from fhir_server.app import create_app
+from fhir_server.auth import scopes
+from fhir_server.auth.principal import Principal
+from fhir_server.events import ChangeEvent, Dispatcher
+from fhir_server.store import outbox
+from fhir_server.store.sql import Store, Tx
+from tests import factories
+from tests.bulk_support import BASE, settings_for, wait_done
+from tests.operations.ingest_sources import create_patient
+
+N = 1000
+PATIENT_ID = "123"
+WRITER = Principal(client_id="events-client", kind="system", scopes=scopes.parse("system/*.cruds"))
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+class Probe:
+    """A listener that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[ChangeEvent] = []
+
+    def __call__(self, events: list[ChangeEvent], tx: Tx) -> None:
+        self.events.extend(events)
+
+
+def _delivered(store: Store, probe: Probe, name: str = "probe", at_least: int = 0) -> list[ChangeEvent]:
+    """Everything committed so far, delivered to `probe` (on PostgreSQL an event waits until every
+    older transaction of the cluster has ended: poll a little)."""
+    dispatcher = Dispatcher(store, {name: probe})
+    deadline = time.monotonic() + 30
+    while True:
+        dispatcher.deliver_all()
+        if len(probe.events) >= at_least or time.monotonic() > deadline:
+            return probe.events
+
+
+@pytest.fixture
+def writer_client(store: Store, tmp_path: Path) -> Iterator[TestClient]:
+    """An app whose every request comes from WRITER, jobs on threads, the patient created."""
+    create_patient(store, PATIENT_ID)
+    app = create_app(settings_for(tmp_path, bulk_import_dir=tmp_path / "drop"), store=store)
+    app.dependency_overrides[get_principal] = lambda: WRITER
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
+        yield client
+
+
+def _observation(i: int) -> dict[str, Any]:
+    return factories.observation(
+        PATIENT_ID, value=60 + i % 40, effectiveDateTime=f"2024-03-05T10:{i % 60:02d}:00Z"
+    )
+
+
+def _rest(client: TestClient) -> None:
+    for i in range(N):
+        response = client.post("/Observation", json=_observation(i))
+        assert response.status_code == 201, response.text
+
+
+def _transaction(client: TestClient) -> None:
+    entries = [
+        {"resource": _observation(i), "request": {"method": "POST", "url": "Observation"}} for i in range(N)
+    ]
+    response = client.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert response.status_code == 200, response.text
+
+
+def _import(client: TestClient) -> None:
+    body = b"".join(orjson.dumps({**_observation(i), "id": f"o{i}"}) + b"\n" for i in range(N))
+    response = client.post("/$import", content=body, headers={"Content-Type": "application/fhir+ndjson"})
+    assert response.status_code == 202, response.text
+    manifest = wait_done(client, response.headers["content-location"]).json()
+    assert manifest["output"][0]["count"] == N, manifest
+
+
+def _ingest(client: TestClient) -> None:
+    rows = [
+        f"2024-03-{1 + i // 1440:02d}T{i // 60 % 24:02d}:{i % 60:02d}:00+00:00,heart_rate,{60 + i % 40},/min\n"
+        for i in range(N)
+    ]
+    csv = ("date,metric,value,unit\n" + "".join(rows)).encode()
+    response = client.post(
+        f"/Patient/{PATIENT_ID}/$ingest",
+        files={"file": ("vitals.csv", csv, "text/csv")},
+        data={"format": "csv"},
+    )
+    assert response.status_code == 202, response.text
+    task_url = response.headers["content-location"]
+    deadline = time.monotonic() + 60
+    while (task := client.get(task_url).json())["status"] not in ("completed", "failed"):
+        assert time.monotonic() < deadline, task
+        time.sleep(0.05)
+    assert task["status"] == "completed", task
+
+
+WAYS: dict[str, Callable[[TestClient], None]] = {
+    "rest": _rest,
+    "transaction": _transaction,
+    "import": _import,
+    "ingest": _ingest,
+}
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_each_write_path_emits_one_event_per_version_with_the_same_fields(
+    store: Store, writer_client: TestClient, way: str
+) -> None:
+    probe = Probe()
+    before = len(_delivered(store, probe))  # the patient (written by the server)
+    WAYS[way](writer_client)
+    with store.read() as tx:
+        versions = {
+            (s.res_type, s.res_id, s.version) for _, s in tx.history(res_type="Observation", limit=10 * N)
+        }
+    assert len(versions) == N
+    events = [
+        e for e in _delivered(store, probe, at_least=before + N)[before:] if e.res_type == "Observation"
+    ]
+    assert sorted((e.res_type, e.res_id, e.version) for e in events) == sorted(versions)  # one each
+    assert {e.source_kind for e in events} == {way}
+    assert len({e.context.source for e in events}) == 1  # one Bundle or job (or plain REST)
+    fields = {
+        (e.interaction, e.context.client_id, e.context.subject, e.context.fhir_user, e.context.patient)
+        for e in events
+    }
+    assert fields == {("create", "events-client", None, None, None)}
+    assert len({e.position for e in events}) == N
+
+
+def test_a_rolled_back_transaction_emits_no_event(store: Store, writer_client: TestClient) -> None:
+    probe = Probe()
+    before = len(_delivered(store, probe))
+    bad = factories.observation("does-not-exist")  # the closing reference check fails: all rolled back
+    entries = [
+        {"resource": _observation(1), "request": {"method": "POST", "url": "Observation"}},
+        {"resource": bad, "request": {"method": "POST", "url": "Observation"}},
+    ]
+    response = writer_client.post(
+        "/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
+    assert response.status_code == 422, response.text
+    assert writer_client.post("/Observation", json=_observation(2)).status_code == 201
+    after = _delivered(store, probe, at_least=before + 1)[before:]
+    assert [(e.res_type, e.source_kind) for e in after] == [("Observation", "rest")]
+
+
+def test_update_patch_delete_and_batch_entries_are_named_by_their_interaction(
+    store: Store, writer_client: TestClient
+) -> None:
+    probe = Probe()
+    before = len(_delivered(store, probe))
+    entry = {
+        "resource": {**_observation(0), "id": "o1"},
+        "request": {"method": "PUT", "url": "Observation/o1"},
+    }
+    response = writer_client.post("/", json={"resourceType": "Bundle", "type": "batch", "entry": [entry]})
+    assert response.status_code == 200, response.text
+    assert writer_client.put("/Observation/o1", json={**_observation(1), "id": "o1"}).status_code == 200
+    patch = [{"op": "replace", "path": "/status", "value": "amended"}]
+    response = writer_client.patch(
+        "/Observation/o1", json=patch, headers={"Content-Type": "application/json-patch+json"}
+    )
+    assert response.status_code == 200, response.text
+    assert writer_client.delete("/Observation/o1").status_code in (200, 204)
+    events = _delivered(store, probe, at_least=before + 4)[before:]
+    assert [(e.version, e.interaction, e.source_kind) for e in events] == [
+        (1, "create", "batch"),
+        (2, "update", "rest"),
+        (3, "patch", "rest"),
+        (4, "delete", "rest"),
+    ]
+
+
+@pytest.mark.postgres
+def test_an_event_committed_behind_an_earlier_running_writer_waits_for_it_and_is_not_skipped(
+    store: Store,
+) -> None:
+    """PostgreSQL hands out txn before commit: a later-started writer may commit first."""
+    probe = Probe()
+    dispatcher = Dispatcher(store, {"probe": probe})
+    with store.write() as slow:
+        slow.create(factories.patient("Slow"), "slow")
+        slow.flush()  # its version row (lower txn) exists, uncommitted
+        with store.write() as fast:
+            fast.create(factories.patient("Fast"), "fast")
+        dispatcher.deliver_all()
+        assert probe.events == []  # "fast" waits while an older transaction runs
+    events = _delivered(store, probe, at_least=2)
+    assert [e.res_id for e in events] == ["slow", "fast"]
+
+
+def test_a_listener_that_fails_before_its_position_commits_gets_the_events_again(store: Store) -> None:
+    """In-process crash: the listener breaks off before the consumer's position commits."""
+    with store.write() as tx:
+        for i in range(3):
+            tx.create(factories.patient(f"P{i}"), f"p{i}")
+
+    def crashing(events: list[ChangeEvent], tx: Tx) -> None:
+        raise RuntimeError("the consumer died")
+
+    assert Dispatcher(store, {"probe": crashing}).deliver_all() == 0
+    probe = Probe()
+    events = _delivered(store, probe, at_least=3)
+    assert [e.res_id for e in events] == ["p0", "p1", "p2"]
+    assert Dispatcher(store, {"probe": probe}).deliver_all() == 0  # delivered once
+
+
+def test_a_listener_writing_through_its_transaction_takes_effect_once(store: Store) -> None:
+    """What a listener writes commits with the position: exactly once per consumer."""
+    with store.write() as tx:
+        tx.create(factories.patient("A"), "a")
+
+    def audit(events: list[ChangeEvent], tx: Tx) -> None:
+        for event in events:
+            if event.res_type == "Patient":
+                tx.create({"resourceType": "Basic", "code": {"text": f"saw {event.res_id}"}})
+
+    dispatcher = Dispatcher(store, {"audit": audit})
+    deadline = time.monotonic() + 30
+    while _count(store, "Basic") == 0 and time.monotonic() < deadline:
+        dispatcher.deliver_all()
+    for _ in range(3):
+        dispatcher.deliver_all()
+    assert _count(store, "Basic") == 1
+
+
+def _count(store: Store, rtype: str) -> int:
+    with store.read() as tx:
+        return tx.count_history(res_type=rtype)
+
+
+WORKER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from fhir_server.events import register
+    from fhir_server.jobs.queue import run_worker
+    from fhir_server.settings import Settings
+
+    mode, out = sys.argv[1], sys.argv[2]
+
+    def listener(events, tx):
+        if mode == "die":
+            os.kill(os.getpid(), signal.SIGKILL)  # after commit, before the position advances
+        with open(out, "a") as f:
+            f.writelines(f"{e.res_type}/{e.res_id}/{e.version}\\n" for e in events)
+
+    register("probe", listener)
+    sys.exit(run_worker(Settings()))
+    """
+)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_worker_process_killed_between_commit_and_delivery_gets_the_event_after_restart(
+    store: Store, tmp_path: Path
+) -> None:
+    """PostgreSQL with Celery on Redis: the `fhir-server worker` process delivers events; SIGKILLed
+    inside the listener, a new worker delivers the same events, once."""
+    with store.write() as tx:
+        for i in range(3):
+            tx.create(factories.patient(f"P{i}"), f"p{i}")
+    queue_name = f"fhir-test-events-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "FHIR_DATABASE_URL": store.engine.url.render_as_string(hide_password=False),
+        "FHIR_REDIS_URL": REDIS,
+        "FHIR_JOB_QUEUE": queue_name,
+        "FHIR_DATA_DIR": str(tmp_path / "data"),
+    }
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out = tmp_path / "delivered.txt"
+    try:
+        dying = subprocess.Popen([sys.executable, str(script), "die", str(out)], env=env, cwd=Path.cwd())
+        assert dying.wait(timeout=60) == -signal.SIGKILL
+        assert not out.exists()
+        with store.read() as tx:
+            assert outbox.position(tx.conn, "probe") in (None, outbox.START)  # never moved
+        worker = subprocess.Popen([sys.executable, str(script), "deliver", str(out)], env=env, cwd=Path.cwd())
+        try:
+            deadline = time.monotonic() + 60
+            while not (out.exists() and len(out.read_text().splitlines()) >= 3):
+                assert time.monotonic() < deadline and worker.poll() is None
+                time.sleep(0.1)
+            time.sleep(1.5)  # a further poll of the dispatcher delivers nothing again
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+    finally:
+        redis.Redis.from_url(REDIS).delete(queue_name)
+    assert out.read_text().splitlines() == ["Patient/p0/1", "Patient/p1/1", "Patient/p2/1"]
+    with store.read() as tx:
+        assert outbox.position(tx.conn, "probe") != outbox.START
