@@ -48,10 +48,14 @@ def entries_of(body: Any, kind: str) -> list[Any]:
 
 def transaction(ctx: Context, body: Any) -> dict[str, Any]:
     """Perform a transaction Bundle; return the transaction-response Bundle."""
-    _requests(ctx, body)  # a malformed Bundle is 400 before the database is touched
+    first = _requests(ctx, body)  # a malformed Bundle is 400 before the database is touched
     fresh = _fresh(body)
+    fresh()  # the first attempt works on `body` itself, through `first`
+    unused = iter([first])
     source = f"transaction:{_bundle_id(body)}"
-    responses = ctx.transact(lambda tx: _perform_all(ctx, tx, _requests(ctx, fresh())), source)
+    responses = ctx.transact(
+        lambda tx: _perform_all(ctx, tx, next(unused, []) or _requests(ctx, fresh())), source
+    )
     return bundle("transaction-response", [r for r in responses if r is not None], [], None)
 
 
