@@ -13,9 +13,9 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from ..store import tables as store_tables
+from ..store.repository import UnitOfWork
 from ..store.sql import Store
 from . import authorization_code, authorization_request, clients, consent, launch, opaque_token, users
 from .authorization_request import AuthorizeError, Pending, with_query
@@ -134,7 +134,7 @@ class AuthorizationFlow:
             if context != pending.context:
                 authorization_request.set_context(tx.conn, handle, context)
             pending = replace(pending, context=context)
-            return Outcome(self._after_login(tx.conn, handle, pending, user, name), session)
+            return Outcome(self._after_login(tx, handle, pending, user, name), session)
 
     def choose_patient(
         self, handle: str, session: str | None, patient_id: str | None, query: str = ""
@@ -147,15 +147,15 @@ class AuthorizationFlow:
                 return found
             pending, user, name = found
             if not consent.needs_patient_choice(pending.scope, user, pending.context):
-                return self._consent(tx.conn, handle, pending, user, name)
+                return self._consent(tx, handle, pending, user, name)
             if patient_id is None:
-                return PatientStep(handle, name, _patients(tx.conn, query), query)
+                return PatientStep(handle, name, _patients(tx, query), query)
             stored = tx.current("Patient", patient_id) if _is_id(patient_id) else None
             if stored is None or stored.deleted:
-                return PatientStep(handle, name, _patients(tx.conn, query), query, "Please choose a patient.")
+                return PatientStep(handle, name, _patients(tx, query), query, "Please choose a patient.")
             context = replace(pending.context, patient=patient_id)
             authorization_request.set_context(tx.conn, handle, context)
-            return self._consent(tx.conn, handle, replace(pending, context=context), user, name)
+            return self._consent(tx, handle, replace(pending, context=context), user, name)
 
     def decide(self, handle: str, session: str | None, approve: bool, ticked: Iterable[str]) -> Step:
         """The consent form: approve (with the scopes left ticked) or deny."""
@@ -209,16 +209,16 @@ class AuthorizationFlow:
             return ErrorStep(EXPIRED)
         return pending, user, self._client_name(conn, pending)
 
-    def _after_login(self, conn: Connection, handle: str, pending: Pending, user: User, name: str) -> Step:
+    def _after_login(self, tx: UnitOfWork, handle: str, pending: Pending, user: User, name: str) -> Step:
         if consent.needs_patient_choice(pending.scope, user, pending.context):
-            return PatientStep(handle, name, _patients(conn, ""))
-        return self._consent(conn, handle, pending, user, name)
+            return PatientStep(handle, name, _patients(tx, ""))
+        return self._consent(tx, handle, pending, user, name)
 
-    def _consent(self, conn: Connection, handle: str, pending: Pending, user: User, name: str) -> Step:
+    def _consent(self, tx: UnitOfWork, handle: str, pending: Pending, user: User, name: str) -> Step:
         offers = consent.offers(pending.scope, user, pending.context, ehr_launch=pending.ehr_launch)
         patient = None
         if pending.context.patient is not None:
-            stored = _patient_label(conn, pending.context.patient)
+            stored = _patient_label(tx, pending.context.patient)
             patient = stored or f"Patient/{pending.context.patient}"
         return ConsentStep(handle, name, tuple(offers), patient, user.username)
 
@@ -243,35 +243,23 @@ def _is_id(value: str) -> bool:
     return 0 < len(value) <= 64 and all(c.isalnum() or c in "-." for c in value) and value.isascii()
 
 
-def _patients(conn: Connection, query: str) -> tuple[tuple[str, str], ...]:
+def _patients(tx: UnitOfWork, query: str) -> tuple[tuple[str, str], ...]:
     """Patients to pick from (id, label), optionally those whose name or id contains `query`."""
-    resource = store_tables.resource
-    rows = conn.execute(
-        select(resource.c.res_id, resource.c.content)
-        .where(resource.c.res_type == "Patient", resource.c.deleted.is_(False))
-        .order_by(resource.c.res_id)
-        .limit(PATIENT_SCAN_LIMIT)
-    )
     needle = query.strip().lower()
     out: list[tuple[str, str]] = []
-    for row in rows:
-        label = _label(row.res_id, row.content)
+    for stored in tx.current_of_type("Patient", limit=PATIENT_SCAN_LIMIT):
+        label = _label(stored.res_id, stored.content)
         if needle and needle not in label.lower():
             continue
-        out.append((row.res_id, label))
+        out.append((stored.res_id, label))
         if len(out) >= PATIENT_LIST_LIMIT:
             break
     return tuple(sorted(out, key=lambda item: item[1].lower()))
 
 
-def _patient_label(conn: Connection, patient_id: str) -> str | None:
-    resource = store_tables.resource
-    row = conn.execute(
-        select(resource.c.res_id, resource.c.content).where(
-            resource.c.res_type == "Patient", resource.c.res_id == patient_id, resource.c.deleted.is_(False)
-        )
-    ).first()
-    return _label(row.res_id, row.content) if row is not None else None
+def _patient_label(tx: UnitOfWork, patient_id: str) -> str | None:
+    stored = tx.current("Patient", patient_id) if _is_id(patient_id) else None
+    return _label(stored.res_id, stored.content) if stored is not None and not stored.deleted else None
 
 
 def _label(res_id: str, content: bytes) -> str:

@@ -80,7 +80,7 @@ def search(
         total = int(tx.run_search(counted).scalar_one())
     elif q.total != "none" and not more and q.cursor is None:  # the whole result is on this page
         total = len(rows)
-    included = plan.includes(tx.conn, q, [r.pk for r in rows], base_url=base) if rows else []
+    included = plan.includes(tx.run_search, q, [r.pk for r in rows], base_url=base) if rows else []
     included = enforce.readable_rows(tx, ctx.principal, included)  # only what the caller may read
 
     path = _path(res_type, compartment)

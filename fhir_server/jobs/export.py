@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 
 from ..errors import Issue, operation_outcome
+from ..search import bulk_selection as selection
 from ..settings import Settings
-from ..store import snapshot
+from ..store import planner_statistics, snapshot
 from ..store.sql import Store
-from . import elements, job, output_files, planner_statistics, selection
+from . import elements, job, output_files
 from .handlers import Handler, LeaseLost
 from .job import Job
 

@@ -32,10 +32,11 @@ from ..errors import FhirError, Invalid, Issue, operation_outcome
 from ..search.index import index_tuples
 from ..search.types import RowSink
 from ..settings import Settings
+from ..store import planner_statistics
 from ..store.outbox import WriteContext
 from ..store.sql import Store, new_id
 from ..warmup import bulk_collection
-from . import batch_write, job, output_files, planner_statistics
+from . import batch_write, job, output_files
 from .handlers import Handler, LeaseLost
 from .job import Job
 from .requester import Requester

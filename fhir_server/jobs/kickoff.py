@@ -114,12 +114,6 @@ def parse_since(text: str) -> int:
         raise Invalid(f"_since is not a valid instant: '{text}'", "_since") from None
 
 
-def compartment_types() -> list[str]:
-    """Patient and the types in the Patient compartment."""
-    inside = [rt for rt in sorted(model.resource_types()) if comp.patient_compartment_params(rt)]
-    return ["Patient", *[rt for rt in inside if rt != "Patient"]]
-
-
 def _grants(principal: Any, resource_type: str) -> list[dict[str, Any]] | str | None:
     """The caller's access to export a type: None (all), a list of grants, or a reason it is denied."""
     if principal is None:
@@ -230,7 +224,7 @@ def export_params(
             raise Forbidden(f"Not allowed to read Group/{kick.group_id}: {denied}", "Group")
         group_pk = _group(store, kick.group_id)
 
-    allowed = compartment_types() if kick.level != "system" else sorted(model.resource_types())
+    allowed = comp.compartment_types() if kick.level != "system" else sorted(model.resource_types())
     requested = list(dict.fromkeys(_values(pairs, "_type")))
     types: list[str] = []
     for rtype in requested:

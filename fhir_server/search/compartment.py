@@ -11,6 +11,8 @@ from pathlib import Path
 
 import orjson
 
+from .. import model
+
 DATA = Path(__file__).resolve().parent / "data" / "compartment_patient.json"
 
 
@@ -23,3 +25,9 @@ def patient_compartment_params(resource_type: str) -> tuple[str, ...]:
     """The search parameters that put a resource of this type in a Patient's compartment (empty:
     the type is not in it). A Patient is also in its own compartment, by identity (not listed)."""
     return _patient().get(resource_type, ())
+
+
+def compartment_types() -> list[str]:
+    """Patient and the types in the Patient compartment."""
+    inside = [rt for rt in sorted(model.resource_types()) if patient_compartment_params(rt)]
+    return ["Patient", *[rt for rt in inside if rt != "Patient"]]

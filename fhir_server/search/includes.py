@@ -7,15 +7,14 @@ from what was included, up to MAX_INCLUDE_DEPTH rounds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, and_, false, select
+from sqlalchemy import ColumnElement, Executable, Row, Select, and_, false, select
 
 from fhir_server.search.query import MAX_INCLUDE_DEPTH, Include, SearchQuery
 from fhir_server.search.types.base import SqlContext, of_params
 from fhir_server.store import tables
-from fhir_server.store.unprepared import execute
 
 _R = tables.resource
 
@@ -46,7 +45,7 @@ def _include_stmt(inc: Include, frontier: Sequence[int], ctx: SqlContext) -> Sel
 
 
 def includes(
-    conn: Connection,
+    run: Callable[[Executable], Iterable[Row[Any]]],
     query: SearchQuery,
     page_pks: Sequence[int],
     *,
@@ -54,7 +53,8 @@ def includes(
     base_url: str | None = None,
 ) -> list[Row[Any]]:
     """The resources `_include`d / `_revinclude`d by a page: rows (pk, content), none repeated and none
-    of the page itself. `:iterate` directives are applied again to what was included, a few rounds deep."""
+    of the page itself. `:iterate` directives are applied again to what was included, a few rounds deep.
+    `run` executes each statement (`tx.run_search`: the store runs what search builds)."""
     if not query.includes or not page_pks:
         return []
     ctx = SqlContext(base_url.rstrip("/") if base_url else None, None, None)
@@ -68,7 +68,7 @@ def includes(
             stmt = _include_stmt(inc, frontier, ctx)
             if restrict is not None:
                 stmt = stmt.where(restrict)
-            for row in execute(conn, stmt.order_by(_R.c.pk)):
+            for row in run(stmt.order_by(_R.c.pk)):
                 if row.pk not in seen:
                     seen.add(row.pk)
                     fresh.append(row)

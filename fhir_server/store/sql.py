@@ -174,6 +174,15 @@ class Tx:
         by_pk = {r.pk: _row_to_stored(r) for r in rows}
         return [by_pk[k] for k in keys if k in by_pk]
 
+    def current_of_type(self, res_type: str, *, limit: int) -> list[Stored]:
+        """The first `limit` live resources of a type, by id (a picker's list)."""
+        self.flush(check_references=False)
+        r = t.resource.c
+        stmt = (
+            select(*_COLS).where(r.res_type == res_type, r.deleted.is_(False)).order_by(r.res_id).limit(limit)
+        )
+        return [_row_to_stored(row) for row in self.conn.execute(stmt)]
+
     def version(self, res_type: str, res_id: str, version: int) -> Stored | None:
         """A specific version (vread)."""
         self.flush(check_references=False)

@@ -12,9 +12,10 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.jobs import batch_write, import_, job, planner_statistics, worker
+from fhir_server.jobs import batch_write, import_, job, worker
 from fhir_server.jobs.import_command import run_import
 from fhir_server.settings import Settings
+from fhir_server.store import planner_statistics
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.bulk_support import BASE, settings_for, wait_done

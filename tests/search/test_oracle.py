@@ -1022,7 +1022,7 @@ def test_includes_equal_the_oracle(db: Engine, resources: list[dict[str, Any]], 
         ]
         query = parse("Encounter", pairs, lenient=False)
         page = conn.execute(plan.build(query)).all()
-        got = sorted(stored.name(r.pk) for r in plan.includes(conn, query, [r.pk for r in page]))
+        got = sorted(stored.name(r.pk) for r in plan.includes(conn.execute, query, [r.pk for r in page]))
         matches = {stored.name(r.pk) for r in page}
         cur = stored.current
         patients = {t for k in matches for t in local_refs(cur[k].get("subject"), only="Patient") if t in cur}

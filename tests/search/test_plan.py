@@ -595,7 +595,7 @@ def test_restrict_adds_a_condition(conn: Connection) -> None:
 def include_ids(c: Connection, rtype: str, *pairs: tuple[str, str]) -> tuple[list[str], list[str]]:
     query = parse(rtype, list(pairs), lenient=False)
     rows = c.execute(plan.build(query)).all()
-    inc = plan.includes(c, query, [r.pk for r in rows])
+    inc = plan.includes(c.execute, query, [r.pk for r in rows])
     name = lambda r: "{resourceType}/{id}".format(**json.loads(r.content))  # noqa: E731
     return sorted(name(r) for r in rows), sorted(name(r) for r in inc)
 

@@ -28,13 +28,13 @@ import orjson
 from sqlalchemy import ColumnElement, FromClause, and_, exists, false, literal, or_, select, true
 
 from ..references import local_target
-from ..search import compartment as comp
-from ..search import plan
-from ..search import query as search_query
-from ..search.parameters import param_id
 from ..store import snapshot
 from ..store import tables as t
 from ..store.sql import Store
+from . import compartment as comp
+from . import plan
+from . import query as search_query
+from .parameters import param_id
 
 R = t.resource
 Patients = list[str] | Any | None  # ids, a SELECT of ids, or None for every patient
@@ -192,7 +192,7 @@ def conditions(
         patients = patients_of(params, base)
         own = in_compartment(R, resource_type, patients, base)
         if resource_type == "Provenance":
-            others = [rt for rt in _compartment_types() if rt != "Provenance"]
+            others = [rt for rt in comp.compartment_types() if rt != "Provenance"]
             own = or_(
                 own,
                 _provenance_of(
@@ -209,9 +209,3 @@ def conditions(
     if grants:
         out.append(or_(*(_grant(resource_type, g, base) for g in grants)))
     return out
-
-
-def _compartment_types() -> list[str]:
-    from .kickoff import compartment_types
-
-    return compartment_types()

@@ -8,15 +8,19 @@ SQLite needs nothing here. Writes through every other path (and these too, a lit
 request path) are followed by store/autoanalyze.py, which analyzes on both databases.
 
 `analyze(store, tables)` analyzes unconditionally: a bulk import calls it for `resource` once it has
-written a few thousand resources of a type the statistics may not know (see jobs/batch_write.py).
+written a few thousand resources of a type the statistics may not know (jobs/import_.py).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import bindparam, text
 
-from ..store.sql import Store
-from ..store.tables import INDEX_TABLES
+from .tables import INDEX_TABLES
+
+if TYPE_CHECKING:
+    from .sql import Store
 
 RESOURCE_TABLES = ("resource", "resource_version")
 ALL_TABLES = (*RESOURCE_TABLES, *(table.name for table in INDEX_TABLES.values()))

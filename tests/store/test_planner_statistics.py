@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from fhir_server.jobs import batch_write, planner_statistics
-from fhir_server.store import autoanalyze
+from fhir_server.jobs import batch_write
+from fhir_server.store import autoanalyze, planner_statistics
 from fhir_server.store.sql import Store
 from tests import factories
 
