@@ -26,6 +26,7 @@ from fhir_server.store import schema
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
 from fhir_server.store.sql import Store
+from tests.rolled_back import rolled_back_store
 
 settings.register_profile(
     "ci", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -103,11 +104,34 @@ def _truncate(engine: Engine, names: list[str]) -> None:
         sys.stderr.write(f"\nconftest: TRUNCATE blocked; ended sessions left open: {ended}\n")
 
 
+# Engines whose tables may hold rows a test left behind (a rolled-back test leaves none).
+_DIRTY: set[Engine] = set()
+
+
 @pytest.fixture
-def store(engine: Engine) -> Store:
-    """An empty store on the parametrised backend."""
-    _empty(engine)
-    return Store(engine, check_references=True, base=BASE)
+def store(engine: Engine, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """An empty store on the parametrised backend. A test marked `rolled_back` (tests/rolled_back.py)
+    runs in one transaction that is rolled back at its end; the others start from emptied tables."""
+    if request.node.get_closest_marker("rolled_back") is None:
+        _empty(engine)
+        _DIRTY.add(engine)
+        yield Store(engine, check_references=True, base=BASE)
+        return
+    if engine in _DIRTY:
+        _empty(engine)
+        _DIRTY.discard(engine)
+    with rolled_back_store(engine, check_references=True, base=BASE) as rolled_back:
+        yield rolled_back
+    with engine.connect() as conn:  # a write that went around the store was committed: empty next time
+        if conn.execute(text("SELECT 1 FROM resource_version LIMIT 1")).first() is not None:
+            _DIRTY.add(engine)
+
+
+@pytest.fixture(autouse=True)
+def _engine_use(request: pytest.FixtureRequest) -> None:
+    """A test that reaches the engine other than through a rolled-back store may leave rows behind."""
+    if "engine" in request.fixturenames and request.node.get_closest_marker("rolled_back") is None:
+        _DIRTY.add(request.getfixturevalue("engine"))
 
 
 @pytest.fixture

@@ -411,12 +411,17 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """A read-only unit of work: a snapshot transaction on SQLite, autocommit on PostgreSQL."""
+        with self._read_connection() as conn:
+            yield Tx(conn, self.check_references, self.base, writable=False, sql=self.sql)
+
+    @contextmanager
+    def _read_connection(self) -> Iterator[Connection]:
         if self.sqlite:
             with self.engine.connect() as conn, conn.begin():
-                yield Tx(conn, self.check_references, self.base, writable=False, sql=self.sql)
+                yield conn
             return
         with self._autocommit.connect() as conn:
-            yield Tx(conn, self.check_references, self.base, writable=False, sql=self.sql)
+            yield conn
 
     @contextmanager
     def write(self, context: outbox.WriteContext = outbox.SERVER) -> Iterator[Tx]:
@@ -426,21 +431,28 @@ class Store:
         # SQLite has one writer at a time: this process's writers queue on a lock first, instead of
         # in SQLite's busy handler, which sleeps up to 100 ms between tries.
         # A deadlock, serialization failure or locked file is a 409 (contention.py), never a 500.
-        with self._writers, contention.as_conflict(), self.engine.connect() as conn:
+        with self._writers, contention.as_conflict():
+            with self._write_connection() as conn:
+                tx = Tx(conn, self.check_references, self.base, writable=True, sql=self.sql)
+                tx.context, tx.contexts = context, self.contexts
+                yield tx
+                tx.flush()
+            self.analyzer.committed(tx.changes)
+            if tx.new_context is not None:
+                self.contexts.remember(context, tx.new_context)
+            if tx.wrote_versions:
+                for hook in self.after_commit:
+                    hook()
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed when the block ends without an exception."""
+        with self.engine.connect() as conn:
             if self.sqlite:
                 conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
             try:
                 with conn.begin():
-                    tx = Tx(conn, self.check_references, self.base, writable=True, sql=self.sql)
-                    tx.context, tx.contexts = context, self.contexts
-                    yield tx
-                    tx.flush()
-                self.analyzer.committed(tx.changes)
-                if tx.new_context is not None:
-                    self.contexts.remember(context, tx.new_context)
-                if tx.wrote_versions:
-                    for hook in self.after_commit:
-                        hook()
+                    yield conn
             finally:
                 conn.info.pop("sqlite_begin", None)
 

@@ -9,6 +9,8 @@ from fhir_server.auth.login import LoginAttempt, LoginRefused, log_in
 from fhir_server.store.sql import Store
 from tests.auth.smart_flow import PASSWORD, add_user
 
+pytestmark = pytest.mark.rolled_back
+
 NOW = 1_800_000_000.0
 
 

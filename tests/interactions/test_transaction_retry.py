@@ -15,6 +15,8 @@ from tests import factories
 from tests.conftest import BASE
 from tests.store.test_contention import _collide
 
+pytestmark = pytest.mark.rolled_back
+
 
 def test_a_retried_transaction_resolves_its_urn_references_to_the_resources_it_kept(
     store: Store, monkeypatch: pytest.MonkeyPatch

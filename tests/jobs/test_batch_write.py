@@ -12,6 +12,8 @@ from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
 
+pytestmark = pytest.mark.rolled_back
+
 
 def _search(store: Store, rtype: str, **params: str) -> list[str]:
     ctx = Context(store=store, settings=Settings(base_url="http://testserver"))

@@ -15,6 +15,8 @@ from fhir_server.search.parameters import param_id
 from fhir_server.search.types.date import MAX
 from fhir_server.store.tables import INDEX_TABLES
 
+pytestmark = pytest.mark.rolled_back
+
 OBSERVATION_KEYS = [
     "code",
     "subject",

@@ -8,6 +8,8 @@ from fhir_server.search import parameters
 from fhir_server.search.types import REGISTRY, SearchType
 from fhir_server.store.tables import INDEX_TABLES
 
+pytestmark = pytest.mark.rolled_back
+
 
 def test_every_type_the_parameter_registry_uses_is_registered_except_special() -> None:
     used = {sp.type for rt in parameters.resource_types() for sp in parameters.for_type(rt).values()}
