@@ -9,8 +9,9 @@ Measures, on a fresh database, the CPU of this process plus its PostgreSQL backe
 - resource of an NDJSON `$import` load (`jobs/import_.load`) of `--imports` Observations about 1,000
   Patients (five codes, a year of dates);
 - read by id (`interactions/read.read`) of random imported Observations;
-- search, over what was imported (`interactions/search.search`, five shapes: patient + code sorted by
-  date, patient, code + one day, patient with `_include`, `_summary=count` of a code).
+- search, over what was imported (`interactions/search.search`, five shapes, together and each alone
+  as search_1..5: patient + code sorted by date, patient, code + one day, patient + code with
+  `_include`, `_summary=count` of a code).
 
 No HTTP: what changes with the store, search and write path, not with the web stack. The machine is
 shared, so compare two trees with alternating runs and medians:
@@ -192,6 +193,14 @@ def measure_tree(args: argparse.Namespace) -> dict[str, Any]:
     results["read"] = measure(reads, len(read_ids))
     searches()
     results["search"] = measure(searches, args.searches * len(SEARCHES))
+    for i, params in enumerate(SEARCHES):
+
+        def one_shape(params: list[tuple[str, str]] = params) -> None:
+            for _ in range(args.searches):
+                with store.read() as tx:
+                    search.search(ctx, tx, "Observation", params)
+
+        results[f"search_{i + 1}"] = measure(one_shape, args.searches)
     engine.dispose()
     if not args.sqlite:
         with admin.connect() as conn:
