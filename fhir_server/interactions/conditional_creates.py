@@ -102,12 +102,11 @@ def _look_up(ctx: Context, tx: Tx, res_type: str, group: list[_Criteria]) -> Non
             rows.setdefault(row.code, []).append((int(row.resource_pk), row.system))
     for c in group:
         assert c.value.code is not None
-        found = {pk for pk, system in rows.get(c.value.code[: identifier_batch.MAX], ()) if _holds(c, system)}
+        code = c.value.code[: identifier_batch.MAX]  # as indexed
+        found = {
+            pk for pk, system in rows.get(code, ()) if identifier_batch.token_holds(c.value, system, code)
+        }
         c.db = sorted(found)
-
-
-def _holds(c: _Criteria, system: str | None) -> bool:
-    return identifier_batch.token_holds(c.value, system, c.value.code)
 
 
 def _in_order(
@@ -123,8 +122,11 @@ def _in_order(
         c = by_index.get(req.index)
         if c is not None:
             assert c.value.code is not None
-            candidates = created.get(c.value.code[: identifier_batch.MAX], ())
-            earlier = sorted({i for i, system in candidates if _holds(c, system)})
+            code = c.value.code[: identifier_batch.MAX]
+            candidates = created.get(code, ())
+            earlier = sorted(
+                {i for i, system in candidates if identifier_batch.token_holds(c.value, system, code)}
+            )
             if len(c.db) + len(earlier) > 1:
                 raise PreconditionFailed(
                     f"ifNoneExist '{req.if_none_exist}' matches more than one {res_type}",
