@@ -23,7 +23,8 @@ from ..errors import Invalid, PreconditionFailed
 from ..search import identifier_batch
 from ..search.index import param_tuples
 from ..search.query import SearchQuery
-from ..search.types.token import TokenValue
+from ..search.types.token import TokenValue, parse_token
+from ..search.values import split
 from ..store.sql import Stored, Tx
 from .bundle_entry import Request
 from .context import Context
@@ -67,6 +68,12 @@ def resolve(ctx: Context, tx: Tx, requests: list[Request]) -> dict[int, Resolved
         params = parse_qsl(req.if_none_exist.lstrip("?"), keep_blank_values=True)
         if not params:
             raise Invalid("Conditional request without search criteria", "criteria")
+        group = shaped.get(req.res_type)
+        value = _same_shape(group[0].query, params) if group else None
+        if value is not None:  # parsed as query.parse would, without planning the search again
+            assert group is not None
+            group.append(_Criteria(req, group[0].query, value))
+            continue
         q = parse(ctx, req.res_type, params, lenient=False)
         value = identifier_batch.identifier_value(q)
         if value is None:
@@ -87,6 +94,18 @@ def resolve(ctx: Context, tx: Tx, requests: list[Request]) -> dict[int, Resolved
     for res_type, group in shaped.items():
         resolved.update(_in_order(res_type, group, [r for r in posts if r.res_type == res_type], stored))
     return resolved
+
+
+def _same_shape(q: SearchQuery, params: list[tuple[str, str]]) -> TokenValue | None:
+    """The value of `identifier=<one token>` criteria of the type `q` (such criteria) searches: the
+    parameter's own parser on the value's one piece, as query.parse runs it; None otherwise."""
+    if len(params) != 1 or params[0][0] != identifier_batch.CODE or not params[0][1]:
+        return None  # an empty value is no criterion at all to query.parse
+    pieces = split(params[0][1], ",", identifier_batch.CODE)
+    if len(pieces) != 1:
+        return None
+    value = parse_token(pieces[0], identifier_batch.CODE)
+    return value if value.code is not None else None
 
 
 def _look_up(ctx: Context, tx: Tx, res_type: str, group: list[_Criteria]) -> None:

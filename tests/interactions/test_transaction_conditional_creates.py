@@ -207,7 +207,7 @@ def _criteria() -> list[str]:
         out.append(f"identifier={escaped}")
         out.append(f"identifier=|{escaped}")
         out += [f"identifier={s}|{escaped}" for s in SYSTEMS if s]
-    out += ["identifier=nothing", "identifier=urn:b|nothing"]
+    out += ["identifier=nothing", "identifier=urn:b|nothing", "identifier="]
     out.append("identifier=urn:a|")  # a system alone: not the batched shape, searched one by one
     return out
 
@@ -252,14 +252,25 @@ def test_batched_lookup_finds_what_the_one_by_one_search_finds(varied: Store) ->
                 checked += 1
                 continue
             if i not in resolved:
-                assert c == "identifier=urn:a|", c  # left to the one-by-one search
+                assert c in ("identifier=urn:a|", "identifier="), c  # left to the one-by-one search
                 continue
             got = resolved[i]
             expected = oracle[c]
             assert len(expected) <= 1, (c, expected)
             assert (got.existing.res_id if got.existing else None) == (expected[0] if expected else None), c
             checked += 1
-    assert checked == len(criteria) - 1
+    assert checked == len(criteria) - 2
+    # all together in one Bundle (those one search finds at most one for): the same answers
+    single = [
+        r for r, c in zip(requests, criteria, strict=True) if len(oracle[c]) <= 1 and c != "identifier="
+    ]
+    with varied.write() as tx:
+        together = conditional_creates.resolve(ctx, tx, single)
+    assert len(together) == len(single) > 5
+    for req in single:
+        got = together[req.index].existing
+        expected = oracle[criteria[req.index]]
+        assert (got.res_id if got else None) == (expected[0] if expected else None), criteria[req.index]
     assert any(len(v) > 1 for v in oracle.values()) and any(len(v) == 1 for v in oracle.values())
     assert any(not v for v in oracle.values())
 
