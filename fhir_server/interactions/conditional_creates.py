@@ -2,11 +2,12 @@
 
 Each entry keeps the meaning it has on its own, in the order the transaction performs its POSTs:
 the criteria match one resource: 200 with it; none: create; several: 412. What changes is how the
-matches are found. Criteria that are one `identifier=[system|]value` (what wearable bridges and
-`fhir-server ingest` send) are looked up for the whole Bundle in one indexed statement per type
-(search/identifier_batch.py), within the caller's grants; the Bundle's own earlier POSTs are
-matched in memory from their identifier index rows, so an entry whose criteria an earlier entry's
-new resource meets resolves to that resource, as a one-by-one search after that write would find
+matches are found. Criteria that are one token, `identifier=[system|]value` (what wearable
+bridges and `fhir-server ingest` send) or `_tag=...` (the ingest's Provenance), are looked up for
+the whole Bundle in one indexed statement per type (search/token_batch.py), within the caller's
+grants; the Bundle's own earlier POSTs are matched in memory from their index rows of that
+parameter, so an entry whose criteria an earlier entry's new resource meets resolves to that
+resource, as a one-by-one search after that write would find
 it. Any other criteria keep the search of `conditional.matches` (per entry, when it is performed).
 
 The transaction has taken the locks of every criteria up front (Store.lock_all) and flushed its
@@ -20,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from ..auth import enforce
 from ..errors import Invalid, PreconditionFailed
-from ..search import identifier_batch
+from ..search import token_batch
 from ..search.index import param_tuples
 from ..search.query import SearchQuery
 from ..search.types.token import TokenValue, parse_token
@@ -56,7 +57,7 @@ class _Criteria:
 
 
 def resolve(ctx: Context, tx: Tx, requests: list[Request]) -> dict[int, Resolved]:
-    """Resolve the identifier-shaped `ifNoneExist` of the POST entries (by entry index); entries
+    """Resolve the token-shaped `ifNoneExist` of the POST entries (by entry index); entries
     left out are resolved one by one. 412 for criteria that match more than one resource."""
     posts = sorted((r for r in requests if r.method == "POST" and r.res_type), key=lambda r: r.index)
     shaped: dict[str, list[_Criteria]] = {}
@@ -75,12 +76,15 @@ def resolve(ctx: Context, tx: Tx, requests: list[Request]) -> dict[int, Resolved
             group.append(_Criteria(req, group[0].query, value))
             continue
         q = parse(ctx, req.res_type, params, lenient=False)
-        value = identifier_batch.identifier_value(q)
-        if value is None:
+        value = token_batch.token_value(q)
+        if value is None or (
+            group and token_batch.parameter(q)[0] != token_batch.parameter(group[0].query)[0]
+        ):
             other_types.add(req.res_type)
         else:
             shaped.setdefault(req.res_type, []).append(_Criteria(req, q, value))
-    # A type with other conditional creates too: what those create is known only when they run.
+    # A type with other conditional creates too (other criteria, another parameter): what those
+    # create is known only when they run.
     for res_type in other_types:
         shaped.pop(res_type, None)
     if not shaped:
@@ -97,34 +101,33 @@ def resolve(ctx: Context, tx: Tx, requests: list[Request]) -> dict[int, Resolved
 
 
 def _same_shape(q: SearchQuery, params: list[tuple[str, str]]) -> TokenValue | None:
-    """The value of `identifier=<one token>` criteria of the type `q` (such criteria) searches: the
-    parameter's own parser on the value's one piece, as query.parse runs it; None otherwise."""
-    if len(params) != 1 or params[0][0] != identifier_batch.CODE or not params[0][1]:
+    """The value of `<param>=<one token>` criteria on the parameter `q` (such criteria) searches:
+    the parameter's own parser on the value's one piece, as query.parse runs it; None otherwise."""
+    code = token_batch.parameter(q)[0]
+    if len(params) != 1 or params[0][0] != code or not params[0][1]:
         return None  # an empty value is no criterion at all to query.parse
-    pieces = split(params[0][1], ",", identifier_batch.CODE)
+    pieces = split(params[0][1], ",", code)
     if len(pieces) != 1:
         return None
-    value = parse_token(pieces[0], identifier_batch.CODE)
+    value = parse_token(pieces[0], code)
     return value if value.code is not None else None
 
 
 def _look_up(ctx: Context, tx: Tx, res_type: str, group: list[_Criteria]) -> None:
     """The stored matches of each criteria of one type: one statement per `_CHUNK` codes."""
-    ids = identifier_batch.param_ids(group[0].query)
+    _, ids = token_batch.parameter(group[0].query)
     restrict = enforce.search_restriction(ctx.principal, group[0].query, ctx.settings.base)
     codes = sorted({c.value.code for c in group if c.value.code is not None})
     rows: dict[str, list[tuple[int, str | None]]] = {}
     for i in range(0, len(codes), _CHUNK):
         chunk = codes[i : i + _CHUNK]
-        stmt = identifier_batch.statement(res_type, ids, chunk, restrict, postgres=not ctx.store.sqlite)
+        stmt = token_batch.statement(res_type, ids, chunk, restrict, postgres=not ctx.store.sqlite)
         for row in tx.run_search(stmt):
             rows.setdefault(row.code, []).append((int(row.resource_pk), row.system))
     for c in group:
         assert c.value.code is not None
-        code = c.value.code[: identifier_batch.MAX]  # as indexed
-        found = {
-            pk for pk, system in rows.get(code, ()) if identifier_batch.token_holds(c.value, system, code)
-        }
+        code = c.value.code[: token_batch.MAX]  # as indexed
+        found = {pk for pk, system in rows.get(code, ()) if token_batch.token_holds(c.value, system, code)}
         c.db = sorted(found)
 
 
@@ -134,17 +137,18 @@ def _in_order(
     """Walk the type's POST entries in the order they are performed: each conditional one sees the
     stored matches plus the resources the entries before it create."""
     by_index = {c.req.index: c for c in group}
-    ids = set(identifier_batch.param_ids(group[0].query))
+    code, param_ids = token_batch.parameter(group[0].query)
+    ids = set(param_ids)
     created: dict[str | None, list[tuple[int, str | None]]] = {}  # code -> (entry, system) created
     out: dict[int, Resolved] = {}
     for req in posts:
         c = by_index.get(req.index)
         if c is not None:
             assert c.value.code is not None
-            code = c.value.code[: identifier_batch.MAX]
-            candidates = created.get(code, ())
+            value = c.value.code[: token_batch.MAX]
+            candidates = created.get(value, ())
             earlier = sorted(
-                {i for i, system in candidates if identifier_batch.token_holds(c.value, system, code)}
+                {i for i, system in candidates if token_batch.token_holds(c.value, system, value)}
             )
             if len(c.db) + len(earlier) > 1:
                 raise PreconditionFailed(
@@ -159,7 +163,7 @@ def _in_order(
                 continue
             out[req.index] = Resolved()
         if isinstance(req.resource, dict):
-            for row in param_tuples(req.resource, identifier_batch.CODE).get("token", []):
+            for row in param_tuples(req.resource, code).get("token", []):
                 if row[0] in ids:
                     created.setdefault(row[3], []).append((req.index, row[2]))
     return out

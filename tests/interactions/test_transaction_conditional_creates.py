@@ -208,6 +208,7 @@ def _criteria() -> list[str]:
         out.append(f"identifier=|{escaped}")
         out += [f"identifier={s}|{escaped}" for s in SYSTEMS if s]
     out += ["identifier=nothing", "identifier=urn:b|nothing", "identifier="]
+    out += ["_tag=urn:t|a", "_tag=a", "_tag=urn:t|b", "_tag=urn:t|zz"]  # another token parameter
     out.append("identifier=urn:a|")  # a system alone: not the batched shape, searched one by one
     return out
 
@@ -225,6 +226,8 @@ def varied(store: Store) -> Store:
                     tx.create(_obs(value, system), f"o{n}-{copies}")
                 n += 1
         tx.create({**factories.patient(), "identifier": [{"system": "urn:a", "value": "1"}]}, "pat")
+        for n, code in enumerate(("a", "a", "b")):
+            tx.create(_obs("t", meta={"tag": [{"system": "urn:t", "code": code}]}), f"tagged-{n}")
         gone = tx.create(_obs("2", "urn:b", status="amended"), "gone")
     with store.write() as tx:
         tx.delete(tx.current("Observation", gone.res_id))  # type: ignore[arg-type]
@@ -261,16 +264,24 @@ def test_batched_lookup_finds_what_the_one_by_one_search_finds(varied: Store) ->
             checked += 1
     assert checked == len(criteria) - 2
     # all together in one Bundle (those one search finds at most one for): the same answers
-    single = [
-        r for r, c in zip(requests, criteria, strict=True) if len(oracle[c]) <= 1 and c != "identifier="
+    for param in ("identifier=", "_tag="):
+        single = [
+            r
+            for r, c in zip(requests, criteria, strict=True)
+            if len(oracle[c]) <= 1 and c.startswith(param) and c != "identifier="
+        ]
+        with varied.write() as tx:
+            together = conditional_creates.resolve(ctx, tx, single)
+        assert len(together) == len(single) > 1
+        for req in single:
+            got = together[req.index].existing
+            expected = oracle[criteria[req.index]]
+            assert (got.res_id if got else None) == (expected[0] if expected else None), criteria[req.index]
+    mixed = [
+        r for r, c in zip(requests, criteria, strict=True) if c in ("identifier=nothing", "_tag=urn:t|zz")
     ]
-    with varied.write() as tx:
-        together = conditional_creates.resolve(ctx, tx, single)
-    assert len(together) == len(single) > 5
-    for req in single:
-        got = together[req.index].existing
-        expected = oracle[criteria[req.index]]
-        assert (got.res_id if got else None) == (expected[0] if expected else None), criteria[req.index]
+    with varied.write() as tx:  # two parameters on one type: left to the one-by-one search
+        assert conditional_creates.resolve(ctx, tx, mixed) == {}
     assert any(len(v) > 1 for v in oracle.values()) and any(len(v) == 1 for v in oracle.values())
     assert any(not v for v in oracle.values())
 

@@ -1,10 +1,10 @@
-"""Many `identifier=[system|]value` searches of one resource type as one indexed lookup (https://hl7.org/fhir/R4/search.html#token).
+"""Many searches of one token parameter (`identifier=[system|]value`, `_tag=...`) of one resource type as one indexed lookup (https://hl7.org/fhir/R4/search.html#token).
 
 A transaction Bundle of conditional creates (https://hl7.org/fhir/R4/http.html#ccreate) names one
-identifier per entry; searching them one by one costs a planned statement each. `identifier_value`
-tells whether a parsed search is that shape (one `identifier` criterion, no modifier, one value
-with a code, nothing else); `statement` finds the index rows of every such value at once, with
-the same conditions the planner would apply (current, not deleted, of the type, the caller's
+identifier per entry; searching them one by one costs a planned statement each. `token_value`
+tells whether a parsed search is that shape (one criterion on a token parameter, no modifier, one
+value with a code, nothing else); `statement` finds the index rows of every such value at once,
+with the same conditions the planner would apply (current, not deleted, of the type, the caller's
 grants as `restrict`); `token_holds` then sorts the rows to their values in Python exactly as
 `token_test` does in SQL.
 """
@@ -23,15 +23,13 @@ from fhir_server.search.types.token import MAX, TokenValue
 from fhir_server.search.types.token import token_holds as token_holds
 from fhir_server.store import tables
 
-CODE = "identifier"
 
-
-def identifier_value(q: SearchQuery) -> TokenValue | None:
-    """The one `identifier` value of a search that asks nothing else, else None."""
+def token_value(q: SearchQuery) -> TokenValue | None:
+    """The one value of a search on one token parameter that asks nothing else, else None."""
     if len(q.types) != 1 or len(q.criteria) != 1 or q.sort or q.includes or q.cursor is not None:
         return None
     (c,) = q.criteria
-    if not isinstance(c, Filter) or c.name != CODE or c.modifier is not None or len(c.values) != 1:
+    if not isinstance(c, Filter) or c.name != c.param.code or c.modifier is not None or len(c.values) != 1:
         return None
     if c.param.type != "token" or c.param.on_resource_table:
         return None
@@ -41,11 +39,11 @@ def identifier_value(q: SearchQuery) -> TokenValue | None:
     return v
 
 
-def param_ids(q: SearchQuery) -> tuple[int, ...]:
-    """The param_ids of the `identifier` criterion of an `identifier_value` search."""
+def parameter(q: SearchQuery) -> tuple[str, tuple[int, ...]]:
+    """The parameter code and param_ids of a `token_value` search."""
     (c,) = q.criteria
     assert isinstance(c, Filter)
-    return c.param.ids
+    return c.param.code, c.param.ids
 
 
 def statement(
@@ -56,8 +54,8 @@ def statement(
     *,
     postgres: bool,
 ) -> Select[Any]:
-    """(resource_pk, system, code) of the current `res_type` resources with an identifier row whose
-    code is one of `codes` (cut to the indexed length), within `restrict`. On PostgreSQL the codes
+    """(resource_pk, system, code) of the current `res_type` resources with a token row of the
+    parameter (`ids`) whose code is one of `codes` (cut to the indexed length), within `restrict`. On PostgreSQL the codes
     travel as ONE array parameter (`= ANY`): an IN list of 500 parameters costs more to compile and
     send than the lookup costs to run."""
     t = tables.idx_token
