@@ -40,6 +40,8 @@ class Request:
     if_none_exist: str | None = None
     if_none_match: str | None = None
     assigned_id: str | None = None
+    # A conditional create the transaction resolved with the others (conditional_creates.Resolved).
+    resolved: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -130,6 +132,7 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
             if_none_exist=req.if_none_exist,
             location=loc,
             assigned_id=req.assigned_id,
+            matched=_matched(tx, req),
         )
         return write_entry(ctx, result)
     if req.method == "PUT":
@@ -167,6 +170,20 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
             response["etag"] = gone.etag
         return {"response": response}
     return _get(ctx, tx, req)
+
+
+def _matched(tx: Tx, req: Request) -> list[Stored] | None:
+    """The matches of a conditional create the transaction resolved up front; None: search now."""
+    resolved = req.resolved
+    if resolved is None:
+        return None
+    if resolved.existing is not None:
+        return [resolved.existing]
+    if resolved.same_as is not None:  # created by an earlier entry, under the id it names
+        assert req.res_type is not None and resolved.same_id is not None
+        found = tx.current(req.res_type, resolved.same_id)
+        return [found] if found is not None and not found.deleted else []
+    return []
 
 
 def _get(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:

@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/http.html#ccreate, #cond-update, #cdelete.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import parse_qsl
 
 from ..errors import Invalid, PreconditionFailed
@@ -35,7 +36,11 @@ def lock_key(res_type: str, criteria: str) -> str:
 
 def single(ctx: Context, tx: Tx, res_type: str, criteria: str, what: str) -> Stored | None:
     """Zero or one match; 412 when the criteria are not selective enough."""
-    found = matches(ctx, tx, res_type, criteria)
+    return only(matches(ctx, tx, res_type, criteria), res_type, criteria, what)
+
+
+def only(found: Sequence[Stored], res_type: str, criteria: str, what: str) -> Stored | None:
+    """The one match, None for none; 412 for several."""
     if len(found) > 1:
         raise PreconditionFailed(f"{what}: the criteria '{criteria}' match more than one {res_type}")
     return found[0] if found else None

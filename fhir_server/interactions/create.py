@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..auth import enforce
-from ..store.sql import Tx
-from .conditional import single
+from ..store.sql import Stored, Tx
+from .conditional import only, single
 from .context import Context
 from .write import WriteResult, checked_body
 
@@ -20,16 +21,22 @@ def create(
     if_none_exist: str | None = None,
     location: str = "",
     assigned_id: str | None = None,
+    matched: Sequence[Stored] | None = None,
 ) -> WriteResult:
     """Store a new resource with a server-assigned id (any id in the body is ignored).
 
     With If-None-Exist: when one resource matches, nothing is created and it is returned (200);
-    more than one match is 412. `assigned_id` is the id a transaction Bundle reserved for it.
+    more than one match is 412. `assigned_id` is the id a transaction Bundle reserved for it;
+    `matched` the matches of If-None-Exist when the transaction found them already, with the
+    locks held (interactions/conditional_creates.py); None: searched here.
     """
     resource = checked_body(body, res_type, location=location)
     enforce.check_write(tx, ctx.principal, "create", res_type, None)
     if if_none_exist:
-        existing = single(ctx, tx, res_type, if_none_exist, "Conditional create")
+        if matched is None:
+            existing = single(ctx, tx, res_type, if_none_exist, "Conditional create")
+        else:
+            existing = only(matched, res_type, if_none_exist, "Conditional create")
         if existing is not None:
             return WriteResult(existing, 200, created=False)
     resource.pop("id", None)

@@ -27,6 +27,7 @@ from ..errors import FhirError, Invalid, PreconditionFailed
 from ..references import rewrite, walk
 from ..search.bundle import bundle
 from ..store.sql import Tx, new_id
+from . import conditional_creates
 from .bundle_entry import Request, error_entry, parse_entry, perform
 from .conditional import lock_key, matches
 from .context import Context
@@ -177,13 +178,27 @@ def _assign_ids(
     ctx: Context, tx: Any, requests: list[Request], claimed: dict[str, Request]
 ) -> dict[str, str]:
     """Map every entry's fullUrl to the reference it will have on this server; claim what
-    conditional updates resolve to."""
+    conditional updates resolve to. A conditional create resolved to an earlier entry of the Bundle
+    (conditional_creates.py) shares the id that entry was given."""
+    by_index = {req.index: req for req in requests}
     mapping: dict[str, str] = {}
+    together = conditional_creates.resolve(ctx, tx, requests)
     for req in requests:
         if req.res_type is None:
             continue
         target: str | None = None
-        if req.method == "POST":
+        resolved = together.get(req.index)
+        if resolved is not None:
+            req.resolved = resolved
+            if resolved.existing is not None:
+                target = f"{req.res_type}/{resolved.existing.res_id}"
+            elif resolved.same_as is not None:
+                resolved.same_id = by_index[resolved.same_as].assigned_id
+                target = f"{req.res_type}/{resolved.same_id}"
+            else:
+                req.assigned_id = new_id()
+                target = f"{req.res_type}/{req.assigned_id}"
+        elif req.method == "POST":
             if req.if_none_exist:
                 found = matches(ctx, tx, req.res_type, req.if_none_exist)
                 if len(found) > 1:

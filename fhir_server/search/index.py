@@ -145,3 +145,26 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
             for step in keyed:
                 step(resource, sink)
     return {kind: list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows}
+
+
+@functools.cache
+def _param_steps(resource_type: str, code: str) -> tuple[Step, ...]:
+    """The indexing steps of one parameter of one type (`plan`'s, for that parameter alone)."""
+    sp = parameters.get(resource_type, code)
+    if sp is None or sp.code in NOT_INDEXED or not sp.expression or sp.type not in VALUES:
+        return ()
+    extractor = compiler.compile_expression(sp.expression, resource_type)
+    if extractor.branches is None:
+        return (_fallback_step(sp, extractor),)
+    return tuple(_branch_step(sp, fn, fhir_type) for fn, fhir_type in extractor.branches)
+
+
+def param_tuples(resource: dict[str, Any], code: str) -> RowSink:
+    """The index rows `index_tuples` gives a resource for the parameter `code` alone."""
+    resource_type = resource.get("resourceType")
+    if resource_type.__class__ is not str:
+        return {}
+    sink: RowSink = {kind: [] for kind in COLUMNS}
+    for step in _param_steps(resource_type, code):
+        step(resource, sink)
+    return {kind: list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows}

@@ -24,6 +24,8 @@ def fail(param: str, message: str) -> NoReturn:
 
 def split(text: str, sep: str, param: str, maxsplit: int = -1) -> list[str]:
     """Split on unescaped `sep`, keeping escapes in the pieces; an illegal escape is an error."""
+    if "\\" not in text:  # nothing escaped (the usual case): str.split does the same
+        return text.split(sep, maxsplit)
     pieces: list[str] = []
     current: list[str] = []
     i = 0

@@ -315,3 +315,51 @@ def test_a_worker_process_killed_between_commit_and_delivery_gets_the_event_afte
     assert out.read_text().splitlines() == ["Patient/p0/1", "Patient/p1/1", "Patient/p2/1"]
     with store.read() as tx:
         assert outbox.position(tx.conn, "probe") != outbox.START
+
+
+def test_conditional_creates_in_a_transaction_emit_what_single_conditional_creates_emit(
+    store: Store, writer_client: TestClient
+) -> None:
+    """A Bundle of conditional creates resolved together (interactions/conditional_creates.py): one
+    create event per new resource with the fields a single conditional create gives, none for the
+    entries that matched, none for a resend."""
+    probe = Probe()
+    before = len(_delivered(store, probe))
+    system = "urn:test:events"
+
+    def obs(i: int) -> dict[str, Any]:
+        return {**_observation(i), "identifier": [{"system": system, "value": f"s{i}"}]}
+
+    for i in range(3):  # one by one over REST: s0, s1, s2
+        response = writer_client.post(
+            "/Observation", json=obs(i), headers={"If-None-Exist": f"identifier={system}|s{i}"}
+        )
+        assert response.status_code == 201, response.text
+    entries = [
+        {
+            "resource": obs(i),
+            "request": {"method": "POST", "url": "Observation", "ifNoneExist": f"identifier={system}|s{i}"},
+        }
+        for i in range(6)  # s0..s2 exist, s3..s5 are new
+    ]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    for _ in range(2):  # the second time, nothing is new
+        response = writer_client.post("/", json=bundle)
+        assert response.status_code == 200, response.text
+    events = _delivered(store, probe, at_least=before + 6)[before:]
+    assert [e.source_kind for e in events] == ["rest"] * 3 + ["transaction"] * 3
+    single, batched = events[:3], events[3:]
+
+    def fields(e: ChangeEvent) -> tuple[Any, ...]:
+        c = e.context
+        return (e.res_type, e.version, e.interaction, c.client_id, c.subject, c.fhir_user, c.patient)
+
+    assert (
+        {fields(e) for e in single}
+        == {fields(e) for e in batched}
+        == {("Observation", 1, "create", "events-client", None, None, None)}
+    )
+    with store.read() as tx:
+        assert len(tx.history(res_type="Observation", limit=100)) == 6
+    time.sleep(0.2)
+    assert len(_delivered(store, probe)) == before + 6  # the resend wrote nothing

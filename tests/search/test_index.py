@@ -352,3 +352,27 @@ def test_malformed_resources_never_raise(case: tuple[str, dict[str, Any]]) -> No
     resource = {"resourceType": resource_type, **fields}
     for kind, kind_rows in index_rows(resource).items():
         assert all(tuple(row) == COLUMNS[kind] for row in kind_rows)
+
+
+@pytest.mark.parametrize("code", ["identifier", "_tag", "code", "status"])
+def test_param_tuples_are_the_index_rows_of_that_parameter_alone(code: str) -> None:
+    from fhir_server.search.index import index_tuples, param_tuples
+    from fhir_server.search.parameters import param_id
+    from tests import factories
+
+    resources = [
+        factories.observation(
+            "p1",
+            identifier=[{"system": "urn:a", "value": "1"}, {"value": "2", "type": {"text": "T"}}],
+            meta={"tag": [{"system": "urn:t", "code": "x"}]},
+        ),
+        factories.patient(identifier=[{"system": "urn:mrn", "value": "9"}]),
+        factories.observation("p2"),
+    ]
+    for resource in resources:
+        pid = param_id(resource["resourceType"], code)
+        expected = {
+            kind: [row for row in rows if row[0] == pid] for kind, rows in index_tuples(resource).items()
+        }
+        expected = {kind: rows for kind, rows in expected.items() if rows}
+        assert param_tuples(resource, code) == expected

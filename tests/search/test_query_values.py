@@ -298,3 +298,12 @@ def test_composite_splits_on_unescaped_dollar() -> None:
     assert v.parts[1].value == Decimal("5")
     with pytest.raises(Invalid):
         parse_composite("a", P, [lambda s: s, lambda s: s])
+
+
+@given(st.lists(st.text(max_size=8), min_size=1, max_size=5), st.sampled_from([",", "|", "$"]))
+def test_split_round_trips_pieces_with_and_without_escapes(pieces: list[str], sep: str) -> None:
+    """`split` has a fast path for text without a backslash; with one it walks the escapes. Either
+    way the escaped pieces joined by the separator come back as the pieces."""
+    joined = sep.join(escape(p) for p in pieces)
+    assert [unescape(p, P) for p in split(joined, sep, P)] == pieces
+    assert len(split(joined, sep, P, maxsplit=1)) == min(len(pieces), 2)

@@ -237,6 +237,13 @@ def token_test(v: TokenValue, t: Any) -> ColumnElement[bool]:
     return and_(*conds)
 
 
+def token_holds(v: TokenValue, system: str | None, code: str | None) -> bool:
+    """`token_test` in Python: does the index row (system, code) match `[system|]code`?"""
+    if v.code is not None and code != v.code[:MAX]:
+        return False
+    return not v.system_given or system == v.system
+
+
 def _concepts_test(concepts: Iterable[tuple[str | None, str]], t: Any) -> ColumnElement[bool]:
     by_system: dict[str | None, list[str]] = {}
     for system, code in concepts:
