@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..interactions.context import Context
-from ..operations import patient_everything
+from ..operations import observation_lastn, observation_stats, patient_everything
 from ..operations.parameters import OperationInput, from_body, from_query
 from . import http
 from .deps import Ctx
@@ -49,3 +49,13 @@ async def everything_type(request: Request, ctx: Ctx) -> Response:
 @router.api_route("/Patient/{res_id}/$everything", methods=BOTH)
 async def everything_instance(res_id: str, request: Request, ctx: Ctx) -> Response:
     return await _answer(request, ctx, patient_everything.everything_bundle, res_id)
+
+
+@router.api_route("/Observation/$lastn", methods=BOTH)
+async def lastn(request: Request, ctx: Ctx) -> Response:
+    return await _answer(request, ctx, observation_lastn.lastn)
+
+
+@router.api_route("/Observation/$stats", methods=BOTH)
+async def stats(request: Request, ctx: Ctx) -> Response:
+    return await _answer(request, ctx, observation_stats.stats)
