@@ -11,8 +11,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
-from starlette.routing import Match
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from .. import instant
 from ..errors import Invalid, MethodNotAllowed, NotFound
