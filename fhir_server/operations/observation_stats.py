@@ -152,7 +152,6 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
     rows = sql.value_rows(matching, codes)
     if low is not None or high is not None:
         rows = sql.within(rows, low, high)
-    mixed = _mixed(tx, rows)
     out: list[dict[str, Any]] = []
     if interval is None:
         period = {
@@ -160,7 +159,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
             for k, v in (("start", low), ("end", high))
             if v is not None
         }
-        for row in tx.run_search(sql.aggregate(rows, mixed, None)):
+        for row in tx.run_search(sql.aggregate(rows, None)):
             out.append(_observation(subject, row, wanted, period))
     else:
         first, last = tuple(tx.run_search(sql.span(rows)).one())
@@ -170,8 +169,11 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
                 raise Invalid(f"More than {MAX_BUCKETS} hourly buckets: narrow the period", "interval")
             zone = calendar_buckets.offsets(tz, first, last)
             months = calendar_buckets.month_starts(tz, first, last) if interval == "month" else []
-            bucket = sql.bucket_key(interval, rows.c.at, zone, months)
-            for row in tx.run_search(sql.aggregate(rows, mixed, bucket)):
+
+            def bucket(at: Any) -> tuple[Any, Any]:
+                return sql.bucket_key(interval, at, zone, months)
+
+            for row in tx.run_search(sql.aggregate(rows, bucket)):
                 start, end = calendar_buckets.bounds(interval, int(row.bucket), int(row.offset), tz, months)
                 out.append(_observation(subject, row, wanted, {"start": start, "end": end}))
     answer = [{"name": "statistics", "resource": obs} for obs in out]
@@ -179,14 +181,6 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
         for src in tx.run_search(sql.sources(rows, limit)):
             answer.append({"name": "source", "resource": orjson.Fragment(src.content)})
     return parameters(answer)
-
-
-def _mixed(tx: Tx, rows: Any) -> set[tuple[str | None, str | None]]:
-    """The codes whose values come in more than one unit (they are computed in canonical units)."""
-    seen: dict[tuple[str | None, str | None], set[str | None]] = {}
-    for row in tx.run_search(sql.units(rows)):
-        seen.setdefault((row.system, row.code), set()).add(row.unit)
-    return {key for key, found in seen.items() if len(found) > 1}
 
 
 def _number(value: Any) -> float:

@@ -18,7 +18,7 @@ so the repeated hour of a DST fall-back stays two buckets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    false,
     func,
     literal,
     null,
@@ -252,28 +251,24 @@ def within(rows: Any, low: int | None, high: int | None) -> Any:
     return select(rows).where(*conds).subquery()
 
 
-def aggregate(
-    rows: Any, mixed: set[tuple[str | None, str | None]], bucket: tuple[Any, Any] | None
-) -> Select[Any]:
+def aggregate(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Select[Any]:
     """Per (system, code, unit[, bucket key, offset]): n, total, mean, low, high, squares (the sum of
-    squared deviations) and one column per percentile. Codes in `mixed` use canonical units."""
-    is_mixed = (
-        or_(
-            *[
-                and_(rows.c.system.is_(s) if s is None else rows.c.system == s, rows.c.code == c)
-                for s, c in mixed
-            ]
-        )
-        if mixed
-        else false()
-    )
-    v = case((is_mixed, rows.c.canon_value), else_=rows.c.value)
-    unit = case((is_mixed, rows.c.canon_code), else_=rows.c.unit)
-    usable = or_(~is_mixed, rows.c.canon_value.is_not(None))
-    keys = [rows.c.system, rows.c.code, unit.label("unit")]
+    squared deviations) and one column per percentile. A code whose values come in more than one unit
+    (window min and max of the unit differ) is computed in canonical units. `bucket(at)` gives the
+    (key, offset) columns of the series form."""
+    unit_of = func.coalesce(rows.c.unit, "")
+    by_code = (rows.c.system, rows.c.code)
+    mixed = func.min(unit_of).over(partition_by=by_code) != func.max(unit_of).over(partition_by=by_code)
+    flagged = select(rows, mixed.label("mixed")).subquery()
+    is_mixed = flagged.c.mixed
+    v = case((is_mixed, flagged.c.canon_value), else_=flagged.c.value)
+    unit = case((is_mixed, flagged.c.canon_code), else_=flagged.c.unit)
+    usable = or_(~is_mixed, flagged.c.canon_value.is_not(None))
+    keys = [flagged.c.system, flagged.c.code, unit.label("unit")]
     if bucket is not None:
-        keys += [bucket[0].label("bucket"), bucket[1].label("offset")]
-        usable = and_(usable, rows.c.at.is_not(None))
+        key, offset = bucket(flagged.c.at)
+        keys += [key.label("bucket"), offset.label("offset")]
+        usable = and_(usable, flagged.c.at.is_not(None))
     part = [k for k in keys]
     inner = (
         select(
@@ -307,11 +302,6 @@ def aggregate(
         frac = func.max(fraction)
         cols.append((at_low + frac * (func.coalesce(at_next, at_low) - at_low)).label(percentile_label(name)))
     return select(*out, *cols).group_by(*group).order_by(*group)
-
-
-def units(rows: Any) -> Select[Any]:
-    """(system, code, unit, canon_code) combinations of the values: which codes mix units."""
-    return select(rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code).distinct()
 
 
 def span(rows: Any) -> Select[Any]:
