@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, exists, false, or_, select, tuple_, union
 
 from fhir_server.search import compartment, parameters
 from fhir_server.search.types.base import SqlContext
@@ -59,14 +59,16 @@ def members(patients: Sequence[str], ctx: SqlContext) -> ColumnElement[bool]:
         for code in compartment.patient_compartment_params(t)
     ]
     ref = tables.idx_reference.alias()
-    owner = and_(_R.c.res_type == "Patient", _R.c.res_id.in_(list(patients)))
+    own = tables.resource.alias()
+    owner = select(own.c.pk).where(own.c.res_type == "Patient", own.c.res_id.in_(list(patients)))
     linked = select(ref.c.resource_pk).where(
         ref.c.param_id.in_(ids),
         ref.c.target_type == "Patient",
         ref.c.target_id.in_(list(patients)),
         ctx.local(ref),
     )
-    return or_(_R.c.pk.in_(linked), owner)
+    # one IN over a UNION, not `IN (...) OR owner`: an OR made PostgreSQL walk every resource by pk
+    return _R.c.pk.in_(union(linked, owner))
 
 
 def patients(condition: ColumnElement[bool] | None) -> Select[Any]:
