@@ -25,6 +25,7 @@ from ..store.sql import Tx
 from .parameters import OperationInput
 
 _MATCH = {"mode": "match"}
+MAX_PER_CODE = 1000
 RESULT_ONLY = frozenset({"max", "_count", "_sort", "_cursor", "_total", "_include", "_revinclude"})
 
 
@@ -46,6 +47,8 @@ def lastn(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
     enforce.check_operation(ctx.principal, "Observation", "rs")
     most = params.integer("max", 1)
     most = 1 if most is None else most
+    if most > MAX_PER_CODE:
+        raise Invalid(f"Parameter 'max' is at most {MAX_PER_CODE}", expression="max")
     pairs = search_pairs(params, RESULT_ONLY)
     if not any(name.split(":")[0] in ("patient", "subject") for name, _ in pairs):
         raise Invalid("$lastn needs a 'patient' or 'subject'", expression="patient")

@@ -137,6 +137,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
     tz = calendar_buckets.zone_named(params.text("timezone"))
     include = bool(params.boolean("include"))
     limit = params.integer("limit", 1)
+    limit = min(limit, ctx.settings.max_count) if limit is not None else ctx.settings.max_count
 
     q = parse(ctx, "Observation", [], lenient=False)
     restrict = enforce.search_restriction(ctx.principal, q, base)

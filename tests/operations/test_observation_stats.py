@@ -386,4 +386,7 @@ def test_lastn_filters_and_needs_a_patient(client: TestClient) -> None:
     assert {e["resource"]["id"] for e in got["entry"]} == {stored[0]["id"], stored[2]["id"]}
     assert client.get("/Observation/$lastn", params={"code": HEART}).status_code == 400
     assert client.get("/Observation/$lastn", params={"patient": pid, "max": "0"}).status_code == 400
+    assert (
+        client.get("/Observation/$lastn", params={"patient": pid, "max": "1" + "0" * 30}).status_code == 400
+    )
     assert client.get("/Observation/$lastn", params={"patient": pid, "bogus": "1"}).status_code == 400
