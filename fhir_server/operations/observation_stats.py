@@ -151,6 +151,8 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
     if restrict is not None:
         matching.append(restrict)
     rows = sql.value_rows(matching, codes)
+    spread = bool({"variance", "std-dev"} & set(wanted))
+    ranks = bool(set(sql.FRACTIONS) & set(wanted))
     if low is not None or high is not None:
         rows = sql.within(rows, low, high)
     out: list[dict[str, Any]] = []
@@ -160,7 +162,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
             for k, v in (("start", low), ("end", high))
             if v is not None
         }
-        for row in tx.run_search(sql.aggregate(rows, None)):
+        for row in tx.run_search(sql.aggregate(rows, None, spread, ranks)):
             out.append(_observation(subject, row, wanted, period))
     else:
         first, last = tuple(tx.run_search(sql.span(rows)).one())
@@ -174,7 +176,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
             def bucket(at: Any) -> tuple[Any, Any]:
                 return sql.bucket_key(interval, at, zone, months)
 
-            for row in tx.run_search(sql.aggregate(rows, bucket)):
+            for row in tx.run_search(sql.aggregate(rows, bucket, spread, ranks)):
                 start, end = calendar_buckets.bounds(interval, int(row.bucket), int(row.offset), tz, months)
                 out.append(_observation(subject, row, wanted, {"start": start, "end": end}))
     answer = [{"name": "statistics", "resource": obs} for obs in out]
@@ -192,7 +194,9 @@ def _observation(
     subject: tuple[str, str], row: Any, wanted: list[str], period: dict[str, str]
 ) -> dict[str, Any]:
     n = int(row.count)
-    variance = float(row.squares) / (n - 1) if n > 1 and row.squares is not None else None
+    got = row._mapping
+    squares = got.get("squares")
+    variance = float(squares) / (n - 1) if n > 1 and squares is not None else None
     values: dict[str, float | None] = {
         "average": _number(row.average),
         "maximum": _number(row.maximum),
@@ -200,7 +204,7 @@ def _observation(
         "sum": _number(row.sum),
         "variance": variance,
         "std-dev": math.sqrt(max(variance, 0.0)) if variance is not None else None,
-        **{name: _number(row._mapping[sql.percentile_label(name)]) for name in sql.FRACTIONS},
+        **{name: _number(got[sql.percentile_label(name)]) for name in sql.FRACTIONS if name in wanted},
     }
     coding: dict[str, Any] = {"code": row.code}
     if row.system:

@@ -251,11 +251,14 @@ def within(rows: Any, low: int | None, high: int | None) -> Any:
     return select(rows).where(*conds).subquery()
 
 
-def aggregate(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Select[Any]:
-    """Per (system, code, unit[, bucket key, offset]): n, total, mean, low, high, squares (the sum of
-    squared deviations) and one column per percentile. A code whose values come in more than one unit
-    (window min and max of the unit differ) is computed in canonical units. `bucket(at)` gives the
-    (key, offset) columns of the series form."""
+def aggregate(
+    rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, spread: bool = True, ranks: bool = True
+) -> Select[Any]:
+    """Per (system, code, unit[, bucket key, offset]): count, sum, average, minimum, maximum, squares
+    (the sum of squared deviations; when `spread`) and one column per percentile (when `ranks`): the
+    windows behind those two are computed only when asked for. A code whose values come in more
+    than one unit (window min and max of the unit differ) is computed in canonical units.
+    `bucket(at)` gives the (key, offset) columns of the series form."""
     unit_of = func.coalesce(rows.c.unit, "")
     by_code = (rows.c.system, rows.c.code)
     mixed = func.min(unit_of).over(partition_by=by_code) != func.max(unit_of).over(partition_by=by_code)
@@ -270,17 +273,13 @@ def aggregate(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Sel
         keys += [key.label("bucket"), offset.label("offset")]
         usable = and_(usable, flagged.c.at.is_not(None))
     part = [k for k in keys]
-    inner = (
-        select(
-            *keys,
-            v.label("v"),
-            func.avg(v).over(partition_by=part).label("mean"),
-            (func.row_number().over(partition_by=part, order_by=v) - 1).label("rn"),
-            func.count().over(partition_by=part).label("n"),
-        )
-        .where(usable)
-        .subquery()
-    )
+    windows: list[Any] = []
+    if spread:
+        windows.append(func.avg(v).over(partition_by=part).label("mean"))
+    if ranks:
+        windows.append((func.row_number().over(partition_by=part, order_by=v) - 1).label("rn"))
+        windows.append(func.count().over(partition_by=part).label("n"))
+    inner = select(*keys, v.label("v"), *windows).where(usable).subquery()
     out = [inner.c.system, inner.c.code, inner.c.unit]
     group = [inner.c.system, inner.c.code, inner.c.unit]
     if bucket is not None:
@@ -292,9 +291,10 @@ def aggregate(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Sel
         func.avg(inner.c.v).label("average"),
         func.min(inner.c.v).label("minimum"),
         func.max(inner.c.v).label("maximum"),
-        func.sum((inner.c.v - inner.c.mean) * (inner.c.v - inner.c.mean)).label("squares"),
     ]
-    for name, (a, b) in FRACTIONS.items():
+    if spread:
+        cols.append(func.sum((inner.c.v - inner.c.mean) * (inner.c.v - inner.c.mean)).label("squares"))
+    for name, (a, b) in FRACTIONS.items() if ranks else ():
         low_rank = ((inner.c.n - 1) * a) // b  # integer division on both databases
         fraction = cast((inner.c.n - 1) * a - low_rank * b, Float) / b
         at_low = func.max(case((inner.c.rn == low_rank, inner.c.v), else_=null()))
