@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -162,7 +163,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
             for k, v in (("start", low), ("end", high))
             if v is not None
         }
-        for row in tx.run_search(sql.aggregate(rows, None, spread, ranks)):
+        for row in _aggregates(tx, rows, None, spread, ranks):
             out.append(_observation(subject, row, wanted, period))
     else:
         first, last = tuple(tx.run_search(sql.span(rows)).one())
@@ -176,14 +177,52 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
             def bucket(at: Any) -> tuple[Any, Any]:
                 return sql.bucket_key(interval, at, zone, months)
 
-            for row in tx.run_search(sql.aggregate(rows, bucket, spread, ranks)):
-                start, end = calendar_buckets.bounds(interval, int(row.bucket), int(row.offset), tz, months)
+            for row in _aggregates(tx, rows, bucket, spread, ranks):
+                start, end = calendar_buckets.bounds(
+                    interval, int(row["bucket"]), int(row["offset"]), tz, months
+                )
                 out.append(_observation(subject, row, wanted, {"start": start, "end": end}))
     answer = [{"name": "statistics", "resource": obs} for obs in out]
     if include:
         for src in tx.run_search(sql.sources(rows, limit)):
             answer.append({"name": "source", "resource": orjson.Fragment(src.content)})
     return parameters(answer)
+
+
+def _aggregates(
+    tx: Tx, rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, spread: bool, ranks: bool
+) -> list[dict[str, Any]]:
+    """The database's aggregates per code, unit (and bucket). Without a variance or a percentile asked
+    for, one plain GROUP BY (sql.totals) whose groups of a code with several units are merged here
+    in canonical units; otherwise the windowed statement (sql.aggregate)."""
+    if spread or ranks:
+        return [dict(r._mapping) for r in tx.run_search(sql.aggregate(rows, bucket, spread, ranks))]
+    found = [dict(r._mapping) for r in tx.run_search(sql.totals(rows, bucket))]
+    units: dict[tuple[Any, Any], set[Any]] = {}
+    for r in found:
+        units.setdefault((r["system"], r["code"]), set()).add(r["unit"])
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in found:
+        if len(units[(r["system"], r["code"])]) == 1:
+            r["average"] = r["sum"] / r["count"]
+            merged[(r["system"], r["code"], r["unit"], r.get("bucket"), r.get("offset"))] = r
+            continue
+        if not r["canon_count"]:
+            continue  # not convertible: left out, as the windowed statement does
+        key = (r["system"], r["code"], r["canon_code"], r.get("bucket"), r.get("offset"))
+        into = merged.setdefault(
+            key, {**r, "unit": r["canon_code"], "count": 0, "sum": 0.0, "minimum": None, "maximum": None}
+        )
+        into["count"] += r["canon_count"]
+        into["sum"] += r["canon_sum"]
+        low, high = r["canon_minimum"], r["canon_maximum"]
+        into["minimum"] = low if into["minimum"] is None else min(into["minimum"], low)
+        into["maximum"] = high if into["maximum"] is None else max(into["maximum"], high)
+        into["average"] = into["sum"] / into["count"]
+    return [
+        merged[k]
+        for k in sorted(merged, key=lambda k: tuple("" if v is None else str(v).zfill(24) for v in k))
+    ]
 
 
 def _number(value: Any) -> float:
@@ -193,22 +232,22 @@ def _number(value: Any) -> float:
 def _observation(
     subject: tuple[str, str], row: Any, wanted: list[str], period: dict[str, str]
 ) -> dict[str, Any]:
-    n = int(row.count)
-    got = row._mapping
+    got = row
+    n = int(got["count"])
     squares = got.get("squares")
     variance = float(squares) / (n - 1) if n > 1 and squares is not None else None
     values: dict[str, float | None] = {
-        "average": _number(row.average),
-        "maximum": _number(row.maximum),
-        "minimum": _number(row.minimum),
-        "sum": _number(row.sum),
+        "average": _number(got["average"]),
+        "maximum": _number(got["maximum"]),
+        "minimum": _number(got["minimum"]),
+        "sum": _number(got["sum"]),
         "variance": variance,
         "std-dev": math.sqrt(max(variance, 0.0)) if variance is not None else None,
         **{name: _number(got[sql.percentile_label(name)]) for name in sql.FRACTIONS if name in wanted},
     }
-    coding: dict[str, Any] = {"code": row.code}
-    if row.system:
-        coding = {"system": row.system, "code": row.code}
+    coding: dict[str, Any] = {"code": row["code"]}
+    if row["system"]:
+        coding = {"system": row["system"], "code": row["code"]}
     components = []
     for stat in wanted:
         code = {"coding": [{"system": STATISTICS_SYSTEM, "code": stat}]}
@@ -219,8 +258,8 @@ def _observation(
         if value is None:
             continue
         quantity: dict[str, Any] = {"value": value}
-        if row.unit:
-            unit = row.unit if stat != "variance" else f"({row.unit})2"
+        if row["unit"]:
+            unit = row["unit"] if stat != "variance" else f"({row['unit']})2"
             quantity |= {"unit": unit, "system": UCUM, "code": unit}
         components.append({"code": code, "valueQuantity": quantity})
     obs: dict[str, Any] = {

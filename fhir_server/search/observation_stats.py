@@ -29,12 +29,13 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     func,
     literal,
     null,
     or_,
     select,
-    union,
+    union_all,
 )
 
 from fhir_server.search import parameters
@@ -171,7 +172,7 @@ def value_rows(matching: Sequence[ColumnElement[bool]], codes: Sequence[tuple[st
         .where(c2.c.param_id == _pid(PAIRS), _code_test(t2, codes), c2.c.resource_pk.in_(matched))
     )
     # a component with the code, in any Observation
-    c3, q3 = tables.idx_token.alias(), tables.idx_quantity.alias()
+    c3, q3, t3 = tables.idx_token.alias(), tables.idx_quantity.alias(), tables.idx_token.alias()
     part = (
         select(c3.c.resource_pk.label("pk"), c3.c.grp.label("grp"), *quantity_columns(c3, q3))
         .join(
@@ -183,15 +184,20 @@ def value_rows(matching: Sequence[ColumnElement[bool]], codes: Sequence[tuple[st
             ),
         )
         .where(c3.c.param_id == _pid(PAIRS), _code_test(c3, codes), c3.c.resource_pk.in_(matched))
+        .where(
+            ~exists().where(
+                t3.c.resource_pk == c3.c.resource_pk, t3.c.param_id == _pid("code"), _code_test(t3, codes)
+            )
+        )
     )
-    rows = union(own, panel, part).subquery()
-    date = tables.idx_date.alias()
-    at = (
-        select(func.min(date.c.low))
-        .where(date.c.resource_pk == rows.c.pk, date.c.param_id == _pid("date"))
-        .scalar_subquery()
+    # the branches never give the same value twice (a panel's components are `panel`'s, not `part`'s)
+    rows = union_all(own, panel, part).subquery()
+    date = tables.idx_date.alias()  # Observation.effective[x] is one value: at most one row
+    return (
+        select(rows, date.c.low.label("at"))
+        .outerjoin(date, and_(date.c.resource_pk == rows.c.pk, date.c.param_id == _pid("date")))
+        .subquery()
     )
-    return select(rows, at.label("at")).subquery()
 
 
 @dataclass(frozen=True)
@@ -302,6 +308,29 @@ def aggregate(
         frac = func.max(fraction)
         cols.append((at_low + frac * (func.coalesce(at_next, at_low) - at_low)).label(percentile_label(name)))
     return select(*out, *cols).group_by(*group).order_by(*group)
+
+
+def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Select[Any]:
+    """Plain GROUP BY (no window) per (system, code, unit, canon_code[, bucket, offset]): count, sum,
+    minimum, maximum of the values as given and in canonical units; a code with several units is then
+    merged over its units in canonical units by the caller (sums, minima and maxima merge exactly)."""
+    keys = [rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code]
+    conds = []
+    if bucket is not None:
+        key, offset = bucket(rows.c.at)
+        keys += [key.label("bucket"), offset.label("offset")]
+        conds.append(rows.c.at.is_not(None))
+    cols = [
+        func.count(rows.c.value).label("count"),
+        func.sum(rows.c.value).label("sum"),
+        func.min(rows.c.value).label("minimum"),
+        func.max(rows.c.value).label("maximum"),
+        func.count(rows.c.canon_value).label("canon_count"),
+        func.sum(rows.c.canon_value).label("canon_sum"),
+        func.min(rows.c.canon_value).label("canon_minimum"),
+        func.max(rows.c.canon_value).label("canon_maximum"),
+    ]
+    return select(*keys, *cols).where(*conds).group_by(*keys)
 
 
 def span(rows: Any) -> Select[Any]:
