@@ -57,7 +57,8 @@ TARGETS = {"everything": 30.0, "lastn": 20.0, "stats_hourly_year": 300.0}
 
 
 def load_heart_rate_year(url: str, minutes: int, seed: int) -> tuple[str, dict[str, Any]]:
-    """One more Patient with a heart rate every minute from 2024-01-01T00:00Z, by COPY; its id."""
+    """One more Patient with a heart rate every minute from 2024-01-01T00:00Z, by COPY; its id.
+    Resumes where an interrupted load of the same seed stopped (`--reuse-db`)."""
     t0 = time.perf_counter()
     rng = random.Random(f"heart-rate-year-{seed}")  # not the synthetic patients' sequence
     patient = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -65,9 +66,19 @@ def load_heart_rate_year(url: str, minutes: int, seed: int) -> tuple[str, dict[s
     with psycopg.connect(bs.psycopg_url(url)) as conn:
         row = conn.execute("SELECT coalesce(max(pk), 0) FROM resource").fetchone()
         pk = int(row[0]) + 1 if row else 1
+        found = conn.execute(
+            "SELECT count(*) FROM idx_reference WHERE target_type = 'Patient' AND target_id = %s", (patient,)
+        ).fetchone()
+        done = int(found[0]) if found else 0  # one subject (and one patient) row per Observation
+        done //= 2
         out: bs.Rows = {key: [] for key in bs.COPY_TABLES}
-        bs._add(out, pk, bs.make_patient(patient, rng), lu0 + pk)
-        for minute in range(minutes):
+        exists = conn.execute(
+            "SELECT 1 FROM resource WHERE res_type = 'Patient' AND res_id = %s", (patient,)
+        ).fetchone()
+        if not exists:
+            bs._add(out, pk, bs.make_patient(patient, rng), lu0 + pk)
+        rng = random.Random(f"heart-rate-year-{seed}-{done}")
+        for minute in range(done, minutes):
             pk += 1
             rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             obs = bs.make_observation(rid, patient, YEAR_START + 60 * minute, HEART, rng)
@@ -84,7 +95,8 @@ def load_heart_rate_year(url: str, minutes: int, seed: int) -> tuple[str, dict[s
     with psycopg.connect(bs.psycopg_url(url), autocommit=True) as conn:
         for name, _ in bs.COPY_TABLES.values():
             conn.execute(f"VACUUM (ANALYZE) {name}")
-    return patient, {"observations": minutes, "seconds": round(time.perf_counter() - t0, 1)}
+    loaded = {"observations": minutes, "resumed_at": done, "seconds": round(time.perf_counter() - t0, 1)}
+    return patient, loaded
 
 
 def typical_synthea(folder: Path, count: int, target: int = 300) -> list[Path]:
@@ -208,9 +220,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--admin", default=bs.PG_ADMIN)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--reuse-db", default="", help="a kept (or interrupted) database of the same scale and seed"
+    )
     args = parser.parse_args()
 
-    url = bs.new_database(args.admin)
+    url = args.admin.rsplit("/", 1)[0] + "/" + args.reuse_db if args.reuse_db else bs.new_database(args.admin)
     print(
         f"{args.observations:,} Observations / {args.patients:,} Patients on {url.rsplit('/', 1)[1]}",
         flush=True,
@@ -218,7 +233,8 @@ def main() -> None:
     results: dict[str, Any] = {"scale": vars(args) | {"data": str(args.data)}, "loadavg_start": bs.loadavg()}
     try:
         data = bs.Dataset(args.patients, args.observations, seed=args.seed)
-        results["load"] = bs.load(url, data, args.batch, args.jobs)
+        if not args.reuse_db:
+            results["load"] = bs.load(url, data, args.batch, args.jobs)
         heart = ""
         if args.minutes:
             heart, results["heart_rate_load"] = load_heart_rate_year(url, args.minutes, args.seed)
@@ -233,7 +249,7 @@ def main() -> None:
         finally:
             store.engine.dispose()
     finally:
-        if args.keep:
+        if args.keep or args.reuse_db:
             print(f"  kept database {url.rsplit('/', 1)[1]}")
         else:
             bs.drop_database(args.admin, url)
