@@ -31,12 +31,13 @@ def _us(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * SECOND + delta.microseconds
 
 
-def _at(us: int, tz: timezone | ZoneInfo) -> datetime:
+def in_zone(us: int, tz: timezone | ZoneInfo) -> datetime:
+    """The instant `us` (µs since the epoch) as a datetime in `tz`."""
     return (_EPOCH + timedelta(microseconds=us)).astimezone(tz)
 
 
 def _offset(tz: ZoneInfo, us: int) -> int:
-    off = _at(us, tz).utcoffset()
+    off = in_zone(us, tz).utcoffset()
     return int(off.total_seconds()) * SECOND if off is not None else 0
 
 
@@ -63,7 +64,7 @@ def offsets(tz: ZoneInfo, low: int, high: int) -> Zone:
 
 def month_starts(tz: ZoneInfo, low: int, high: int) -> list[int]:
     """The starts (µs) of the local months from the one holding `low` to the one after `high`."""
-    first = _at(low, tz)
+    first = in_zone(low, tz)
     year, month = first.year, first.month
     out: list[int] = []
     while True:
@@ -82,8 +83,8 @@ def bounds(interval: str, key: int, offset: int, tz: ZoneInfo, months: list[int]
     """The bucket's start and end (the next bucket's start) as FHIR dateTimes with offsets."""
     if interval == "hour":
         start_us = key * HOUR - SHIFT - offset
-        start = _at(start_us, timezone(timedelta(microseconds=offset)))
-        end = _at(start_us + HOUR, tz)
+        start = in_zone(start_us, timezone(timedelta(microseconds=offset)))
+        end = in_zone(start_us + HOUR, tz)
     elif interval in ("day", "week"):
         width = DAY if interval == "day" else WEEK
         shift = SHIFT + (EPOCH_TO_MONDAY if interval == "week" else 0)
@@ -91,10 +92,11 @@ def bounds(interval: str, key: int, offset: int, tz: ZoneInfo, months: list[int]
         start = _local_midnight(first, tz)
         end = _local_midnight(first + timedelta(microseconds=width), tz)
     else:
-        start, end = _at(months[key - 1], tz), _at(months[key], tz)
-    return _text(start), _text(end)
+        start, end = in_zone(months[key - 1], tz), in_zone(months[key], tz)
+    return fhir_datetime(start), fhir_datetime(end)
 
 
-def _text(dt: datetime) -> str:
+def fhir_datetime(dt: datetime) -> str:
+    """A FHIR dateTime with its offset (Z for UTC)."""
     text = dt.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text

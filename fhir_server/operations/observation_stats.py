@@ -159,7 +159,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     if interval is None:
         period = {
-            k: calendar_buckets._text(calendar_buckets._at(v, tz))
+            k: calendar_buckets.fhir_datetime(calendar_buckets.in_zone(v, tz))
             for k, v in (("start", low), ("end", high))
             if v is not None
         }
