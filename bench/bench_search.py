@@ -330,7 +330,10 @@ VERSION_COLS = (
     "deleted",
     "method",
     "content",
+    "context",
 )
+# The write_context row every loaded version names (store/outbox.py), inserted by `load` before the COPY.
+BENCH_CONTEXT = 1
 COPY_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "resource": ("resource", RESOURCE_COLS),
     "resource_version": ("resource_version", VERSION_COLS),
@@ -349,7 +352,7 @@ def _add(out: Rows, pk: int, resource: dict[str, Any], lu: int) -> None:
     content = serialise(resource, rid, 1, lu)
     rtype = resource["resourceType"]
     out["resource"].append((pk, rtype, rid, 1, lu, False, content))
-    out["resource_version"].append((pk, rtype, rid, 1, lu, False, "POST", content))
+    out["resource_version"].append((pk, rtype, rid, 1, lu, False, "POST", content, BENCH_CONTEXT))
     for kind, rows in index_rows(resource).items():
         cols = COLUMNS[kind]
         floats = FLOATS[kind]
@@ -413,6 +416,11 @@ def load(url: str, data: Dataset, batch: int, jobs: int) -> dict[str, Any]:
     # Fork the row builders before any connection is open (children must not share its socket).
     pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
     with psycopg.connect(psycopg_url(url)) as conn:
+        conn.execute(
+            "INSERT INTO write_context (id, source) VALUES (%s, 'import:bench') ON CONFLICT DO NOTHING",
+            (BENCH_CONTEXT,),
+        )
+        conn.execute("SELECT setval(pg_get_serial_sequence('write_context', 'id'), %s)", (BENCH_CONTEXT,))
         indexes = _secondary_indexes(conn)
         for name, _ in indexes:
             conn.execute(f"DROP INDEX {name}")

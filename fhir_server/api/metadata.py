@@ -12,6 +12,7 @@ from typing import Any
 from .. import __version__, instant, model
 from ..auth.smart_configuration import capability_security
 from ..jobs import capability as bulk_data
+from ..operations import definitions
 from ..settings import Settings
 
 _INSTANCE = ["read", "vread", "update", "patch", "delete", "history-instance"]
@@ -21,6 +22,9 @@ _SYSTEM = ["transaction", "batch", "search-system", "history-system"]
 _TYPE_OPERATIONS = {
     "ValueSet": ["ValueSet-expand", "ValueSet-validate-code"],
     "CodeSystem": ["CodeSystem-lookup", "CodeSystem-subsumes"],
+    # Clinical operations (fhir_server/api/clinical_routes.py)
+    "Patient": ["Patient-everything"],
+    "Observation": ["Observation-lastn"],
 }
 
 
@@ -77,11 +81,15 @@ def _own_operation(name: str, base: str) -> dict[str, Any]:
 
 
 def _resources(base: str) -> list[dict[str, Any]]:
-    """The resources, Patient with its `$ingest` (the definitions' URLs depend on the base)."""
+    """The resources, Patient with its `$ingest`, Observation with `$stats` (the definitions' URLs
+    depend on the base)."""
     out = list(_rest_resources())
     for i, entry in enumerate(out):
         if entry["type"] == "Patient":
             out[i] = {**entry, "operation": [*entry.get("operation", []), _own_operation("ingest", base)]}
+        if entry["type"] == "Observation":  # $stats with its series form: our definition
+            stats = {"name": "stats", "definition": f"{base}/OperationDefinition/{definitions.STATS_SERIES}"}
+            out[i] = {**entry, "operation": [*entry.get("operation", []), stats]}
     return out
 
 

@@ -5,12 +5,14 @@ Handlers only translate HTTP to plain values and back; the work is done by `inte
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from .. import instant
 from ..errors import Invalid, MethodNotAllowed, NotFound
@@ -75,6 +77,32 @@ def _operation_definition(name: str) -> Callable[[Request, PublicCtx], Any]:
 
 for _name in definitions.NAMES:  # this server's own operations, before the generic read route
     router.add_api_route(f"/OperationDefinition/{_name}", _operation_definition(_name), methods=["GET"])
+
+
+# ---------------- unknown operations ----------------
+# Every operation this server has is routed before this router (app.py); any other `$name` in an
+# operation's place is unknown: 404 for every method (a known operation's path with a method it
+# does not take stays 405), never a write to an id starting with '$' (ids cannot hold one).
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _all_routes(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI wraps included routers
+        yield from _all_routes(included.routes) if included is not None else (route,)
+
+
+async def _unknown_operation(request: Request) -> Response:
+    for route in _all_routes(request.app.router.routes):
+        if not isinstance(route, APIRoute) or route.endpoint is _unknown_operation or "$" not in route.path:
+            continue  # only the operations' own routes
+        if route.matches(request.scope)[0] == Match.PARTIAL:
+            raise method_not_allowed(request.method, request.url.path)
+    raise NotFound(f"Unknown operation '{request.url.path.rsplit('/', 1)[1]}'", "url")
+
+
+for _path in ("/${operation}", "/{res_type}/${operation}", "/{res_type}/{res_id}/${operation}"):
+    router.add_api_route(_path, _unknown_operation, methods=_ANY_METHOD, include_in_schema=False)
 
 
 # ---------------- whole system ----------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import model
-from ..errors import Invalid
+from ..errors import Invalid, Issue
 from ..store.sql import Stored
 from .read import check_type
 
@@ -30,6 +30,10 @@ def checked_body(body: Any, res_type: str, *, location: str = "") -> dict[str, A
     if not isinstance(body, dict):
         raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
     rtype = body.get("resourceType")
+    if rtype is None:  # reported as missing, not as a type named 'None'
+        where = f"{location or res_type}.resourceType"
+        message = f"The resource has no resourceType (the URL says '{res_type}')"
+        raise Invalid(message, where, issues=[Issue(message, "required", (where,))])
     if rtype != res_type:
         raise Invalid(
             f"The resource type '{rtype}' does not match the type in the URL '{res_type}'",

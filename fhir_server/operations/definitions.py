@@ -1,7 +1,9 @@
 """OperationDefinitions of the operations this server defines (https://hl7.org/fhir/R4/operationdefinition.html).
 
 `$ingest` (docs/ingest.md) and `$import` (docs/bulk-data.md, after the Bulk Data import proposal,
-https://github.com/smart-on-fhir/bulk-import/blob/master/import.md) have no published definition: the
+https://github.com/smart-on-fhir/bulk-import/blob/master/import.md) have no published definition;
+`Observation-stats-series` is HL7's `Observation-stats` with our series inputs (docs/clinical-operations.md):
+the
 CapabilityStatement points at these, served at `[base]/OperationDefinition/[name]` without a token
 (like the CapabilityStatement itself).
 """
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-NAMES = ("ingest", "import")
+STATS_SERIES = "Observation-stats-series"
+NAMES = ("ingest", "import", STATS_SERIES)
 
 
 def _param(
@@ -92,4 +95,55 @@ def definition(name: str, base: str) -> dict[str, Any]:
                 accepted,
             ],
         }
+    if name == STATS_SERIES:
+        return _stats_series(base)
     raise KeyError(name)
+
+
+def _stats_series(base: str) -> dict[str, Any]:
+    """HL7's Observation-stats (R4) with `interval` and `timezone` (statistics per calendar bucket) and
+    `start`/`end` (the period, by URL)."""
+    common = _common(
+        STATS_SERIES,
+        base,
+        "ObservationStatisticsSeries",
+        "Observation/$stats: statistics of a subject's quantity Observations per code (panel "
+        "components apart, UCUM canonical units where a code's units differ), computed by the "
+        "database. With `interval`, the same statistics per calendar hour, day, ISO week or month "
+        "of `timezone`, one statistics Observation per bucket (effectivePeriod: the bucket, end = "
+        "the next bucket's start); the repeated hour of a DST fall-back is two buckets.",
+    )
+    return common | {
+        "affectsState": False,
+        "code": "stats",
+        "base": "http://hl7.org/fhir/OperationDefinition/Observation-stats",
+        "resource": ["Observation"],
+        "system": False,
+        "type": True,
+        "instance": False,
+        "parameter": [
+            _param("subject", "in", 1, "1", "uri", "The subject, e.g. Patient/123"),
+            _param("code", "in", 0, "*", "string", "Code(s), comma-separated allowed; with 'system'"),
+            _param("system", "in", 0, "1", "uri", "The system of the codes"),
+            _param("coding", "in", 0, "*", "Coding", "A code as a Coding (GET: system|code)"),
+            _param("duration", "in", 0, "1", "decimal", "The last N hours"),
+            _param("period", "in", 0, "1", "Period", "The period (POST)"),
+            _param("start", "in", 0, "1", "dateTime", "The period's start (GET; ours)"),
+            _param("end", "in", 0, "1", "dateTime", "The period's end (GET; ours)"),
+            _param(
+                "statistic",
+                "in",
+                1,
+                "*",
+                "code",
+                "average | maximum | minimum | count | sum | median | std-dev | variance | 20-percent "
+                "| 80-percent | 4-lower | 4-upper (sample variance and std-dev; percentiles interpolate)",
+            ),
+            _param("include", "in", 0, "1", "boolean", "Also return the source Observations"),
+            _param("limit", "in", 0, "1", "positiveInt", "At most this many source Observations"),
+            _param("interval", "in", 0, "1", "code", "Series form (ours): hour | day | week | month"),
+            _param("timezone", "in", 0, "1", "string", "IANA time zone of the buckets (ours; default UTC)"),
+            _param("statistics", "out", 1, "*", "Observation", "One per code and unit (and bucket)"),
+            _param("source", "out", 0, "*", "Observation", "The Observations the statistics are based on"),
+        ],
+    }

@@ -168,3 +168,42 @@ def test_schemathesis_finds_no_server_error_on_any_route(client: TestClient) -> 
         assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text[:300]}"
 
     no_server_error()
+
+
+clinical_names = st.sampled_from(
+    ["_type", "_since", "start", "end", "_count", "_cursor", "patient", "subject", "code", "system", "coding",
+     "max", "statistic", "interval", "timezone", "duration", "include", "limit", "date", "category"]
+)  # fmt: skip
+
+
+clinical_parameters = st.builds(
+    lambda parts: {"resourceType": "Parameters", "parameter": parts},
+    st.lists(
+        st.builds(
+            lambda name, kind, value: {"name": name, f"value{kind}": value},
+            clinical_names,
+            st.sampled_from(["String", "Code", "Uri", "Boolean", "Integer", "Coding", "Period", "Decimal"]),
+            json_values,
+        ),
+        max_size=5,
+    ),
+)
+
+
+@given(
+    params=st.lists(st.tuples(clinical_names | any_text, any_text), max_size=6),
+    body=json_values | clinical_parameters,
+)
+def test_any_input_to_the_clinical_operations_is_never_a_server_error(
+    client: TestClient, params: list[tuple[str, str]], body: Any
+) -> None:
+    """$everything, $lastn, $stats (docs/clinical-operations.md): any query, any POSTed JSON."""
+    pid = _patient(client)
+    for path in (
+        f"/Patient/{pid}/$everything",
+        "/Patient/$everything",
+        "/Observation/$lastn",
+        "/Observation/$stats",
+    ):
+        assert client.get(path, params=params).status_code < 500, path
+        assert client.post(path, json=body, headers=FHIR).status_code < 500, path

@@ -1,0 +1,274 @@
+"""Observation/$stats, and its series form (https://hl7.org/fhir/R4/observation-operation-stats.html; the series
+inputs `interval` and `timezone` are ours: OperationDefinition Observation-stats-series, operations/definitions.py).
+
+Inputs: `subject` (required, `Patient/123`), the codes (`code` with `system`, or `coding`; GET also
+takes `coding=system|code`), `duration` (hours before now) or `period` (a Period; GET also takes
+`start`/`end`), `statistic` (1..*: average, maximum, minimum, count, sum, median, std-dev, variance,
+20-percent, 80-percent, 4-lower, 4-upper), `include` and `limit` (source Observations).
+Series form: `interval` = hour | day | week | month, and `timezone` (IANA, default UTC): the same
+statistics per calendar bucket of that zone (operations/calendar_buckets.py).
+
+The answer is a Parameters: one `statistics` Observation per code and unit (and bucket), status
+final, with the subject, the code, `effectivePeriod` (the input period, or the bucket: start
+inclusive, end = the next bucket's start) and one component per statistic (code from
+http://terminology.hl7.org/CodeSystem/observation-statistics). A blood pressure panel gives one
+Observation per component code (systolic, diastolic). Observations entered-in-error are left out. All
+aggregates are computed by the database (search/observation_stats.py); std-dev is the square root
+of the database's variance. Access: read and search on Observation, the caller's grants AND-ed in.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from ..auth import enforce
+from ..errors import Invalid
+from ..interactions.context import Context
+from ..interactions.search import parse
+from ..references import local_target
+from ..search import observation_stats as sql
+from ..search.types.base import SqlContext
+from ..search.types.date import search_range
+from ..store import tables
+from ..store.sql import Tx
+from . import calendar_buckets
+from .parameters import OperationInput, parameters
+
+STATISTICS_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-statistics"
+UCUM = "http://unitsofmeasure.org"
+SUPPORTED = ("average", "maximum", "minimum", "count", "sum", "median", "std-dev", "variance", *sql.FRACTIONS)
+SUPPORTED = tuple(dict.fromkeys(SUPPORTED))
+MAX_BUCKETS = 100_000
+
+
+def _codes(params: OperationInput) -> list[tuple[str | None, str]]:
+    system = params.text("system")
+    out: list[tuple[str | None, str]] = []
+    for value in params.values.get("code", ()):
+        if not isinstance(value, str):
+            raise Invalid("Parameter 'code' takes codes", expression="code")
+        out += [(system, c.strip()) for c in value.split(",") if c.strip()]
+    for value in params.values.get("coding", ()):
+        if isinstance(value, str):
+            sys_, bar, text = value.rpartition("|")
+            value = {"system": sys_, "code": text} if bar else {"code": value}
+        code = value.get("code") if isinstance(value, dict) else None
+        if not isinstance(code, str) or not code:
+            raise Invalid("Parameter 'coding' needs a code", expression="coding")
+        found = value.get("system")
+        out.append((found if isinstance(found, str) and found else None, code))
+    if not out:
+        raise Invalid("$stats needs a 'code' (with 'system') or a 'coding'", expression="code")
+    return list(dict.fromkeys(out))
+
+
+def _statistics(params: OperationInput) -> list[str]:
+    out: list[str] = []
+    for value in params.values.get("statistic", ()):
+        if not isinstance(value, str):
+            raise Invalid("Parameter 'statistic' takes codes", expression="statistic")
+        for code in (c.strip() for c in value.split(",")):
+            if code not in SUPPORTED:
+                raise Invalid(
+                    f"Statistic '{code}' is not supported (supported: {', '.join(SUPPORTED)})", "statistic"
+                )
+            out.append(code)
+    if not out:
+        raise Invalid("$stats needs at least one 'statistic'", expression="statistic")
+    return list(dict.fromkeys(out))
+
+
+def _period(params: OperationInput) -> tuple[int | None, int | None]:
+    duration = params.text("duration")
+    period = params.one("period")
+    start, end = params.text("start"), params.text("end")
+    if isinstance(period, dict):
+        start, end = period.get("start"), period.get("end")
+        if not all(v is None or isinstance(v, str) for v in (start, end)):
+            raise Invalid("Parameter 'period' must be a Period", expression="period")
+    elif period is not None:
+        raise Invalid(
+            "Parameter 'period' must be a Period (GET: give 'start' and 'end')", expression="period"
+        )
+    if duration is not None:
+        if period is not None or start is not None or end is not None:
+            raise Invalid("Give 'duration' or 'period', not both", expression="duration")
+        try:
+            hours = Decimal(duration)
+        except InvalidOperation as exc:
+            raise Invalid("Parameter 'duration' must be a number of hours", expression="duration") from exc
+        if not hours.is_finite() or hours <= 0 or hours > 1_000_000:
+            raise Invalid("Parameter 'duration' must be a positive number of hours", expression="duration")
+        now = int(time.time() * 1_000_000)
+        return now - int(hours * 3600 * 1_000_000), now
+    low = search_range(start, "period.start")[0] if start else None
+    high = search_range(end, "period.end")[1] if end else None
+    if low is not None and high is not None and low > high:
+        raise Invalid("The period starts after it ends", expression="period")
+    return low, high
+
+
+def _subject(params: OperationInput, base: str) -> tuple[str, str]:
+    text = params.text("subject")
+    if text is None:
+        raise Invalid("$stats needs a 'subject' (e.g. Patient/123)", expression="subject")
+    target = local_target(text, base)
+    if target is None:
+        raise Invalid("Parameter 'subject' must reference a resource on this server", expression="subject")
+    return target
+
+
+def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
+    """The Parameters answer of $stats (and its series form)."""
+    enforce.check_operation(ctx.principal, "Observation", "rs")
+    base = ctx.settings.base
+    subject = _subject(params, base)
+    codes = _codes(params)
+    wanted = _statistics(params)
+    low, high = _period(params)
+    interval = params.text("interval")
+    if interval is not None and interval not in calendar_buckets.INTERVALS:
+        raise Invalid(f"Parameter 'interval' is one of {', '.join(calendar_buckets.INTERVALS)}", "interval")
+    tz = calendar_buckets.zone_named(params.text("timezone"))
+    include = bool(params.boolean("include"))
+    limit = params.integer("limit", 1)
+    limit = min(limit, ctx.settings.max_count) if limit is not None else ctx.settings.max_count
+
+    q = parse(ctx, "Observation", [], lenient=False)
+    restrict = enforce.search_restriction(ctx.principal, q, base)
+    R = tables.resource
+    matching = [
+        R.c.res_type == "Observation",
+        R.c.deleted.is_(False),
+        sql.subject_test(subject, SqlContext(base.rstrip("/") or None, None, None)),
+        sql.not_in_error(),
+    ]
+    if restrict is not None:
+        matching.append(restrict)
+    rows = sql.value_rows(matching, codes)
+    spread = bool({"variance", "std-dev"} & set(wanted))
+    ranks = bool(set(sql.FRACTIONS) & set(wanted))
+    if low is not None or high is not None:
+        rows = sql.within(rows, low, high)
+    out: list[dict[str, Any]] = []
+    if interval is None:
+        period = {
+            k: calendar_buckets.fhir_datetime(calendar_buckets.in_zone(v, tz))
+            for k, v in (("start", low), ("end", high))
+            if v is not None
+        }
+        for row in _aggregates(tx, rows, None, spread, ranks):
+            out.append(_observation(subject, row, wanted, period))
+    else:
+        first, last = tuple(tx.run_search(sql.span(rows)).one())
+        if first is not None:
+            first, last = int(first), int(last)
+            if interval == "hour" and (last - first) // sql.HOUR > MAX_BUCKETS:
+                raise Invalid(f"More than {MAX_BUCKETS} hourly buckets: narrow the period", "interval")
+            zone = calendar_buckets.offsets(tz, first, last)
+            months = calendar_buckets.month_starts(tz, first, last) if interval == "month" else []
+
+            def bucket(at: Any) -> tuple[Any, Any]:
+                return sql.bucket_key(interval, at, zone, months)
+
+            for row in _aggregates(tx, rows, bucket, spread, ranks):
+                start, end = calendar_buckets.bounds(
+                    interval, int(row["bucket"]), int(row["offset"]), tz, months
+                )
+                out.append(_observation(subject, row, wanted, {"start": start, "end": end}))
+    answer = [{"name": "statistics", "resource": obs} for obs in out]
+    if include:
+        for src in tx.run_search(sql.sources(rows, limit)):
+            answer.append({"name": "source", "resource": orjson.Fragment(src.content)})
+    return parameters(answer)
+
+
+def _aggregates(
+    tx: Tx, rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, spread: bool, ranks: bool
+) -> list[dict[str, Any]]:
+    """The database's aggregates per code, unit (and bucket). Without a variance or a percentile asked
+    for, one plain GROUP BY (sql.totals) whose groups of a code with several units are merged here
+    in canonical units; otherwise the windowed statement (sql.aggregate)."""
+    if spread or ranks:
+        return [dict(r._mapping) for r in tx.run_search(sql.aggregate(rows, bucket, spread, ranks))]
+    found = [dict(r._mapping) for r in tx.run_search(sql.totals(rows, bucket))]
+    units: dict[tuple[Any, Any], set[Any]] = {}
+    for r in found:
+        units.setdefault((r["system"], r["code"]), set()).add(r["unit"])
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in found:
+        if len(units[(r["system"], r["code"])]) == 1:
+            r["average"] = r["sum"] / r["count"]
+            merged[(r["system"], r["code"], r["unit"], r.get("bucket"), r.get("offset"))] = r
+            continue
+        if not r["canon_count"]:
+            continue  # not convertible: left out, as the windowed statement does
+        key = (r["system"], r["code"], r["canon_code"], r.get("bucket"), r.get("offset"))
+        into = merged.setdefault(
+            key, {**r, "unit": r["canon_code"], "count": 0, "sum": 0.0, "minimum": None, "maximum": None}
+        )
+        into["count"] += r["canon_count"]
+        into["sum"] += r["canon_sum"]
+        low, high = r["canon_minimum"], r["canon_maximum"]
+        into["minimum"] = low if into["minimum"] is None else min(into["minimum"], low)
+        into["maximum"] = high if into["maximum"] is None else max(into["maximum"], high)
+        into["average"] = into["sum"] / into["count"]
+    return [
+        merged[k]
+        for k in sorted(merged, key=lambda k: tuple("" if v is None else str(v).zfill(24) for v in k))
+    ]
+
+
+def _number(value: Any) -> float:
+    return float(value)
+
+
+def _observation(
+    subject: tuple[str, str], row: Any, wanted: list[str], period: dict[str, str]
+) -> dict[str, Any]:
+    got = row
+    n = int(got["count"])
+    squares = got.get("squares")
+    variance = float(squares) / (n - 1) if n > 1 and squares is not None else None
+    values: dict[str, float | None] = {
+        "average": _number(got["average"]),
+        "maximum": _number(got["maximum"]),
+        "minimum": _number(got["minimum"]),
+        "sum": _number(got["sum"]),
+        "variance": variance,
+        "std-dev": math.sqrt(max(variance, 0.0)) if variance is not None else None,
+        **{name: _number(got[sql.percentile_label(name)]) for name in sql.FRACTIONS if name in wanted},
+    }
+    coding: dict[str, Any] = {"code": row["code"]}
+    if row["system"]:
+        coding = {"system": row["system"], "code": row["code"]}
+    components = []
+    for stat in wanted:
+        code = {"coding": [{"system": STATISTICS_SYSTEM, "code": stat}]}
+        if stat == "count":
+            components.append({"code": code, "valueInteger": n})
+            continue
+        value = values[stat]
+        if value is None:
+            continue
+        quantity: dict[str, Any] = {"value": value}
+        if row["unit"]:
+            unit = row["unit"] if stat != "variance" else f"({row['unit']})2"
+            quantity |= {"unit": unit, "system": UCUM, "code": unit}
+        components.append({"code": code, "valueQuantity": quantity})
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [coding]},
+        "subject": {"reference": f"{subject[0]}/{subject[1]}"},
+    }
+    if period:
+        obs["effectivePeriod"] = period
+    obs["component"] = components
+    return obs
