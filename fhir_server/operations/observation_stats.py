@@ -33,9 +33,7 @@ from ..interactions.context import Context
 from ..interactions.search import parse
 from ..references import local_target
 from ..search import observation_stats as sql
-from ..search.types.base import SqlContext
 from ..search.types.date import search_range
-from ..store import tables
 from ..store.sql import Tx
 from . import calendar_buckets
 from .parameters import OperationInput, parameters
@@ -142,16 +140,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
 
     q = parse(ctx, "Observation", [], lenient=False)
     restrict = enforce.search_restriction(ctx.principal, q, base)
-    R = tables.resource
-    matching = [
-        R.c.res_type == "Observation",
-        R.c.deleted.is_(False),
-        sql.subject_test(subject, SqlContext(base.rstrip("/") or None, None, None)),
-        sql.not_in_error(),
-    ]
-    if restrict is not None:
-        matching.append(restrict)
-    rows = sql.value_rows(matching, codes)
+    rows = sql.value_rows(sql.statistics_base(subject, base, restrict), codes)
     spread = bool({"variance", "std-dev"} & set(wanted))
     ranks = bool(set(sql.FRACTIONS) & set(wanted))
     if low is not None or high is not None:

@@ -87,6 +87,21 @@ def not_in_error() -> ColumnElement[bool]:
     )
 
 
+def statistics_base(
+    subject: tuple[str, str], base: str, restrict: ColumnElement[bool] | None
+) -> list[ColumnElement[bool]]:
+    """On `resource`: the live Observations of `subject` that count for statistics, within `restrict`."""
+    out = [
+        _R.c.res_type == "Observation",
+        _R.c.deleted.is_(False),
+        subject_test(subject, SqlContext(base.rstrip("/") or None, None, None)),
+        not_in_error(),
+    ]
+    if restrict is not None:
+        out.append(restrict)
+    return out
+
+
 # ---------------------------------------------------------------- $lastn
 
 
