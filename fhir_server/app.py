@@ -11,10 +11,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__, events, job_kinds
-from .api import auth_routes, bulk_routes, http, ingest_routes, terminology_routes
+from .api import auth_routes, bulk_routes, health, http, ingest_routes, metrics, terminology_routes
+from .api.base_path import BasePath
 from .api.input_limits_middleware import InputLimitsMiddleware
 from .api.routes import router
 from .api.security_headers import SecurityHeaders
+from .api.request_telemetry import RequestTelemetry
 from .api.server_errors import ServerErrors
 from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context
@@ -68,7 +70,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         ],
         max_age=600,
     )
-    app.add_middleware(SecurityHeaders)  # nosniff; no-store on PHI (outermost: on every response)
+    app.add_middleware(SecurityHeaders)  # nosniff; no-store on PHI (on every response)
+    app.state.metrics = metrics.Metrics(store)
+    app.add_middleware(RequestTelemetry, metrics=app.state.metrics)  # request id, metrics, log line
+    if settings.base_path:  # outermost: FHIR_BASE_URL=https://host/fhir serves under /fhir
+        app.add_middleware(BasePath, prefix=settings.base_path)
+    app.include_router(health.router)  # /healthz, /readyz (public), /metrics (FHIR_METRICS_TOKEN)
+    app.include_router(metrics.router)
     auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)
     app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
