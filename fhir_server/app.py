@@ -14,9 +14,9 @@ from . import __version__, events, job_kinds
 from .api import auth_routes, bulk_routes, health, http, ingest_routes, metrics, terminology_routes
 from .api.base_path import BasePath
 from .api.input_limits_middleware import InputLimitsMiddleware
+from .api.request_telemetry import RequestTelemetry
 from .api.routes import router
 from .api.security_headers import SecurityHeaders
-from .api.request_telemetry import RequestTelemetry
 from .api.server_errors import ServerErrors
 from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context

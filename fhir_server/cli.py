@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -45,6 +44,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def serve(ns: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from . import structured_logs
     from .store.engine import make_engine
     from .store.migrate import upgrade
 
@@ -72,7 +72,8 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
         port=port,
         workers=ns.workers or settings.workers,
         log_level=settings.log_level,
-        access_log=False,
+        log_config=structured_logs.config(settings.log_format, settings.log_level),  # in every worker
+        access_log=False,  # its lines hold query strings: fhir_server.access logs each request instead
         proxy_headers=False,  # the client address is the socket peer unless FHIR_TRUSTED_PROXIES says otherwise
     )
     return 0
@@ -283,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, (help_text, _, add_args) in _COMMANDS.items():
         add_args(sub.add_parser(name, help=help_text))
     ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return _COMMANDS[ns.command][1](ns, Settings())
+    settings = Settings()
+    from .structured_logs import configure
+
+    configure(settings.log_format, "info")  # JSON lines with a request id (FHIR_LOG_FORMAT=text: plain)
+    return _COMMANDS[ns.command][1](ns, settings)
 
 
 if __name__ == "__main__":

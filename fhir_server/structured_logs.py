@@ -73,8 +73,10 @@ class TextFormatter(logging.Formatter):
 
 def config(log_format: str = "json", level: str = "info") -> dict[str, Any]:
     """A `logging.config.dictConfig` for the root logger (and uvicorn's, which would keep their own)."""
-    formatter = "fhir_server.structured_logs.JsonFormatter" if log_format == "json" else (
-        "fhir_server.structured_logs.TextFormatter"
+    formatter = (
+        "fhir_server.structured_logs.JsonFormatter"
+        if log_format == "json"
+        else ("fhir_server.structured_logs.TextFormatter")
     )
     handler = {
         "class": "logging.StreamHandler",

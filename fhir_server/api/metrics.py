@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
@@ -86,7 +93,9 @@ class StoreCollector(Collector):
             return
         up.add_metric([], 1.0)
         yield up
-        depth = GaugeMetricFamily("fhir_job_queue_depth", "Active background jobs by status", labels=["status"])
+        depth = GaugeMetricFamily(
+            "fhir_job_queue_depth", "Active background jobs by status", labels=["status"]
+        )
         for status, count in sorted(stats.depth.items()):
             depth.add_metric([status], float(count))
         yield depth
@@ -104,9 +113,10 @@ def _authorised(request: Request, secret: str | None) -> None:
     given = request.headers.get("authorization", "")
     scheme, _, token = given.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), secret.encode()):
-        raise Unauthorized("/metrics needs the bearer secret of FHIR_METRICS_TOKEN", headers={
-            "WWW-Authenticate": 'Bearer realm="metrics"'
-        })
+        raise Unauthorized(
+            "/metrics needs the bearer secret of FHIR_METRICS_TOKEN",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -67,7 +67,10 @@ class RequestTelemetry(HttpMiddleware):
             self.metrics.observe(interaction.name, interaction.res_type, status, seconds)
             if interaction.name not in _QUIET or status >= 400:
                 log.info(
-                    "%s %s %s", scope["method"], interaction.name, status,
+                    "%s %s %s",
+                    scope["method"],
+                    interaction.name,
+                    status,
                     extra={
                         "fields": {
                             "method": scope["method"],
