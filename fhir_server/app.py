@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__, events, job_kinds
-from .api import auth_routes, bulk_routes, health, http, ingest_routes, metrics, terminology_routes
+from .api import auth_routes, bulk_routes, health, http, ingest_routes, metrics, openapi, terminology_routes
 from .api.base_path import BasePath
 from .api.input_limits_middleware import InputLimitsMiddleware
 from .api.request_telemetry import RequestTelemetry
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.add_middleware(BasePath, prefix=settings.base_path)
     app.include_router(health.router)  # /healthz, /readyz (public), /metrics (FHIR_METRICS_TOKEN)
     app.include_router(metrics.router)
+    app.include_router(openapi.router)  # /openapi.json and /docs, made from the CapabilityStatement
     auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)
     app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
