@@ -44,7 +44,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def serve(ns: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from . import structured_logs
+    from . import base_url, structured_logs
     from .store.engine import make_engine
     from .store.migrate import upgrade
 
@@ -52,19 +52,18 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
         os.environ["FHIR_ALLOW_ANONYMOUS"] = "true"
     host = ns.host or settings.host
     port = ns.port or settings.port
-    if ns.port and "FHIR_BASE_URL" not in os.environ:
-        os.environ["FHIR_BASE_URL"] = (
-            f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
-        )
+    base = base_url.for_serve(settings, host, port)
+    os.environ["FHIR_BASE_URL"] = base  # the app (in each uvicorn worker) reads it from there
     engine = make_engine(settings.database_url)
     upgrade(engine)
     if not ns.no_demo:
         from .auth.demo import bootstrap_demo
         from .store.sql import Store
 
-        base = os.environ.get("FHIR_BASE_URL", settings.base)
         bootstrap_demo(Store(engine, base=base), base)
     engine.dispose()
+    base_url.record(settings, base)  # `fhir-server token` mints for this audience
+    print(f"serving {base} (FHIR_BASE_URL; `fhir-server token` uses it too)", file=sys.stderr, flush=True)
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
@@ -133,40 +132,61 @@ def _token_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client", default="demo-app", help="a registered client id (default: demo-app)")
     p.add_argument("--scope", default="system/*.cruds", help="SMART scopes (default: system/*.cruds)")
     p.add_argument("--minutes", type=int, default=60, help="lifetime in minutes (default: 60)")
+    p.add_argument(
+        "--base-url",
+        help="the server's base URL, the token's audience (default: FHIR_BASE_URL, else what `serve` recorded)",
+    )
 
 
 @command("token", "mint an access token for a registered client (for curl and scripts)", _token_args)
 def token(ns: argparse.Namespace, settings: Settings) -> int:
+    from . import base_url
     from .auth.operator_token import mint
     from .errors import FhirError
-    from .store.engine import make_engine
     from .store.sql import Store
 
+    base, source = base_url.for_operator(settings, ns.base_url)
+    settings = Settings(base_url=base)
+    engine = _existing_database(settings)
     try:
-        print(
-            mint(
-                Store(make_engine(settings.database_url), base=settings.base),
-                settings,
-                ns.client,
-                ns.scope,
-                ns.minutes,
-            )
-        )
+        minted = mint(Store(engine, base=settings.base), settings, ns.client, ns.scope, ns.minutes)
     except FhirError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        raise CommandError(exc.message) from None
+    finally:
+        engine.dispose()
+    print(minted)
+    print(f"token for {base} ({source})", file=sys.stderr)
     return 0
+
+
+class CommandError(Exception):
+    """An operator mistake: `main` prints it as one line (`error: ...`) and exits with status 2."""
+
+
+def _existing_database(settings: Settings) -> Any:
+    """The engine of the configured database, which must exist and be migrated (nothing is created)."""
+    from sqlalchemy.engine import make_url
+
+    from .store.engine import normalise_url
+    from .store.migrate import NotReady, open_current
+
+    try:
+        return open_current(settings.database_url)
+    except NotReady as exc:
+        shown = make_url(normalise_url(settings.database_url)).render_as_string(hide_password=True)
+        raise CommandError(
+            f"{exc} (FHIR_DATABASE_URL={shown}): run this where the server runs, or `fhir-server migrate` first"
+        ) from None
 
 
 @command("reindex", "rebuild the search index from the stored resources")
 def reindex(ns: argparse.Namespace, settings: Settings) -> int:
-    from .store.engine import make_engine
     from .store.reindex import reindex as run
 
     def progress(n: int) -> None:
         print(f"\rindexed {n} resources", end="", file=sys.stderr, flush=True)
 
-    total = run(make_engine(settings.database_url), progress=progress)
+    total = run(_existing_database(settings), progress=progress)
     print(f"\nreindexed {total} resources", file=sys.stderr)
     return 0
 
@@ -288,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     from .structured_logs import configure
 
     configure(settings.log_format, "info")  # JSON lines with a request id (FHIR_LOG_FORMAT=text: plain)
-    return _COMMANDS[ns.command][1](ns, settings)
+    try:
+        return _COMMANDS[ns.command][1](ns, settings)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

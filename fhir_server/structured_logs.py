@@ -92,7 +92,13 @@ def config(log_format: str = "json", level: str = "info") -> dict[str, Any]:
         "formatters": {"main": {"()": formatter}},
         "handlers": {"main": handler},
         "root": {"handlers": ["main"], "level": level.upper()},
-        "loggers": {"uvicorn": quiet, "uvicorn.error": quiet, "uvicorn.access": quiet},
+        "loggers": {
+            "uvicorn": quiet,
+            "uvicorn.error": quiet,
+            "uvicorn.access": quiet,
+            "alembic.runtime.plugins": {"level": "WARNING"},  # a line per plugin at every start
+            "alembic.runtime.migration": {"level": "WARNING"},  # `migrate` says what it did itself
+        },
     }
 
 
