@@ -133,7 +133,7 @@ def _operation_paths(
 ) -> None:
     for op in ops:
         levels, methods = _levels(op["definition"], base)
-        where = []
+        where: list[tuple[str, list[dict[str, Any]]]] = []
         if res_type is None and "system" in levels:
             where.append((f"/${op['name']}", []))
         if res_type is not None and "type" in levels:
@@ -143,7 +143,7 @@ def _operation_paths(
         for path, params in where:
             for method in methods:
                 op_id = f"{method}-{path.strip('/').replace('/', '-').replace('{id}', 'id')}"
-                body = {"requestBody": _body(_ANY_RESOURCE)} if method == "post" else {}
+                body: dict[str, Any] = {"requestBody": _body(_ANY_RESOURCE)} if method == "post" else {}
                 paths.setdefault(path, {})[method] = _op(
                     f"${op['name']} ({op['definition']})",
                     op_id,
