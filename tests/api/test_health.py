@@ -106,3 +106,15 @@ def test_readyz_checks_the_configured_redis(store: Store, app_settings: Settings
     settings = app_settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/0"})
     with _client(store.engine, settings) as c:
         assert _ready(c) == (200, {"database": "ok", "redis": "ok"})
+
+
+def test_readyz_gives_up_on_a_hung_check(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from fhir_server.api import health
+
+    monkeypatch.setattr(health, "CHECK_SECONDS", 0.2)
+    monkeypatch.setattr(health, "_database", lambda store: time.sleep(2) or "ok")
+    started = time.monotonic()
+    assert _ready(client) == (503, {"database": "timeout"})
+    assert time.monotonic() - started < 1.5

@@ -130,3 +130,19 @@ def test_metrics_need_the_configured_secret(store: Store, app_settings: Settings
         assert on.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert on.get("/metrics", headers={"Authorization": f"Basic {SECRET}"}).status_code == 401
         assert on.get("/metrics", headers={"Authorization": f"Bearer {SECRET}"}).status_code == 200
+
+
+def test_smart_tokens_do_not_open_metrics(store: Store, smart_settings: Settings) -> None:
+    """Isolation: /metrics is the operator's, through its own secret; no SMART token of a patient, a
+    user or a system client (even system/*.cruds) reads it."""
+    from fhir_server.auth import clients
+    from fhir_server.auth.operator_token import mint
+
+    with store.write() as tx:
+        clients.register(tx.conn, "ops", "public", redirect_uris=["http://localhost/cb"], name="ops")
+    token = mint(store, smart_settings, "ops", "system/*.cruds", 5)
+    settings = smart_settings.model_copy(update={"metrics_token": SECRET})
+    with TestClient(create_app(settings, store=store), base_url=BASE) as c:
+        assert c.get("/Patient", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert c.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        assert c.get("/metrics", headers={"Authorization": f"Bearer {SECRET}"}).status_code == 200
