@@ -80,11 +80,14 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
 
 @command("migrate", "create or upgrade the database schema")
 def migrate(ns: argparse.Namespace, settings: Settings) -> int:
-    from .store.engine import make_engine
+    from sqlalchemy.engine import make_url
+
+    from .store.engine import make_engine, normalise_url
     from .store.migrate import upgrade
 
     upgrade(make_engine(settings.database_url))
-    print(f"database at {settings.database_url} is up to date")
+    shown = make_url(normalise_url(settings.database_url)).render_as_string(hide_password=True)
+    print(f"database at {shown} is up to date")  # never the password (compose logs keep this line)
     return 0
 
 

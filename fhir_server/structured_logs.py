@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import logging.config
+import sys
 import time
 from typing import Any
 
@@ -71,6 +72,22 @@ class TextFormatter(logging.Formatter):
         return line + ("\n" + format_exception(exc) if exc is not None else "")
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at each record (as `logging.lastResort` does), so a stream
+    replaced after configuration (a test's capture, a daemon's redirect) is never written to closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def config(log_format: str = "json", level: str = "info") -> dict[str, Any]:
     """A `logging.config.dictConfig` for the root logger (and uvicorn's, which would keep their own)."""
     formatter = (
@@ -79,8 +96,7 @@ def config(log_format: str = "json", level: str = "info") -> dict[str, Any]:
         else ("fhir_server.structured_logs.TextFormatter")
     )
     handler = {
-        "class": "logging.StreamHandler",
-        "stream": "ext://sys.stderr",
+        "()": "fhir_server.structured_logs.StderrHandler",
         "formatter": "main",
         "filters": ["request_id"],
     }

@@ -136,3 +136,27 @@ def test_the_base_url_sources_in_order(tmp_path: Path) -> None:
     assert base_url.for_serve(explicit, "0.0.0.0", 9000) == "https://fhir.example.org/r4"
     assert base_url.for_operator(explicit, None)[0] == "https://fhir.example.org/r4"
     assert base_url.for_operator(explicit, "http://x:1/")[0] == "http://x:1"
+
+
+def test_migrate_never_prints_the_database_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    import psycopg
+
+    from fhir_server import cli
+    from tests.conftest import PG_ADMIN
+
+    name = f"fhir_cli_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        host = PG_ADMIN.split("@", 1)[1].rsplit("/", 1)[0]
+        monkeypatch.setenv("FHIR_DATABASE_URL", f"postgresql://postgres:hunter2-secret@{host}/{name}")
+        assert cli.main(["migrate"]) == 0
+        out = capsys.readouterr().out
+        assert "is up to date" in out and "hunter2-secret" not in out
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
