@@ -44,7 +44,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def serve(ns: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from . import base_url, structured_logs
+    from . import base_url
     from .store.engine import make_engine
     from .store.migrate import upgrade
 
@@ -64,18 +64,38 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
     engine.dispose()
     base_url.record(settings, base)  # `fhir-server token` mints for this audience
     print(f"serving {base} (FHIR_BASE_URL; `fhir-server token` uses it too)", file=sys.stderr, flush=True)
+    workers = ns.workers or settings.workers
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        # the workers add up their metrics in files here (api/metrics.py); removed when serve ends
+        metrics_dir = tempfile.mkdtemp(prefix="fhir-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_uvicorn(uvicorn, settings, host, port, workers)
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(uvicorn: Any, settings: Settings, host: str, port: int, workers: int) -> None:
+    from . import structured_logs
+
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
         host=host,
         port=port,
-        workers=ns.workers or settings.workers,
+        workers=workers,
         log_level=settings.log_level,
         log_config=structured_logs.config(settings.log_format, settings.log_level),  # in every worker
         access_log=False,  # its lines hold query strings: fhir_server.access logs each request instead
         proxy_headers=False,  # the client address is the socket peer unless FHIR_TRUSTED_PROXIES says otherwise
     )
-    return 0
 
 
 @command("migrate", "create or upgrade the database schema")

@@ -37,7 +37,8 @@ def _cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def _serving(cwd: Path, port: int, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+def serving(cwd: Path, port: int, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """`fhir-server serve --port PORT ARGS` in `cwd` until the block ends (its log: cwd/serve.log)."""
     log = (cwd / "serve.log").open("w")  # a file, not a pipe nobody reads: the server never blocks on it
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_server.cli", "serve", "--no-demo", "--port", str(port), *args],
@@ -72,7 +73,7 @@ def _register_client(cwd: Path) -> None:
 def test_serve_port_then_token_then_read(tmp_path: Path) -> None:
     port = free_port()
     _register_client(tmp_path)
-    with _serving(tmp_path, port):
+    with serving(tmp_path, port):
         minted = _cli(tmp_path, "token")
         assert minted.returncode == 0, minted.stderr
         assert f"token for http://localhost:{port}" in minted.stderr
@@ -94,7 +95,7 @@ def test_serve_under_a_base_url_with_a_path(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     _register_client(tmp_path)
-    with _serving(tmp_path, port, FHIR_BASE_URL=base):
+    with serving(tmp_path, port, FHIR_BASE_URL=base):
         minted = _cli(tmp_path, "token", FHIR_BASE_URL=base)
         assert minted.returncode == 0, minted.stderr
         auth = {"Authorization": f"Bearer {minted.stdout.strip()}"}

@@ -5,13 +5,15 @@ database pool; the job queue (depth by status, age of the oldest active job). Ea
 registry (several apps in one process, as in the tests, never share counters). The endpoint answers
 only a bearer of `FHIR_METRICS_TOKEN`; without that setting it does not exist (404). No label ever
 holds patient data: interactions and types come from `interaction.classify` (bounded sets).
-With `FHIR_WORKERS` > 1 each process has its own counters (scrape each process, or run one per container).
+With `FHIR_WORKERS` > 1 the workers share their counters through files (prometheus-client's multiprocess
+mode, `multiprocess_dir`), so a scrape answered by any worker counts every worker's requests.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,11 +42,24 @@ router = APIRouter()
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+def multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR: set by `fhir-server serve --workers N` (N > 1) before the workers start;
+    each process then keeps its counters in files there, and a scrape of any one adds them all up."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class Metrics:
     """The app's registry and the request instruments the telemetry middleware feeds."""
 
     def __init__(self, store: Store) -> None:
         self.registry = CollectorRegistry()
+        self.exposed = self.registry  # what /metrics serializes
+        if multiprocess_dir():
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed)  # every worker's files
+            self.exposed.register(StoreCollector(store))
         self.requests = Counter(
             "fhir_http_requests",
             "HTTP requests answered, by FHIR interaction, resource type and status code",
@@ -59,7 +74,10 @@ class Metrics:
             registry=self.registry,
         )
         self.in_progress = Gauge(
-            "fhir_http_requests_in_progress", "Requests being answered now", registry=self.registry
+            "fhir_http_requests_in_progress",
+            "Requests being answered now",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # the live workers' sum
         )
         self.registry.register(StoreCollector(store))
 
@@ -122,6 +140,6 @@ def _authorised(request: Request, secret: str | None) -> None:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     _authorised(request, request.app.state.settings.metrics_token)
-    registry = request.app.state.metrics.registry
+    registry = request.app.state.metrics.exposed
     body = await run_in_threadpool(generate_latest, registry)
     return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
