@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             "X-Progress",
             "Retry-After",
             "Expires",
+            "X-Request-ID",
         ],
         max_age=600,
     )
