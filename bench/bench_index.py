@@ -1,6 +1,6 @@
 """Benchmark of search index row building (https://hl7.org/fhir/R4/search.html) over Synthea bundles.
 
-Reads the transaction Bundles in /work/shared/data/synthea-r4/*.json (or the folder given as the
+Reads the transaction Bundles in ../shared/data/synthea-r4/*.json (relative to the repository root) (or the folder given as the
 first argument), rewrites `urn:uuid:` references to `Type/id` as the transaction interaction does,
 then times `index_rows` per resource and prints resources/s, µs per resource by type, and rows.
 
@@ -52,7 +52,11 @@ def load(folder: Path, limit: int | None) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("folder", nargs="?", default="/work/shared/data/synthea-r4")
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synthea-r4"),
+    )
     parser.add_argument("--limit", type=int, default=None, help="number of bundles")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()

@@ -18,7 +18,7 @@ the load and rebuilt after it), then VACUUM ANALYZE. It then times, through the 
   cursors, with and without `_sort=-date` (page 200 <= 1.5 x page 1);
 - (f) `Observation?code=Y&_sort=-date` (the first 20 of tens of thousands of matches);
 
-prints EXPLAIN ANALYZE of (a), and (d) loads the Synthea bundles (/work/shared/data/synthea-r4)
+prints EXPLAIN ANALYZE of (a), and (d) loads the Synthea bundles (../shared/data/synthea-r4 from the repository root)
 through the transaction interaction into a fresh database (>= 1,000 resources/s). Figures go to
 bench/results/search-<time>.json. Databases are dropped at the end unless --keep.
 """
@@ -67,7 +67,7 @@ from fhir_server.store.sql import Store, serialise
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA = Path("/work/shared/data/synthea-r4")
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synthea-r4"  # ../shared/data
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BASE = "http://bench.invalid/fhir"
 LOINC = "http://loinc.org"

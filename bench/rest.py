@@ -39,7 +39,7 @@ import psycopg.sql
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA = Path("/work/shared/data/synthea-r4")
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synthea-r4"  # ../shared/data
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 FHIR_JSON = "application/fhir+json"
 

@@ -11,8 +11,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__, events, job_kinds
-from .api import auth_routes, bulk_routes, clinical_routes, http, ingest_routes, terminology_routes
+from .api import (
+    auth_routes,
+    bulk_routes,
+    clinical_routes,
+    health,
+    http,
+    ingest_routes,
+    metrics,
+    openapi,
+    terminology_routes,
+)
+from .api.base_path import BasePath
 from .api.input_limits_middleware import InputLimitsMiddleware
+from .api.request_telemetry import RequestTelemetry
 from .api.routes import router
 from .api.security_headers import SecurityHeaders
 from .api.server_errors import ServerErrors
@@ -65,10 +77,18 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             "X-Progress",
             "Retry-After",
             "Expires",
+            "X-Request-ID",
         ],
         max_age=600,
     )
-    app.add_middleware(SecurityHeaders)  # nosniff; no-store on PHI (outermost: on every response)
+    app.add_middleware(SecurityHeaders)  # nosniff; no-store on PHI (on every response)
+    app.state.metrics = metrics.Metrics(store)
+    app.add_middleware(RequestTelemetry, metrics=app.state.metrics)  # request id, metrics, log line
+    if settings.base_path:  # outermost: FHIR_BASE_URL=https://host/fhir serves under /fhir
+        app.add_middleware(BasePath, prefix=settings.base_path)
+    app.include_router(health.router)  # /healthz, /readyz (public), /metrics (FHIR_METRICS_TOKEN)
+    app.include_router(metrics.router)
+    app.include_router(openapi.router)  # /openapi.json and /docs, made from the CapabilityStatement
     auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)
     app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -45,6 +44,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def serve(ns: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from . import base_url
     from .store.engine import make_engine
     from .store.migrate import upgrade
 
@@ -52,39 +52,62 @@ def serve(ns: argparse.Namespace, settings: Settings) -> int:
         os.environ["FHIR_ALLOW_ANONYMOUS"] = "true"
     host = ns.host or settings.host
     port = ns.port or settings.port
-    if ns.port and "FHIR_BASE_URL" not in os.environ:
-        os.environ["FHIR_BASE_URL"] = (
-            f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
-        )
+    base = base_url.for_serve(settings, host, port)
+    os.environ["FHIR_BASE_URL"] = base  # the app (in each uvicorn worker) reads it from there
     engine = make_engine(settings.database_url)
     upgrade(engine)
     if not ns.no_demo:
         from .auth.demo import bootstrap_demo
         from .store.sql import Store
 
-        base = os.environ.get("FHIR_BASE_URL", settings.base)
         bootstrap_demo(Store(engine, base=base), base)
     engine.dispose()
+    base_url.record(settings, base)  # `fhir-server token` mints for this audience
+    print(f"serving {base} (FHIR_BASE_URL; `fhir-server token` uses it too)", file=sys.stderr, flush=True)
+    workers = ns.workers or settings.workers
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        # the workers add up their metrics in files here (api/metrics.py); removed when serve ends
+        metrics_dir = tempfile.mkdtemp(prefix="fhir-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_uvicorn(uvicorn, settings, host, port, workers)
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(uvicorn: Any, settings: Settings, host: str, port: int, workers: int) -> None:
+    from . import structured_logs
+
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
         host=host,
         port=port,
-        workers=ns.workers or settings.workers,
+        workers=workers,
         log_level=settings.log_level,
-        access_log=False,
+        log_config=structured_logs.config(settings.log_format, settings.log_level),  # in every worker
+        access_log=False,  # its lines hold query strings: fhir_server.access logs each request instead
         proxy_headers=False,  # the client address is the socket peer unless FHIR_TRUSTED_PROXIES says otherwise
     )
-    return 0
 
 
 @command("migrate", "create or upgrade the database schema")
 def migrate(ns: argparse.Namespace, settings: Settings) -> int:
-    from .store.engine import make_engine
+    from sqlalchemy.engine import make_url
+
+    from .store.engine import make_engine, normalise_url
     from .store.migrate import upgrade
 
     upgrade(make_engine(settings.database_url))
-    print(f"database at {settings.database_url} is up to date")
+    shown = make_url(normalise_url(settings.database_url)).render_as_string(hide_password=True)
+    print(f"database at {shown} is up to date")  # never the password (compose logs keep this line)
     return 0
 
 
@@ -132,40 +155,61 @@ def _token_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client", default="demo-app", help="a registered client id (default: demo-app)")
     p.add_argument("--scope", default="system/*.cruds", help="SMART scopes (default: system/*.cruds)")
     p.add_argument("--minutes", type=int, default=60, help="lifetime in minutes (default: 60)")
+    p.add_argument(
+        "--base-url",
+        help="the server's base URL, the token's audience (default: FHIR_BASE_URL, else what `serve` recorded)",
+    )
 
 
 @command("token", "mint an access token for a registered client (for curl and scripts)", _token_args)
 def token(ns: argparse.Namespace, settings: Settings) -> int:
+    from . import base_url
     from .auth.operator_token import mint
     from .errors import FhirError
-    from .store.engine import make_engine
     from .store.sql import Store
 
+    base, source = base_url.for_operator(settings, ns.base_url)
+    settings = Settings(base_url=base)
+    engine = _existing_database(settings)
     try:
-        print(
-            mint(
-                Store(make_engine(settings.database_url), base=settings.base),
-                settings,
-                ns.client,
-                ns.scope,
-                ns.minutes,
-            )
-        )
+        minted = mint(Store(engine, base=settings.base), settings, ns.client, ns.scope, ns.minutes)
     except FhirError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        raise CommandError(exc.message) from None
+    finally:
+        engine.dispose()
+    print(minted)
+    print(f"token for {base} ({source})", file=sys.stderr)
     return 0
+
+
+class CommandError(Exception):
+    """An operator mistake: `main` prints it as one line (`error: ...`) and exits with status 2."""
+
+
+def _existing_database(settings: Settings) -> Any:
+    """The engine of the configured database, which must exist and be migrated (nothing is created)."""
+    from sqlalchemy.engine import make_url
+
+    from .store.engine import normalise_url
+    from .store.migrate import NotReady, open_current
+
+    try:
+        return open_current(settings.database_url)
+    except NotReady as exc:
+        shown = make_url(normalise_url(settings.database_url)).render_as_string(hide_password=True)
+        raise CommandError(
+            f"{exc} (FHIR_DATABASE_URL={shown}): run this where the server runs, or `fhir-server migrate` first"
+        ) from None
 
 
 @command("reindex", "rebuild the search index from the stored resources")
 def reindex(ns: argparse.Namespace, settings: Settings) -> int:
-    from .store.engine import make_engine
     from .store.reindex import reindex as run
 
     def progress(n: int) -> None:
         print(f"\rindexed {n} resources", end="", file=sys.stderr, flush=True)
 
-    total = run(make_engine(settings.database_url), progress=progress)
+    total = run(_existing_database(settings), progress=progress)
     print(f"\nreindexed {total} resources", file=sys.stderr)
     return 0
 
@@ -283,8 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (help_text, _, add_args) in _COMMANDS.items():
         add_args(sub.add_parser(name, help=help_text))
     ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return _COMMANDS[ns.command][1](ns, Settings())
+    settings = Settings()
+    from .structured_logs import configure
+
+    configure(settings.log_format, "info")  # JSON lines with a request id (FHIR_LOG_FORMAT=text: plain)
+    try:
+        return _COMMANDS[ns.command][1](ns, settings)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -57,8 +57,19 @@ class Settings(BaseSettings):
     # Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For names the client, for login throttling;
     # empty: the socket peer is the client. FHIR_TRUSTED_PROXIES='["10.0.0.0/8"]'
     trusted_proxies: list[str] = []
+    # Operations (docs/operations.md): /metrics answers only a bearer of this secret (unset: /metrics is
+    # off, 404); logs are JSON lines with a request id ("json") or plain text ("text").
+    metrics_token: str | None = None
+    log_format: str = "json"
 
     @cached_property
     def base(self) -> str:
         """Base URL without a trailing slash."""
         return self.base_url.rstrip("/")
+
+    @cached_property
+    def base_path(self) -> str:
+        """The path of the base URL ("" or e.g. "/fhir"): the server answers under it."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.base).path.rstrip("/")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
+from .base_path import below_base
 from .http_middleware import HttpMiddleware
 
 
@@ -18,7 +19,8 @@ class SecurityHeaders(HttpMiddleware):
     """Pure ASGI middleware adding the headers as the response starts."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cacheable = scope["path"] == "/metadata" or scope["path"].startswith("/.well-known/")
+        path = below_base(scope)
+        cacheable = path == "/metadata" or path.startswith("/.well-known/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

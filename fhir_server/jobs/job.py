@@ -310,3 +310,27 @@ def active_count(store: Store, requester: Requester) -> int:
                 .where(requester.condition(), _J.status.in_(ACTIVE))
             ).scalar_one()
         )
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The job queue as an operator watches it (docs/operations.md, /metrics)."""
+
+    depth: dict[str, int]  # active jobs by status (accepted: waiting for a worker; in-progress)
+    oldest_created_us: int | None  # when the oldest active job was created; None: no active job
+
+
+def queue_stats(store: Store) -> QueueStats:
+    """Active jobs by status and the creation time of the oldest one (one grouped query)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(_J.status, func.count(), func.min(_J.created))
+            .where(_J.status.in_(ACTIVE))
+            .group_by(_J.status)
+        ).all()
+    depth = {status: 0 for status in ACTIVE}
+    oldest: int | None = None
+    for status, count, created in rows:
+        depth[status] = int(count)
+        oldest = int(created) if oldest is None else min(oldest, int(created))
+    return QueueStats(depth, oldest)

@@ -185,6 +185,8 @@ class Tx:
 
     def version(self, res_type: str, res_id: str, version: int) -> Stored | None:
         """A specific version (vread)."""
+        if not 0 < version < 2**31:  # the column is 32 bits: PostgreSQL would refuse the comparison
+            return None
         self.flush(check_references=False)
         v = t.resource_version.c
         row = self.conn.execute(
