@@ -10,6 +10,7 @@ neither is an error (tests/api/test_openapi.py), never a silently missing path.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,7 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__
+from .. import __version__, spec_package
 from ..operations import definitions
 from ..settings import Settings
 from . import metadata
@@ -25,8 +26,9 @@ from . import metadata
 router = APIRouter()
 
 FHIR_JSON = "application/fhir+json"
-# HL7's OperationDefinitions (their system/type/instance flags) for the operations this server serves,
-# with the levels its routes implement: name (last segment of the canonical URL) -> (levels, methods).
+# The levels this server's routes implement where they differ from the OperationDefinition or HL7's package
+# has none (Bulk Data): name (last segment of the canonical URL) -> (levels, methods). Any other HL7
+# operation takes its system/type/instance flags from its OperationDefinition in the spec package.
 _PUBLISHED: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     "export": (frozenset({"system"}), ("get", "post")),  # Bulk Data /$export
     "patient-export": (frozenset({"type"}), ("get", "post")),  # /Patient/$export
@@ -117,6 +119,15 @@ def _form(search_params: list[dict[str, Any]]) -> dict[str, Any]:
     return {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
 
 
+@functools.cache
+def _hl7_definition(name: str) -> dict[str, Any] | None:
+    """HL7's own OperationDefinition `name` from the spec package (e.g. Patient-everything), if any."""
+    for path, resource in spec_package.resources(f"OperationDefinition-{name}"):
+        if path.name == f"OperationDefinition-{name}.json":
+            return resource
+    return None
+
+
 def _levels(definition_url: str, base: str) -> tuple[frozenset[str], tuple[str, ...]]:
     name = definition_url.rstrip("/").rsplit("/", 1)[-1]
     if definition_url.startswith(f"{base}/OperationDefinition/") and name in definitions.NAMES:
@@ -124,6 +135,11 @@ def _levels(definition_url: str, base: str) -> tuple[frozenset[str], tuple[str, 
         levels = frozenset(level for level in ("system", "type", "instance") if d.get(level))
         return levels, ("post",) if d.get("affectsState") else ("get", "post")
     if name not in _PUBLISHED:
+        hl7 = definition_url.startswith("http://hl7.org/fhir/OperationDefinition/")
+        published = _hl7_definition(name) if hl7 else None
+        if published is not None:
+            levels = frozenset(level for level in ("system", "type", "instance") if published.get(level))
+            return levels, ("post",) if published.get("affectsState") else ("get", "post")
         raise LookupError(f"the advertised operation {definition_url} has no known levels (api/openapi.py)")
     return _PUBLISHED[name]
 
