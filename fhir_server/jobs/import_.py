@@ -3,7 +3,7 @@
 Modelled on the Bulk Data `$import` proposal; also behind the `fhir-server import` command.
 
 Each line is one resource. Lines are validated (`model.validate`) and stored in batches of
-`BATCH` resources (`batch_write`): an existing id becomes an update with a new version, the same
+`BATCH` resources (`bulk_write`): an existing id becomes an update with a new version, the same
 content again changes nothing, a line without an id gets a new one. A bad line (not JSON, not a
 valid resource) is reported with its file and line number and never stops the others; a batch that
 fails as a whole is retried one resource at a time, so a resource is stored completely or not at
@@ -32,11 +32,11 @@ from ..errors import FhirError, Invalid, Issue, operation_outcome
 from ..search.index import index_tuples
 from ..search.types import RowSink
 from ..settings import Settings
-from ..store import planner_statistics
+from ..store import bulk_write, planner_statistics
 from ..store.outbox import WriteContext
 from ..store.sql import Store, new_id
 from ..warmup import bulk_collection
-from . import batch_write, job, output_files
+from . import job, output_files
 from .handlers import Handler, LeaseLost
 from .job import Job
 from .requester import Requester
@@ -196,7 +196,7 @@ class Loader:
         """Write the pending batch and wait until everything written is durable."""
         self.flush()
         if self._unsynced:
-            batch_write.sync(self.store)
+            bulk_write.sync(self.store)
             self._unsynced = False
 
     def flush(self) -> None:
@@ -206,14 +206,14 @@ class Loader:
         if not batch:
             return
         try:
-            outcomes = batch_write.write(
+            outcomes = bulk_write.write(
                 self.store, [p[2] for p in batch], [p[3] for p in batch], context=self.context, durable=False
             )
             self._unsynced = True
         except Exception:
             for source, number, resource, index in batch:
                 try:
-                    (outcome,) = batch_write.write(
+                    (outcome,) = bulk_write.write(
                         self.store, [resource], [index], context=self.context, durable=False
                     )
                     self._unsynced = True

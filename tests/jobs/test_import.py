@@ -12,10 +12,10 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.jobs import batch_write, import_, job, worker
+from fhir_server.jobs import import_, job, worker
 from fhir_server.jobs.import_command import run_import
 from fhir_server.settings import Settings
-from fhir_server.store import planner_statistics
+from fhir_server.store import bulk_write, planner_statistics
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.bulk_support import BASE, settings_for, wait_done
@@ -94,14 +94,14 @@ def test_a_batch_that_fails_is_retried_one_resource_at_a_time(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One resource the database refuses fails alone; the rest of its batch is stored whole."""
-    real = batch_write.write
+    real = bulk_write.write
 
     def picky(s: Store, resources: list[dict[str, Any]], indexes: Any = None, **options: Any) -> list[str]:
         if any(r["id"] == "bad" for r in resources):
             raise RuntimeError("refused by the database")
         return real(s, resources, indexes, **options)
 
-    monkeypatch.setattr(batch_write, "write", picky)
+    monkeypatch.setattr(bulk_write, "write", picky)
     source = tmp_path / "p.ndjson"
     source.write_bytes(ndjson(*({**factories.patient(), "id": i} for i in ("a", "bad", "c"))))
     tally, errors = _load(store, source)
@@ -277,7 +277,7 @@ def test_ids_of_a_type_new_to_the_statistics_are_looked_up_by_the_unique_index(
     ANALYZE_AFTER of them, the per-batch id lookup probes uq_resource_type_id with each id instead of
     scanning every Observation and filtering by id (which made each batch slower as the type grew)."""
     monkeypatch.setattr(import_, "ANALYZE_AFTER", 300)
-    batch_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(2000)])
+    bulk_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(2000)])
     planner_statistics.analyze(store, ("resource",))
     # What matters is the statistics while the import runs, not the refresh at its end.
     monkeypatch.setattr(planner_statistics, "refresh", lambda *_: [])
@@ -288,7 +288,7 @@ def test_ids_of_a_type_new_to_the_statistics_are_looked_up_by_the_unique_index(
     with store.engine.connect() as conn:
         raw = conn.connection.driver_connection
         plan = "\n".join(
-            row[0] for row in raw.execute("EXPLAIN " + batch_write._PG_CURRENT, (["o1", "o2"], "Observation"))
+            row[0] for row in raw.execute("EXPLAIN " + bulk_write._PG_CURRENT, (["o1", "o2"], "Observation"))
         )
     # One probe per id: res_id is in the index condition, not a filter over every Observation.
     assert "uq_resource_type_id" in plan and "res_id)::text = k.id))" in plan and "Filter" not in plan, plan
@@ -298,8 +298,8 @@ def test_batches_committed_without_waiting_for_the_flush_leave_the_connection_as
     store: Store,
 ) -> None:
     """`durable=False` is SET LOCAL: the pooled connection's next transaction commits synchronously."""
-    assert batch_write.write(store, [{**factories.patient(), "id": "p1"}], durable=False) == ["created"]
-    batch_write.sync(store)
+    assert bulk_write.write(store, [{**factories.patient(), "id": "p1"}], durable=False) == ["created"]
+    bulk_write.sync(store)
     with store.read() as tx:
         assert tx.current("Patient", "p1") is not None
     if store.sqlite:

@@ -22,8 +22,9 @@ from sqlalchemy import Connection, select, text
 
 from fhir_server.api.deps import get_principal
 from fhir_server.app import create_app
-from fhir_server.jobs import batch_write, job, tables
+from fhir_server.jobs import job, tables
 from fhir_server.settings import Settings
+from fhir_server.store import bulk_write
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.bulk_support import BASE, Caller, kick_off, settings_for
@@ -78,8 +79,8 @@ def test_an_export_survives_its_worker_being_killed(store: Store, tmp_path: Path
     settings = settings_for(tmp_path, redis_url=REDIS, job_queue=queue_name)
     for start in range(0, N, 1000):
         batch = [{**factories.patient(f"P{i}"), "id": f"p{i}"} for i in range(start, start + 1000)]
-        batch_write.write(store, batch, durable=False)
-    batch_write.sync(store)
+        bulk_write.write(store, batch, durable=False)
+    bulk_write.sync(store)
     database_url = store.engine.url.render_as_string(hide_password=False)
     log = tmp_path / "worker.log"
     app = create_app(settings, store=store)

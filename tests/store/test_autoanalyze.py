@@ -11,9 +11,8 @@ from sqlalchemy import text
 
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.transaction import transaction
-from fhir_server.jobs import batch_write
 from fhir_server.settings import Settings
-from fhir_server.store import autoanalyze, fast
+from fhir_server.store import autoanalyze, bulk_write, fast
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.conftest import BASE
@@ -90,14 +89,14 @@ def test_import_batches_are_analyzed_once_they_add_up(store: Store) -> None:
     analyzer = _fresh(store)
     started = time.time()
     for i in range(autoanalyze.BASE_ROWS // 50 + 1):
-        batch_write.write(store, [{**factories.patient(), "id": f"p{i}-{j}"} for j in range(50)])
+        bulk_write.write(store, [{**factories.patient(), "id": f"p{i}-{j}"} for j in range(50)])
     assert analyzer.wait_idle(WAIT)
     assert (_analyzed_rows(store, "resource", started) or 0) >= autoanalyze.BASE_ROWS
 
 
 def test_a_few_writes_analyze_nothing(store: Store) -> None:
     analyzer = _fresh(store)
-    batch_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(20)])
+    bulk_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(20)])
     assert analyzer.wait_idle(WAIT)
     assert analyzer.passes == 0
 
@@ -109,10 +108,10 @@ def test_a_type_first_thousand_rows_are_analyzed_even_below_the_table_threshold(
     analyzer = _fresh(store)
     started = time.time()
     step = autoanalyze.TYPE_STEPS[0]
-    batch_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(step - 1)])
+    bulk_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(step - 1)])
     assert analyzer.wait_idle(WAIT)
     assert analyzer.passes == 0
-    batch_write.write(store, [{**factories.patient(), "id": "last"}])
+    bulk_write.write(store, [{**factories.patient(), "id": "last"}])
     assert analyzer.wait_idle(WAIT)
     assert (_analyzed_rows(store, "resource", started) or 0) >= step
 
@@ -123,7 +122,7 @@ def test_a_pass_that_finds_another_process_analyzing_tries_again_after_it(store:
     started = time.time()
     with store.engine.connect() as other:  # another API process in the middle of its pass
         other.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": autoanalyze._LOCK_KEY})
-        batch_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(600)])
+        bulk_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(600)])
         deadline = time.monotonic() + WAIT
         while analyzer.passes == 0:
             assert time.monotonic() < deadline, "no pass was attempted"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fhir_server.jobs import batch_write
-from fhir_server.store import autoanalyze, planner_statistics
+from fhir_server.store import autoanalyze, bulk_write, planner_statistics
 from fhir_server.store.sql import Store
 from tests import factories
 
@@ -15,7 +14,7 @@ def test_stale_tables_are_analyzed_once(store: Store) -> None:
     # first; a fresh analyzer leaves 300 rows alone (below its base threshold).
     store.analyzer = autoanalyze.Analyzer(store.engine)
     planner_statistics.refresh(store)
-    batch_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(300)])
+    bulk_write.write(store, [{**factories.patient(), "id": f"p{i}"} for i in range(300)])
     if store.sqlite:
         assert planner_statistics.refresh(store) == []
         return

@@ -7,8 +7,8 @@ import pytest
 
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.search import search
-from fhir_server.jobs import batch_write
 from fhir_server.settings import Settings
+from fhir_server.store import bulk_write
 from fhir_server.store.sql import Store
 from tests import factories
 
@@ -25,7 +25,7 @@ def _search(store: Store, rtype: str, **params: str) -> list[str]:
 def test_new_ids_are_created_and_indexed(store: Store) -> None:
     patient = {**factories.patient("Batch"), "id": "p1"}
     obs = [{**factories.observation("p1", value=i), "id": f"o{i}"} for i in range(3)]
-    assert batch_write.write(store, [patient, *obs]) == ["created"] * 4
+    assert bulk_write.write(store, [patient, *obs]) == ["created"] * 4
     assert _search(store, "Patient", family="batch") == ["p1"]
     assert _search(store, "Observation", subject="Patient/p1") == ["o0", "o1", "o2"]
     with store.read() as tx:
@@ -36,20 +36,20 @@ def test_new_ids_are_created_and_indexed(store: Store) -> None:
 
 def test_the_same_content_again_creates_no_version(store: Store) -> None:
     patient = {**factories.patient("Same"), "id": "p1"}
-    batch_write.write(store, [patient])
+    bulk_write.write(store, [patient])
     with store.read() as tx:
         stored = tx.current("Patient", "p1")
     assert stored is not None
     exported = stored.resource()  # as a previous export wrote it: meta.versionId / lastUpdated set
-    assert batch_write.write(store, [patient]) == ["unchanged"]
-    assert batch_write.write(store, [exported]) == ["unchanged"]
+    assert bulk_write.write(store, [patient]) == ["unchanged"]
+    assert bulk_write.write(store, [exported]) == ["unchanged"]
     with store.read() as tx:
         assert tx.count_history(res_type="Patient", res_id="p1") == 1
 
 
 def test_an_existing_id_with_new_content_becomes_a_new_version(store: Store) -> None:
-    batch_write.write(store, [{**factories.patient("Old"), "id": "p1"}])
-    assert batch_write.write(store, [{**factories.patient("New"), "id": "p1"}]) == ["updated"]
+    bulk_write.write(store, [{**factories.patient("Old"), "id": "p1"}])
+    assert bulk_write.write(store, [{**factories.patient("New"), "id": "p1"}]) == ["updated"]
     assert _search(store, "Patient", family="new") == ["p1"]
     assert _search(store, "Patient", family="old") == []
     with store.read() as tx:
@@ -60,21 +60,21 @@ def test_an_existing_id_with_new_content_becomes_a_new_version(store: Store) -> 
 
 
 def test_a_deleted_resource_is_brought_back_by_an_import(store: Store) -> None:
-    batch_write.write(store, [{**factories.patient("Back"), "id": "p1"}])
+    bulk_write.write(store, [{**factories.patient("Back"), "id": "p1"}])
     with store.write() as tx:
         prev = tx.current("Patient", "p1")
         assert prev is not None
         tx.delete(prev)
-    assert batch_write.write(store, [{**factories.patient("Back"), "id": "p1"}]) == ["updated"]
+    assert bulk_write.write(store, [{**factories.patient("Back"), "id": "p1"}]) == ["updated"]
     assert _search(store, "Patient", family="back") == ["p1"]
 
 
 def test_references_are_not_checked(store: Store) -> None:
     """Bulk loads arrive in any order: a reference to a resource not (yet) there is stored."""
-    assert batch_write.write(store, [{**factories.observation("not-yet"), "id": "o1"}]) == ["created"]
+    assert bulk_write.write(store, [{**factories.observation("not-yet"), "id": "o1"}]) == ["created"]
 
 
 def test_a_batch_holds_each_resource_once(store: Store) -> None:
     patient = {**factories.patient(), "id": "p1"}
     with pytest.raises(ValueError):
-        batch_write.write(store, [patient, patient])
+        bulk_write.write(store, [patient, patient])

@@ -22,11 +22,10 @@ from sqlalchemy import Connection, select
 from .. import instant
 from ..errors import Conflict
 from ..search.index import index_tuples
-from ..search.types import RowSink
-from ..store import fast
-from ..store import tables as t
-from ..store.outbox import WriteContext
-from ..store.sql import Store, VersionConflict, serialise
+from . import fast
+from . import tables as t
+from .outbox import WriteContext
+from .sql import Store, VersionConflict, serialise
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 _CHUNK = 500
@@ -100,7 +99,7 @@ def _current(
 def write(
     store: Store,
     resources: list[dict[str, Any]],
-    indexes: list[RowSink] | None = None,
+    indexes: list[fast.IndexRows] | None = None,
     *,
     context: WriteContext = WriteContext("import"),
     durable: bool = True,
