@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__, events, job_kinds
-from .api import auth_routes, bulk_routes, http, ingest_routes, terminology_routes
+from .api import auth_routes, bulk_routes, http, ingest_routes, terminology_routes, validation_routes
 from .api.input_limits_middleware import InputLimitsMiddleware
 from .api.routes import router
 from .api.security_headers import SecurityHeaders
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
     app.include_router(terminology_routes.router)  # ValueSet/CodeSystem operations: before /{type}/{id}
+    app.include_router(validation_routes.router)  # $validate: before /{type}/{id}
     app.include_router(router)
     return app
 

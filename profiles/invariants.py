@@ -14,6 +14,7 @@ evaluates to `false`; one the engines cannot evaluate is a warning, never an err
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -120,6 +121,8 @@ class _Operand:
 
     expression: str
     deps: frozenset[str] | None
+    typed: bool = False  # uses is/as/ofType: the project's compiler decides those statically, wrong on a
+    # Resource-typed element such as Bundle.entry.resource (its type is only known at run time)
     empty: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def evaluate(self, item: Any, type_path: str, resource: Any, root: Any) -> Any:
@@ -138,7 +141,7 @@ class _Operand:
 
     def _run(self, item: Any, type_path: str, resource: Any, root: Any) -> Any:
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
-        if rtype and type_path:
+        if rtype and type_path and not self.typed:
             try:
                 extractor = compile_expression(self.expression, rtype, type_path)
                 if extractor.compiled:
@@ -158,10 +161,30 @@ class _Operand:
 Plan = tuple[str, Any, Any] | _Operand
 
 
+_CALL_QUOTES = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`\(")
+
+
 def _plan(node: Node) -> Plan:
     if isinstance(node, Binary) and node.op in ("and", "or", "implies"):
         return (node.op, _plan(node.left), _plan(node.right))
-    return _Operand(render(node), _deps(node))
+    text = _CALL_QUOTES.sub(r"\1(", render(node))  # fhirpathpy takes `name` quoting on members only
+    return _Operand(text, _deps(node), typed=_typed(node))
+
+
+def _typed(node: Any) -> bool:
+    """Whether the expression tests or casts a type (is, as, ofType) anywhere."""
+    if isinstance(node, TypeOp) or (isinstance(node, Call) and node.name in ("is", "as", "ofType")):
+        return True
+    children: list[Any] = []
+    if isinstance(node, (Member, Call)) and node.base is not None:
+        children.append(node.base)
+    if isinstance(node, Call):
+        children.extend(node.args)
+    if isinstance(node, Index):
+        children += [node.base, node.index]
+    if isinstance(node, Binary):
+        children += [node.left, node.right]
+    return any(_typed(c) for c in children)
 
 
 def _run_plan(plan: Plan, item: Any, type_path: str, resource: Any, root: Any) -> Any:

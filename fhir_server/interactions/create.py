@@ -26,7 +26,7 @@ def create(
     With If-None-Exist: when one resource matches, nothing is created and it is returned (200);
     more than one match is 412. `assigned_id` is the id a transaction Bundle reserved for it.
     """
-    resource = checked_body(body, res_type, location=location)
+    resource = checked_body(body, res_type, location=location, settings=ctx.settings)
     enforce.check_write(tx, ctx.principal, "create", res_type, None)
     if if_none_exist:
         existing = single(ctx, tx, res_type, if_none_exist, "Conditional create")
