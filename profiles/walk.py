@@ -188,7 +188,7 @@ class Walk:
                 for inv in dt.root.invariants:
                     self.invariant(inv, item, code, at, resource, root)
             if code == "Extension":
-                has_value = any(k.startswith("value") for k in item)
+                has_value = any(k.startswith(("value", "_value")) for k in item)
                 if has_value == ("extension" in item):
                     self.error(
                         "An extension must have either extensions or a value[x], not both (ext-1)",
