@@ -41,14 +41,15 @@ def problem(type_code: str, value: Any, canonical: str) -> str | None:
     if type_code == "Coding":
         codings = [value] if isinstance(value, dict) else []
     elif type_code == "CodeableConcept" and isinstance(value, dict):
-        codings = [c for c in value.get("coding", ()) if isinstance(c, dict)]
+        listed = value.get("coding")
+        codings = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
     else:
         return None
     coded = [c for c in codings if isinstance(c.get("code"), str)]
     if not coded:
-        return None if type_code == "CodeableConcept" and not codings and "text" in value else (
-            f"No code from the value set {vs}" if type_code == "CodeableConcept" else None
-        )
+        if type_code == "CodeableConcept" and not codings:
+            return None  # text only (or nothing to check): a missing element is reported elsewhere
+        return f"No code from the value set {vs}" if type_code == "CodeableConcept" else None
     if any((c.get("system"), c["code"]) in pairs for c in coded):
         return None
     shown = ", ".join(f"{c.get('system') or ''}|{c['code']}" for c in coded)

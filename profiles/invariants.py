@@ -7,8 +7,8 @@ Each expression is parsed once (fhir_server/fhirpath/syntax.py) and split at its
    element, computed once and cached (e.g. `contained.contained.empty()` without `contained`);
 2. the project's FHIRPath compiler (`fhir_server.fhirpath.compiler`), when it handles the operand;
 3. fhirpathpy, parsed once, with its R4 model.
-A few universal invariants are checked natively by the walk (NATIVE), and two hot ones have a
-native shortcut for the common passing case (`_SHORTCUTS`). An invariant fails only when it
+A few universal invariants are checked natively by the walk (NATIVE), and the hot ones of every
+resource and Reference/Period have native evaluations of their exact R4 text (`_NATIVE_EXPRESSIONS`). An invariant fails only when it
 evaluates to `false`; one the engines cannot evaluate is a warning, never an error.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -24,7 +24,7 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
-from fhir_server.fhirpath.compiler import compile_expression
+from fhir_server.fhirpath.compiler import compile_expression, type_model
 from fhir_server.fhirpath.syntax import Binary, Call, EmptySet, Index, Literal, Member, Node, TypeOp, Var, parse, render
 
 # ele-1 (a value or children): the walk refuses empty objects and arrays, and the primitive
@@ -97,6 +97,13 @@ def _deps(node: Node) -> frozenset[str] | None:
 
 
 @cache
+def _model_types() -> frozenset[str]:
+    """Types and backbone paths the project's compiler knows (it reads nothing of other foci)."""
+    model = type_model()
+    return frozenset(model.types) | frozenset(model.parents)
+
+
+@cache
 def _fhirpathpy(expression: str) -> Callable[..., Any] | None:
     try:
         return fhirpathpy.compile(expression, models["r4"], _OPTIONS)  # type: ignore[no-any-return]
@@ -141,7 +148,7 @@ class _Operand:
 
     def _run(self, item: Any, type_path: str, resource: Any, root: Any) -> Any:
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
-        if rtype and type_path and not self.typed:
+        if rtype and type_path and not self.typed and type_path in _model_types():
             try:
                 extractor = compile_expression(self.expression, rtype, type_path)
                 if extractor.compiled:
@@ -164,9 +171,36 @@ Plan = tuple[str, Any, Any] | _Operand
 _CALL_QUOTES = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`\(")
 
 
+# FHIRPath System type names as the FHIR primitive types they stand for in R4 invariants
+# (`answer is Boolean` holds for an answerBoolean; fhirpathpy only matches `boolean`).
+_SYSTEM_TYPES = {"Boolean": "boolean", "Integer": "integer", "Decimal": "decimal", "Date": "date",
+                 "DateTime": "dateTime", "Time": "time", "String": "string"}  # fmt: skip
+
+
+def _fhir_types(node: Any) -> Any:
+    """The syntax tree with System type names in is/as/ofType written as FHIR primitive types."""
+    if isinstance(node, TypeOp):
+        return replace(node, operand=_fhir_types(node.operand), type_name=_SYSTEM_TYPES.get(node.type_name, node.type_name))
+    if isinstance(node, Call):
+        args = node.args
+        if node.name in ("is", "as", "ofType") and len(args) == 1 and isinstance(args[0], Member) and args[0].base is None:
+            args = (replace(args[0], name=_SYSTEM_TYPES.get(args[0].name, args[0].name)),)
+        else:
+            args = tuple(_fhir_types(a) for a in args)
+        return replace(node, base=_fhir_types(node.base) if node.base is not None else None, args=args)
+    if isinstance(node, Member) and node.base is not None:
+        return replace(node, base=_fhir_types(node.base))
+    if isinstance(node, Index):
+        return replace(node, base=_fhir_types(node.base), index=_fhir_types(node.index))
+    if isinstance(node, Binary):
+        return replace(node, left=_fhir_types(node.left), right=_fhir_types(node.right))
+    return node
+
+
 def _plan(node: Node) -> Plan:
     if isinstance(node, Binary) and node.op in ("and", "or", "implies"):
         return (node.op, _plan(node.left), _plan(node.right))
+    node = _fhir_types(node)
     text = _CALL_QUOTES.sub(r"\1(", render(node))  # fhirpathpy takes `name` quoting on members only
     return _Operand(text, _deps(node), typed=_typed(node))
 
@@ -211,12 +245,19 @@ def _run_plan(plan: Plan, item: Any, type_path: str, resource: Any, root: Any) -
     return b if a is True else None
 
 
-def _ref_1(item: Any) -> bool | None:
+def _contained(item: Any) -> list[dict[str, Any]]:
+    found = item.get("contained") if item.__class__ is dict else None
+    return [c for c in found if c.__class__ is dict] if isinstance(found, list) else []
+
+
+def _ref_1(item: Any, root: Any) -> bool | None:
     ref = item.get("reference") if item.__class__ is dict else None
-    return True if not (isinstance(ref, str) and ref.startswith("#")) else None
+    if not (isinstance(ref, str) and ref.startswith("#")):
+        return True
+    return ref[1:] in {c.get("id") for c in _contained(root)}
 
 
-def _per_1(item: Any) -> bool | None:
+def _per_1(item: Any, root: Any) -> bool | None:
     if item.__class__ is not dict:
         return None
     start, end = item.get("start"), item.get("end")
@@ -227,11 +268,65 @@ def _per_1(item: Any) -> bool | None:
         return start <= end
     if len(start) == len(end) and start.endswith("Z") and end.endswith("Z"):
         return start <= end
-    return None
+    return None  # different precisions or zones: FHIRPath's comparison (fhirpathpy)
 
 
-# Native answers for the passing case of hot invariants (None: evaluate the expression).
-_SHORTCUTS: dict[str, Callable[[Any], bool | None]] = {"ref-1": _ref_1, "per-1": _per_1}
+def _strings_from_hash(node: Any, out: set[str]) -> set[str]:
+    """Every string value starting with '#' below node (local references, canonicals, uris)."""
+    if node.__class__ is dict:
+        for v in node.values():
+            if v.__class__ is str:
+                if v[:1] == "#":
+                    out.add(v)
+            elif v.__class__ in (dict, list):
+                _strings_from_hash(v, out)
+    elif node.__class__ is list:
+        for v in node:
+            if v.__class__ is str:
+                if v[:1] == "#":
+                    out.add(v)
+            elif v.__class__ in (dict, list):
+                _strings_from_hash(v, out)
+    return out
+
+
+def _dom_3(item: Any, root: Any) -> bool | None:
+    contained = _contained(item)
+    if not contained:
+        return True
+    local = _strings_from_hash(item, set())  # %resource.descendants(): references, canonicals, uris
+    for c in contained:
+        if f"#{c.get('id')}" in local:
+            continue
+        if "#" in _strings_from_hash(c, set()):  # it refers to its container
+            continue
+        return False
+    return True
+
+
+def _meta_empty(*names: str) -> Callable[[Any, Any], bool | None]:
+    def check(item: Any, root: Any) -> bool | None:
+        for c in _contained(item):
+            meta = c.get("meta")
+            if meta.__class__ is dict and any(n in meta for n in names):
+                return False
+        return True
+
+    return check
+
+
+# Native evaluations of hot invariants, each for its exact R4 expression (a profile that reuses a
+# key with another expression is evaluated as written). They answer True/False, or None: evaluate.
+# dom-3 treats any string value '#id' as a reference to the contained resource id (the expression
+# reads reference, canonical, uri and url values; other strings rarely start with '#').
+_NATIVE_EXPRESSIONS: dict[tuple[str, str], Callable[[Any, Any], bool | None]] = {
+    ("ref-1", "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))"): _ref_1,
+    ("per-1", "start.hasValue().not() or end.hasValue().not() or (start <= end)"): _per_1,
+    ("dom-2", "contained.contained.empty()"): lambda item, root: all("contained" not in c for c in _contained(item)),
+    ("dom-3", "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()"): _dom_3,
+    ("dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"): _meta_empty("versionId", "lastUpdated"),
+    ("dom-5", "contained.meta.security.empty()"): _meta_empty("security"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,12 +338,14 @@ class Invariant:
     human: str
     expression: str
     plan: Plan | None
+    native: Callable[[Any, Any], bool | None] | None = None
 
     def holds(self, item: Any, type_path: str, resource: Any, root: Any) -> bool | None:
         """True/False, or None when the expression could not be evaluated."""
-        shortcut = _SHORTCUTS.get(self.key)
-        if shortcut is not None and shortcut(item) is True:
-            return True
+        if self.native is not None:
+            answer = self.native(item, root if root is not None else resource)
+            if answer is not None:
+                return answer
         if self.plan is None:
             return None
         result = _run_plan(self.plan, item, type_path, resource, root)
@@ -276,5 +373,6 @@ def compile_constraints(
         if key in NATIVE or not isinstance(expression, str) or skip_source(c.get("source", "")):
             continue
         plan = _compiled_plan(expression)
-        out.append(Invariant(key, c.get("severity", "error"), c.get("human", key), expression, plan))
+        native = _NATIVE_EXPRESSIONS.get((key, expression))
+        out.append(Invariant(key, c.get("severity", "error"), c.get("human", key), expression, plan, native))
     return tuple(out)

@@ -51,9 +51,11 @@ def regex(type_name: str) -> re.Pattern[str] | None:
             for t in element.get("type", ()):
                 for ext in t.get("extension", ()):
                     if ext.get("url") == _REGEX_EXT:
-                        # ASCII: \s and \S as in the XML Schema / Java regexes HL7 wrote them for
-                        # (a no-break space is not whitespace there)
-                        return re.compile(f"(?:{ext['valueString']})", re.ASCII)
+                        # string and markdown: \S as in the Java regexes HL7 checks them with (a
+                        # no-break space is text); codes, ids ...: Unicode whitespace is whitespace,
+                        # as the R4B models held it
+                        flags = re.ASCII if type_name in ("string", "markdown") else 0
+                        return re.compile(f"(?:{ext['valueString']})", flags)
     return None
 
 

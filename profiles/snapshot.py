@@ -118,6 +118,8 @@ def _element(raw: dict[str, Any], root_type: str, profile: bool = False) -> Elem
     codes = {t.code for t in types}
     if "." not in path:
         type_path = root_type
+    elif raw.get("contentReference"):
+        type_path = raw["contentReference"].split("#", 1)[-1]  # the element it reuses
     elif len(codes) == 1 and next(iter(codes)) not in ("BackboneElement", "Element"):
         type_path = next(iter(codes))
     else:

@@ -217,7 +217,8 @@ class Walk:
         text = ref.get("reference")
         kind: str | None = None
         if isinstance(text, str) and text.startswith("#") and isinstance(resource, dict):
-            for c in resource.get("contained", ()):
+            contained = resource.get("contained")
+            for c in contained if isinstance(contained, list) else ():
                 if isinstance(c, dict) and c.get("id") == text[1:]:
                     kind = c.get("resourceType")
         elif isinstance(text, str) and not text.startswith(("urn:", "#")):

@@ -187,7 +187,7 @@ _json = st.recursive(
 
 
 @settings(max_examples=150, deadline=None)
-@given(changes=st.dictionaries(st.sampled_from(["status", "code", "valueQuantity", "component", "subject",
+@given(changes=st.dictionaries(st.sampled_from(["status", "code", "valueQuantity", "component", "subject", "contained", "text",
                                                  "_status", "extension", "effectivePeriod", "meta"]), _json, max_size=3))
 def test_arbitrary_json_never_crashes_and_errors_name_a_place(changes: dict[str, Any]) -> None:
     obs = copy.deepcopy(heart_rate())
