@@ -85,7 +85,11 @@ def main() -> None:
     for r in [heart, patient]:
         errors = [i for i in validator.issues(copy.deepcopy(r)) if i.severity == "error"]
         assert not errors, errors
-    print(f"{'resources':45} {'n':>7} " + " ".join(f"{name:>13}" for name in CHECKS) + "   ratio base  ratio +profile")
+    print(
+        f"{'resources':45} {'n':>7} "
+        + " ".join(f"{name:>13}" for name in CHECKS)
+        + "   ratio base  ratio +profile"
+    )
     for label, (resources, repeat) in sets.items():
         figures = {name: cpu_us(check, resources, repeat) for name, check in CHECKS.items()}
         print(

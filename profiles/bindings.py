@@ -20,7 +20,7 @@ def members(canonical: str) -> tuple[frozenset[tuple[str | None, str]], frozense
         expansion = service().expansion(canonical)
     except FhirError:
         return None
-    except Exception:  # noqa: BLE001 - a value set we cannot expand is not checked
+    except Exception:
         return None
     pairs = frozenset(c.key for c in expansion.contains)
     return pairs, frozenset(code for _s, code in pairs)

@@ -25,7 +25,19 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from fhir_server.fhirpath.compiler import compile_expression, type_model
-from fhir_server.fhirpath.syntax import Binary, Call, EmptySet, Index, Literal, Member, Node, TypeOp, Var, parse, render
+from fhir_server.fhirpath.syntax import (
+    Binary,
+    Call,
+    EmptySet,
+    Index,
+    Literal,
+    Member,
+    Node,
+    TypeOp,
+    Var,
+    parse,
+    render,
+)
 
 # ele-1 (a value or children): the walk refuses empty objects and arrays, and the primitive
 # regexes refuse empty strings; ext-1 (extension or value[x], not both): the walk checks Extension;
@@ -106,8 +118,8 @@ def _model_types() -> frozenset[str]:
 @cache
 def _fhirpathpy(expression: str) -> Callable[..., Any] | None:
     try:
-        return fhirpathpy.compile(expression, models["r4"], _OPTIONS)  # type: ignore[no-any-return]
-    except Exception:  # noqa: BLE001 - the engine cannot parse it: the invariant is a warning
+        return fhirpathpy.compile(expression, models["r4"], _OPTIONS)
+    except Exception:
         return None
 
 
@@ -153,7 +165,7 @@ class _Operand:
                 extractor = compile_expression(self.expression, rtype, type_path)
                 if extractor.compiled:
                     return _truth([v for vs, _t in extractor.typed_on(item, resource) for v in vs])
-            except Exception:  # noqa: BLE001 - fall back to fhirpathpy
+            except Exception:
                 pass
         run = _fhirpathpy(self.expression)
         if run is None:
@@ -161,7 +173,7 @@ class _Operand:
         try:
             node = ResourceNode.create_node(item, type_path or None)
             return _truth(run(node, {"resource": resource, "rootResource": root}))
-        except Exception:  # noqa: BLE001 - an engine gap is a warning, never a 500
+        except Exception:
             return _ERROR
 
 
@@ -180,10 +192,19 @@ _SYSTEM_TYPES = {"Boolean": "boolean", "Integer": "integer", "Decimal": "decimal
 def _fhir_types(node: Any) -> Any:
     """The syntax tree with System type names in is/as/ofType written as FHIR primitive types."""
     if isinstance(node, TypeOp):
-        return replace(node, operand=_fhir_types(node.operand), type_name=_SYSTEM_TYPES.get(node.type_name, node.type_name))
+        return replace(
+            node,
+            operand=_fhir_types(node.operand),
+            type_name=_SYSTEM_TYPES.get(node.type_name, node.type_name),
+        )
     if isinstance(node, Call):
         args = node.args
-        if node.name in ("is", "as", "ofType") and len(args) == 1 and isinstance(args[0], Member) and args[0].base is None:
+        if (
+            node.name in ("is", "as", "ofType")
+            and len(args) == 1
+            and isinstance(args[0], Member)
+            and args[0].base is None
+        ):
             args = (replace(args[0], name=_SYSTEM_TYPES.get(args[0].name, args[0].name)),)
         else:
             args = tuple(_fhir_types(a) for a in args)
@@ -358,7 +379,7 @@ class Invariant:
 def _compiled_plan(expression: str) -> Plan | None:
     try:
         return _plan(parse(expression))
-    except Exception:  # noqa: BLE001 - our parser does not take it: one fhirpathpy operand
+    except Exception:
         return _Operand(expression, None) if _fhirpathpy(expression) is not None else None
 
 

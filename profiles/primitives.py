@@ -76,7 +76,9 @@ def checker(type_name: str) -> Check:
 
         return check_int
     if type_name == "decimal":
-        return lambda v: None if isinstance(v, (int, float)) and not isinstance(v, bool) else "must be a JSON number"
+        return lambda v: (
+            None if isinstance(v, (int, float)) and not isinstance(v, bool) else "must be a JSON number"
+        )
     pattern = regex(type_name)
     match = pattern.fullmatch if pattern is not None else None
     if type_name == "xhtml":

@@ -123,7 +123,9 @@ def _element(raw: dict[str, Any], root_type: str, profile: bool = False) -> Elem
     elif len(codes) == 1 and next(iter(codes)) not in ("BackboneElement", "Element"):
         type_path = next(iter(codes))
     else:
-        type_path = (raw.get("base") or {}).get("path", path) if codes <= {"BackboneElement", "Element"} else ""
+        type_path = (
+            (raw.get("base") or {}).get("path", path) if codes <= {"BackboneElement", "Element"} else ""
+        )
     return Element(
         path=path,
         name=last[:-3] if choice else last,
@@ -135,7 +137,7 @@ def _element(raw: dict[str, Any], root_type: str, profile: bool = False) -> Elem
         type_path=type_path,
         fixed=fixed,
         pattern=pattern,
-        binding=(binding["strength"], vs) if vs else None,
+        binding=(str(binding["strength"]), vs) if vs and isinstance(binding, dict) else None,
         # a profile's walk skips the invariants its base definitions hold (the base pass checks them)
         invariants=invariants.compile_constraints(raw.get("constraint", []), is_base if profile else _never),
         content_ref=raw.get("contentReference"),

@@ -31,7 +31,11 @@ def issues(
     """Every problem of `resource` against its base definition, `profiles` and (when `declared`)
     its own `meta.profile` claims."""
     if not isinstance(resource, dict):
-        return [Issue("The body must be a JSON object holding a FHIR resource", "structure", (location or "$this",))]
+        return [
+            Issue(
+                "The body must be a JSON object holding a FHIR resource", "structure", (location or "$this",)
+            )
+        ]
     rtype = resource.get("resourceType")
     base = for_type(rtype) if isinstance(rtype, str) and rtype[:1].isupper() else None
     where = location or (rtype if isinstance(rtype, str) else "$this")
@@ -67,12 +71,18 @@ def issues(
             key = (issue.message, issue.expression)
             if key not in seen:
                 seen.add(key)
-                walk.issues.append(Issue(f"{issue.message} (profile {url})", issue.code, issue.expression, issue.severity))
+                walk.issues.append(
+                    Issue(f"{issue.message} (profile {url})", issue.code, issue.expression, issue.severity)
+                )
     return walk.issues
 
 
 def check(resource: Any, *, location: str = "", unknown_profiles: str = "ignore") -> None:
     """Raise `Invalid` (400) listing every error of `resource`; warnings are dropped."""
-    found = [i for i in issues(resource, location=location, unknown_profiles=unknown_profiles) if i.severity == "error"]
+    found = [
+        i
+        for i in issues(resource, location=location, unknown_profiles=unknown_profiles)
+        if i.severity == "error"
+    ]
     if found:
         raise Invalid(found[0].message, issues=found)

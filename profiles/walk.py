@@ -22,7 +22,7 @@ _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
 class Walk:
     """The state of one validation: issues found and whether warnings are wanted."""
 
-    __slots__ = ("issues", "warnings", "profile_pass")
+    __slots__ = ("issues", "profile_pass", "warnings")
 
     def __init__(self, warnings: bool = False, profile_pass: bool = False) -> None:
         self.issues: list[Issue] = []
@@ -105,7 +105,11 @@ class Walk:
         for child in owner.required if owner.children else ():
             if id(child) not in present:
                 label = f"{child.name}[x]" if child.choice else child.name
-                self.error(f"Missing required element '{label}' (minimum {child.min})", "required", f"{where}.{label}")
+                self.error(
+                    f"Missing required element '{label}' (minimum {child.min})",
+                    "required",
+                    f"{where}.{label}",
+                )
         if not value or (len(value) == 1 and "id" in value):
             self.error("An element must have a value or children (ele-1)", "invariant", where)
 
@@ -147,7 +151,9 @@ class Walk:
         for item, at in zip(items, paths, strict=True):
             if item is None:
                 if not (primitive and e.array and isinstance(ext, list)):
-                    self.error("null is only allowed in an array of primitives with extensions", "structure", at)
+                    self.error(
+                        "null is only allowed in an array of primitives with extensions", "structure", at
+                    )
                 continue
             self.value(e, tref, item, at, resource, root)
         if e.slices:
@@ -231,7 +237,9 @@ class Walk:
         for found, where in ((kind, f"{at}.reference"), (declared, f"{at}.type")):
             if isinstance(found, str) and found not in targets and for_type(found) is not None:
                 allowed = ", ".join(sorted(targets))
-                self.error(f"A reference to a {found} is not allowed here (allowed: {allowed})", "structure", where)
+                self.error(
+                    f"A reference to a {found} is not allowed here (allowed: {allowed})", "structure", where
+                )
 
     def invariant(self, inv: Any, item: Any, type_path: str, at: str, resource: Any, root: Any) -> None:
         if inv.severity != "error" and not self.warnings:
@@ -249,7 +257,14 @@ class Walk:
     # ---------------------------------------------------------------- slicing
 
     def slices(
-        self, e: Element, tref: TypeRef, items: list[Any], paths: list[str], where: str, resource: Any, root: Any
+        self,
+        e: Element,
+        tref: TypeRef,
+        items: list[Any],
+        paths: list[str],
+        where: str,
+        resource: Any,
+        root: Any,
     ) -> None:
         counts = [0] * len(e.slices)
         for item, at in zip(items, paths, strict=True):
@@ -264,7 +279,9 @@ class Walk:
                         self.issues.extend(sliced.issues)
                     break
             if not matched and e.slicing_closed:
-                self.error(f"The element matches none of the slices of {e.path} (closed slicing)", "structure", at)
+                self.error(
+                    f"The element matches none of the slices of {e.path} (closed slicing)", "structure", at
+                )
         for n, s in enumerate(e.slices):
             if counts[n] < s.min:
                 self.error(

@@ -56,7 +56,9 @@ def validate(
     if mode == "delete":
         if res_id is None:
             raise Invalid("mode=delete needs a resource id: [type]/[id]/$validate", "mode")
-        return operation_outcome([Issue("The resource may be deleted", "informational", severity="information")])
+        return operation_outcome(
+            [Issue("The resource may be deleted", "informational", severity="information")]
+        )
     if resource is None:
         resource = stored
     if resource is None:
@@ -82,9 +84,8 @@ def _issues(
         out.append(Issue(f"The resource id must be '{res_id}' to update it", "invalid", (f"{res_type}.id",)))
     if mode == "update" and "id" not in resource:
         out.append(Issue("An update needs the resource id", "required", (f"{res_type}.id",)))
-    if profile is not None:
-        if compiled(profile) is None:
-            raise Invalid(f"Unknown profile {profile}", "profile")
+    if profile is not None and compiled(profile) is None:
+        raise Invalid(f"Unknown profile {profile}", "profile")
     out += validator.issues(
         resource,
         profiles=(profile,) if profile else (),

@@ -41,10 +41,20 @@ def bad_obs_7() -> dict[str, Any]:
 CASES = [
     ("Observation", factories.observation("p1", status="bogus"), "code-invalid", "Observation.status"),
     ("Patient", factories.patient(gender="x"), "code-invalid", "Patient.gender"),
-    ("Observation", {k: v for k, v in factories.observation("p1").items() if k != "code"}, "required", "Observation.code"),
+    (
+        "Observation",
+        {k: v for k, v in factories.observation("p1").items() if k != "code"},
+        "required",
+        "Observation.code",
+    ),
     ("Patient", factories.patient(gender=["female"]), "structure", "Patient.gender"),
     ("Observation", bad_obs_7(), "invariant", "Observation"),
-    ("Observation", factories.observation(subject={"reference": "Medication/m"}), "structure", "Observation.subject.reference"),
+    (
+        "Observation",
+        factories.observation(subject={"reference": "Medication/m"}),
+        "structure",
+        "Observation.subject.reference",
+    ),
     ("Observation", bad_heart_rate(), "value", "Observation.valueQuantity.code"),
     ("Patient", factories.patient(nickname="A"), "structure", "Patient.nickname"),
     ("Patient", factories.patient(extension=[{"valueString": "x"}]), "required", "Patient.extension[0].url"),
@@ -69,14 +79,22 @@ def test_all_errors_come_back_at_once(client: TestClient) -> None:
     body = factories.patient(gender="x", nickname="A", birthDate="1970-02-30x")
     r = client.post("/Patient", json=body, headers=FHIR)
     assert r.status_code == 400
-    assert {i["expression"][0] for i in r.json()["issue"]} == {"Patient.gender", "Patient.nickname", "Patient.birthDate"}
+    assert {i["expression"][0] for i in r.json()["issue"]} == {
+        "Patient.gender",
+        "Patient.nickname",
+        "Patient.birthDate",
+    }
 
 
-def test_a_transaction_with_one_invalid_entry_leaves_the_database_unchanged(client: TestClient, store: Store) -> None:
+def test_a_transaction_with_one_invalid_entry_leaves_the_database_unchanged(
+    client: TestClient, store: Store
+) -> None:
     before = stored(store)
     bundle = factories.transaction(
         factories.post_entry(factories.patient(), "urn:uuid:6b6f6a1e-1c4b-4e2c-9a55-0d2b8a0c0001"),
-        factories.post_entry(factories.observation(subject={"reference": "urn:uuid:6b6f6a1e-1c4b-4e2c-9a55-0d2b8a0c0001"})),
+        factories.post_entry(
+            factories.observation(subject={"reference": "urn:uuid:6b6f6a1e-1c4b-4e2c-9a55-0d2b8a0c0001"})
+        ),
         factories.post_entry(factories.observation("p1", status="bogus")),
     )
     r = client.post("/", json=bundle, headers=FHIR)

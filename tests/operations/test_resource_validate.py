@@ -20,7 +20,9 @@ HEARTRATE = "http://hl7.org/fhir/StructureDefinition/heartrate"
 
 def errors(outcome: dict[str, Any]) -> list[tuple[str, list[str]]]:
     assert outcome["resourceType"] == "OperationOutcome"
-    return [(i["code"], i.get("expression", [])) for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+    return [
+        (i["code"], i.get("expression", [])) for i in outcome["issue"] if i["severity"] in ("error", "fatal")
+    ]
 
 
 def params(resource: dict[str, Any], **more: str) -> dict[str, Any]:
@@ -50,7 +52,9 @@ def test_with_a_profile_parameter_and_a_declared_profile(client: TestClient) -> 
     assert errors(profiled.json()) == [("value", ["Observation.valueQuantity.code"])]
     by_get = client.post(f"/Observation/$validate?profile={HEARTRATE}", json=obs, headers=FHIR)
     assert errors(by_get.json()) == [("value", ["Observation.valueQuantity.code"])]
-    declared = client.post("/Observation/$validate", json={**obs, "meta": {"profile": [HEARTRATE]}}, headers=FHIR)
+    declared = client.post(
+        "/Observation/$validate", json={**obs, "meta": {"profile": [HEARTRATE]}}, headers=FHIR
+    )
     assert errors(declared.json()) == [("value", ["Observation.valueQuantity.code"])]
     unknown = client.post("/Observation/$validate?profile=http://example.org/nope", json=obs, headers=FHIR)
     assert unknown.status_code == 400
@@ -70,9 +74,13 @@ def test_instance_level_get_validates_the_stored_resource(client: TestClient, st
 def test_instance_level_modes(client: TestClient, store: Store) -> None:
     with store.write() as tx:
         tx.create(factories.patient(), "A")
-    wrong_id = client.post("/Patient/A/$validate", json=params({**factories.patient(), "id": "B"}, mode="update"), headers=FHIR)
+    wrong_id = client.post(
+        "/Patient/A/$validate", json=params({**factories.patient(), "id": "B"}, mode="update"), headers=FHIR
+    )
     assert errors(wrong_id.json()) == [("invalid", ["Patient.id"])]
-    same = client.post("/Patient/A/$validate", json=params({**factories.patient(), "id": "A"}, mode="update"), headers=FHIR)
+    same = client.post(
+        "/Patient/A/$validate", json=params({**factories.patient(), "id": "A"}, mode="update"), headers=FHIR
+    )
     assert errors(same.json()) == []
     assert errors(client.get("/Patient/A/$validate?mode=delete").json()) == []
     assert client.get("/Patient/A/$validate?mode=sideways").status_code == 400
@@ -83,7 +91,10 @@ def test_validate_is_in_the_capability_statement(client: TestClient) -> None:
     rest = client.get("/metadata").json()["rest"][0]
     for entry in rest["resource"]:
         if entry["type"] in ("Patient", "Observation"):
-            assert {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"} in entry["operation"]
+            assert {
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            } in entry["operation"]
 
 
 # ---------------- isolation: two patients, two users of one client, an operator ----------------
@@ -103,7 +114,9 @@ def test_a_patient_token_validates_its_own_record_only(smart_client: TestClient,
     assert smart_client.get(f"/Observation/{two['B']}/$validate", headers=a).status_code == 404
 
 
-def test_two_users_of_the_same_client_see_only_their_own(smart_client: TestClient, two: dict[str, str]) -> None:
+def test_two_users_of_the_same_client_see_only_their_own(
+    smart_client: TestClient, two: dict[str, str]
+) -> None:
     for me, other in (("A", "B"), ("B", "A")):
         h = mint(smart_client, "user/*.cruds", kind="patient", fhir_user=f"Patient/{me}")
         assert smart_client.get(f"/Patient/{me}/$validate", headers=h).status_code == 200
@@ -111,7 +124,9 @@ def test_two_users_of_the_same_client_see_only_their_own(smart_client: TestClien
         assert smart_client.get(f"/Observation/{two[other]}/$validate", headers=h).status_code == 404
 
 
-def test_an_operator_validates_everyone_and_scopes_are_needed(smart_client: TestClient, two: dict[str, str]) -> None:
+def test_an_operator_validates_everyone_and_scopes_are_needed(
+    smart_client: TestClient, two: dict[str, str]
+) -> None:
     op = mint(smart_client, "system/*.cruds", kind="system")
     for who in ("A", "B"):
         assert smart_client.get(f"/Patient/{who}/$validate", headers=op).status_code == 200

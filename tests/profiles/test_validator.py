@@ -120,7 +120,11 @@ def test_an_unknown_element_and_an_extension_without_url() -> None:
     assert where(factories.patient(nickname="Annie")) == {"Patient.nickname": "structure"}
     pat = factories.patient(extension=[{"valueString": "x"}])
     assert where(pat) == {"Patient.extension[0].url": "required"}
-    both = factories.patient(extension=[{"url": "http://e.org", "valueString": "x", "extension": [{"url": "a", "valueString": "y"}]}])
+    both = factories.patient(
+        extension=[
+            {"url": "http://e.org", "valueString": "x", "extension": [{"url": "a", "valueString": "y"}]}
+        ]
+    )
     assert where(both) == {"Patient.extension[0]": "invariant"}
 
 
@@ -144,16 +148,26 @@ def test_choice_types_and_primitive_extensions() -> None:
         "Patient.deceasedDateTime": "structure"
     }
     assert where(factories.patient(deceasedString="x")) == {"Patient.deceasedString": "structure"}
-    ext = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]}
+    ext = {
+        "extension": [
+            {"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}
+        ]
+    }
     assert errors(factories.patient(_birthDate=ext)) == []
     assert where(factories.patient(_birthDate={"foo": 1})) == {"Patient._birthDate.foo": "structure"}
 
 
 def test_contained_resources_and_bundle_entries_are_walked_with_their_paths() -> None:
-    pat = factories.patient(contained=[{"resourceType": "Organization", "id": "o", "name": "O", "active": "yes"}],
-                            managingOrganization={"reference": "#o"})
+    pat = factories.patient(
+        contained=[{"resourceType": "Organization", "id": "o", "name": "O", "active": "yes"}],
+        managingOrganization={"reference": "#o"},
+    )
     assert where(pat) == {"Patient.contained[0].active": "value"}
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": factories.patient(gender="x")}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": factories.patient(gender="x")}],
+    }
     assert where(bundle) == {"Bundle.entry[0].resource.gender": "code-invalid"}
     assert where(factories.patient(gender="x"), location="Bundle.entry[2].resource") == {
         "Bundle.entry[2].resource.gender": "code-invalid"
@@ -161,7 +175,10 @@ def test_contained_resources_and_bundle_entries_are_walked_with_their_paths() ->
 
 
 def test_narrative_rules_are_part_of_the_validator() -> None:
-    text = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><script>x</script></div>'}
+    text = {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml"><script>x</script></div>',
+    }
     assert where(factories.patient(text=text)) == {"Patient.text.div": "value"}
 
 
@@ -169,7 +186,9 @@ def test_unknown_profiles_follow_the_policy() -> None:
     pat = factories.patient(meta={"profile": ["http://example.org/StructureDefinition/unknown"]})
     assert errors(pat, unknown_profiles="ignore") == []
     assert errors(pat, unknown_profiles="warn") == []
-    assert [i.severity for i in validator.issues(pat, unknown_profiles="warn", warnings=True)][-1] == "warning"
+    assert [i.severity for i in validator.issues(pat, unknown_profiles="warn", warnings=True)][
+        -1
+    ] == "warning"
     assert where(pat, unknown_profiles="error") == {"Patient.meta.profile": "not-supported"}
 
 
@@ -179,16 +198,61 @@ def test_a_profile_for_another_type_is_an_error() -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
-        ["status", "code", "valueQuantity", "value", "component", "coding", "system", "extension", "url",
-         "subject", "reference", "_status", "id", "text", "div", "effectivePeriod", "start", "end"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "status",
+                    "code",
+                    "valueQuantity",
+                    "value",
+                    "component",
+                    "coding",
+                    "system",
+                    "extension",
+                    "url",
+                    "subject",
+                    "reference",
+                    "_status",
+                    "id",
+                    "text",
+                    "div",
+                    "effectivePeriod",
+                    "start",
+                    "end",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(changes=st.dictionaries(st.sampled_from(["status", "code", "valueQuantity", "component", "subject", "contained", "text",
-                                                 "_status", "extension", "effectivePeriod", "meta"]), _json, max_size=3))
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(
+            [
+                "status",
+                "code",
+                "valueQuantity",
+                "component",
+                "subject",
+                "contained",
+                "text",
+                "_status",
+                "extension",
+                "effectivePeriod",
+                "meta",
+            ]
+        ),
+        _json,
+        max_size=3,
+    )
+)
 def test_arbitrary_json_never_crashes_and_errors_name_a_place(changes: dict[str, Any]) -> None:
     obs = copy.deepcopy(heart_rate())
     obs.update(changes)
