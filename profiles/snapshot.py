@@ -165,7 +165,8 @@ def compile_snapshot(sd: dict[str, Any]) -> Definition:
     elements = sd["snapshot"]["element"]
     root_type = sd.get("type") or elements[0]["path"]
     profile = sd.get("derivation") == "constraint"
-    current: dict[str, Element] = {}
+    current: dict[str, Element] = {}  # path -> the element (or slice) children attach to now
+    unsliced: dict[str, Element] = {}  # path -> the element its slices belong to
     by_path: dict[str, Element] = {}
     root: Element | None = None
     for raw in elements:
@@ -177,20 +178,20 @@ def compile_snapshot(sd: dict[str, Any]) -> Definition:
             by_path[path] = e
             continue
         if e.slice_name is not None:
-            sliced = current.get(path)
-            if sliced is not None:
+            sliced = unsliced.get(path)
+            if sliced is not None and "/" not in e.slice_name:  # re-slices are not checked
                 e.array = sliced.array
                 sliced.slices.append(e)
-                current[path] = e
-                # a re-slice or children of this slice attach below it
+                current[path] = e  # the slice's own children attach below it
                 _drop_below(current, path)
-                continue
+            continue
         parent = current.get(path.rsplit(".", 1)[0])
         if parent is None:
             continue  # children of an element we do not track (e.g. below a type slice)
         parent.children[e.name] = e
-        current[path] = e
+        current[path] = unsliced[path] = e
         _drop_below(current, path)
+        _drop_below(unsliced, path)
         by_path.setdefault(path, e)
     assert root is not None
     _finish(root)

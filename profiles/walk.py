@@ -327,27 +327,34 @@ def _in_slice(e: Element, s: Element, item: Any) -> bool:
             continue  # type slices of choice elements: the JSON name already chose the type
         if kind not in ("value", "pattern"):
             return False
-        target = s if path == "$this" else _descend(s, path)
-        if target is None:
-            return False
-        expected = target.fixed if target.fixed is not None else target.pattern
-        if expected is None:
-            if target.binding is not None and target.binding[0] == "required":
-                pass
+        targets = [s] if path == "$this" else _descend(s, path)
+        expected = [t.fixed if t.fixed is not None else t.pattern for t in targets]
+        expected = [x for x in expected if x is not None]
+        if not expected:
             return False
         actual = _values_at(item, path)
-        if not any(_matches(a, expected) for a in actual):
+        if not any(_matches(a, x) for a in actual for x in expected):
             return False
     return True
 
 
-def _descend(e: Element, path: str) -> Element | None:
-    node: Element | None = e
+def _descend(e: Element, path: str) -> list[Element]:
+    """The elements at `path` below a slice, through its children and their slices."""
+    nodes = [e]
     for part in path.split("."):
-        if node is None:
-            return None
-        node = node.children.get(part)
-    return node
+        nxt: list[Element] = []
+        for node in nodes:
+            child = node.children.get(part)
+            if child is not None:
+                nxt.append(child)
+            for s in node.slices:
+                grand = s.children.get(part)
+                if grand is not None:
+                    nxt.append(grand)
+            if child is not None:
+                nxt.extend(x for s in child.slices for x in [s])
+        nodes = nxt
+    return nodes
 
 
 def _values_at(item: Any, path: str) -> list[Any]:

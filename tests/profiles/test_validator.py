@@ -270,3 +270,22 @@ def test_every_well_formed_date_and_time_is_accepted(d: Any, t: Any, zone: str) 
         return
     pat = factories.patient(birthDate=d.isoformat(), deceasedDateTime=stamp)
     assert errors(pat) == []
+
+
+def _bp_component(code: str, value: float) -> dict[str, Any]:
+    return {
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "valueQuantity": {"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+    }
+
+
+def test_blood_pressure_profile_slices_by_component_code() -> None:
+    bp = factories.observation("p1", meta={"profile": ["http://hl7.org/fhir/StructureDefinition/bp"]})
+    del bp["valueQuantity"]
+    bp["code"] = {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}
+    bp["component"] = [_bp_component("8480-6", 120), _bp_component("8462-4", 80)]
+    assert errors(bp) == []
+    bp["component"] = [_bp_component("8462-4", 80)]
+    found = errors(bp)
+    assert [(i.code, i.expression) for i in found] == [("structure", ("Observation.component",))]
+    assert "SystolicBP" in found[0].message
