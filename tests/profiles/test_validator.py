@@ -275,7 +275,12 @@ def test_every_well_formed_date_and_time_is_accepted(d: Any, t: Any, zone: str) 
 def _bp_component(code: str, value: float) -> dict[str, Any]:
     return {
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-        "valueQuantity": {"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "mmHg",
+            "system": "http://unitsofmeasure.org",
+            "code": "mm[Hg]",
+        },
     }
 
 
