@@ -20,7 +20,9 @@ _values = st.one_of(
     st.integers(min_value=-(2**40), max_value=2**40),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=6),
-    st.sampled_from(["final", "female", "2020-01-01", "2020-01-01T10:00:00Z", "http://loinc.org", "", " x", "8867-4"]),
+    st.sampled_from(
+        ["final", "female", "2020-01-01", "2020-01-01T10:00:00Z", "http://loinc.org", "", " x", "8867-4"]
+    ),
     st.just({}),
     st.just([]),
     st.just({"text": "t"}),
