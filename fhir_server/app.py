@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from profiles import packages
+
 from . import __version__, events, job_kinds
 from .api import (
     auth_routes,
@@ -21,6 +23,7 @@ from .api import (
     metrics,
     openapi,
     terminology_routes,
+    validation_routes,
 )
 from .api.base_path import BasePath
 from .api.input_limits_middleware import InputLimitsMiddleware
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         warm_up()  # a served process (tests pass their own store): no slow first request
     app = FastAPI(title="fhir-server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = Context(store=store, settings=settings)
+    packages.load_installed(settings.data_dir)  # profiles added with `fhir-server profiles add`
     if not settings.redis_url:  # with Redis, `fhir-server worker` delivers change events
         app.state.events = events.start(store)
     app.state.settings = settings
@@ -94,6 +98,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
     app.include_router(terminology_routes.router)  # ValueSet/CodeSystem operations: before /{type}/{id}
     app.include_router(clinical_routes.router)  # $everything, $lastn, $stats: before /{type}/{id}
+    app.include_router(validation_routes.router)  # $validate: before /{type}/{id}
     app.include_router(router)
     return app
 

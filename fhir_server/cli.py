@@ -138,6 +138,27 @@ def import_files(ns: argparse.Namespace, settings: Settings) -> int:
     return run_import(settings, Path(ns.path), workers=ns.workers)
 
 
+def _profiles_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["add", "list"], help="add a package, or list the installed ones")
+    p.add_argument("source", nargs="?", help="add: an npm package name[@version] or a .tgz file")
+
+
+@command("profiles", "add a FHIR npm package of profiles (StructureDefinitions) or list them", _profiles_args)
+def profiles_command(ns: argparse.Namespace, settings: Settings) -> int:
+    from profiles import packages
+
+    if ns.action == "add":
+        if not ns.source:
+            print("profiles add needs a package name or a .tgz file")
+            return 2
+        target = packages.install(ns.source, settings.data_dir)
+        print(f"installed {target.parent.name}: {len(packages.profiles_of(target))} StructureDefinitions")
+        return 0
+    for name, version, path in packages.installed(settings.data_dir):
+        print(f"{name} {version}: {len(packages.profiles_of(path))} StructureDefinitions")
+    return 0
+
+
 def _ingest_args(p: argparse.ArgumentParser) -> None:
     from .operations.ingest_command import add_arguments
 

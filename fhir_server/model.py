@@ -73,13 +73,24 @@ def mandatory_elements(resource_type: str) -> frozenset[str]:
 
 
 def validate(resource: Any, *, location: str = "", parsed_from: bytes | None = None) -> None:
-    """Check a resource's structure and datatypes; raise Invalid listing every problem with its FHIRPath.
+    """Check a resource's structure and datatypes with the R4B models; raise Invalid listing every
+    problem with its FHIRPath.
 
     `location` is the FHIRPath of the resource itself when it sits inside something else
     (e.g. `Bundle.entry[3].resource`); by default paths start at the resource type. `parsed_from` is
     the JSON text the resource was parsed from, when at hand: it spares the control character walk
-    when the text cannot produce one (`_may_hold_control_character`).
+    when the text cannot produce one (`_may_hold_control_character`). The write path validates with
+    `fhir_server.validation` (HL7's StructureDefinitions), which calls `check_envelope` and, when
+    configured, `check_models`.
     """
+    check_envelope(resource, location=location, parsed_from=parsed_from)
+    check_models(resource, location=location)
+    narrative.check(resource, location or resource["resourceType"])  # xhtml rules the models do not check
+
+
+def check_envelope(resource: Any, *, location: str = "", parsed_from: bytes | None = None) -> None:
+    """The checks before any definition applies: a JSON object of a type we serve, a valid id, and
+    no control characters in strings (https://hl7.org/fhir/R4/datatypes.html#string)."""
     if not isinstance(resource, dict):
         raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
     rtype = resource.get("resourceType")
@@ -97,6 +108,11 @@ def validate(resource: Any, *, location: str = "", parsed_from: bytes | None = N
         bad = _control_character(resource, location or rtype)
     if bad is not None:
         raise Invalid("Strings may not contain control characters other than tab, CR and LF", bad)
+
+
+def check_models(resource: dict[str, Any], *, location: str = "") -> None:
+    """Validate with the R4B model of the resource's type (after `check_envelope`)."""
+    rtype = resource["resourceType"]
     try:
         _validate_model(rtype, resource)
     except ValidationError as exc:
@@ -111,7 +127,6 @@ def validate(resource: Any, *, location: str = "", parsed_from: bytes | None = N
         raise Invalid(issues[0].message, issues=issues) from None
     except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
         raise Invalid(str(exc), location or rtype) from None
-    narrative.check(resource, location or rtype)  # xhtml rules the models do not check
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +23,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./fhir-data")
     # Validation
     check_references: bool = True
+    # A meta.profile the server does not know (profiles/): "ignore" it, "warn" ($validate reports it)
+    # or "error" (the write is refused).
+    unknown_profiles: Literal["ignore", "warn", "error"] = "warn"
+    # Also run the R4B models on every write, after the StructureDefinition validator (fhir_server/validation.py).
+    validate_with_r4b_models: bool = False
     # Database connections per server process: kept open up to db_pool_size, then up to db_max_overflow
     # more that are closed after use (a new connection costs a PostgreSQL backend start, so the pool
     # should cover the usual number of concurrent requests).

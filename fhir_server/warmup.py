@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import model
+from . import model, validation
 from .search.index import index_rows, plan
 
 log = logging.getLogger("fhir_server")
@@ -42,6 +42,7 @@ def warm_up() -> None:
     for resource_type in model.resource_types():
         plan(resource_type)
     model.validate(dict(_OBSERVATION))
+    validation.validate(dict(_OBSERVATION))  # compiles the Observation definitions and their datatypes
     index_rows(dict(_OBSERVATION))
     gc.collect()
     gc.freeze()

@@ -31,7 +31,10 @@ _TYPE_OPERATIONS = {
 def _type_operations(res_type: str) -> dict[str, Any]:
     ops = [
         {"name": op.split("-", 1)[1], "definition": f"http://hl7.org/fhir/OperationDefinition/{op}"}
-        for op in _TYPE_OPERATIONS.get(res_type, [])
+        for op in [
+            *_TYPE_OPERATIONS.get(res_type, []),
+            "Resource-validate",
+        ]  # $validate: validation_routes.py
     ]
     ops += bulk_data.type_operations(res_type)  # Bulk Data Patient/Group $export
     return {"operation": ops} if ops else {}

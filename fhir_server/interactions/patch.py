@@ -42,7 +42,7 @@ def patch(
     if not isinstance(after, dict) or after.get("resourceType") != res_type or after.get("id") != res_id:
         raise Unprocessable("A patch may not change the resource type or id", f"{res_type}.id")
     try:
-        resource = checked_body(after, res_type)
+        resource = checked_body(after, res_type, settings=ctx.settings)
     except Invalid as exc:
         raise Unprocessable(exc.message, issues=exc.issues) from None
     stored = tx.update(current, resource, method="PATCH")

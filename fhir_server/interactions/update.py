@@ -31,7 +31,7 @@ def update(
     mismatch is 412. Without If-Match, a concurrent writer makes us re-read and retry, so no update
     is ever lost and versions stay gapless.
     """
-    resource = checked_body(body, res_type, location=location)
+    resource = checked_body(body, res_type, location=location, settings=ctx.settings)
     checked_id(resource, res_id)
     enforce.check_write(tx, ctx.principal, "update", res_type, tx.current(res_type, res_id))
     result = _write(tx, res_type, res_id, resource, if_match)
@@ -78,7 +78,7 @@ def conditional_update(
 ) -> WriteResult:
     """PUT [type]?criteria: no match creates, one match updates it, several are 412."""
     check_type(res_type)
-    resource = checked_body(body, res_type, location=location)
+    resource = checked_body(body, res_type, location=location, settings=ctx.settings)
     found = single(ctx, tx, res_type, criteria, "Conditional update")
     if found is None:
         if if_match is not None:

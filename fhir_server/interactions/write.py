@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import model
+from .. import validation
 from ..errors import Invalid, Issue
+from ..settings import Settings
 from ..store.sql import Stored
 from .read import check_type
 
@@ -24,8 +25,11 @@ class WriteResult:
     created: bool = False
 
 
-def checked_body(body: Any, res_type: str, *, location: str = "") -> dict[str, Any]:
-    """The body as a validated resource of `res_type`; 400 with every problem otherwise."""
+def checked_body(
+    body: Any, res_type: str, *, location: str = "", settings: Settings | None = None
+) -> dict[str, Any]:
+    """The body as a validated resource of `res_type` (`fhir_server/validation.py`); 400 with every
+    problem otherwise."""
     check_type(res_type)
     if not isinstance(body, dict):
         raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
@@ -39,7 +43,12 @@ def checked_body(body: Any, res_type: str, *, location: str = "") -> dict[str, A
             f"The resource type '{rtype}' does not match the type in the URL '{res_type}'",
             f"{location or res_type}.resourceType",
         )
-    model.validate(body, location=location)
+    validation.validate(
+        body,
+        location=location,
+        unknown_profiles=settings.unknown_profiles if settings is not None else "ignore",
+        r4b_models=settings.validate_with_r4b_models if settings is not None else False,
+    )
     return body
 
 

@@ -2,8 +2,8 @@
 
 Modelled on the Bulk Data `$import` proposal; also behind the `fhir-server import` command.
 
-Each line is one resource. Lines are validated (`model.validate`) and stored in batches of
-`BATCH` resources (`bulk_write`): an existing id becomes an update with a new version, the same
+Each line is one resource. Lines are validated (`validation.validate`: the R4 StructureDefinitions) and stored in batches of
+`BATCH` resources (`store/bulk_write.py`): an existing id becomes an update with a new version, the same
 content again changes nothing, a line without an id gets a new one. A bad line (not JSON, not a
 valid resource) is reported with its file and line number and never stops the others; a batch that
 fails as a whole is retried one resource at a time, so a resource is stored completely or not at
@@ -27,7 +27,7 @@ from typing import IO, Any, cast
 
 import orjson
 
-from .. import model
+from .. import model, validation
 from ..errors import FhirError, Invalid, Issue, operation_outcome
 from ..search.index import index_tuples
 from ..search.types import RowSink
@@ -103,7 +103,7 @@ def parse_line(line: bytes) -> dict[str, Any]:
         resource = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"Not valid JSON: {exc}") from None
-    model.validate(resource, parsed_from=line)
+    validation.validate(resource, parsed_from=line)
     if resource.get("resourceType") in ("Bundle",) and resource.get("type") in ("transaction", "batch"):
         raise Invalid("A transaction or batch Bundle is not a resource to import; POST it to the base")
     if "id" not in resource:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from profiles.snapshot import for_type
+
 from .. import model
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -29,8 +31,25 @@ def subset(resource: dict[str, Any], summary: str | None, elements: Iterable[str
     else:
         keep = set()
     keep |= {"resourceType", "id", "meta"}
-    out = {k: v for k, v in resource.items() if k in keep}
+    if wanted:
+        keep |= _choice_names(rtype, wanted, resource)
+    out = {k: v for k, v in resource.items() if k in keep or (k[:1] == "_" and k[1:] in keep)}
     meta = dict(out.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
     out["meta"] = meta
+    return out
+
+
+def _choice_names(rtype: str, wanted: set[str], resource: dict[str, Any]) -> set[str]:
+    """JSON names of the choice elements named in `_elements` (`value` keeps `valueQuantity`,
+    https://hl7.org/fhir/R4/formats.html#choice), from the type's StructureDefinition."""
+    definition = for_type(rtype)
+    if definition is None:
+        return set()
+    keys = definition.root.keys
+    out = set()
+    for key in resource:
+        hit = keys.get(key[1:] if key[:1] == "_" else key)
+        if hit is not None and hit[0].choice and hit[0].name in wanted:
+            out.add(key)
     return out
