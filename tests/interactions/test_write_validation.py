@@ -32,6 +32,14 @@ def bad_heart_rate() -> dict[str, Any]:
     return obs
 
 
+def bad_vs_2() -> dict[str, Any]:
+    obs = factories.observation(
+        "p1", meta={"profile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"]}
+    )
+    del obs["valueQuantity"]  # no value, no dataAbsentReason, no component or hasMember
+    return obs
+
+
 def bad_obs_7() -> dict[str, Any]:
     return factories.observation(
         "p1", component=[{"code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}]
@@ -49,6 +57,7 @@ CASES = [
     ),
     ("Patient", factories.patient(gender=["female"]), "structure", "Patient.gender"),
     ("Observation", bad_obs_7(), "invariant", "Observation"),
+    ("Observation", bad_vs_2(), "invariant", "Observation"),
     (
         "Observation",
         factories.observation(subject={"reference": "Medication/m"}),

@@ -176,9 +176,11 @@ def test_subsumes_errors(client: TestClient) -> None:
 def test_the_capability_statement_declares_the_operations(client: TestClient) -> None:
     rest = client.get("/metadata").json()["rest"][0]
     by_type = {r["type"]: r for r in rest["resource"]}
-    assert {o["name"] for o in by_type["ValueSet"]["operation"]} == {"expand", "validate-code"}
-    assert {o["name"] for o in by_type["CodeSystem"]["operation"]} == {"lookup", "subsumes"}
+    # $validate (profiles) is declared on every type; the rest are the terminology operations
+    assert {o["name"] for o in by_type["ValueSet"]["operation"]} == {"expand", "validate-code", "validate"}
+    assert {o["name"] for o in by_type["CodeSystem"]["operation"]} == {"lookup", "subsumes", "validate"}
     assert {o["definition"] for o in by_type["CodeSystem"]["operation"]} == {
         "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup",
         "http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes",
+        "http://hl7.org/fhir/OperationDefinition/Resource-validate",
     }
