@@ -229,7 +229,10 @@ def compare(args: argparse.Namespace) -> None:
             cmd = [sys.executable, __file__, "--root", str(root), *passed]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             runs[name].append(json.loads(out.strip().splitlines()[-1]))
-            print(f"round {r + 1} {name}: load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+            figures = " ".join(
+                f"{k}={v['total_ms']:.3f}" for k, v in runs[name][-1].items() if isinstance(v, dict)
+            )
+            print(f"round {r + 1} {name}: load average {os.getloadavg()[0]:.2f} {figures}", file=sys.stderr)
     table = {}
     for key in [k for k, v in runs["after"][0].items() if isinstance(v, dict)]:
         before = statistics.median(run[key]["total_ms"] for run in runs["before"])
