@@ -151,6 +151,8 @@ class _Expander:
         imports = part.get("valueSet") or []
         if not isinstance(imports, list) or not all(isinstance(u, str) for u in imports):
             raise Invalid(f"ValueSet {name}: compose valueSet must be a list of canonical urls", name)
+        if system is not None and not isinstance(system, str):
+            raise Invalid(f"ValueSet {name}: compose system must be a uri", expression=name)
         if system is None and not imports:
             raise Invalid(f"ValueSet {name}: an include needs a system or a valueSet", expression=name)
         imported = [self.value_set(self.definition(u)) for u in imports]
@@ -162,7 +164,7 @@ class _Expander:
 
     def from_system(self, system: str, part: Mapping[str, Any], name: str) -> list[Contains]:
         cs = codesystems.get(system)
-        listed = part.get("concept")
+        listed = _listed_part(part, "concept", name)
         wanted = part.get("version")
         if cs is not None:
             self.used.setdefault(system, f"{system}|{cs.version}" if cs.version else system)
@@ -177,7 +179,7 @@ class _Expander:
                 expression=name,
             )
         codes: set[str] | None = None
-        for f in part.get("filter") or []:
+        for f in _listed_part(part, "filter", name):
             if not isinstance(f, Mapping):
                 raise Invalid(f"ValueSet {name}: a filter must be an object", expression=name)
             hits = filters.select(cs, f)
@@ -199,6 +201,16 @@ class _Expander:
             return _contains(cs, concept.code, item.get("display"))
         display = item.get("display")
         return Contains(system, code, display if isinstance(display, str) else None, version)
+
+
+def _listed_part(part: Mapping[str, Any], key: str, name: str) -> list[Any]:
+    """An include's `concept` or `filter` list (absent is empty; any other shape is refused)."""
+    value = part.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Invalid(f"ValueSet {name}: compose include {key} must be a list", expression=name)
+    return value
 
 
 def _parts(compose: Mapping[str, Any], key: str, name: str) -> list[Mapping[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fhir_server.errors import FhirError
@@ -59,6 +59,10 @@ composes = st.fixed_dictionaries(
 
 
 @given(url=json_values, compose=composes | json_values)
+# found by CI: a boolean where the concept or filter list belongs crashed the expander (fails on 0568f00)
+@example(url="", compose={"include": [{"system": "http://loinc.org", "concept": True}]})
+@example(url="", compose={"include": [{"system": ROLE_CODE, "filter": True}]})
+@example(url="", compose={"include": [{"system": True}]})
 def test_any_definition_expands_or_fails_as_a_fhir_error(url: Any, compose: Any) -> None:
     try:
         expansion = valuesets.expand({"url": url, "compose": compose})
