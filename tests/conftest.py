@@ -31,6 +31,8 @@ from tests.rolled_back import rolled_back_store
 settings.register_profile(
     "ci", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+# `HYPOTHESIS_PROFILE=deep` hunts for rare inputs before CI's random seed finds them
+settings.register_profile("deep", parent=settings.get_profile("ci"), max_examples=1500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PG_ADMIN = os.environ.get("FHIR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
