@@ -68,3 +68,42 @@ def encounter(patient_id: str, **extra: Any) -> dict[str, Any]:
         "subject": {"reference": f"Patient/{patient_id}"},
         **extra,
     }
+
+
+def fhirpath_patch_setting(body: dict[str, Any]) -> dict[str, Any]:
+    """A FHIRPath Patch that sets each top-level element of `body` (delete if present, then add)."""
+    rtype = body["resourceType"]
+    operations = []
+    for key, value in body.items():
+        if key in ("resourceType", "id", "meta"):
+            continue
+        values = value if isinstance(value, list) else [value]
+        operations.append(_fhirpath_op("delete", f"{rtype}.{key}") if not isinstance(value, list) else None)
+        for item in values:
+            operations.append(_fhirpath_op("add", rtype, name=key, value=item))
+    return {"resourceType": "Parameters", "parameter": [op for op in operations if op is not None]}
+
+
+def _fhirpath_op(kind: str, path: str, **parts: Any) -> dict[str, Any]:
+    found = [{"name": "type", "valueCode": kind}, {"name": "path", "valueString": path}]
+    if "name" in parts:
+        found.append({"name": "name", "valueString": parts["name"]})
+    if "value" in parts:
+        value = parts["value"]
+        found.append(_fhirpath_value(value))
+    return {"name": "operation", "part": found}
+
+
+def _fhirpath_value(value: Any, name: str = "value") -> dict[str, Any]:
+    """A FHIRPath Patch value part: primitives as value[x], objects as parts."""
+    if isinstance(value, bool):
+        return {"name": name, "valueBoolean": value}
+    if isinstance(value, str):
+        return {"name": name, "valueString": value}
+    if isinstance(value, int | float):
+        return {"name": name, "valueDecimal": value}
+    parts = []
+    for key, inner in value.items():
+        for item in inner if isinstance(inner, list) else [inner]:
+            parts.append(_fhirpath_value(item, key))
+    return {"name": name, "part": parts}

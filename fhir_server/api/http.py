@@ -21,6 +21,8 @@ FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "json", "text/json"}
 XML_TYPES = {"application/fhir+xml", "application/xml", "application/xml+fhir", "xml", "text/xml"}
 PATCH_TYPES = {"application/json-patch+json"}
+# a PATCH body: JSON Patch, or FHIRPath Patch (a Parameters resource)
+PATCH_BODY_TYPES = PATCH_TYPES | JSON_TYPES
 
 
 def _mime(value: str) -> str:

@@ -109,7 +109,7 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
         "implementation": {"description": "FHIR R4 server", "url": settings.base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],  # JSON Patch, FHIRPath Patch
         "rest": [
             {
                 "mode": "server",

@@ -223,12 +223,25 @@ async def update_instance(res_type: str, res_id: str, request: Request, ctx: Ctx
     return _write_response(request, ctx, await _in_thread(work))
 
 
+@router.patch("/{res_type}")
+async def conditional_patch(res_type: str, request: Request, ctx: Ctx) -> Response:
+    read.check_type(res_type)
+    criteria = _criteria(request)
+    ops = await http.read_json(request, ctx.settings.max_body_bytes, allow=http.PATCH_BODY_TYPES)
+    version = http.if_match(request)
+
+    def work() -> WriteResult:
+        return ctx.transact(
+            lambda tx: patch.conditional_patch(ctx, tx, res_type, criteria, ops, if_match=version)
+        )
+
+    return _write_response(request, ctx, await _in_thread(work))
+
+
 @router.patch("/{res_type}/{res_id}")
 async def patch_instance(res_type: str, res_id: str, request: Request, ctx: Ctx) -> Response:
     read.check_type(res_type)
-    ops = await http.read_json(
-        request, ctx.settings.max_body_bytes, allow=http.PATCH_TYPES | {"application/json"}
-    )
+    ops = await http.read_json(request, ctx.settings.max_body_bytes, allow=http.PATCH_BODY_TYPES)
     version = http.if_match(request)
 
     def work() -> WriteResult:

@@ -154,11 +154,16 @@ def perform(ctx: Context, tx: Tx, req: Request) -> dict[str, Any]:
             )
         return write_entry(ctx, result)
     if req.method == "PATCH":
-        if req.res_id is None:
-            raise Invalid("PATCH needs a resource id", f"{req.where}.request.url")
+        if req.res_id is None and not req.params:
+            raise Invalid("PATCH needs a resource id or search criteria", f"{req.where}.request.url")
         body = req.resource
         if isinstance(body, dict) and body.get("resourceType") == "Binary" and "data" in body:
             body = _binary_json(body["data"], f"{req.where}.resource.data")
+        if req.res_id is None:
+            criteria = urlencode(req.params)
+            return write_entry(
+                ctx, patch.conditional_patch(ctx, tx, req.res_type, criteria, body, if_match=req.if_match)
+            )
         return write_entry(ctx, patch.patch(ctx, tx, req.res_type, req.res_id, body, if_match=req.if_match))
     if req.method == "DELETE":
         if req.res_id is None:

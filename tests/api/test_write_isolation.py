@@ -91,6 +91,17 @@ def patch(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> 
     return _answer(client.patch("/Observation/obs-A", json=ops, headers={**headers, **PATCH}))
 
 
+def fhirpath_patch(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> Outcome:
+    return _answer(
+        client.patch("/Observation/obs-A", json=factories.fhirpath_patch_setting(body), headers=headers)
+    )
+
+
+def conditional_patch(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> Outcome:
+    ops = [{"op": "add", "path": f"/{k}", "value": v} for k, v in body.items() if k != "resourceType"]
+    return _answer(client.patch("/Observation?_id=obs-A", json=ops, headers={**headers, **PATCH}))
+
+
 def conditional_update(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> Outcome:
     return _answer(client.put(f"/Observation?identifier={IDENT}|own-A", json=body, headers=headers))
 
@@ -121,6 +132,8 @@ WRITES: list[Write] = [
     update_as_create,
     update,
     patch,
+    fhirpath_patch,
+    conditional_patch,
     conditional_update,
     conditional_update_as_create,
     transaction,
@@ -186,6 +199,13 @@ def _change_shared(client: TestClient, headers: dict[str, str], how: str) -> int
             ).status_code
         case "delete":
             return client.delete("/Observation/a-mentions-b", headers=headers).status_code
+        case "fhirpath-patch":
+            status_set = factories.fhirpath_patch_setting(
+                {"resourceType": "Observation", "status": "amended"}
+            )
+            return client.patch("/Observation/a-mentions-b", json=status_set, headers=headers).status_code
+        case "conditional-patch":
+            return client.patch(f"/{by_ident}", json=status_op, headers={**headers, **PATCH}).status_code
         case "conditional-update":
             return client.put(f"/{by_ident}", json=replaced, headers=headers).status_code
         case "conditional-delete":
@@ -200,6 +220,8 @@ def _change_shared(client: TestClient, headers: dict[str, str], how: str) -> int
 CHANGES = [
     "update",
     "patch",
+    "fhirpath-patch",
+    "conditional-patch",
     "delete",
     "conditional-update",
     "conditional-delete",
