@@ -20,6 +20,7 @@ from .api import (
     health,
     http,
     ingest_routes,
+    meta_routes,
     metrics,
     openapi,
     terminology_routes,
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(terminology_routes.router)  # ValueSet/CodeSystem operations: before /{type}/{id}
     app.include_router(clinical_routes.router)  # $everything, $lastn, $stats: before /{type}/{id}
     app.include_router(validation_routes.router)  # $validate: before /{type}/{id}
+    app.include_router(meta_routes.router)  # $meta, $meta-add, $meta-delete: before /{type}/{id}
+    app.include_router(meta_routes.router)  # $meta, $meta-add, $meta-delete: before /{type}/{id}
     app.include_router(router)
     return app
 

@@ -28,13 +28,18 @@ _TYPE_OPERATIONS = {
 }
 
 
+# $meta, $meta-add, $meta-delete (fhir_server/api/meta_routes.py), every type
+_META_OPERATIONS = ["Resource-meta", "Resource-meta-add", "Resource-meta-delete"]
+
+
 def _type_operations(res_type: str) -> dict[str, Any]:
     ops = [
         {"name": op.split("-", 1)[1], "definition": f"http://hl7.org/fhir/OperationDefinition/{op}"}
         for op in [
             *_TYPE_OPERATIONS.get(res_type, []),
-            "Resource-validate",
-        ]  # $validate: validation_routes.py
+            "Resource-validate",  # validation_routes.py
+            *_META_OPERATIONS,
+        ]
     ]
     ops += bulk_data.type_operations(res_type)  # Bulk Data Patient/Group $export
     return {"operation": ops} if ops else {}
@@ -120,6 +125,7 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
                     *bulk_data.system_operations(),
                     _own_operation("import", settings.base),
                     _own_operation("ingest", settings.base),
+                    {"name": "meta", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta"},
                 ],
             }
         ],

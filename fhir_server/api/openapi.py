@@ -37,6 +37,9 @@ _PUBLISHED: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     "ValueSet-validate-code": (frozenset({"type", "instance"}), ("get", "post")),
     "CodeSystem-lookup": (frozenset({"type"}), ("get", "post")),
     "CodeSystem-subsumes": (frozenset({"type"}), ("get", "post")),
+    # R4 declares no affectsState for these, but they change the resource ("not idempotent"): POST only
+    "Resource-meta-add": (frozenset({"instance"}), ("post",)),
+    "Resource-meta-delete": (frozenset({"instance"}), ("post",)),
 }
 _RESULT_PARAMETERS = {  # https://hl7.org/fhir/R4/search.html#return
     "_count": {"type": "integer", "minimum": 0},

@@ -96,7 +96,12 @@ def test_body_that_is_not_an_object_is_400(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("GET", "/no/such/deep/path/here", 404), ("PATCH", "/Patient", 405), ("POST", "/Patient/1", 405)],
+    [
+        ("GET", "/no/such/deep/path/here", 404),
+        ("PATCH", "/Patient", 400),  # a conditional patch without criteria
+        ("PATCH", "/Patient/1/_history", 405),
+        ("POST", "/Patient/1", 405),
+    ],
 )
 def test_unknown_routes_and_wrong_methods_get_operation_outcomes(
     client: TestClient, method: str, path: str, status: int
