@@ -16,6 +16,7 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from .. import input_limits
 from ..errors import Invalid, TooLarge
 
 MAX_FIELDS = 20
@@ -97,6 +98,7 @@ class _FormReader:
         disposition = self._headers.get("content-disposition", "")
         _, options = parse_options_header(disposition)
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
+        input_limits.check_text(self._name, "multipart field name", single_line=True)
         if self._name == self.file_field:
             if self.upload.path is not None:
                 raise Invalid(f"Send one '{self.file_field}' field only", self.file_field)
@@ -104,6 +106,8 @@ class _FormReader:
             self._file = open(self.target, "wb")  # noqa: SIM115 - closed in on_part_end / close()
             self.upload.path = self.target
             self.upload.filename = disposition_filename(disposition)
+            if self.upload.filename is not None:
+                input_limits.check_text(self.upload.filename, f"{self.file_field} filename", single_line=True)
             self.upload.media_type = self._headers.get("content-type")
         elif len(self.upload.fields) >= MAX_FIELDS:
             raise Invalid(f"Too many form fields (at most {MAX_FIELDS})")
@@ -124,7 +128,9 @@ class _FormReader:
             self._file.close()
             self._file = None
         elif self._name:
-            self.upload.fields[self._name] = self._data.decode("utf-8", "replace")
+            value = self._data.decode("utf-8", "replace")
+            input_limits.check_text(value, self._name)  # form fields follow the rules of query values
+            self.upload.fields[self._name] = value
 
     def close(self) -> None:
         if self._file is not None:

@@ -67,6 +67,36 @@ def test_nul_in_a_form_field_is_a_400_naming_the_field(
     _rejected(client.post(path, data=form), field)
 
 
+def _multipart(field_name: str, field_value: str, filename: str) -> bytes:
+    """A multipart/form-data body written byte by byte (clients would escape what it tests)."""
+    return (
+        b"--B\r\n"
+        + f'Content-Disposition: form-data; name="{field_name}"\r\n\r\n{field_value}\r\n'.encode()
+        + b"--B\r\n"
+        + f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode()
+        + b"Content-Type: text/csv\r\n\r\ndate,metric\n\r\n--B--\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (_multipart("format", "csv\x00", "a.csv"), "format"),
+        (_multipart("for\x00mat", "csv", "a.csv"), "multipart field name"),
+        (_multipart("format", "csv", "a\x00.csv"), "file filename"),
+    ],
+)
+def test_nul_in_a_multipart_field_or_filename_is_a_400_naming_it(
+    client: TestClient, store: Store, body: bytes, where: str
+) -> None:
+    """multipart/form-data ($ingest uploads) follows the rules of urlencoded forms (fails on ac676a0)."""
+    pid = _patient(client)
+    ctype = {"Content-Type": "multipart/form-data; boundary=B"}
+    _rejected(client.post(f"/Patient/{pid}/$ingest", content=body, headers=ctype), where)
+    with store.read() as tx:
+        assert tx.count_history(res_type="Task") == 0  # no job was started
+
+
 def test_nul_in_an_oauth_query_parameter_is_a_400(client: TestClient) -> None:
     _rejected(
         client.get("/auth/authorize", params={"response_type": "code", "client_id": "a\x00"}), "client_id"
