@@ -82,7 +82,14 @@ def handler_for(kind: str) -> JobHandler:
     try:
         return _HANDLERS[kind]
     except KeyError:
-        raise KeyError(f"no handler is registered for job kind '{kind}'") from None
+        raise UnknownKind(f"no handler is registered for job kind '{kind}'") from None
+
+
+class UnknownKind(KeyError):
+    """A job of a kind no handler is registered for (an operator's configuration problem)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def find(kind: str) -> JobHandler | None:

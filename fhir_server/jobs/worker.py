@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from ..errors import FhirError
 from ..redacted_traceback import format_exception
 from ..settings import Settings
 from ..store.sql import Store
@@ -24,6 +25,17 @@ from . import handlers, job, output_files
 from .handlers import LeaseLost
 
 log = logging.getLogger("fhir_server.jobs")
+
+
+def _reason(current: job.Job, exc: Exception) -> str:
+    """What the requester reads: a FHIR error's message, else only the kind of failure. An internal
+    exception's text (SQL, file paths, a resource's content) stays in the server log, under the job id."""
+    if isinstance(exc, FhirError | handlers.UnknownKind):
+        return f"The {current.kind} failed: {exc}"[:1000]
+    return (
+        f"The {current.kind} failed with an internal error ({type(exc).__name__}); "
+        f"the server log has the details under job {current.id}"
+    )
 
 
 def _give_up(
@@ -90,7 +102,7 @@ def run(store: Store, settings: Settings, job_id: str) -> str:
             return "lost"
         except Exception as exc:
             log.error("Job %s (%s) failed\n%s", job_id, current.kind, format_exception(exc))
-            reason = f"The {current.kind} failed: {type(exc).__name__}: {exc}"[:1000]
+            reason = _reason(current, exc)
             _give_up(store, settings, current, reason, owner)
             return "failed"
     return "done"
