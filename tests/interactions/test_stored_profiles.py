@@ -71,7 +71,7 @@ def put_sd(client: TestClient, sd: dict[str, Any]) -> Any:
 def test_a_claim_of_a_stored_profile_is_validated_and_an_update_changes_the_outcome(
     client: TestClient,
 ) -> None:
-    # before the definition is stored, the claim is unknown: ignored (FHIR_UNKNOWN_PROFILES=ignore)
+    # before the definition is stored, the claim is unknown: the write goes through (FHIR_UNKNOWN_PROFILES=warn)
     assert client.post("/Observation", json=heart_rate("bpm"), headers=FHIR).status_code == 201
     assert put_sd(client, my_profile()).status_code == 201
     bad = client.post("/Observation", json=heart_rate("bpm"), headers=FHIR)
