@@ -94,7 +94,7 @@ def test_validation_with_a_generated_snapshot_equals_hl7s(name: str) -> None:
 def test_what_cannot_be_expanded_says_why() -> None:
     sd = differential_only("heartrate")
     sd["differential"]["element"].append({"id": "Observation.nope", "path": "Observation.nope"})
-    with pytest.raises(differential.NoSnapshot, match="Observation.nope"):
+    with pytest.raises(differential.NoSnapshot, match=r"Observation\.nope"):
         differential.with_snapshot(sd)
     sd = differential_only("heartrate")
     sd["baseDefinition"] = "http://example.org/not-loaded"
