@@ -40,6 +40,17 @@ class Unusable(Exception):
         self.message = message
 
 
+def cached(key: str) -> Definition | None:
+    """The compiled profile of the stored version `key`, when compiled already (`Unusable` raised)."""
+    with _lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+    if isinstance(found, Unusable):
+        raise found
+    return found
+
+
 def definition(key: str, sd: Mapping[str, Any]) -> Definition:
     """The compiled profile of one stored version, named by `key` (compiled once); `Unusable`
     when it cannot serve as a profile."""
