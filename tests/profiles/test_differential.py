@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fhir_server import spec_package
 from profiles import definitions, differential, stored, validator
@@ -115,3 +118,48 @@ def test_a_stored_definition_is_compiled_once_per_version() -> None:
     sd["derivation"] = "specialization"
     with pytest.raises(stored.Unusable, match="not a profile"):
         stored.definition("once/3/t3", sd)
+
+
+SEGMENTS = [
+    "Observation",
+    "code",
+    "coding",
+    "system",
+    "value[x]",
+    "valueQuantity",
+    "component",
+    "nope",
+    "",
+    "x:y",
+]
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "id": st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=5).map(".".join),
+                "path": st.sampled_from(["Observation", "Observation.code", "Observation.x"]),
+            },
+            optional={
+                "sliceName": st.text(max_size=3),
+                "min": st.integers(0, 2),
+                "max": st.sampled_from(["0", "1", "*"]),
+                "fixedCode": st.text(max_size=3),
+                "type": st.just([{"code": "Quantity"}]),
+                "slicing": st.just({"discriminator": [{"type": "value", "path": "code"}], "rules": "open"}),
+            },
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_any_differential_gives_a_profile_or_says_why(elements: list[dict[str, Any]]) -> None:
+    """Whatever a stored differential holds, using it is a compiled profile or `Unusable` (never a crash)."""
+    sd = differential_only("heartrate")
+    sd["differential"] = {"element": elements}
+    with contextlib.suppress(differential.NoSnapshot):
+        compile_snapshot(differential.with_snapshot(sd))
+    found = stored._compile(sd)
+    assert isinstance(found, stored.Unusable) or found.url == sd["url"]
