@@ -1,8 +1,10 @@
 """The one module that imports fhir.resources (R4B models): resource types and validation.
 
 Structure and datatype rules: https://hl7.org/fhir/R4/json.html and https://hl7.org/fhir/R4/datatypes.html.
-We declare fhirVersion 4.0.1; the R4B models are used because they validate R4 content with the
-same element rules for the resource types we serve.
+We declare fhirVersion 4.0.1 and serve every R4 resource type (https://hl7.org/fhir/R4/resourcelist.html):
+the ones R4B kept, whose models can still check R4 content (`check_models`, optional), and the
+R4-only ones (`R4_ONLY`), which the write path validates from HL7's R4 StructureDefinitions alone
+(`fhir_server/validation.py`); the R4B-only types (`R4B_ONLY`) are not R4 and not served.
 """
 
 from __future__ import annotations
@@ -14,19 +16,72 @@ from functools import cache
 from typing import Any
 
 import fhir.resources.R4B as r4b
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from . import narrative
+from . import narrative, spec_package
 from .errors import Invalid, Issue
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Types that are not stored as ordinary resources.
 _NOT_STORED = {"Parameters", "Resource", "DomainResource"}
+# R4 (4.0.1) resource types that R4B dropped: no R4B model (https://hl7.org/fhir/R4B/diff.html).
+R4_ONLY = frozenset(
+    {
+        "EffectEvidenceSynthesis",
+        "MedicinalProduct",
+        "MedicinalProductAuthorization",
+        "MedicinalProductContraindication",
+        "MedicinalProductIndication",
+        "MedicinalProductIngredient",
+        "MedicinalProductInteraction",
+        "MedicinalProductManufactured",
+        "MedicinalProductPackaged",
+        "MedicinalProductPharmaceutical",
+        "MedicinalProductUndesirableEffect",
+        "RiskEvidenceSynthesis",
+        "SubstanceNucleicAcid",
+        "SubstancePolymer",
+        "SubstanceProtein",
+        "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial",
+        "SubstanceSpecification",
+    }
+)
+# R4B resource types that R4 does not have: their models exist, but a 4.0.1 server does not serve them.
+R4B_ONLY = frozenset(
+    {
+        "AdministrableProductDefinition",
+        "Citation",
+        "ClinicalUseDefinition",
+        "EvidenceReport",
+        "Ingredient",
+        "ManufacturedItemDefinition",
+        "MedicinalProductDefinition",
+        "NutritionProduct",
+        "PackagedProductDefinition",
+        "RegulatedAuthorization",
+        "SubscriptionStatus",
+        "SubscriptionTopic",
+        "SubstanceDefinition",
+    }
+)
 
 
 @cache
 def resource_types() -> frozenset[str]:
+    """Every R4 resource type we store: those R4B kept and the R4-only ones."""
+    return (_r4b_types() - R4B_ONLY) | R4_ONLY
+
+
+def has_r4b_model(name: str) -> bool:
+    """True when the R4B models can check resources of type `name` (not an R4-only type)."""
+    return name in _r4b_types() and name not in R4_ONLY
+
+
+@cache
+def _r4b_types() -> frozenset[str]:
     """Every resource type the R4B models know."""
     names: set[str] = set()
     for info in pkgutil.iter_modules(r4b.__path__):
@@ -45,13 +100,15 @@ def _is_resource(cls: type) -> bool:
 
 
 def is_resource_type(name: str) -> bool:
-    """True when `name` is an R4B resource type we can store."""
+    """True when `name` is an R4 resource type we can store."""
     return name in resource_types()
 
 
 @cache
 def summary_elements(resource_type: str) -> frozenset[str]:
     """JSON names of the elements marked isSummary (https://hl7.org/fhir/R4/search.html#summary)."""
+    if resource_type in R4_ONLY:
+        return frozenset(n for e in _top_elements(resource_type) if e.get("isSummary") for n in _names(e))
     cls = get_fhir_model_class(resource_type)
     return frozenset(
         (f.alias or name)
@@ -63,6 +120,8 @@ def summary_elements(resource_type: str) -> frozenset[str]:
 @cache
 def mandatory_elements(resource_type: str) -> frozenset[str]:
     """JSON names of elements with a minimum cardinality of 1."""
+    if resource_type in R4_ONLY:
+        return frozenset(n for e in _top_elements(resource_type) if e.get("min", 0) > 0 for n in _names(e))
     cls = get_fhir_model_class(resource_type)
     out = set()
     for name, f in cls.model_fields.items():
@@ -70,6 +129,21 @@ def mandatory_elements(resource_type: str) -> frozenset[str]:
         if f.is_required() or extra.get("element_required"):
             out.add(f.alias or name)
     return frozenset(out)
+
+
+def _top_elements(resource_type: str) -> list[dict[str, Any]]:
+    """The elements directly below the root of an R4 base definition (from HL7's package)."""
+    path = spec_package.ensure() / f"StructureDefinition-{resource_type}.json"
+    elements = orjson.loads(path.read_bytes())["snapshot"]["element"]
+    return [e for e in elements if e["path"].count(".") == 1]
+
+
+def _names(element: dict[str, Any]) -> list[str]:
+    """JSON names of an element: one per type of a choice element (value[x]: valueQuantity ...)."""
+    last = element["path"].rsplit(".", 1)[1]
+    if not last.endswith("[x]"):
+        return [last]
+    return [last[:-3] + t["code"][:1].upper() + t["code"][1:] for t in element.get("type", ())]
 
 
 def validate(resource: Any, *, location: str = "", parsed_from: bytes | None = None) -> None:
@@ -111,8 +185,11 @@ def check_envelope(resource: Any, *, location: str = "", parsed_from: bytes | No
 
 
 def check_models(resource: dict[str, Any], *, location: str = "") -> None:
-    """Validate with the R4B model of the resource's type (after `check_envelope`)."""
+    """Validate with the R4B model of the resource's type (after `check_envelope`); an R4-only type
+    has no model: nothing to check here."""
     rtype = resource["resourceType"]
+    if not has_r4b_model(rtype):
+        return
     try:
         _validate_model(rtype, resource)
     except ValidationError as exc:

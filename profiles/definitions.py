@@ -2,8 +2,9 @@
 
 The base resources, datatypes and HL7's own profiles come from `hl7.fhir.r4.examples` 4.0.1
 (`fhir_server.spec_package`); an operator adds packages with `fhir-server profiles add` (they
-unpack under `<data_dir>/packages`, see `profiles/packages.py`) and StructureDefinitions stored on
-the server can be registered at run time with `register()`.
+unpack under `<data_dir>/packages`, see `profiles/packages.py`). StructureDefinitions stored on the
+server are not known here: they are looked up per transaction and compiled per stored version
+(`profiles/stored.py`), and never shadow a url known here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from fhir_server import spec_package
 BASE = "http://hl7.org/fhir/StructureDefinition/"
 
 _lock = threading.Lock()
-_extra: dict[str, Mapping[str, Any]] = {}  # url -> StructureDefinition registered at run time
 _package_dirs: list[Path] = []  # extra unpacked packages, searched after the spec package
 _index: dict[str, Path] | None = None  # url -> file, built on the first lookup of a non-base url
 
@@ -32,14 +32,6 @@ def add_package_dir(folder: Path) -> None:
         if folder not in _package_dirs:
             _package_dirs.append(folder)
             _index = None
-
-
-def register(definition: Mapping[str, Any]) -> None:
-    """Make one StructureDefinition (with a snapshot) known by its url, e.g. one stored on the server."""
-    url = definition.get("url")
-    if isinstance(url, str) and isinstance(definition.get("snapshot"), Mapping):
-        with _lock:
-            _extra[url] = definition
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -71,9 +63,6 @@ def find(url: str) -> Mapping[str, Any] | None:
     """The StructureDefinition with canonical `url` (a `|version` suffix is ignored), or None."""
     global _index
     url = url.split("|", 1)[0]
-    found = _extra.get(url)
-    if found is not None:
-        return found
     if url.startswith(BASE):  # HL7's own: StructureDefinition-<id>.json in the spec package
         data = _read(spec_package.ensure() / f"StructureDefinition-{url[len(BASE) :]}.json")
         if data is not None and data.get("url") == url:
@@ -85,13 +74,16 @@ def find(url: str) -> Mapping[str, Any] | None:
     return _read(path) if path is not None else None
 
 
+find_packaged = find  # the name `profiles/stored.py` reads: packages only, never stored definitions
+
+
 def urls() -> list[str]:
-    """Every known StructureDefinition url (packages and registered ones)."""
+    """Every StructureDefinition url the loaded packages hold."""
     global _index
     with _lock:
         if _index is None:
             _index = _build_index()
-        return sorted(set(_index) | set(_extra))
+        return sorted(_index)
 
 
 def base_url(type_name: str) -> str:

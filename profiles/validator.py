@@ -8,15 +8,18 @@ warned about / ignored as the `unknown_profiles` setting says ("error", "warn", 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fhir_server.errors import Invalid, Issue
 
-from .snapshot import compiled, for_type
+from .snapshot import Definition, compiled, for_type
+from .stored import Unusable
 from .walk import Walk
 
 UNKNOWN_PROFILE_POLICIES = ("error", "warn", "ignore")
+# Finds a profile stored on the server by `url[|version]` (profiles/stored.py); None: not stored.
+StoredProfiles = Callable[[str], Definition | None]
 
 
 def issues(
@@ -27,9 +30,10 @@ def issues(
     declared: bool = True,
     warnings: bool = False,
     unknown_profiles: str = "ignore",
+    stored: StoredProfiles | None = None,
 ) -> list[Issue]:
     """Every problem of `resource` against its base definition, `profiles` and (when `declared`)
-    its own `meta.profile` claims."""
+    its own `meta.profile` claims; a url no loaded package holds is looked up with `stored`."""
     if not isinstance(resource, dict):
         return [
             Issue(
@@ -52,6 +56,12 @@ def issues(
     seen = {(i.message, i.expression) for i in walk.issues}
     for url in wanted:
         definition = compiled(url)
+        if definition is None and stored is not None:
+            try:
+                definition = stored(url)
+            except Unusable as exc:
+                walk.issues.append(Issue(exc.message, "processing", (f"{where}.meta.profile",)))
+                continue
         if definition is None:
             if unknown_profiles != "ignore" or url in profiles:
                 severity = "error" if unknown_profiles == "error" or url in profiles else "warning"
@@ -77,11 +87,17 @@ def issues(
     return walk.issues
 
 
-def check(resource: Any, *, location: str = "", unknown_profiles: str = "ignore") -> None:
+def check(
+    resource: Any,
+    *,
+    location: str = "",
+    unknown_profiles: str = "ignore",
+    stored: StoredProfiles | None = None,
+) -> None:
     """Raise `Invalid` (400) listing every error of `resource`; warnings are dropped."""
     found = [
         i
-        for i in issues(resource, location=location, unknown_profiles=unknown_profiles)
+        for i in issues(resource, location=location, unknown_profiles=unknown_profiles, stored=stored)
         if i.severity == "error"
     ]
     if found:

@@ -3,8 +3,8 @@
 Reads `hl7.fhir.r4.examples` 4.0.1 (see fhir_server/spec_package.py) and writes, into
 fhir_server/search/data/:
 
-- search_parameters.json: {resource type: [parameter, ...]} for every R4 resource type that
-  fhir.resources.R4B also has a model for; each parameter's FHIRPath expression is cut down to the
+- search_parameters.json: {resource type: [parameter, ...]} for every R4 resource type (the
+  R4-only ones, which fhir.resources.R4B has no model for, included); each parameter's FHIRPath expression is cut down to the
   union parts that apply to that type (https://hl7.org/fhir/R4/searchparameter.html).
 - compartment_patient.json: {resource type: [param code, ...]} from CompartmentDefinition-patient
   (https://hl7.org/fhir/R4/compartmentdefinition-patient.html).
@@ -86,21 +86,16 @@ def restrict(expression: str, resource_type: str) -> str:
     return " | ".join(kept)
 
 
-def model_types() -> set[str]:
-    """Resource types that fhir.resources.R4B has a model class for."""
-    from fhir.resources.R4B import get_fhir_model_class
-    from fhir.resources.R4B.resource import Resource
-
+def r4_types() -> set[str]:
+    """Every concrete R4 resource type (base definitions of kind resource, not abstract)."""
     found = set()
     for path, sd in spec_package.resources("StructureDefinition-"):
         del path
-        if sd.get("kind") != "resource" or sd.get("abstract"):
-            continue
-        try:
-            cls = get_fhir_model_class(sd["type"])
-        except (KeyError, ValueError, ImportError, AttributeError):
-            continue
-        if issubclass(cls, Resource):
+        if (
+            sd.get("kind") == "resource"
+            and not sd.get("abstract")
+            and sd.get("derivation") == "specialization"
+        ):
             found.add(sd["type"])
     return found
 
@@ -224,7 +219,7 @@ def write(name: str, data: Any) -> None:
 
 
 def main() -> None:
-    types = model_types()
+    types = r4_types()
     registry = search_parameters(types)
     write("search_parameters.json", registry)
     write("compartment_patient.json", compartment_patient(types))

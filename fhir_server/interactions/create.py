@@ -9,7 +9,7 @@ from ..auth import enforce
 from ..store.sql import Stored, Tx
 from .conditional import only, single
 from .context import Context
-from .write import WriteResult, checked_body
+from .write import WriteResult, checked_body, profiles_for
 
 
 def create(
@@ -30,7 +30,9 @@ def create(
     `matched` the matches of If-None-Exist when the transaction found them already, with the
     locks held (interactions/conditional_creates.py); None: searched here.
     """
-    resource = checked_body(body, res_type, location=location, settings=ctx.settings)
+    resource = checked_body(
+        body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
+    )
     enforce.check_write(tx, ctx.principal, "create", res_type, None)
     if if_none_exist:
         if matched is None:

@@ -21,7 +21,7 @@ from .conditional import single
 from .context import Context
 from .read import read
 from .update import _check_version
-from .write import WriteResult, checked_body
+from .write import WriteResult, checked_body, profiles_for
 
 
 def patch(
@@ -77,7 +77,9 @@ def _store(
     if not isinstance(after, dict) or after.get("resourceType") != res_type or after.get("id") != res_id:
         raise Unprocessable("A patch may not change the resource type or id", f"{res_type}.id")
     try:
-        resource = checked_body(after, res_type, settings=ctx.settings)
+        resource = checked_body(
+            after, res_type, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
+        )
     except Invalid as exc:
         raise Unprocessable(exc.message, issues=exc.issues) from None
     stored = tx.update(current, resource, method="PATCH")

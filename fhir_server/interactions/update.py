@@ -10,7 +10,7 @@ from ..store.sql import Stored, Tx, VersionConflict
 from .conditional import single
 from .context import Context
 from .read import check_type
-from .write import WriteResult, checked_body, checked_id
+from .write import WriteResult, checked_body, checked_id, profiles_for
 
 _RETRIES = 5
 
@@ -31,7 +31,9 @@ def update(
     mismatch is 412. Without If-Match, a concurrent writer makes us re-read and retry, so no update
     is ever lost and versions stay gapless.
     """
-    resource = checked_body(body, res_type, location=location, settings=ctx.settings)
+    resource = checked_body(
+        body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
+    )
     checked_id(resource, res_id)
     enforce.check_write(tx, ctx.principal, "update", res_type, tx.current(res_type, res_id))
     result = _write(tx, res_type, res_id, resource, if_match)
@@ -78,7 +80,9 @@ def conditional_update(
 ) -> WriteResult:
     """PUT [type]?criteria: no match creates, one match updates it, several are 412."""
     check_type(res_type)
-    resource = checked_body(body, res_type, location=location, settings=ctx.settings)
+    resource = checked_body(
+        body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
+    )
     found = single(ctx, tx, res_type, criteria, "Conditional update")
     if found is None:
         if if_match is not None:

@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from profiles.validator import StoredProfiles
+
 from .. import validation
 from ..errors import Invalid, Issue
 from ..settings import Settings
-from ..store.sql import Stored
+from ..store.sql import Stored, Tx
+from . import stored_profiles
+from .context import Context
 from .read import check_type
 
 
@@ -25,11 +29,24 @@ class WriteResult:
     created: bool = False
 
 
+def profiles_for(ctx: Context, tx: Tx, res_type: str) -> StoredProfiles:
+    """The stored profiles a write of `res_type` in `tx` is validated with; writing a
+    StructureDefinition makes the transaction look them up again."""
+    if res_type == "StructureDefinition":
+        stored_profiles.written(tx)
+    return stored_profiles.resolver(ctx, tx)
+
+
 def checked_body(
-    body: Any, res_type: str, *, location: str = "", settings: Settings | None = None
+    body: Any,
+    res_type: str,
+    *,
+    location: str = "",
+    settings: Settings | None = None,
+    stored: StoredProfiles | None = None,
 ) -> dict[str, Any]:
     """The body as a validated resource of `res_type` (`fhir_server/validation.py`); 400 with every
-    problem otherwise."""
+    problem otherwise. `stored` finds the profiles stored on the server (`profiles_for`)."""
     check_type(res_type)
     if not isinstance(body, dict):
         raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
@@ -48,6 +65,7 @@ def checked_body(
         location=location,
         unknown_profiles=settings.unknown_profiles if settings is not None else "ignore",
         r4b_models=settings.validate_with_r4b_models if settings is not None else False,
+        stored=stored,
     )
     return body
 

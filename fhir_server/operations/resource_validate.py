@@ -4,7 +4,10 @@ Inputs (OperationDefinition Resource-validate): `resource` (in a Parameters body
 itself as the POST body), `mode` (create | update | delete; `profile` is taken as "validate against
 `profile` only" like no mode), `profile` (a StructureDefinition url). The answer is an
 OperationOutcome with 200 whether or not the resource is valid; problems with the request itself
-(an unknown mode, no resource to validate, an unknown profile asked for) are 400s.
+(an unknown mode, no resource to validate, an unknown profile asked for) are 400s. `profile` may
+name a StructureDefinition stored on the server (`url` or `url|version`) that the caller may search
+for (`interactions/stored_profiles.for_caller`); declared `meta.profile` claims are checked as a
+write would check them.
 
 Permissions: validating checks what a write would check, so it needs the SMART permission of the
 write it rehearses on that type (create "c", update "u", delete "d"); instance-level validation
@@ -17,11 +20,12 @@ from typing import Any
 
 from profiles import validator
 from profiles.snapshot import compiled
+from profiles.stored import Unusable
 
 from .. import model
 from ..auth import enforce
 from ..errors import Gone, Invalid, Issue, NotFound, operation_outcome
-from ..interactions import read
+from ..interactions import read, stored_profiles
 from ..interactions.context import Context
 from ..store.sql import Tx
 from .parameters import OperationInput
@@ -63,14 +67,20 @@ def validate(
         resource = stored
     if resource is None:
         raise Invalid("Give the resource to validate (a 'resource' parameter or the body)", "resource")
-    issues = _issues(resource, res_type, res_id, mode, profile, ctx)
+    issues = _issues(resource, res_type, res_id, mode, profile, ctx, tx)
     if not [i for i in issues if i.severity in ("error", "fatal")]:
         issues.insert(0, Issue("No errors found", "informational", severity="information"))
     return operation_outcome(issues)
 
 
 def _issues(
-    resource: Any, res_type: str, res_id: str | None, mode: str | None, profile: str | None, ctx: Context
+    resource: Any,
+    res_type: str,
+    res_id: str | None,
+    mode: str | None,
+    profile: str | None,
+    ctx: Context,
+    tx: Tx,
 ) -> list[Issue]:
     if not isinstance(resource, dict) or resource.get("resourceType") != res_type:
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -84,7 +94,7 @@ def _issues(
         out.append(Issue(f"The resource id must be '{res_id}' to update it", "invalid", (f"{res_type}.id",)))
     if mode == "update" and "id" not in resource:
         out.append(Issue("An update needs the resource id", "required", (f"{res_type}.id",)))
-    if profile is not None and compiled(profile) is None:
+    if profile is not None and compiled(profile) is None and not _stored_for_caller(ctx, tx, profile):
         raise Invalid(f"Unknown profile {profile}", "profile")
     out += validator.issues(
         resource,
@@ -92,5 +102,15 @@ def _issues(
         declared=profile is None or mode != "profile",
         warnings=True,
         unknown_profiles=ctx.settings.unknown_profiles,
+        stored=stored_profiles.resolver(ctx, tx),
     )
     return out
+
+
+def _stored_for_caller(ctx: Context, tx: Tx, url: str) -> bool:
+    """Whether `url` names a StructureDefinition stored here that the caller may search for (one
+    that cannot serve as a profile counts: the validation says why)."""
+    try:
+        return stored_profiles.for_caller(ctx, tx)(url) is not None
+    except Unusable:
+        return True

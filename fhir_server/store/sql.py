@@ -148,6 +148,8 @@ class Tx:
     new_context: int | None = None  # the write_context row this transaction inserted
     wrote_versions: bool = False
     _context_pk: int | None = None
+    # What the layers above look up once per unit of work (e.g. stored profiles by url).
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sql is None:

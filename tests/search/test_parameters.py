@@ -10,6 +10,7 @@ from types import ModuleType
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from fhir_server import model
 from fhir_server.fhirpath.compiler import compile_expression
 from fhir_server.search import parameters
 from fhir_server.search.parameters import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, Component, param_id
@@ -59,13 +60,19 @@ def test_registry_is_loaded_once_and_shared() -> None:
     assert parameters.for_type("Patient") is parameters.for_type("Patient")
 
 
-def test_resource_types_are_r4_types_with_an_r4b_model() -> None:
+def test_resource_types_are_the_r4_types() -> None:
     types = parameters.resource_types()
     assert {"Patient", "Observation", "Encounter", "Bundle", "Binary"} <= set(types)
-    assert "MedicinalProduct" not in types  # R4 only: no R4B model
+    assert {"MedicinalProduct", "SubstanceNucleicAcid", "EffectEvidenceSynthesis"} <= set(types)  # R4 only
     assert "Citation" not in types  # R4B only: not an R4 resource
-    for resource_type in types:
+    for resource_type in set(types) - model.R4_ONLY:
         assert get_fhir_model_class(resource_type).__name__ == resource_type
+    assert set(types) == model.resource_types() | {"Parameters"}
+
+
+def test_r4_only_types_have_their_search_parameters() -> None:
+    assert set(parameters.for_type("SubstanceNucleicAcid")) == set(RESOURCE_CODES)  # R4 defines no others
+    assert parameters.for_type("MedicinalProduct")["name"].expression == "MedicinalProduct.name.productName"
 
 
 @pytest.mark.parametrize("resource_type", ["Patient", "Observation", "Binary", "Bundle"])
