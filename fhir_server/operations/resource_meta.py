@@ -23,7 +23,7 @@ from ..interactions import search
 from ..interactions.context import Context
 from ..interactions.update import _check_version
 from ..interactions.vread import vread
-from ..interactions.write import WriteResult, checked_body
+from ..interactions.write import WriteResult, checked_body, profiles_for
 from ..search import meta_summary, parameters, plan
 from ..store.sql import Tx
 from .parameters import OperationInput
@@ -139,7 +139,9 @@ def change(
         return None, _answer(meta)
     resource["meta"] = new_meta
     try:
-        checked = checked_body(resource, res_type, settings=ctx.settings)
+        checked = checked_body(
+            resource, res_type, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
+        )
     except Invalid as exc:
         raise Unprocessable(exc.message, issues=exc.issues) from None
     stored = tx.update(current, checked)
