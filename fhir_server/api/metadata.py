@@ -108,7 +108,7 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
         "software": {"name": "fhir-server", "version": __version__},
         "implementation": {"description": "FHIR R4 server", "url": settings.base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "application/json"],
+        "format": ["application/fhir+json", "application/json", "application/fhir+xml", "application/xml"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [
             {
