@@ -76,8 +76,9 @@ def response_type(request: Request) -> str:
             raise NotAcceptable(f"Unsupported _format '{fmt}'; use json or xml", "_format")
         return named
     accept = request.headers.get("accept", "")
-    if not accept:
-        return FHIR_JSON
+    if not accept or accept.strip() == "*/*":  # unsaid: answer in the format of the request body
+        sent = _mime(request.headers.get("content-type", ""))
+        return FHIR_XML if sent in XML_TYPES else FHIR_JSON
     choices = []
     for n, item in enumerate(accept.split(",")):
         mime, _, params = item.partition(";")
