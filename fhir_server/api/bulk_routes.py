@@ -179,7 +179,8 @@ async def import_kickoff(request: Request, ctx: Ctx, principal: Principal) -> Re
         inputs = import_.inputs_from_parameters(body, settings.bulk_import_dir)
     else:
         raise UnsupportedMediaType(
-            "$import takes application/fhir+json or +xml (Parameters) or application/fhir+ndjson", "Content-Type"
+            "$import takes application/fhir+json or +xml (Parameters) or application/fhir+ndjson",
+            "Content-Type",
         )
     app = request.app
 

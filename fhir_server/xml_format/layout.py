@@ -46,8 +46,16 @@ def object_owner(e: Element, tref: TypeRef) -> Element | None:
         path = e.content_ref.split("#", 1)[-1]
         definition = for_type(path.split(".", 1)[0])
         return definition.by_path.get(path) if definition is not None else None
-    dt = for_type(tref.code)
-    return dt.root if dt is not None else None
+    root = _datatype_roots.get(tref.code)
+    if root is None:
+        dt = for_type(tref.code)
+        if dt is None:
+            return None
+        root = _datatype_roots[tref.code] = dt.root
+    return root
+
+
+_datatype_roots: dict[str, Element] = {}  # base definitions are compiled once per process
 
 
 @cache

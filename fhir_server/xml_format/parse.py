@@ -45,14 +45,21 @@ class Node:
         self.text = False
 
 
-def _split(name: str) -> tuple[str, str, str]:
+_NAMES: dict[str, tuple[str, str, str]] = {}  # expat name -> (namespace, local name, prefix)
+
+
+def _name(name: str) -> tuple[str, str, str]:
     """(namespace, local name, prefix) of an expat name 'uri local [prefix]'."""
     parts = name.split(" ")
     if len(parts) == 1:
-        return "", parts[0], ""
-    if len(parts) == 2:
-        return parts[0], parts[1], ""
-    return parts[0], parts[1], parts[2]
+        found = ("", parts[0], "")
+    elif len(parts) == 2:
+        found = (parts[0], parts[1], "")
+    else:
+        found = (parts[0], parts[1], parts[2])
+    if len(_NAMES) < 10_000:  # FHIR has a few thousand element names; hostile documents do not grow it
+        _NAMES[name] = found
+    return found
 
 
 class _Reader:
@@ -62,9 +69,9 @@ class _Reader:
         self.raw = raw
         self.root: Node | None = None
         self.stack: list[Node] = []
-        self.scopes: list[dict[str, str]] = [{}]  # in-scope namespace declarations per open element
+        # (depth, in-scope namespace declarations) for each open element that declares some
+        self.scopes: list[tuple[int, dict[str, str]]] = [(-1, {})]
         self.pending: dict[str, str] = {}  # declared on the element about to start
-        self.names: dict[str, tuple[str, str, str]] = {}  # expat name -> (namespace, local, prefix)
         self.opaque: Node | None = None  # the XHTML element being captured
         self.opaque_depth = 0
         self.opaque_start = 0
@@ -79,7 +86,7 @@ class _Reader:
         p.StartDoctypeDeclHandler = self.doctype
         p.EntityDeclHandler = self.entity
         p.UnparsedEntityDeclHandler = self.entity
-        p.ExternalEntityRefHandler = self.entity
+        p.ExternalEntityRefHandler = self.external
         p.StartNamespaceDeclHandler = self.namespace
         p.StartElementHandler = self.start
         p.EndElementHandler = self.end
@@ -111,6 +118,9 @@ class _Reader:
     def entity(self, *args: Any) -> None:
         raise Invalid("Entity declarations and external entities are not allowed in FHIR XML", "$this")
 
+    def external(self, context: str, base: str | None, system_id: str | None, public_id: str | None) -> int:
+        raise Invalid("Entity declarations and external entities are not allowed in FHIR XML", "$this")
+
     # ------------------------------------------------------------------ tree
 
     def namespace(self, prefix: str | None, uri: str) -> None:
@@ -122,17 +132,15 @@ class _Reader:
         if self.opaque is not None:
             self.pending = {}
             self.opaque_depth += 1
-            self.opaque_used.add(self.split(name)[2])
-            self.opaque_used.update(self.split(a)[2] for a in attrs if " " in a)
+            self.opaque_used.add(_name(name)[2])
+            self.opaque_used.update(_name(a)[2] for a in attrs if " " in a)
             return
-        ns, local, prefix = self.split(name)
-        if self.pending:
-            declared, self.pending = self.pending, {}
-            self.scopes.append({**self.scopes[-1], **declared})
-        else:
-            declared = {}
-            self.scopes.append(self.scopes[-1])
+        ns, local, prefix = _NAMES.get(name) or _name(name)
         stack = self.stack
+        declared = self.pending
+        if declared:  # in scope from here: what an XHTML div below may inherit
+            self.pending = {}
+            self.scopes.append((len(stack), {**self.scopes[-1][1], **declared}))
         if len(stack) >= MAX_JSON_DEPTH:
             raise Invalid(
                 f"The XML nests deeper than {MAX_JSON_DEPTH} elements (line {self.parser.CurrentLineNumber})",
@@ -149,16 +157,11 @@ class _Reader:
             self.opaque_depth = 1
             self.opaque_start = self.parser.CurrentByteIndex
             self.opaque_used = {prefix}
-            self.opaque_used.update(self.split(a)[2] for a in attrs if " " in a)
+            self.opaque_used.update(_name(a)[2] for a in attrs if " " in a)
             self.opaque_declared = set(declared)
-            self.opaque_scope = self.scopes[-2]
+            scopes = self.scopes
+            self.opaque_scope = scopes[-2 if declared else -1][1]
             self.opaque_prefix = prefix
-
-    def split(self, name: str) -> tuple[str, str, str]:
-        hit = self.names.get(name)
-        if hit is None:
-            hit = self.names[name] = _split(name)
-        return hit
 
     def end(self, name: str) -> None:
         if self.opaque is not None:
@@ -173,13 +176,15 @@ class _Reader:
                 if p in self.opaque_scope
             ]
             if inherited:  # make the div self-contained: the declarations it relies on
-                qname = f"{self.opaque_prefix}:{_split(name)[1]}" if self.opaque_prefix else _split(name)[1]
+                local = _name(name)[1]
+                qname = f"{self.opaque_prefix}:{local}" if self.opaque_prefix else local
                 decls = "".join(f' xmlns{":" + p if p else ""}="{uri}"' for p, uri in inherited)
                 text = text[: 1 + len(qname)] + decls + text[1 + len(qname) :]
             self.opaque.raw = text
             self.opaque = None
         self.stack.pop()
-        self.scopes.pop()
+        if self.scopes[-1][0] == len(self.stack):
+            self.scopes.pop()
 
     def characters(self, data: str) -> None:
         if self.opaque is None and self.stack and not data.isspace():
@@ -234,7 +239,7 @@ class _Converter:
     def no_attributes(self, node: Node, where: str) -> None:
         for name in node.attrs:
             if not name.startswith(_XSI_NS + " "):
-                raise Invalid(f"Unknown attribute '{_split(name)[1]}'{_at(node)}", where)
+                raise Invalid(f"Unknown attribute '{_name(name)[1]}'{_at(node)}", where)
 
     def fill(self, out: dict[str, Any], owner: Element, node: Node, where: str, depth: int) -> None:
         """Put `node`'s attributes and children into `out`, as described by `owner`'s children."""
@@ -248,7 +253,7 @@ class _Converter:
             if hit is not None and hit[0].xml_attr:
                 out[name] = value
             elif not (name.startswith(_XSI_NS + " ") and owner is not None and "." not in owner.path):
-                raise Invalid(f"Unknown attribute '{_split(name)[1]}'{_at(node)}", f"{where}.{name}")
+                raise Invalid(f"Unknown attribute '{_name(name)[1]}'{_at(node)}", f"{where}.{name}")
         positions = order(owner)
         last = -1
         twins: dict[str, list[Any]] = {}  # primitive arrays: the `_name` parts, aligned with the values

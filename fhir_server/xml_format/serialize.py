@@ -85,7 +85,7 @@ class _Writer:
         if definition is None:
             raise NotSerialisable(f"{where}: unknown resource type {rtype!r}")
         self.indent(depth)
-        self.obj(rtype, definition.root, res, depth, where, namespace, skip="resourceType")
+        self.obj(str(rtype), definition.root, res, depth, where, namespace, skip="resourceType")
 
     def obj(
         self, name: str, owner: Element, value: Any, depth: int, where: str, extra: str = "", skip: str = ""

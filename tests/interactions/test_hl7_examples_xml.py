@@ -5,6 +5,7 @@ tests/xml_format/test_round_trip.py proves on its own)."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server import model, spec_package
@@ -18,6 +19,7 @@ from tests.interactions.test_hl7_examples import _without_server_meta
 XML = {"Content-Type": "application/fhir+xml", "Accept": "application/fhir+xml"}
 
 
+@pytest.mark.slow
 def test_every_accepted_example_posted_as_xml_reads_back_as_json_and_xml(store: Store) -> None:
     app = create_app(
         Settings(base_url="http://testserver", allow_anonymous=True, check_references=False),
