@@ -23,7 +23,9 @@ from .layout import FHIR_NS, PRIMITIVES, RESOURCE_CODES, XHTML_NS, element_root,
 from .layout import resource_definition as _definition
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
-_ESCAPE = re.compile(r'[&<>"\n\r\t]')
+# XML 1.0 cannot hold the other control characters, U+FFFE/U+FFFF or lone surrogates, even escaped: they
+# never reach storage (control characters are refused on write) but may be echoed in a diagnostic
+_ESCAPE = re.compile(r'[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]')
 _ENTITIES = {
     "&": "&amp;",
     "<": "&lt;",
@@ -53,7 +55,11 @@ def serialise(resource: dict[str, Any], *, pretty: bool = False) -> bytes:
 def attribute(value: str) -> str:
     """A string escaped for a double-quoted attribute (newlines and tabs as character references,
     which attribute-value normalisation would otherwise turn into spaces)."""
-    return _ESCAPE.sub(lambda m: _ENTITIES[m.group()], value) if _ESCAPE.search(value) else value
+    return _ESCAPE.sub(_entity, value) if _ESCAPE.search(value) else value
+
+
+def _entity(match: re.Match[str]) -> str:
+    return _ENTITIES.get(match.group(), "\ufffd")
 
 
 def _primitive_text(value: Any) -> str:
@@ -219,5 +225,5 @@ def xhtml(div: Any, where: str) -> str:
             return str(etree.tostring(root, encoding="unicode"))
         return text
     # Not well-formed XHTML (never stored: txt-1 refuses it): its text, escaped, in an XHTML div.
-    escaped = div.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = attribute(div)
     return f'<div xmlns="{XHTML_NS}">{escaped}</div>'

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from fhir_server.operations import definitions
 from fhir_server.store import tables
 from fhir_server.store.sql import Store
 from fhir_server.xml_format import parse, serialise
@@ -194,3 +195,38 @@ def test_patient_tokens_reach_only_their_own_data_in_xml(http: TestClient, data:
     no_scope = {**token(http, "patient/Patient.rs", patient="A"), **XML}
     refused = http.get("/Observation", headers=no_scope)
     assert refused.status_code == 403 and body(refused)["resourceType"] == "OperationOutcome"
+
+
+def test_clinical_and_terminology_operations_and_definitions_answer_in_xml(client: TestClient) -> None:
+    pid = client.post("/Patient", json=factories.patient()).json()["id"]
+    client.post("/Observation", json=factories.observation(pid, value=70.25))
+    client.post("/Observation", json=factories.observation(pid, value=80))
+    everything = body(client.get(f"/Patient/{pid}/$everything?_format=xml"))
+    assert {e["resource"]["resourceType"] for e in everything["entry"]} == {"Patient", "Observation"}
+    lastn = body(client.get(f"/Observation/$lastn?patient={pid}&max=1&_format=xml"))
+    assert len(lastn["entry"]) == 1
+    stats = client.get(
+        "/Observation/$stats",
+        params={
+            "subject": f"Patient/{pid}",
+            "code": "8867-4",
+            "system": "http://loinc.org",
+            "statistic": "average,maximum",
+            "_format": "xml",
+        },
+    )
+    assert stats.status_code == 200, stats.text
+    assert body(stats) == client.get(stats.url.path, params={**stats.url.params, "_format": "json"}).json()
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "url", "valueUri": "http://hl7.org/fhir/ValueSet/administrative-gender"}],
+    }
+    expanded = client.post("/ValueSet/$expand", content=xml(parameters), headers=XML)
+    assert expanded.status_code == 200, expanded.text
+    codes = {c["code"] for c in body(expanded)["expansion"]["contains"]}
+    assert codes == {"male", "female", "other", "unknown"}
+    names = definitions.NAMES  # every OperationDefinition of this server's own
+    assert names
+    for name in names:
+        definition = client.get(f"/OperationDefinition/{name}", headers={"Accept": "application/fhir+xml"})
+        assert body(definition)["resourceType"] == "OperationDefinition", name
