@@ -51,6 +51,7 @@ class Element:
     children: dict[str, Element] = field(default_factory=dict)
     keys: dict[str, tuple[Element, TypeRef]] = field(default_factory=dict)  # JSON name -> (child, type)
     required: tuple[Element, ...] = ()
+    xml_attr: bool = False  # representation xmlAttr: an XML attribute (element id, Extension.url)
 
 
 @dataclass(eq=False, slots=True)
@@ -144,6 +145,7 @@ def _element(raw: dict[str, Any], root_type: str, profile: bool = False) -> Elem
         slice_name=raw.get("sliceName"),
         discriminators=tuple((d["type"], d["path"]) for d in slicing.get("discriminator", ())),
         slicing_closed=slicing.get("rules") == "closed",
+        xml_attr="xmlAttr" in (raw.get("representation") or ()),
     )
 
 

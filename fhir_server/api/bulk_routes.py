@@ -174,12 +174,13 @@ async def import_kickoff(request: Request, ctx: Ctx, principal: Principal) -> Re
             output_files.remove(settings.data_dir, job_id)
             raise
         inputs = [{"url": "upload", "path": str(upload), "type": None}]
-    elif ctype in http.JSON_TYPES or not ctype:
+    elif ctype in http.JSON_TYPES or ctype in http.XML_TYPES or not ctype:
         body = await http.read_json(request, settings.max_body_bytes)
         inputs = import_.inputs_from_parameters(body, settings.bulk_import_dir)
     else:
         raise UnsupportedMediaType(
-            "$import takes application/fhir+json (Parameters) or application/fhir+ndjson", "Content-Type"
+            "$import takes application/fhir+json or +xml (Parameters) or application/fhir+ndjson",
+            "Content-Type",
         )
     app = request.app
 

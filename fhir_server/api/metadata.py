@@ -113,8 +113,9 @@ def capability_statement(settings: Settings, mode: str = "full") -> dict[str, An
         "software": {"name": "fhir-server", "version": __version__},
         "implementation": {"description": "FHIR R4 server", "url": settings.base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "application/json"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json"],  # JSON Patch, FHIRPath Patch
+        "format": ["application/fhir+json", "application/json", "application/fhir+xml", "application/xml"],
+        # JSON Patch; FHIRPath Patch (a Parameters body) in JSON or XML
+        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
         "rest": [
             {
                 "mode": "server",

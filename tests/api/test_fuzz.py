@@ -2,6 +2,7 @@
 write leaves the `resource` table unchanged (https://hl7.org/fhir/R4/http.html).
 
 Hypothesis draws query strings, ids, headers, JSON bodies (deep, large, any unicode, control characters),
+XML bodies (random trees of FHIR and XHTML names, any bytes; answered in XML, which must parse),
 JSON Patch documents, paging cursors and OAuth forms; schemathesis drives the operations of the OpenAPI
 description the server serves at /openapi.json (made from its CapabilityStatement), with a valid token.
 """
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from fhir_server import xml_format
 from fhir_server.auth import clients
 from fhir_server.auth.operator_token import mint
 from fhir_server.settings import Settings
@@ -102,6 +104,53 @@ def test_any_json_body_is_never_a_server_error_and_a_rejected_one_writes_nothing
     assert r.status_code < 500
     if r.status_code >= 400:
         assert _rows(store) == before
+
+
+xml_names = st.sampled_from(
+    ["Patient", "Observation", "Bundle", "name", "family", "given", "extension", "url", "value", "id", "text",
+     "div", "status", "contained", "entry", "resource", "valueQuantity", "birthDate", "active", "x"]
+)  # fmt: skip
+xml_namespaces = st.sampled_from(
+    ["", ' xmlns="http://hl7.org/fhir"', ' xmlns="http://www.w3.org/1999/xhtml"']
+)
+
+
+def _xml_element(name: str, ns: str, attrs: dict[str, str], inner: list[str]) -> str:
+    quoted = "".join(f' {k}="{v}"' for k, v in attrs.items())
+    return f"<{name}{ns}{quoted}>{''.join(inner)}</{name}>"
+
+
+xml_text = any_text.map(lambda t: t.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;"))
+xml_trees = st.recursive(
+    st.builds(
+        _xml_element, xml_names, xml_namespaces, st.dictionaries(xml_names, xml_text, max_size=2), st.just([])
+    ),
+    lambda children: st.builds(
+        _xml_element,
+        xml_names,
+        xml_namespaces,
+        st.dictionaries(xml_names, xml_text, max_size=2),
+        st.lists(children | xml_text, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@given(
+    body=xml_trees.map(lambda x: x.encode()) | st.binary(max_size=300),
+    header=st.sampled_from(["application/fhir+xml", "application/xml", "text/xml"]),
+    path=st.sampled_from(["/Patient", "/"]),
+)
+def test_any_xml_body_is_never_a_server_error_and_a_rejected_one_writes_nothing(
+    client: TestClient, store: Store, body: bytes, header: str, path: str
+) -> None:
+    before = _rows(store)
+    r = client.post(path, content=body, headers={"Content-Type": header, "Accept": header})
+    assert r.status_code < 500
+    if r.status_code >= 400:
+        assert _rows(store) == before
+    if r.headers["content-type"].startswith(("application/fhir+xml", "application/xml")):
+        assert xml_format.parse(r.content)["resourceType"] in ("OperationOutcome", "Patient", "Bundle")
 
 
 pointers = (

@@ -172,12 +172,14 @@ def test_format_and_pretty(client: TestClient) -> None:
         .startswith("application/json")
     )
     xml = client.get(f"/Patient/{rid}?_format=xml")
-    assert xml.status_code == 406
-    assert xml.json()["resourceType"] == "OperationOutcome"
+    assert xml.status_code == 200 and xml.headers["Content-Type"].startswith("application/fhir+xml")
+    unknown = client.get(f"/Patient/{rid}?_format=turtle")
+    assert unknown.status_code == 406
+    assert unknown.json()["resourceType"] == "OperationOutcome"
 
 
-def test_xml_body_is_415(client: TestClient) -> None:
-    r = client.post("/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"})
+def test_unknown_body_type_is_415(client: TestClient) -> None:
+    r = client.post("/Patient", content=b"Patient", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415
     assert r.json()["resourceType"] == "OperationOutcome"
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from fhir_server import xml_format
 from fhir_server.app import create_app
 from fhir_server.interactions import read
 from fhir_server.settings import Settings
@@ -82,7 +83,8 @@ def test_exception_text_reaches_neither_the_client_nor_the_log(failing_server: t
         conn.close()
     assert response.status == 500
     assert SECRET not in body.decode()
-    assert orjson.loads(body)["resourceType"] == "OperationOutcome"
+    assert (response.getheader("Content-Type") or "").startswith("application/fhir+xml")  # as asked
+    assert xml_format.parse(body)["resourceType"] == "OperationOutcome"
     logged = "\n".join(lines)
     assert "RuntimeError (message withheld)" in logged and "in boom" in logged
     assert SECRET not in logged

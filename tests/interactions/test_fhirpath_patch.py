@@ -283,3 +283,17 @@ def test_a_transaction_entry_may_be_a_conditional_fhirpath_patch(client: TestCli
     assert r.status_code == 200, r.text
     assert r.json()["entry"][0]["response"]["status"].startswith("200")
     assert client.get(f"/Patient/{rid}").json()["active"] is True
+
+
+def test_a_fhirpath_patch_may_come_as_xml(client: TestClient) -> None:
+    rid = _patient_id(client, "Smith", "1")
+    body = (
+        '<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="operation"/>'
+        '<part><name value="type"/><valueCode value="replace"/></part>'
+        '<part><name value="path"/><valueString value="Patient.gender"/></part>'
+        '<part><name value="value"/><valueCode value="male"/></part>'
+        "</parameter></Parameters>"
+    )
+    r = client.patch(f"/Patient/{rid}", content=body, headers={"Content-Type": "application/fhir+xml"})
+    assert r.status_code == 200, r.text
+    assert client.get(f"/Patient/{rid}").json()["gender"] == "male"
