@@ -79,8 +79,8 @@ def _run(cmd: list[str]) -> None:
 
 
 @contextmanager
-def primary_and_replica(database: str = "fhir") -> Iterator[tuple[Cluster, Cluster]]:
-    """A primary with `database` created, and a streaming replica of it; both removed at the end."""
+def primary_and_replica(database: str | None = "fhir") -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary (with `database` created, unless None), and a streaming replica of it; both removed at the end."""
     root = Path(tempfile.mkdtemp(prefix="fhir-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
@@ -92,7 +92,8 @@ def primary_and_replica(database: str = "fhir") -> Iterator[tuple[Cluster, Clust
         _append(primary.directory / "postgresql.conf", CONF.format(port=primary.port, sockets=root))
         primary.start()
         started.append(primary)
-        primary.sql(f'CREATE DATABASE "{database}"')
+        if database is not None:
+            primary.sql(f'CREATE DATABASE "{database}"')
         _run(
             [
                 str(BIN / "pg_basebackup"),

@@ -20,7 +20,7 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -51,8 +51,8 @@ replica_pin = Table(
 
 _HEALTH = text(
     "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver LIMIT 1),"
-    " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0"
-    " ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END"
+    " pg_last_wal_receive_lsn() - '0/0'::pg_lsn, pg_last_wal_replay_lsn() - '0/0'::pg_lsn,"
+    " extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
 )
 _PINNED = text("SELECT until_us FROM replica_pin WHERE reader = :r")
 _PIN = text(
@@ -76,6 +76,20 @@ class Replica:
     lag_seconds: float = 0.0
     checked_at: float = float("-inf")
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (monotonic time, WAL received by then) of recent checks: what the replay lag is measured against
+    received: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
+
+    def lag(self, now: float, receive: int, replay: int, since_replayed_commit: float | None) -> float:
+        """Seconds of WAL received but not replayed: 0 when replay has caught up with what arrived;
+        else the age of the newest check whose received WAL is all replayed now (an idle primary
+        writes no commits, so the time since the last replayed commit alone would overstate it)."""
+        self.received.append((now, receive))
+        if replay >= receive:
+            return 0.0
+        replayed_by = [t for t, lsn in self.received if lsn <= replay]
+        if replayed_by:
+            return now - max(replayed_by)
+        return since_replayed_commit or 0.0
 
 
 class ReadRouting:
@@ -100,7 +114,7 @@ class ReadRouting:
             Replica(
                 i,
                 make_engine(
-                    url, pool_size=pool_size, max_overflow=max_overflow, pre_ping=True, connect_timeout=2
+                    url, pool_size=pool_size, max_overflow=max_overflow, pre_ping=True, connect_timeout=5
                 ).execution_options(isolation_level="AUTOCOMMIT"),
             )
             for i, url in enumerate(urls)
@@ -157,9 +171,12 @@ class ReadRouting:
     def _maybe_check(self, replica: Replica) -> None:
         if time.monotonic() - replica.checked_at < self.check_seconds:
             return
-        if not replica.lock.acquire(blocking=False):
-            return  # another thread is checking: use the state as it was
+        # Another thread is checking: use the state as it was (but wait for the very first check).
+        if not replica.lock.acquire(blocking=replica.state == "unchecked"):
+            return
         try:
+            if time.monotonic() - replica.checked_at < self.check_seconds:
+                return  # checked while this thread waited
             replica.checked_at = time.monotonic()
             try:
                 with replica.engine.connect() as conn:
@@ -167,8 +184,10 @@ class ReadRouting:
             except DBAPIError as exc:
                 self._set_state(replica, "down", f"health check failed ({type(exc.orig).__name__})")
                 return
-            in_recovery, receiver, lag = row
-            replica.lag_seconds = float(lag or 0.0)
+            in_recovery, receiver, receive, replay, since_commit = row
+            if receive is not None and replay is not None:
+                since = None if since_commit is None else float(since_commit)
+                replica.lag_seconds = replica.lag(time.monotonic(), int(receive), int(replay), since)
             if not in_recovery:
                 self._set_state(replica, "promoted", "it is not in recovery: not a replica of the primary")
             elif receiver != "streaming":

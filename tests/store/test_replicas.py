@@ -177,3 +177,24 @@ def test_a_stopped_replica_falls_back_to_the_primary_without_errors_and_is_used_
     on_replica = served.reads("replica")
     assert http.get(f"/Patient/{pid}", headers=served.as_("other")).status_code == 200
     assert served.reads("replica") == on_replica + 1
+
+
+def test_the_pin_is_shared_by_every_api_process(
+    clusters: tuple[Cluster, Cluster], served: Served, tmp_path: Path
+) -> None:
+    primary, replica = clusters
+    second = tmp_path / "second"
+    second.mkdir()
+    for other in _served(clusters, second, max_lag=3600.0):  # another process: its own app, store, pools
+        _paused(replica)
+        try:
+            created = served.http.post(
+                "/Patient", json=factories.patient(family="Elsewhere"), headers=served.as_("writer")
+            )
+            assert created.status_code == 201
+            pid = created.json()["id"]
+            assert other.http.get(f"/Patient/{pid}", headers=other.as_("writer")).status_code == 200
+            assert other.reads("pinned") == 1
+            assert other.http.get(f"/Patient/{pid}", headers=other.as_("other")).status_code == 404
+        finally:
+            _resumed(primary, replica)
