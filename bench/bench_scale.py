@@ -93,7 +93,7 @@ class Processes:
         for line in text.splitlines():
             if "replica" in line:
                 print(f"    log: {line[:200]}")
-        return [ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln]
+        return [ln for ln in text.splitlines() if '"level":"error"' in ln or "Traceback" in ln]
 
 
 def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -137,7 +137,16 @@ def deployment(
         for i in range(n):
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            cmd = [sys.executable, "-m", "fhir_server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "fhir_server.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
             proc = procs.start([*cmd, "--workers", "1", "--no-demo"], {**env, "FHIR_BASE_URL": base})
             if i == 0:
                 _wait_ready(base, proc)  # the first one migrates the new database
@@ -197,7 +206,11 @@ async def _reads(bases: list[str], patients: list[str], clients: int, seconds: f
                 base = bases[(k + n) % len(bases)]
                 pid = rng.choice(patients)
                 kind = "read" if n % 2 == 0 else "search"
-                url = f"{base}/Patient/{pid}" if kind == "read" else f"{base}/Observation?patient={pid}&_count=20"
+                url = (
+                    f"{base}/Patient/{pid}"
+                    if kind == "read"
+                    else f"{base}/Observation?patient={pid}&_count=20"
+                )
                 t0 = time.perf_counter()
                 resp = await http.get(url)
                 latencies[kind].append(time.perf_counter() - t0)
@@ -313,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         with deployment(clusters, database, 2, 0, replica=True) as procs:
             patients_loaded = [
                 e["resource"]["id"]
-                for e in httpx.get(f"{procs.bases[0]}/Patient?_count=1000&_elements=id").json().get("entry", [])
+                for e in httpx.get(f"{procs.bases[0]}/Patient?_count=1000&_elements=id")
+                .json()
+                .get("entry", [])
             ]
             read_phase(procs, patients_loaded, args, "reads with the replica")
             for base in procs.bases:

@@ -7,6 +7,7 @@ Used by the replica tests and `bench/bench_scale.py`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -51,7 +52,9 @@ class Cluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
-        _run([str(BIN / "pg_ctl"), "-D", str(self.directory), "-l", str(self.directory / "log"), "-w", "start"])
+        _run(
+            [str(BIN / "pg_ctl"), "-D", str(self.directory), "-l", str(self.directory / "log"), "-w", "start"]
+        )
 
     def stop(self) -> None:
         _run([str(BIN / "pg_ctl"), "-D", str(self.directory), "-m", "fast", "-w", "stop"])
@@ -88,7 +91,9 @@ def primary_and_replica(database: str | None = "fhir") -> Iterator[tuple[Cluster
     replica = Cluster(root / "replica", free_port())
     started: list[Cluster] = []
     try:
-        _run([str(BIN / "initdb"), "-D", str(primary.directory), "-A", "trust", "-U", "postgres", "--no-sync"])
+        _run(
+            [str(BIN / "initdb"), "-D", str(primary.directory), "-A", "trust", "-U", "postgres", "--no-sync"]
+        )
         _append(primary.directory / "postgresql.conf", CONF.format(port=primary.port, sockets=root))
         primary.start()
         started.append(primary)
@@ -108,10 +113,8 @@ def primary_and_replica(database: str | None = "fhir") -> Iterator[tuple[Cluster
         yield primary, replica
     finally:
         for cluster in reversed(started):
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
                 cluster.stop()
-            except subprocess.CalledProcessError:
-                pass  # already stopped by the test
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -169,13 +169,13 @@ class ReadRouting:
         return worst, None
 
     def _maybe_check(self, replica: Replica) -> None:
-        if time.monotonic() - replica.checked_at < self.check_seconds:
+        if self._fresh(replica):
             return
         # Another thread is checking: use the state as it was (but wait for the very first check).
         if not replica.lock.acquire(blocking=replica.state == "unchecked"):
             return
         try:
-            if time.monotonic() - replica.checked_at < self.check_seconds:
+            if self._fresh(replica):
                 return  # checked while this thread waited
             replica.checked_at = time.monotonic()
             try:
@@ -198,6 +198,9 @@ class ReadRouting:
                 self._set_state(replica, "up", "streaming")
         finally:
             replica.lock.release()
+
+    def _fresh(self, replica: Replica) -> bool:
+        return replica.state != "unchecked" and time.monotonic() - replica.checked_at < self.check_seconds
 
     def _set_state(self, replica: Replica, state: str, why: str) -> None:
         replica.checked_at = time.monotonic()

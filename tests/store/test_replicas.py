@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event, text
 
 from fhir_server.app import create_app
 from fhir_server.auth import clients
@@ -22,6 +23,7 @@ from fhir_server.auth.operator_token import mint
 from fhir_server.settings import Settings
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
+from fhir_server.store.replicas import ReadRouting, reader
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.pg_cluster import Cluster, primary_and_replica, wait_caught_up, wait_streaming
@@ -137,7 +139,9 @@ def test_a_replica_lagging_beyond_the_bound_is_skipped(
         http = served.http
         _paused(replica)
         try:
-            created = http.post("/Patient", json=factories.patient(family="Lag"), headers=served.as_("writer"))
+            created = http.post(
+                "/Patient", json=factories.patient(family="Lag"), headers=served.as_("writer")
+            )
             assert created.status_code == 201
             time.sleep(1.5)  # the replica's replay lag passes the bound
             lagging = served.reads("replica-lag")
@@ -198,3 +202,26 @@ def test_the_pin_is_shared_by_every_api_process(
             assert other.http.get(f"/Patient/{pid}", headers=other.as_("other")).status_code == 404
         finally:
             _resumed(primary, replica)
+
+
+def test_reads_that_arrive_during_the_first_check_wait_for_it(clusters: tuple[Cluster, Cluster]) -> None:
+    primary, replica = clusters
+    routing = ReadRouting(
+        make_engine(primary.url("fhir")),
+        [replica.url("fhir")],
+        pin_seconds=PIN,
+        max_lag_seconds=60.0,
+        check_seconds=60.0,
+    )
+    event.listen(routing.replicas[0].engine, "connect", lambda *_: time.sleep(0.5))  # a slow first check
+
+    def one_read(_: int) -> bool:
+        reader.set("a caller who never wrote")
+        with routing.connection() as conn:
+            return bool(conn.execute(text("SELECT pg_is_in_recovery()")).scalar())
+
+    with ThreadPoolExecutor(8) as pool:
+        served_by_replica = list(pool.map(one_read, range(8)))
+    assert all(served_by_replica)
+    assert routing.counts == {"replica": 8}
+    routing.dispose()
