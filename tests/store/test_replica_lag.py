@@ -1,10 +1,10 @@
-"""The replay lag a replica is judged by (store/replicas.py `Replica.lag`)."""
+"""The replay lag a replica is judged by, and the pin keys of callers (store/replicas.py)."""
 
 from __future__ import annotations
 
 from sqlalchemy import create_engine
 
-from fhir_server.store.replicas import Replica
+from fhir_server.store.replicas import Replica, reader_key
 
 
 def _replica() -> Replica:
@@ -28,3 +28,14 @@ def test_the_lag_is_the_age_of_the_newest_check_whose_received_wal_is_replayed()
 def test_without_an_earlier_check_the_time_since_the_last_replayed_commit_is_used() -> None:
     replica = _replica()
     assert replica.lag(0.0, 300, 100, since_replayed_commit=7.5) == 7.5
+
+
+def test_pin_keys_are_per_client_and_user_and_hold_neither_id() -> None:
+    keys = {
+        reader_key("app", "alice"),
+        reader_key("app", "bob"),
+        reader_key("other", "alice"),
+        reader_key("app", None),
+    }
+    assert len(keys) == 4
+    assert all("alice" not in k and "app" not in k and len(k) == 64 for k in keys)
