@@ -30,6 +30,7 @@ from sqlalchemy import BigInteger, Column, Connection, Engine, String, Table, te
 from sqlalchemy.exc import DBAPIError
 
 from .. import instant
+from ..errors import FhirError
 from ..settings import Settings
 from .engine import make_engine
 from .tables import metadata
@@ -59,6 +60,12 @@ _PIN = text(
     "INSERT INTO replica_pin (reader, until_us) VALUES (:r, :u)"
     " ON CONFLICT (reader) DO UPDATE SET until_us = GREATEST(replica_pin.until_us, EXCLUDED.until_us)"
 )
+
+
+class ReplicaLost(FhirError):
+    """A read on a replica failed under way (replica gone, or a replay conflict): retry it."""
+
+    status, code = 503, "transient"
 
 
 def reader_key(client_id: str, subject: str | None) -> str:
@@ -135,11 +142,29 @@ class ReadRouting:
             else:
                 self.counts[reason] += 1
                 with conn:
-                    yield conn
+                    try:
+                        yield conn
+                    except DBAPIError as exc:
+                        lost = self._lost(replica, exc)
+                        if lost is None:
+                            raise
+                        raise lost from exc
                 return
         self.counts[reason] += 1
         with self.primary.connect() as conn:
             yield conn
+
+    def _lost(self, replica: Replica, exc: DBAPIError) -> ReplicaLost | None:
+        """A replica read that failed under way: the replica went away (it is taken out of service)
+        or replay cancelled the query (a hot-standby conflict): 503 to retry, not a 500."""
+        if exc.connection_invalidated:
+            self._set_state(replica, "down", f"connection lost during a read ({type(exc.orig).__name__})")
+        elif getattr(exc.orig, "sqlstate", None) != "40001":
+            return None  # anything else is not the replica's doing
+        return ReplicaLost(
+            "The read replica answering this request went away or cancelled it; retry",
+            headers={"Retry-After": "1"},
+        )
 
     def wrote(self) -> None:
         """After a committed write: pin the request's caller to the primary for the pin window."""

@@ -7,6 +7,8 @@ primary is 404 there, while the primary has it.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from fhir_server.auth.operator_token import mint
 from fhir_server.settings import Settings
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
-from fhir_server.store.replicas import ReadRouting, reader
+from fhir_server.store.replicas import ReadRouting, ReplicaLost, reader
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.pg_cluster import Cluster, primary_and_replica, wait_caught_up, wait_streaming
@@ -225,3 +227,32 @@ def test_reads_that_arrive_during_the_first_check_wait_for_it(clusters: tuple[Cl
     assert all(served_by_replica)
     assert routing.counts == {"replica": 8}
     routing.dispose()
+
+
+def test_a_replica_lost_during_a_read_is_a_503_to_retry_and_the_next_read_goes_to_the_primary(
+    clusters: tuple[Cluster, Cluster],
+) -> None:
+    primary, replica = clusters
+    routing = ReadRouting(
+        make_engine(primary.url("fhir")),
+        [replica.url("fhir")],
+        pin_seconds=PIN,
+        max_lag_seconds=60.0,
+        check_seconds=60.0,
+    )
+    token = reader.set("a reader")
+    try:
+        with pytest.raises(ReplicaLost) as lost, routing.connection() as conn:
+            assert conn.execute(text("SELECT pg_is_in_recovery()")).scalar() is True
+            replica.stop()
+            conn.execute(text("SELECT 1"))
+        assert lost.value.status == 503 and lost.value.headers == {"Retry-After": "1"}
+        with routing.connection() as conn:
+            assert conn.execute(text("SELECT pg_is_in_recovery()")).scalar() is False
+        assert routing.counts["replica-down"] == 1
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            replica.start()
+        wait_streaming(replica)
+        routing.dispose()
+        reader.reset(token)
