@@ -127,7 +127,8 @@ class ReadRouting:
             for i, url in enumerate(urls)
         ]
         self._turn = itertools.count()
-        self.counts: Counter[str] = Counter()  # reason -> reads (CPython: += under the GIL is fine here)
+        self.counts: Counter[str] = Counter()  # reason -> reads
+        self._counting = threading.Lock()
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -140,7 +141,7 @@ class ReadRouting:
                 self._set_state(replica, "down", f"connect failed ({type(exc.orig).__name__})")
                 reason = "replica-down"
             else:
-                self.counts[reason] += 1
+                self._count(reason)
                 with conn:
                     try:
                         yield conn
@@ -150,7 +151,7 @@ class ReadRouting:
                             raise
                         raise lost from exc
                 return
-        self.counts[reason] += 1
+        self._count(reason)
         with self.primary.connect() as conn:
             yield conn
 
@@ -223,6 +224,10 @@ class ReadRouting:
                 self._set_state(replica, "up", "streaming")
         finally:
             replica.lock.release()
+
+    def _count(self, reason: str) -> None:
+        with self._counting:  # `+=` on a Counter is not atomic across threads
+            self.counts[reason] += 1
 
     def _fresh(self, replica: Replica) -> bool:
         return replica.state != "unchecked" and time.monotonic() - replica.checked_at < self.check_seconds
