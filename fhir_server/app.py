@@ -36,6 +36,7 @@ from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context
 from .redacted_traceback import format_exception
 from .settings import Settings
+from .store import replicas
 from .store.engine import make_engine
 from .store.sql import Store
 from .warmup import warm_up
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         )
         store = Store(engine, check_references=settings.check_references, base=settings.base)
         warm_up()  # a served process (tests pass their own store): no slow first request
+    if settings.read_urls and store.replicas is None:  # FHIR reads on replicas (store/replicas.py)
+        store.use_replicas(replicas.routing(store.engine, settings))
     app = FastAPI(title="fhir-server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = Context(store=store, settings=settings)
     packages.load_installed(settings.data_dir)  # profiles added with `fhir-server profiles add`

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     # should cover the usual number of concurrent requests).
     db_pool_size: int = 16
     db_max_overflow: int = 16
+    # Read replicas (docs/operations.md "Read replicas"): comma-separated PostgreSQL URLs of streaming
+    # replicas of database_url. FHIR reads and searches go there; a caller that wrote reads the
+    # primary for replica_pin_seconds (keep it above replica_max_lag_seconds + replica_check_seconds);
+    # a replica down or lagging more than replica_max_lag_seconds is skipped (reads on the primary).
+    database_read_urls: str = ""
+    replica_pin_seconds: float = 10.0
+    replica_max_lag_seconds: float = 5.0
+    replica_check_seconds: float = 1.0
     max_body_bytes: int = 32 * 1024 * 1024
     # Search paging
     default_count: int = 20
@@ -67,6 +75,11 @@ class Settings(BaseSettings):
     # off, 404); logs are JSON lines with a request id ("json") or plain text ("text").
     metrics_token: str | None = None
     log_format: str = "json"
+
+    @property
+    def read_urls(self) -> list[str]:
+        """`database_read_urls` split at commas, blanks dropped."""
+        return [url.strip() for url in self.database_read_urls.split(",") if url.strip()]
 
     @cached_property
     def base(self) -> str:

@@ -12,6 +12,7 @@ from ..auth.keys import InvalidToken
 from ..auth.principal import Principal as AuthPrincipal
 from ..errors import Unauthorized
 from ..interactions.context import Context
+from ..store import replicas
 
 ANONYMOUS = AuthPrincipal(client_id="anonymous", kind="anonymous-dev")
 
@@ -53,6 +54,8 @@ Principal = Annotated[AuthPrincipal, Depends(get_principal)]
 def get_context(request: Request, principal: Principal) -> Context:
     """The interaction context built at start-up (store, settings), carrying the caller."""
     ctx: Context = request.app.state.context
+    # Reads of this request may go to a replica, unless this caller wrote recently (store/replicas.py).
+    replicas.reader.set(replicas.reader_key(principal.client_id, principal.subject))
     return replace(ctx, principal=principal)
 
 

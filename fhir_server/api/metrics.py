@@ -26,7 +26,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import instant
 from ..errors import NotFound, Unauthorized
 from ..jobs import job
+from ..store import replicas
 from ..store.sql import Store
 
 log = logging.getLogger("fhir_server.metrics")
@@ -101,6 +102,7 @@ class StoreCollector(Collector):
         ):
             if callable(getattr(pool, attr, None)):
                 yield GaugeMetricFamily(name, doc, value=float(max(0, getattr(pool, attr)())))
+        yield from _replica_metrics(self.store)
         up = GaugeMetricFamily("fhir_db_up", "1 when the last scrape could query the database")
         try:
             stats = job.queue_stats(self.store)
@@ -123,6 +125,28 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "fhir_job_oldest_age_seconds", "Age of the oldest accepted or running job (0: none)", value=age
         )
+
+
+def _replica_metrics(store: Store) -> Iterator[Any]:
+    """Reads by target (`replica`, or the primary and why) and each replica's state, in this process."""
+    routing = store.replicas
+    if routing is None:
+        return
+    reads = CounterMetricFamily(
+        "fhir_db_reads",
+        "Read units of work of this process: `replica`, or on the primary and why",
+        labels=["reason"],
+    )
+    for reason in replicas.REASONS:
+        reads.add_metric([reason], float(routing.counts[reason]))
+    yield reads
+    up = GaugeMetricFamily("fhir_db_replica_up", "1 while the replica serves reads", labels=["replica"])
+    lag = GaugeMetricFamily("fhir_db_replica_lag_seconds", "Replay lag at the last check", labels=["replica"])
+    for replica in routing.replicas:
+        up.add_metric([str(replica.index)], 1.0 if replica.state == "up" else 0.0)
+        lag.add_metric([str(replica.index)], replica.lag_seconds)
+    yield up
+    yield lag
 
 
 def _authorised(request: Request, secret: str | None) -> None:

@@ -21,8 +21,18 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
-    """Create the engine; SQLite gets WAL mode, a busy timeout and BEGIN IMMEDIATE for write transactions."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    pre_ping: bool = False,
+    connect_timeout: int | None = None,
+) -> Engine:
+    """Create the engine; SQLite gets WAL mode, a busy timeout and BEGIN IMMEDIATE for write transactions.
+
+    `pre_ping` tests each pooled connection at checkout and `connect_timeout` (seconds) bounds a
+    connection attempt: read replicas use both, so a replica that went away is noticed before a read."""
     url = normalise_url(url)
     parsed = make_url(url)
     logging.getLogger("sqlalchemy.engine.Engine").addFilter(_without_rows)
@@ -36,8 +46,14 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         )
         _sqlite_setup(engine)
         return engine
+    connect_args = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     return create_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False, hide_parameters=True
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=pre_ping,
+        hide_parameters=True,
+        connect_args=connect_args,
     )
 
 

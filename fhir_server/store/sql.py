@@ -29,6 +29,7 @@ from ..search.index import index_tuples
 from . import autoanalyze, contention, fast, outbox, unprepared
 from . import tables as t
 from .engine import is_sqlite
+from .replicas import ReadRouting
 
 T = TypeVar("T")
 
@@ -411,6 +412,14 @@ class Store:
         self.contexts = outbox.ContextIds()
         # Called after each commit that stored versions (fhir_server/events wakes its dispatcher).
         self.after_commit: list[Callable[[], None]] = []
+        # Read replicas (store/replicas.py): set by `use_replicas`; None reads on the primary.
+        self.replicas: ReadRouting | None = None
+
+    def use_replicas(self, routing: ReadRouting) -> None:
+        """Send FHIR reads and searches to `routing`'s replicas (PostgreSQL only)."""
+        if self.sqlite:
+            raise ValueError("read replicas need a PostgreSQL primary (FHIR_DATABASE_URL is SQLite)")
+        self.replicas = routing
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -422,6 +431,10 @@ class Store:
     def _read_connection(self) -> Iterator[Connection]:
         if self.sqlite:
             with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        if self.replicas is not None:
+            with self.replicas.connection() as conn:
                 yield conn
             return
         with self._autocommit.connect() as conn:
@@ -442,6 +455,8 @@ class Store:
                 yield tx
                 tx.flush()
             self.analyzer.committed(tx.changes)
+            if self.replicas is not None:
+                self.replicas.wrote()  # read-your-writes: the caller reads the primary for a while
             if tx.new_context is not None:
                 self.contexts.remember(context, tx.new_context)
             if tx.wrote_versions:

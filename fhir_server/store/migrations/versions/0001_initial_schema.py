@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 09:19:08.588544
+Create Date: 2026-12-03 14:35:41.818563
 """
 
 import sqlalchemy as sa
@@ -271,6 +271,12 @@ def upgrade() -> None:
         batch_op.create_index("ix_refresh_token_grant", ["grant_id"], unique=False)
 
     op.create_table(
+        "replica_pin",
+        sa.Column("reader", sa.String(length=64), nullable=False),
+        sa.Column("until_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("reader"),
+    )
+    op.create_table(
         "resource",
         sa.Column(
             "pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
@@ -372,6 +378,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_resource_type_updated")
 
     op.drop_table("resource")
+    op.drop_table("replica_pin")
     with op.batch_alter_table("refresh_token", schema=None) as batch_op:
         batch_op.drop_index("ix_refresh_token_grant")
 
