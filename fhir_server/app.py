@@ -25,12 +25,14 @@ from .api import (
     terminology_routes,
     validation_routes,
 )
+from .api.audit_trail import AuditTrail
 from .api.base_path import BasePath
 from .api.input_limits_middleware import InputLimitsMiddleware
 from .api.request_telemetry import RequestTelemetry
 from .api.routes import router
 from .api.security_headers import SecurityHeaders
 from .api.server_errors import ServerErrors
+from .audit.recorder import Recorder
 from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context
 from .redacted_traceback import format_exception
@@ -87,6 +89,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     app.add_middleware(SecurityHeaders)  # nosniff; no-store on PHI (on every response)
     app.state.metrics = metrics.Metrics(store)
+    app.state.audit = None
+    if settings.audit:  # an AuditEvent for every request and change (docs/audit.md)
+        recorder = Recorder(
+            store,
+            settings.base,
+            retention_days=settings.audit_retention_days,
+            queue_size=settings.audit_queue_size,
+        )
+        app.state.audit = recorder
+        app.add_middleware(AuditTrail, recorder=recorder)
+        app.router.on_shutdown.append(recorder.close)
     app.add_middleware(RequestTelemetry, metrics=app.state.metrics)  # request id, metrics, log line
     if settings.base_path:  # outermost: FHIR_BASE_URL=https://host/fhir serves under /fhir
         app.add_middleware(BasePath, prefix=settings.base_path)

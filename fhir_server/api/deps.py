@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..audit import access as audit
 from ..auth.keys import InvalidToken
 from ..auth.principal import Principal as AuthPrincipal
 from ..errors import Unauthorized
@@ -30,6 +31,7 @@ async def get_principal(request: Request) -> AuthPrincipal:
     header = request.headers.get("authorization")
     if header is None:
         if ctx.settings.allow_anonymous:
+            audit.note_caller(ANONYMOUS)
             return ANONYMOUS
         raise Unauthorized("An access token is required", headers={"WWW-Authenticate": realm})
     scheme, _, token = header.strip().partition(" ")
@@ -44,6 +46,7 @@ async def get_principal(request: Request) -> AuthPrincipal:
     except InvalidToken:
         challenge = realm + ', error="invalid_token", error_description="The access token is not valid"'
         raise Unauthorized("The access token is not valid", headers={"WWW-Authenticate": challenge}) from None
+    audit.note_caller(principal)
     return principal
 
 

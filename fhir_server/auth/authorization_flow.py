@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import orjson
 from sqlalchemy import Connection
 
+from ..audit import access as audit
 from ..store.repository import UnitOfWork
 from ..store.sql import Store
 from . import authorization_code, authorization_request, clients, consent, launch, opaque_token, users
@@ -116,6 +117,7 @@ class AuthorizationFlow:
         try:
             user = log_in(self.store, attempt, clock=self.clock)
         except LoginRefused as refused:
+            audit.note_event("login", failed=True, client=pending.client_id)
             if refused.throttled:
                 wait = refused.retry_after
                 message = (
@@ -123,6 +125,7 @@ class AuthorizationFlow:
                 )
                 return Outcome(LoginStep(handle, name, message, 429, wait))
             return Outcome(LoginStep(handle, name, "The username, password or code is not correct.", 401))
+        audit.note_event("login", failed=False, user=user.subject, client=pending.client_id)
         session = opaque_token.new()
         with self.store.write() as tx:
             authorization_request.logged_in(tx.conn, handle, user_pk=user.pk, session=session, now=now)

@@ -42,7 +42,7 @@ from ..search import match, query
 from ..store import conditions
 from ..store.sql import Stored, Tx
 from . import async_status
-from .principal import Access, Denied, FhirInteraction, Grant, Principal, decide
+from .principal import SERVER_WRITTEN, Access, Denied, FhirInteraction, Grant, Principal, decide
 
 INSUFFICIENT = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
 
@@ -73,6 +73,15 @@ def operation(principal: Principal, res_type: str, needs: str) -> Access | Denie
 def check_operation(principal: Principal | None, res_type: str, needs: str) -> None:
     """An operation declares the SMART permissions it needs (e.g. "rs"); 403 without them."""
     access(principal, "operation", res_type, needs=needs)
+
+
+def refuse_server_written(principal: Principal | None, res_type: str) -> None:
+    """403 before anything else (validation included) for a client writing a type only the server
+    writes (AuditEvent: principal.SERVER_WRITTEN), whatever its scopes."""
+    if principal is not None and res_type in SERVER_WRITTEN:
+        raise Forbidden(
+            f"{res_type} is written by the server alone: no client may create, change or delete it"
+        )
 
 
 def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:

@@ -31,6 +31,9 @@ FhirInteraction = Literal[
 ]
 
 KINDS: tuple[Kind, ...] = get_args(Kind)
+# Types no client may create, update, patch or delete, whatever its scopes (https://hl7.org/fhir/R4/auditevent.html:
+# the audit trail is recorded by the server; a forged or erased entry would defeat it).
+SERVER_WRITTEN = frozenset({"AuditEvent"})
 FHIR_USER_TYPES = frozenset({"Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Person"})
 
 # The SMART permission each interaction needs (history: instance level 'r', type/system level 's').
@@ -133,6 +136,8 @@ def decide(
     letters = _needed(interaction, instance, needs)
     if isinstance(letters, Denied):
         return letters
+    if resource_type in SERVER_WRITTEN and any(letter in "cud" for letter in letters):
+        return Denied(f"{resource_type} is written by the server alone (the audit trail, docs/audit.md)")
     if principal.kind == "anonymous-dev":
         return Access(letters, (Grant(),))
     grants: tuple[Grant, ...] = (Grant(),)

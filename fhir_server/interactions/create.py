@@ -30,6 +30,7 @@ def create(
     `matched` the matches of If-None-Exist when the transaction found them already, with the
     locks held (interactions/conditional_creates.py); None: searched here.
     """
+    enforce.refuse_server_written(ctx.principal, res_type)
     resource = checked_body(body, res_type, location=location, settings=ctx.settings)
     enforce.check_write(tx, ctx.principal, "create", res_type, None)
     if if_none_exist:

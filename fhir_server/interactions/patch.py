@@ -21,6 +21,7 @@ def patch(
     ctx: Context, tx: Tx, res_type: str, res_id: str, operations: Any, *, if_match: int | None = None
 ) -> WriteResult:
     """Apply the operations to the current version and store the result as a new version."""
+    enforce.refuse_server_written(ctx.principal, res_type)
     if not isinstance(operations, list):
         raise Invalid("A JSON Patch document must be a JSON array of operations", "$this")
     for i, operation in enumerate(operations):

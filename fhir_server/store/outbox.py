@@ -192,3 +192,13 @@ def position(conn: Connection, consumer: str) -> Position | None:
     c = t.change_consumer.c
     row = conn.execute(select(c.xid, c.txn).where(c.name == consumer)).first()
     return None if row is None else (int(row.xid), int(row.txn))
+
+
+def contents(conn: Connection, txns: list[int]) -> dict[int, bytes]:
+    """The stored JSON of the versions with these `txn`s (empty bytes for a deletion)."""
+    out: dict[int, bytes] = {}
+    for start in range(0, len(txns), 500):
+        chunk = txns[start : start + 500]
+        rows = conn.execute(select(_V.txn, _V.content).where(_V.txn.in_(chunk)))
+        out.update({int(r.txn): bytes(r.content or b"") for r in rows})
+    return out
