@@ -115,7 +115,11 @@ class Recorder:
                     break
             self._write(pending)
             now = time.monotonic()
-            if flushes or stop or self._changed.is_set() or now - last_changes >= CHANGE_POLL:
+            if flushes:
+                self._changed.clear()
+                self._deliver_until_caught_up()
+                last_changes = now
+            elif stop or self._changed.is_set() or now - last_changes >= CHANGE_POLL:
                 self._changed.clear()
                 self._deliver_changes()
                 last_changes = now
@@ -162,6 +166,21 @@ class Recorder:
             return
         if removed:
             log.info("Expired audit records removed", extra={"fields": {"count": removed}})
+
+    def _deliver_until_caught_up(self, patience: float = 20.0) -> None:
+        """Deliver until every event stored before now is recorded. On PostgreSQL an event is
+        delivered once no older transaction in the cluster is still running (docs/events.md), so
+        this may take a few tries."""
+        with self.store.read() as tx:
+            target = outbox.latest(tx.conn)
+        deadline = time.monotonic() + patience
+        while True:
+            self._deliver_changes()
+            with self.store.read() as tx:
+                reached = outbox.position(tx.conn, CONSUMER) or outbox.START
+            if reached >= target or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
 
     def _deliver_changes(self) -> None:
         """The change events after the audit consumer's position, as AuditEvents (docs/events.md:

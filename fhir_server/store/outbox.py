@@ -202,3 +202,14 @@ def contents(conn: Connection, txns: list[int]) -> dict[int, bytes]:
         rows = conn.execute(select(_V.txn, _V.content).where(_V.txn.in_(chunk)))
         out.update({int(r.txn): bytes(r.content or b"") for r in rows})
     return out
+
+
+def latest(conn: Connection) -> Position:
+    """The position of the newest event stored (committed or not yet visible), START when none."""
+    if conn.dialect.name == "sqlite":
+        txn = conn.execute(select(_V.txn).order_by(_V.txn.desc()).limit(1)).scalar()
+        return (0, int(txn)) if txn is not None else START
+    row = conn.execute(
+        select(_V.xid, _V.txn).where(_V.xid.is_not(None)).order_by(_V.xid.desc(), _V.txn.desc()).limit(1)
+    ).first()
+    return (int(row.xid), int(row.txn)) if row is not None else START

@@ -19,6 +19,7 @@ from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.api.test_scope_enforcement import mint
+from tests.auth.smart_flow import Authorization, add_patient, add_user, authorize, exchange, log_in, register
 from tests.audit.conftest import BASE, client_of, patients, query_of, subtype, trail, user_of, whats
 
 CLINICIAN = "Practitioner/doc1"
@@ -101,7 +102,9 @@ def test_writes_are_recorded_from_their_change_events(
     assert audited.delete(f"/Observation/{oid}", headers=doctor).status_code == 204
     events = trail(audited)
     for code, action in (("create", "C"), ("update", "U"), ("patch", "U"), ("delete", "D")):
-        (event,) = [e for e in only(events, code) if e["outcomeDesc"] == f"{code} from rest"]
+        found = [e for e in only(events, code) if e["outcomeDesc"] == f"{code} from rest"]
+        assert len(found) == 1, [(subtype(e), e["outcomeDesc"]) for e in events]
+        (event,) = found
         assert event["action"] == action and event["outcome"] == "0"
         assert patients(event) == {"A"} and f"Observation/{oid}" in whats(event)
         assert client_of(event) == "app" and user_of(event) == CLINICIAN
@@ -234,3 +237,31 @@ def test_retention_removes_old_audit_events_for_good(
         assert tx.current_of_type("AuditEvent", limit=10) == []
         assert tx.current("Patient", "A") is not None
     assert audited.get("/AuditEvent", params={"patient": "A"}, headers=doctor).json().get("total", 0) <= 1
+
+
+def test_login_and_token_issue_refresh_revoke_are_recorded(audited: TestClient, store: Store) -> None:
+    register(store)
+    add_patient(store, "p1")
+    add_user(store, "anna", "Patient/p1")
+    request = Authorization()
+    page = audited.get(request.url())
+    assert log_in(audited, page.text, "anna", password="wrong").status_code == 401
+    tokens = exchange(audited, request, authorize(audited, request, "anna")["code"]).json()
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": "app"}
+    assert audited.post("/auth/token", data=form).status_code == 200
+    assert audited.post("/auth/token", data=form).status_code == 400  # a rotated refresh token
+    revoke = {"token": tokens["access_token"], "client_id": "app"}
+    assert audited.post("/auth/revoke", data=revoke).status_code == 200
+    events = [e for e in trail(audited) if e["type"]["code"] == "110114"]
+    seen = [(subtype(e), e["outcome"]) for e in events]
+    assert seen == [
+        ("110122", "4"),  # login refused
+        ("110122", "0"),  # login
+        ("token", "0"),
+        ("refresh", "0"),
+        ("refresh", "4"),
+        ("revoke", "0"),
+    ]
+    assert all(client_of(e) == "app" for e in events)
+    assert (user_of(events[1]) or "").startswith("user-")
+    assert user_of(events[0]) is None  # a failed login names no account
