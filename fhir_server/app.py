@@ -26,8 +26,9 @@ from .api import (
     validation_routes,
 )
 from .api.audit_trail import AuditTrail
-from .api.base_path import BasePath
+from .api.base_path import BasePath, below_base
 from .api.input_limits_middleware import InputLimitsMiddleware
+from .api.interaction import classify
 from .api.request_telemetry import RequestTelemetry
 from .api.routes import router
 from .api.security_headers import SecurityHeaders
@@ -149,6 +150,13 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Any:
         # Only for errors outside ServerErrors; Starlette re-raises after this, and uvicorn closes the connection.
-        log.error("Unexpected error on %s %s\n%s", request.method, request.url.path, format_exception(exc))
+        what = classify(request.method, below_base(request.scope))  # never the path: ids may be names
+        log.error(
+            "Unexpected error on %s %s %s\n%s",
+            request.method,
+            what.name,
+            what.res_type,
+            format_exception(exc),
+        )
         error = ServerError("Internal server error", headers={"Connection": "close"})
         return respond(request, error)

@@ -19,8 +19,8 @@ from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.api.test_scope_enforcement import mint
-from tests.auth.smart_flow import Authorization, add_patient, add_user, authorize, exchange, log_in, register
 from tests.audit.conftest import BASE, client_of, patients, query_of, subtype, trail, user_of, whats
+from tests.auth.smart_flow import Authorization, add_patient, add_user, authorize, exchange, log_in, register
 
 CLINICIAN = "Practitioner/doc1"
 
