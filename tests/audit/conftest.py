@@ -27,6 +27,9 @@ def audit_settings(smart_data_dir: Path) -> Settings:
         data_dir=smart_data_dir,
         admin_secret="test-admin-secret",
         audit=True,
+        bulk_min_poll_seconds=0,
+        bulk_retry_after_seconds=1,
+        bulk_snapshot_settle_seconds=0,
     )
 
 
