@@ -10,7 +10,9 @@ Role agent and the observer. Logins and tokens are DICOM "User Authentication" (
 from __future__ import annotations
 
 import base64
-import uuid
+import itertools
+import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +73,18 @@ class Who:
             getattr(caller, "fhir_user", None),
             getattr(caller, "patient", None),
         )
+
+
+_PREFIX = os.urandom(8).hex()  # this process's; ids are prefix + counter: unique, no entropy per event
+_COUNTER = itertools.count(1)
+_COUNTER_LOCK = threading.Lock()
+
+
+def new_id() -> str:
+    """A new AuditEvent id (64 characters at most, [A-Za-z0-9-.])."""
+    with _COUNTER_LOCK:
+        n = next(_COUNTER)
+    return f"{_PREFIX}-{os.getpid():x}-{n:x}"
 
 
 def outcome(status: int) -> str:
@@ -175,7 +189,7 @@ def audit_event(
     """One AuditEvent (R4) with a new id."""
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": uuid.uuid4().hex,
+        "id": new_id(),
         "type": type_,
         "action": action,
         "period": {"start": instant.to_fhir(started_us), "end": instant.to_fhir(ended_us or started_us)},

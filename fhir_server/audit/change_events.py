@@ -30,7 +30,7 @@ def listener(base: str) -> Callable[[list[ChangeEvent], Tx], None]:
     def record(events: list[ChangeEvent], tx: Tx) -> None:
         tx.check_references = False  # an AuditEvent names resources that may since be gone
         for event in audit_events(tx, events, base):
-            tx.create(event)
+            tx.create(event, event["id"])
 
     return record
 

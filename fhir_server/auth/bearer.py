@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..store.sql import Store
-from . import privacy_consent
+from . import caregiver, privacy_consent
 from .keys import InvalidToken, SigningKeys
 from .principal import KINDS, Principal
 from .scopes import ScopeSet, parse
@@ -67,6 +67,8 @@ class BearerValidator:
             )
         except ValueError as error:
             raise InvalidToken("token claims are not valid") from error
+        if not caregiver.still_linked(self.store, principal.fhir_user, principal.patient):
+            raise InvalidToken("the caregiver's link to this patient is no longer active")
         return privacy_consent.attach(self.store, principal)  # Consent denies naming this caller
 
 
