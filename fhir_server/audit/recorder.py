@@ -183,7 +183,7 @@ class Recorder:
                 reached = outbox.position(tx.conn, CONSUMER) or outbox.START
             if reached >= target or time.monotonic() > deadline:
                 return
-            time.sleep(0.05)
+            time.sleep(0.2)  # an older transaction somewhere in the cluster is still running
 
     def _deliver_changes(self) -> None:
         """The change events after the audit consumer's position, as AuditEvents (docs/events.md:
