@@ -26,12 +26,15 @@ from .api import (
     terminology_routes,
     validation_routes,
 )
-from .api.base_path import BasePath
+from .api.audit_trail import AuditTrail
+from .api.base_path import BasePath, below_base
 from .api.input_limits_middleware import InputLimitsMiddleware
+from .api.interaction import classify
 from .api.request_telemetry import RequestTelemetry
 from .api.routes import router
 from .api.security_headers import SecurityHeaders
 from .api.server_errors import ServerErrors
+from .audit.recorder import Recorder
 from .errors import FhirError, Invalid, MethodNotAllowed, NotFound, ServerError
 from .interactions.context import Context
 from .redacted_traceback import format_exception
@@ -91,6 +94,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     app.add_middleware(SecurityHeaders)  # nosniff; no-store on PHI (on every response)
     app.state.metrics = metrics.Metrics(store)
+    app.state.audit = None
+    if settings.audit:  # an AuditEvent for every request and change (docs/audit.md)
+        recorder = Recorder(
+            store,
+            settings.base,
+            retention_days=settings.audit_retention_days,
+            queue_size=settings.audit_queue_size,
+        )
+        app.state.audit = recorder
+        app.add_middleware(AuditTrail, recorder=recorder)
+        app.router.on_shutdown.append(recorder.close)
     app.add_middleware(RequestTelemetry, metrics=app.state.metrics)  # request id, metrics, log line
     if settings.base_path:  # outermost: FHIR_BASE_URL=https://host/fhir serves under /fhir
         app.add_middleware(BasePath, prefix=settings.base_path)
@@ -142,6 +156,13 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Any:
         # Only for errors outside ServerErrors; Starlette re-raises after this, and uvicorn closes the connection.
-        log.error("Unexpected error on %s %s\n%s", request.method, request.url.path, format_exception(exc))
+        what = classify(request.method, below_base(request.scope))  # never the path: ids may be names
+        log.error(
+            "Unexpected error on %s %s %s\n%s",
+            request.method,
+            what.name,
+            what.res_type,
+            format_exception(exc),
+        )
         error = ServerError("Internal server error", headers={"Connection": "close"})
         return respond(request, error)

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     max_count: int = 1000
     # Security: serving PHI without a token needs this explicit, loudly logged development switch.
     allow_anonymous: bool = False
+    # Audit trail (docs/audit.md): an AuditEvent for every access and change, written in batches
+    # off the request path; AuditEvents older than audit_retention_days are removed (0: kept forever).
+    audit: bool = True
+    audit_retention_days: int = 6 * 366
+    audit_queue_size: int = 10_000  # requests waiting to be recorded before new ones wait for room
     log_level: str = "info"
     # Asynchronous jobs and Bulk Data (https://hl7.org/fhir/uv/bulkdata/STU2/export.html)
     job_queue: str = "fhir-jobs"  # the Celery queue (used when redis_url is set)

@@ -20,6 +20,18 @@ import orjson
 from .redacted_traceback import format_exception
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# The request's own fields, filled in while it runs (the client id, once the token is checked) and
+# written with its request line: a mutable holder, so what the handlers learn reaches the middleware.
+request_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "request_fields", default=None
+)
+
+
+def note_client(client_id: str) -> None:
+    """The client id of the current request's access token (an app's id: never a person's)."""
+    fields = request_fields.get()
+    if fields is not None:
+        fields["client_id"] = client_id
 
 
 class RequestIdFilter(logging.Filter):

@@ -37,6 +37,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PG_ADMIN = os.environ.get("FHIR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("FHIR_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+# The audit trail (docs/audit.md) writes AuditEvents in the background; tests of other areas count
+# resources and change events, so it is off unless a test turns it on (tests/audit/).
+os.environ.setdefault("FHIR_AUDIT", "false")
 BASE = "http://testserver"
 
 

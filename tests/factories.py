@@ -107,3 +107,36 @@ def _fhirpath_value(value: Any, name: str = "value") -> dict[str, Any]:
         for item in inner if isinstance(inner, list) else [inner]:
             parts.append(_fhirpath_value(item, key))
     return {"name": name, "part": parts}
+
+
+def privacy_consent(patient_id: str, *deny: dict[str, Any], status: str = "active") -> dict[str, Any]:
+    """A patient-privacy Consent (https://hl7.org/fhir/R4/consent.html) permitting everything but `deny` provisions."""
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "policyRule": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]
+        },
+        "provision": {"type": "permit", "provision": [{"type": "deny", **d} for d in deny]},
+    }
+
+
+def lab_report(patient_id: str, *results: str) -> dict[str, Any]:
+    """A laboratory DiagnosticReport (category v2-0074 LAB) about the patient, with its results."""
+    return {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "result": [{"reference": f"Observation/{r}"} for r in results],
+    }

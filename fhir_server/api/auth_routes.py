@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..audit import access as audit
 from ..auth import pages
 from ..auth.authorization_flow import ConsentStep, ErrorStep, LoginStep, Outcome, PatientStep, Redirect, Step
 from ..auth.authorization_request import PENDING_LIFETIME
@@ -217,7 +218,29 @@ async def _oauth(
 async def token(request: Request) -> Response:
     auth = server(request)
     header = request.headers.get("authorization")
-    return await _oauth(request, lambda form: auth.token_endpoint.token(form, header))
+
+    def work(form: list[tuple[str, str]]) -> dict[str, Any]:
+        values = dict(form)
+        kind = "refresh" if values.get("grant_type") == "refresh_token" else "token"
+        client = _client_id(values, header)
+        try:
+            body = auth.token_endpoint.token(form, header)
+        except OAuthError:
+            audit.note_event(kind, failed=True, detail=values.get("grant_type"), client=client)
+            raise
+        audit.note_event(kind, failed=False, detail=values.get("grant_type"), client=client)
+        return body
+
+    return await _oauth(request, work)
+
+
+def _client_id(values: dict[str, str], header: str | None) -> str | None:
+    """The client the request names (form or HTTP Basic), for the audit trail; None when malformed."""
+    try:
+        credentials = Credentials.from_request(values, header)
+    except OAuthError:
+        return values.get("client_id")
+    return credentials.client_id or (credentials.basic[0] if credentials.basic else None)
 
 
 @router.post("/auth/introspect")
@@ -252,10 +275,15 @@ async def revoke(request: Request) -> Response:
 
     def work(form: list[tuple[str, str]]) -> None:
         values = dict(form)
-        client = auth.authenticate_client(Credentials.from_request(values, header))
-        if not values.get("token"):
-            raise OAuthError("invalid_request", "token is required")
-        auth.revoke(values["token"], client)
+        try:
+            client = auth.authenticate_client(Credentials.from_request(values, header))
+            if not values.get("token"):
+                raise OAuthError("invalid_request", "token is required")
+            auth.revoke(values["token"], client)
+        except OAuthError:
+            audit.note_event("revoke", failed=True, client=_client_id(values, header))
+            raise
+        audit.note_event("revoke", failed=False, client=client.client_id)
 
     return await _oauth(request, work)
 

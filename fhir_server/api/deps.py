@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..audit import access as audit
 from ..auth.keys import InvalidToken
 from ..auth.principal import Principal as AuthPrincipal
 from ..errors import Unauthorized
 from ..interactions.context import Context
 from ..store import replicas
+from ..structured_logs import note_client
 
 ANONYMOUS = AuthPrincipal(client_id="anonymous", kind="anonymous-dev")
 
@@ -31,6 +33,8 @@ async def get_principal(request: Request) -> AuthPrincipal:
     header = request.headers.get("authorization")
     if header is None:
         if ctx.settings.allow_anonymous:
+            audit.note_caller(ANONYMOUS)
+            note_client(ANONYMOUS.client_id)
             return ANONYMOUS
         raise Unauthorized("An access token is required", headers={"WWW-Authenticate": realm})
     scheme, _, token = header.strip().partition(" ")
@@ -45,6 +49,8 @@ async def get_principal(request: Request) -> AuthPrincipal:
     except InvalidToken:
         challenge = realm + ', error="invalid_token", error_description="The access token is not valid"'
         raise Unauthorized("The access token is not valid", headers={"WWW-Authenticate": challenge}) from None
+    audit.note_caller(principal)
+    note_client(principal.client_id)
     return principal
 
 

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from .. import __version__, instant, model
+from ..auth.principal import SERVER_WRITTEN
 from ..auth.smart_configuration import capability_security
 from ..jobs import capability as bulk_data
 from ..operations import definitions
@@ -61,6 +62,18 @@ def _search_params(res_type: str) -> list[dict[str, Any]]:
     return out
 
 
+# AuditEvent: recorded by the server alone (docs/audit.md), clients only read and search it
+_SERVER_WRITTEN = {
+    "interaction": [
+        {"code": c} for c in _INSTANCE + _TYPE if c not in ("create", "update", "patch", "delete")
+    ],
+    "updateCreate": False,
+    "conditionalCreate": False,
+    "conditionalUpdate": False,
+    "conditionalDelete": "not-supported",
+}
+
+
 @cache
 def _rest_resources() -> tuple[dict[str, Any], ...]:
     out = []
@@ -78,6 +91,7 @@ def _rest_resources() -> tuple[dict[str, Any], ...]:
                 "conditionalDelete": "single",
                 "referencePolicy": ["literal", "local"],
                 "searchParam": _search_params(res_type),
+                **(_SERVER_WRITTEN if res_type in SERVER_WRITTEN else {}),
                 **_type_operations(res_type),
             }
         )

@@ -3,8 +3,8 @@
 The request id is the client's `X-Request-ID` when it is a short token of safe characters, else a new
 one; it is echoed in the response header, set in `structured_logs.request_id` for every record logged
 while the request runs, and written with the request's line. That line and the metrics carry the same
-labels (interaction, resource type, status), never the path, query or body, which may hold patient
-data (docs/logging.md).
+labels (interaction, resource type, status) and the client id of the access token, never the path,
+query or body, which may hold patient data (docs/logging.md).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
-from ..structured_logs import request_id
+from ..structured_logs import request_fields, request_id
 from .base_path import below_base
 from .http_middleware import HttpMiddleware
 from .interaction import classify
@@ -47,6 +47,8 @@ class RequestTelemetry(HttpMiddleware):
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = _incoming_id(scope)
         token = request_id.set(rid)
+        fields: dict[str, object] = {}
+        fields_token = request_fields.set(fields)
         interaction = classify(scope["method"], below_base(scope))
         status = 500
         started = time.perf_counter()
@@ -78,7 +80,9 @@ class RequestTelemetry(HttpMiddleware):
                             "type": interaction.res_type,
                             "status": status,
                             "duration_ms": round(seconds * 1000, 2),
+                            "client_id": fields.get("client_id"),
                         }
                     },
                 )
+            request_fields.reset(fields_token)
             request_id.reset(token)

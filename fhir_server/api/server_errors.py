@@ -19,7 +19,9 @@ from starlette.types import Message, Receive, Scope, Send
 from ..errors import FhirError, ServerError
 from ..redacted_traceback import format_exception
 from . import http
+from .base_path import below_base
 from .http_middleware import HttpMiddleware
+from .interaction import classify
 
 log = logging.getLogger("fhir_server")
 
@@ -43,7 +45,15 @@ class ServerErrors(HttpMiddleware):
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            log.error("Unexpected error on %s %s\n%s", scope["method"], scope["path"], format_exception(exc))
+            # the interaction, not the path: ids in paths are chosen by clients and may be names
+            what = classify(scope["method"], below_base(scope))
+            log.error(
+                "Unexpected error on %s %s %s\n%s",
+                scope["method"],
+                what.name,
+                what.res_type,
+                format_exception(exc),
+            )
             if started:  # half a response is out: only closing the connection can end it
                 raise ResponseAbandoned("The response failed after it had started") from None
             await _outcome(Request(scope))(scope, receive, send)

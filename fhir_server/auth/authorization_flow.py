@@ -15,9 +15,19 @@ from dataclasses import dataclass, replace
 import orjson
 from sqlalchemy import Connection
 
+from ..audit import access as audit
 from ..store.repository import UnitOfWork
 from ..store.sql import Store
-from . import authorization_code, authorization_request, clients, consent, launch, opaque_token, users
+from . import (
+    authorization_code,
+    authorization_request,
+    caregiver,
+    clients,
+    consent,
+    launch,
+    opaque_token,
+    users,
+)
 from .authorization_request import AuthorizeError, Pending, with_query
 from .consent import Offer
 from .login import LoginAttempt, LoginRefused, log_in
@@ -116,6 +126,7 @@ class AuthorizationFlow:
         try:
             user = log_in(self.store, attempt, clock=self.clock)
         except LoginRefused as refused:
+            audit.note_event("login", failed=True, client=pending.client_id)
             if refused.throttled:
                 wait = refused.retry_after
                 message = (
@@ -123,6 +134,7 @@ class AuthorizationFlow:
                 )
                 return Outcome(LoginStep(handle, name, message, 429, wait))
             return Outcome(LoginStep(handle, name, "The username, password or code is not correct.", 401))
+        audit.note_event("login", failed=False, user=user.subject, client=pending.client_id)
         session = opaque_token.new()
         with self.store.write() as tx:
             authorization_request.logged_in(tx.conn, handle, user_pk=user.pk, session=session, now=now)
@@ -131,6 +143,15 @@ class AuthorizationFlow:
             except consent.WrongPatient:
                 authorization_request.finish(tx.conn, handle)
                 return Outcome(self._denied(pending, "this launch is for another patient"), session)
+            if (
+                caregiver.is_caregiver(user.fhir_user)
+                and context.patient is not None
+                and context.patient not in caregiver.dependants(tx, user.fhir_user)
+            ):
+                authorization_request.finish(tx.conn, handle)
+                return Outcome(
+                    self._denied(pending, "this launch is for a patient this user does not care for"), session
+                )
             if context != pending.context:
                 authorization_request.set_context(tx.conn, handle, context)
             pending = replace(pending, context=context)
@@ -149,10 +170,13 @@ class AuthorizationFlow:
             if not consent.needs_patient_choice(pending.scope, user, pending.context):
                 return self._consent(tx, handle, pending, user, name)
             if patient_id is None:
-                return PatientStep(handle, name, _patients(tx, query), query)
+                return PatientStep(handle, name, _choices(tx, user, query), query)
             stored = tx.current("Patient", patient_id) if _is_id(patient_id) else None
-            if stored is None or stored.deleted:
-                return PatientStep(handle, name, _patients(tx, query), query, "Please choose a patient.")
+            allowed = not caregiver.is_caregiver(user.fhir_user) or patient_id in caregiver.dependants(
+                tx, user.fhir_user
+            )
+            if stored is None or stored.deleted or not allowed:
+                return PatientStep(handle, name, _choices(tx, user, query), query, "Please choose a patient.")
             context = replace(pending.context, patient=patient_id)
             authorization_request.set_context(tx.conn, handle, context)
             return self._consent(tx, handle, replace(pending, context=context), user, name)
@@ -211,7 +235,7 @@ class AuthorizationFlow:
 
     def _after_login(self, tx: UnitOfWork, handle: str, pending: Pending, user: User, name: str) -> Step:
         if consent.needs_patient_choice(pending.scope, user, pending.context):
-            return PatientStep(handle, name, _patients(tx, ""))
+            return PatientStep(handle, name, _choices(tx, user, ""))
         return self._consent(tx, handle, pending, user, name)
 
     def _consent(self, tx: UnitOfWork, handle: str, pending: Pending, user: User, name: str) -> Step:
@@ -241,6 +265,19 @@ class AuthorizationFlow:
 
 def _is_id(value: str) -> bool:
     return 0 < len(value) <= 64 and all(c.isalnum() or c in "-." for c in value) and value.isascii()
+
+
+def _choices(tx: UnitOfWork, user: User, query: str) -> tuple[tuple[str, str], ...]:
+    """The picker's list: a caregiver's own people (auth/caregiver.py), else every patient."""
+    if not caregiver.is_caregiver(user.fhir_user):
+        return _patients(tx, query)
+    needle = query.strip().lower()
+    out = []
+    for patient_id in caregiver.dependants(tx, user.fhir_user):
+        label = _patient_label(tx, patient_id) or patient_id
+        if not needle or needle in label.lower():
+            out.append((patient_id, label))
+    return tuple(sorted(out, key=lambda item: item[1].lower()))
 
 
 def _patients(tx: UnitOfWork, query: str) -> tuple[tuple[str, str], ...]:

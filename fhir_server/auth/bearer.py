@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..store.sql import Store
+from . import caregiver, privacy_consent
 from .keys import InvalidToken, SigningKeys
 from .principal import KINDS, Principal
 from .scopes import ScopeSet, parse
@@ -55,7 +56,7 @@ class BearerValidator:
         if not self.active(claims["jti"]):
             raise InvalidToken("token was revoked")
         try:
-            return Principal(
+            principal = Principal(
                 client_id=str(claims.get("client_id")),
                 kind=claims["kind"],
                 scopes=_scopes(str(claims.get("scope", ""))),
@@ -66,6 +67,9 @@ class BearerValidator:
             )
         except ValueError as error:
             raise InvalidToken("token claims are not valid") from error
+        if not caregiver.still_linked(self.store, principal.fhir_user, principal.patient):
+            raise InvalidToken("the caregiver's link to this patient is no longer active")
+        return privacy_consent.attach(self.store, principal)  # Consent denies naming this caller
 
 
 @functools.lru_cache(maxsize=1024)

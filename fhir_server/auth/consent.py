@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from .caregiver import is_caregiver
 from .launch import LaunchContext
 from .scopes import LaunchScope, ResourceScope, ScopeSet, parse
 from .users import User
@@ -53,8 +54,10 @@ def patient_context(user: User, context: LaunchContext) -> LaunchContext:
 
 
 def needs_patient_choice(requested: ScopeSet, user: User, context: LaunchContext) -> bool:
-    """A clinician must pick a patient: patient context was asked for and the launch has none."""
-    return requested.needs_patient and context.patient is None and user.kind == "user"
+    """A clinician, or a caregiver (auth/caregiver.py: among the people they care for), must pick a
+    patient: patient context was asked for and the launch has none."""
+    chooses = user.kind == "user" or is_caregiver(user.fhir_user)
+    return requested.needs_patient and context.patient is None and chooses
 
 
 def offers(requested: ScopeSet, user: User, context: LaunchContext, *, ehr_launch: bool) -> list[Offer]:

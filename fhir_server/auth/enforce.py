@@ -35,14 +35,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, or_
+from sqlalchemy import ColumnElement, and_, false, not_, or_
 
+from ..audit import access as audit
 from ..errors import Forbidden, NotFound
 from ..search import match, query
 from ..store import conditions
 from ..store.sql import Stored, Tx
 from . import async_status
-from .principal import Access, Denied, FhirInteraction, Grant, Principal, decide
+from .principal import SERVER_WRITTEN, Access, Denied, FhirInteraction, Grant, Principal, Withheld, decide
 
 INSUFFICIENT = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
 
@@ -73,6 +74,15 @@ def operation(principal: Principal, res_type: str, needs: str) -> Access | Denie
 def check_operation(principal: Principal | None, res_type: str, needs: str) -> None:
     """An operation declares the SMART permissions it needs (e.g. "rs"); 403 without them."""
     access(principal, "operation", res_type, needs=needs)
+
+
+def refuse_server_written(principal: Principal | None, res_type: str) -> None:
+    """403 before anything else (validation included) for a client writing a type only the server
+    writes (AuditEvent: principal.SERVER_WRITTEN), whatever its scopes."""
+    if principal is not None and res_type in SERVER_WRITTEN:
+        raise Forbidden(
+            f"{res_type} is written by the server alone: no client may create, change or delete it"
+        )
 
 
 def check_read(tx: Tx, principal: Principal | None, stored: Stored) -> None:
@@ -250,7 +260,39 @@ def _condition(
     A restriction this type cannot be searched by matches nothing of it."""
     parts = [match.condition(grant, res_type, base, sole=sole) for grant in granted.grants]
     kept = [part for part in parts if part is not None]
-    return or_(*kept) if kept else false()
+    allowed = or_(*kept) if kept else false()
+    if not granted.withheld:
+        return allowed
+    denied = withheld_condition(granted.withheld, res_type, base)
+    return allowed if denied is None else and_(allowed, not_(denied))
+
+
+def withheld_condition(
+    withheld: Iterable[Withheld], res_type: str | None, base: str
+) -> ColumnElement[bool] | None:
+    """What Consent deny provisions withhold (auth/privacy_consent.py), as ONE condition on
+    `tables.resource` rows of `res_type` (None: any type); None when nothing of it is withheld.
+    Each decision is noted for the audit trail."""
+    parts: list[ColumnElement[bool]] = []
+    applied: list[str] = []
+    for rule in withheld:
+        types = [res_type] if res_type is not None else sorted(rule.types or ())
+        if res_type is None and rule.types is None:
+            part = match.condition(Grant(rule.compartment, rule.query), None, base)
+            if part is not None:
+                parts.append(part)
+                applied.append(rule.consent)
+            continue
+        for t in types:
+            if rule.types is not None and t not in rule.types:
+                continue
+            part = match.condition(Grant(rule.compartment, rule.query), t, base)
+            if part is not None:  # a restriction this type cannot be searched by withholds nothing of it
+                parts.append(part if res_type is not None else and_(match.of_type(t), part))
+                applied.append(rule.consent)
+    if applied:
+        audit.note_consent(applied)
+    return or_(*parts) if parts else None
 
 
 def _permitted(tx: Tx, granted: Access, res_type: str, res_id: str, *, sole: bool = False) -> bool:
@@ -274,6 +316,13 @@ def _version_allowed(granted: Access, version: Stored, base: str) -> bool:
     version's own content (`search/match.py`: the search index holds current versions only)."""
     if version.deleted or not version.content:
         return True  # a deletion marker carries no data
+    if granted.withheld and match.version_matches(
+        version.res_type,
+        version.content,
+        [Grant(w.compartment, w.query) for w in granted.withheld],
+        base,
+    ):
+        return False  # a Consent withholds this version from the caller
     return match.version_matches(version.res_type, version.content, granted.grants, base)
 
 

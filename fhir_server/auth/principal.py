@@ -31,6 +31,9 @@ FhirInteraction = Literal[
 ]
 
 KINDS: tuple[Kind, ...] = get_args(Kind)
+# Types no client may create, update, patch or delete, whatever its scopes (https://hl7.org/fhir/R4/auditevent.html:
+# the audit trail is recorded by the server; a forged or erased entry would defeat it).
+SERVER_WRITTEN = frozenset({"AuditEvent"})
 FHIR_USER_TYPES = frozenset({"Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Person"})
 
 # The SMART permission each interaction needs (history: instance level 'r', type/system level 's').
@@ -48,6 +51,18 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """A deny provision of a patient's privacy Consent that applies to this caller
+    (auth/privacy_consent.py): resources of `types` (None: every type) in `compartment` that match
+    every `query` parameter are withheld from reads and searches, whatever the scopes grant."""
+
+    consent: str  # "Consent/<id>", for the audit trail
+    compartment: str  # "Patient/<id>"
+    types: frozenset[str] | None = None
+    query: Query = ()
+
+
+@dataclass(frozen=True)
 class Principal:
     """The authenticated caller behind a request, as established from its access token."""
 
@@ -58,6 +73,7 @@ class Principal:
     fhir_user: str | None = None  # "Practitioner/9", "Patient/123", ...
     patient: str | None = None  # launch context: Patient id
     encounter: str | None = None  # launch context: Encounter id
+    withheld: tuple[Withheld, ...] = ()  # Consent deny provisions naming this caller
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -95,10 +111,11 @@ class Access:
     needs: str  # the SMART permission letters the interaction needed, e.g. "r" or "rs"
     grants: tuple[Grant, ...]
     scopes: tuple[ResourceScope, ...] = ()  # the scopes that granted it (for audit)
+    withheld: tuple[Withheld, ...] = ()  # Consent denies: excluded from what the grants allow
 
     @property
     def unrestricted(self) -> bool:
-        return any(g.unrestricted for g in self.grants)
+        return not self.withheld and any(g.unrestricted for g in self.grants)
 
     @property
     def compartments(self) -> frozenset[str]:
@@ -133,8 +150,11 @@ def decide(
     letters = _needed(interaction, instance, needs)
     if isinstance(letters, Denied):
         return letters
+    if resource_type in SERVER_WRITTEN and any(letter in "cud" for letter in letters):
+        return Denied(f"{resource_type} is written by the server alone (the audit trail, docs/audit.md)")
+    withheld = _withheld(principal, resource_type, letters)
     if principal.kind == "anonymous-dev":
-        return Access(letters, (Grant(),))
+        return Access(letters, (Grant(),), withheld=withheld)
     grants: tuple[Grant, ...] = (Grant(),)
     used: list[ResourceScope] = []
     for letter in letters:
@@ -145,7 +165,17 @@ def decide(
         grants = _conjoin(grants, tuple(g for _, g in alternatives))
         if not grants:
             return Denied(f"the granted scopes never allow '{letters}' on {resource_type} together")
-    return Access(letters, _simplest(grants), tuple(sorted(set(used))))
+    return Access(letters, _simplest(grants), tuple(sorted(set(used))), withheld)
+
+
+def _withheld(principal: Principal, resource_type: str, letters: str) -> tuple[Withheld, ...]:
+    """The Consent denies on what this interaction reads (reads and searches only: a deny withholds
+    data, it does not stop writes)."""
+    if not principal.withheld or not set(letters) & {"r", "s"}:
+        return ()
+    return tuple(
+        w for w in principal.withheld if resource_type == "*" or w.types is None or resource_type in w.types
+    )
 
 
 def _needed(interaction: str, instance: bool, needs: str | None) -> str | Denied:

@@ -40,9 +40,10 @@ class User:
 
     @property
     def kind(self) -> Literal["patient", "user"]:
-        """`patient` for patient-facing users (Patient, RelatedPerson), `user` for clinicians."""
+        """`patient` for patient-facing users (Patient, and caregivers: RelatedPerson, or a Person
+        linked to RelatedPersons, auth/caregiver.py), `user` for clinicians."""
         resource_type = (self.fhir_user or "").partition("/")[0]
-        return "patient" if resource_type in ("Patient", "RelatedPerson") else "user"
+        return "patient" if resource_type in ("Patient", "RelatedPerson", "Person") else "user"
 
     @property
     def patient_id(self) -> str | None:

@@ -30,6 +30,7 @@ def create(
     `matched` the matches of If-None-Exist when the transaction found them already, with the
     locks held (interactions/conditional_creates.py); None: searched here.
     """
+    enforce.refuse_server_written(ctx.principal, res_type)
     resource = checked_body(
         body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
     )

@@ -13,6 +13,7 @@ from .read import check_type
 def delete(tx: Tx, res_type: str, res_id: str, *, principal: Principal | None = None) -> Stored | None:
     """Delete the current version; deleting what is absent or already deleted changes nothing."""
     check_type(res_type)
+    enforce.refuse_server_written(principal, res_type)
     for _ in range(5):
         prev = tx.current(res_type, res_id)
         enforce.check_write(tx, principal, "delete", res_type, prev)
@@ -28,6 +29,7 @@ def delete(tx: Tx, res_type: str, res_id: str, *, principal: Principal | None = 
 def conditional_delete(ctx: Context, tx: Tx, res_type: str, criteria: str) -> Stored | None:
     """DELETE [type]?criteria: deletes the single match (several matches are 412)."""
     check_type(res_type)
+    enforce.refuse_server_written(ctx.principal, res_type)
     found = single(ctx, tx, res_type, criteria, "Conditional delete")
     if found is None:
         return None

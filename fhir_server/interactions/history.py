@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import instant
+from ..audit import access as audit
 from ..auth import enforce
 from ..errors import Invalid, NotFound
 from ..search.bundle import bundle, history_entry, link, page_url
@@ -57,6 +58,7 @@ def history(
     total = None
     if since is None and at is None and res_id is not None:
         total = tx.count_history(res_type=res_type, res_id=res_id)
+    audit.note_contents([s.content for _, s in rows])
     return bundle("history", [history_entry(base, s) for _, s in rows], links, total)
 
 

@@ -28,6 +28,7 @@ def patch(
     ctx: Context, tx: Tx, res_type: str, res_id: str, operations: Any, *, if_match: int | None = None
 ) -> WriteResult:
     """Apply the operations to the current version and store the result as a new version."""
+    enforce.refuse_server_written(ctx.principal, res_type)
     if fhirpath_patch.is_fhirpath_patch(operations):
         steps = fhirpath_patch.operations(operations)
         current = read(tx, res_type, res_id)

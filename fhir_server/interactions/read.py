@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..audit import access as audit
 from ..auth import enforce
 from ..auth.principal import Principal
 from ..errors import Gone, NotFound
@@ -27,4 +28,5 @@ def read(tx: Tx, res_type: str, res_id: str, *, principal: Principal | None = No
     enforce.check_read(tx, principal, stored)
     if stored.deleted:
         raise Gone(f"{res_type}/{res_id} was deleted", headers={"ETag": stored.etag})
+    audit.note_contents((stored.content,))
     return stored

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
 from terminology import stored
 from terminology.service import service
 
+from ..audit import access as audit
 from ..auth import enforce
 from ..search import cursor_signing, plan, query
 from ..search.bundle import bundle, link, page_url
@@ -95,6 +97,8 @@ def search(
         links.append(link("next", page_url(base, path, [*q.used, ("_cursor", cursor)])))
     entries = [_entry(base, r.content, _MODE_MATCH, q) for r in rows]
     entries += [_entry(base, r.content, _MODE_INCLUDE, q) for r in included]
+    audit.note_query(urlencode(list(q.used)))
+    audit.note_contents([r.content for r in rows] + [r.content for r in included])
     return bundle("searchset", entries, links, total)
 
 

@@ -31,6 +31,7 @@ def update(
     mismatch is 412. Without If-Match, a concurrent writer makes us re-read and retry, so no update
     is ever lost and versions stay gapless.
     """
+    enforce.refuse_server_written(ctx.principal, res_type)
     resource = checked_body(
         body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
     )
@@ -80,6 +81,7 @@ def conditional_update(
 ) -> WriteResult:
     """PUT [type]?criteria: no match creates, one match updates it, several are 412."""
     check_type(res_type)
+    enforce.refuse_server_written(ctx.principal, res_type)
     resource = checked_body(
         body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import input_limits
+from ..audit import access as audit
 from ..auth import enforce
 from ..auth.principal import Principal
 from ..errors import Gone, NotFound
@@ -23,4 +24,5 @@ def vread(
     enforce.check_version(tx, principal, stored)
     if stored.deleted:
         raise Gone(f"Version {version_id} of {res_type}/{res_id} is a deletion")
+    audit.note_contents((stored.content,))
     return stored

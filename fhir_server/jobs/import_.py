@@ -28,7 +28,8 @@ from typing import IO, Any, cast
 import orjson
 
 from .. import model, validation
-from ..errors import FhirError, Invalid, Issue, operation_outcome
+from ..auth.principal import SERVER_WRITTEN
+from ..errors import FhirError, Forbidden, Invalid, Issue, operation_outcome
 from ..search.index import index_tuples
 from ..search.types import RowSink
 from ..settings import Settings
@@ -106,6 +107,8 @@ def parse_line(line: bytes) -> dict[str, Any]:
     validation.validate(resource, parsed_from=line)
     if resource.get("resourceType") in ("Bundle",) and resource.get("type") in ("transaction", "batch"):
         raise Invalid("A transaction or batch Bundle is not a resource to import; POST it to the base")
+    if resource.get("resourceType") in SERVER_WRITTEN:
+        raise Forbidden(f"{resource['resourceType']} is written by the server alone: it cannot be imported")
     if "id" not in resource:
         resource["id"] = new_id()
     return dict(resource)

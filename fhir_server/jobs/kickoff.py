@@ -126,7 +126,23 @@ def _grants(principal: Any, resource_type: str) -> list[dict[str, Any]] | str | 
         return str(access.reason)
     if access.unrestricted:
         return None
-    return [{"compartment": g.compartment, "query": [list(p) for p in g.query]} for g in access.grants]
+    grants = [{"compartment": g.compartment, "query": [list(p) for p in g.query]} for g in access.grants]
+    # Consent denies (auth/privacy_consent.py) of this type: excluded from the export
+    withheld = [
+        {"compartment": w.compartment, "query": [list(p) for p in w.query], "withheld": True}
+        for w in access.withheld
+        if (w.types is None or resource_type in w.types) and _searchable(resource_type, w.query)
+    ]
+    return grants + withheld
+
+
+def _searchable(resource_type: str, pairs: tuple[tuple[str, str], ...]) -> bool:
+    """A restriction this type cannot be searched by withholds nothing of it (as in auth/enforce.py)."""
+    try:
+        search_query.parse(resource_type, list(pairs), lenient=False)
+    except Invalid:
+        return False
+    return True
 
 
 def _check_type_filters(

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from ..audit import access as audit
 from ..auth import enforce
 from ..errors import Invalid, NotFound
 from ..interactions import read as read_interaction
@@ -126,6 +127,7 @@ def everything_bundle(ctx: Context, tx: Tx, params: OperationInput, patient_id: 
         for n, r in enumerate(found)
         if int(r.pk) in kept
     ]
+    audit.note_contents([r.content for r in found if int(r.pk) in kept])
     path = f"Patient/{patient_id}/$everything" if patient_id is not None else "Patient/$everything"
     used = [
         (k, str(v)) for k, vs in params.values.items() if k != "_cursor" for v in vs if isinstance(v, str)

@@ -128,6 +128,7 @@ def change(
     if_match: int | None = None,
 ) -> tuple[WriteResult | None, dict[str, Any]]:
     """$meta-add / $meta-delete: (the new version, or None when nothing changed; the Parameters answer)."""
+    enforce.refuse_server_written(ctx.principal, res_type)  # AuditEvent: the server's alone
     given = _given_meta(params)
     current = read_interaction.read(tx, res_type, res_id)
     enforce.check_write(tx, ctx.principal, "update", res_type, current)

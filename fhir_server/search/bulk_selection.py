@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from sqlalchemy import ColumnElement, FromClause, and_, exists, false, literal, or_, select, true
+from sqlalchemy import ColumnElement, FromClause, and_, exists, false, literal, not_, or_, select, true
 
 from ..references import local_target
 from ..store import snapshot
@@ -207,5 +207,11 @@ def conditions(
         )
     grants = params.get("grants", {}).get(resource_type)
     if grants:
-        out.append(or_(*(_grant(resource_type, g, base) for g in grants)))
+        allowed = [g for g in grants if not g.get("withheld")]
+        out.append(or_(*(_grant(resource_type, g, base) for g in allowed)))
+        withheld = [
+            g for g in grants if g.get("withheld")
+        ]  # a patient's Consent denies (auth/privacy_consent.py)
+        if withheld:
+            out.append(not_(or_(*(_grant(resource_type, g, base) for g in withheld))))
     return out

@@ -46,3 +46,14 @@ def keys_meeting(tx: Tx, tests: list[tuple[str, list[str], ColumnElement[bool]]]
     where = or_(*(and_(_R.c.res_type == t, _R.c.res_id.in_(ids), c) for t, ids, c in tests))
     rows = tx.conn.execute(select(_R.c.res_type, _R.c.res_id).where(where)).tuples()
     return {(str(t), str(i)) for t, i in rows}
+
+
+def latest_change(tx: Tx, res_type: str) -> tuple[int, int]:
+    """(newest last_updated, number of rows) of `res_type`, deleted ones included: changes whenever
+    one of them is created, updated or deleted (one probe of `ix_resource_type_updated`)."""
+    from sqlalchemy import func
+
+    row = tx.conn.execute(
+        select(func.max(_R.c.last_updated), func.count()).where(_R.c.res_type == res_type)
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)

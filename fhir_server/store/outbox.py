@@ -192,3 +192,24 @@ def position(conn: Connection, consumer: str) -> Position | None:
     c = t.change_consumer.c
     row = conn.execute(select(c.xid, c.txn).where(c.name == consumer)).first()
     return None if row is None else (int(row.xid), int(row.txn))
+
+
+def contents(conn: Connection, txns: list[int]) -> dict[int, bytes]:
+    """The stored JSON of the versions with these `txn`s (empty bytes for a deletion)."""
+    out: dict[int, bytes] = {}
+    for start in range(0, len(txns), 500):
+        chunk = txns[start : start + 500]
+        rows = conn.execute(select(_V.txn, _V.content).where(_V.txn.in_(chunk)))
+        out.update({int(r.txn): bytes(r.content or b"") for r in rows})
+    return out
+
+
+def latest(conn: Connection) -> Position:
+    """The position of the newest event stored (committed or not yet visible), START when none."""
+    if conn.dialect.name == "sqlite":
+        txn = conn.execute(select(_V.txn).order_by(_V.txn.desc()).limit(1)).scalar()
+        return (0, int(txn)) if txn is not None else START
+    row = conn.execute(
+        select(_V.xid, _V.txn).where(_V.xid.is_not(None)).order_by(_V.xid.desc(), _V.txn.desc()).limit(1)
+    ).first()
+    return (int(row.xid), int(row.txn)) if row is not None else START

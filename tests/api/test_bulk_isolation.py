@@ -65,6 +65,15 @@ def data(store: Store) -> None:
     )
 
 
+@pytest.fixture
+def carer_link(store: Store) -> None:
+    """A's carer r1: a caregiver's token needs an active RelatedPerson link to the patient (auth/caregiver.py)."""
+    put(
+        store,
+        {"resourceType": "RelatedPerson", "id": "r1", "active": True, "patient": {"reference": "Patient/A"}},
+    )
+
+
 def token(
     http: TestClient,
     scope: str,
@@ -176,7 +185,9 @@ def test_a_patient_token_cannot_poll_or_download_the_operators_system_export(
     assert finished(http, ops, url) == manifest
 
 
-def test_two_users_of_the_same_client_and_patient_do_not_share_jobs(http: TestClient, data: None) -> None:
+def test_two_users_of_the_same_client_and_patient_do_not_share_jobs(
+    http: TestClient, data: None, carer_link: None
+) -> None:
     """A patient and her carer (a RelatedPerson) both use `demo-app` with A's record in context."""
     patient = patient_token(http, "A", 1)
     carer = token(
@@ -262,7 +273,9 @@ def _ingest(http: TestClient, headers: Headers, patient: str) -> str:
     return str(response.headers["content-location"]).rsplit("/", 1)[1]
 
 
-def test_another_patient_sees_neither_the_ingest_job_nor_its_task(http: TestClient, data: None) -> None:
+def test_another_patient_sees_neither_the_ingest_job_nor_its_task(
+    http: TestClient, data: None, carer_link: None
+) -> None:
     a = patient_token(http, "A", 1, "patient/*.cruds")
     task_id = _ingest(http, a, "A")
     deadline = time.monotonic() + 60

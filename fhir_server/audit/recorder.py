@@ -1,0 +1,206 @@
+"""Writing the audit trail off the request path, in batches (docs/audit.md).
+
+Requests hand their `Access` to a bounded in-memory queue and return; one background thread per
+process turns what is queued into AuditEvents and writes them in ONE transaction per batch (at most
+`batch` records, or what arrived within `interval` seconds). The same thread delivers the change
+events to the audit consumer (`change_events.py`), after commits of this process or every
+`CHANGE_POLL` seconds (writes made by other processes). When the queue is full the request waits
+for room (back-pressure) rather than drop an audit record. A batch that cannot be written is
+logged (types only) and tried once more with the next one; records still unwritten at close are
+counted in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from ..redacted_traceback import format_exception
+from ..store import outbox
+from ..store.outbox import WriteContext
+from ..store.sql import Store
+from . import access_events, change_events, retention
+from .access import Access
+
+log = logging.getLogger("fhir_server.audit")
+CONSUMER = "audit"  # the change consumer's name (its durable position): keep it stable
+CHANGE_POLL = 2.0
+CHANGE_BATCH = 500
+SWEEP_SECONDS = 3600.0  # between retention sweeps (and one at start)
+SOURCE = WriteContext("audit")
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class Recorder:
+    """The audit writer of one store in this process."""
+
+    def __init__(
+        self,
+        store: Store,
+        base: str,
+        *,
+        retention_days: int = 0,
+        queue_size: int = 10_000,
+        batch: int = 500,
+        interval: float = 0.5,
+    ) -> None:
+        self.store, self.base, self.batch, self.interval = store, base, batch, interval
+        self.retention_days = retention_days
+        self._next_sweep = 0.0
+        self.queue: queue.Queue[Access | _Flush | None] = queue.Queue(maxsize=queue_size)
+        self.listener = change_events.listener(base)
+        self._changed = threading.Event()
+        self._retry: list[dict[str, Any]] = []
+        self.written = 0
+        self.cpu_seconds = 0.0  # CPU of the recorder thread itself (bench/bench_audit.py reports it)
+        self._thread = threading.Thread(target=self._run, name="audit-recorder", daemon=True)
+        store.after_commit.append(self._committed)
+        self._thread.start()
+
+    def submit(self, access: Access) -> None:
+        """Queue one request's record (waits for room when the queue is full)."""
+        self.queue.put(access)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything submitted before, and every change event committed before, is written."""
+        marker = _Flush()
+        self.queue.put(marker)
+        if not marker.done.wait(timeout):
+            raise TimeoutError("the audit recorder did not flush in time")
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread."""
+        if not self._thread.is_alive():
+            return
+        self.queue.put(None)
+        self._thread.join(30)
+        if self._committed in self.store.after_commit:
+            self.store.after_commit.remove(self._committed)
+
+    # ---------------- the thread ----------------
+    def _committed(self) -> None:
+        if threading.current_thread() is not self._thread:
+            self._changed.set()
+
+    def _run(self) -> None:
+        last_changes = time.monotonic()
+        while True:
+            pending: list[Access] = []
+            flushes: list[_Flush] = []
+            stop = False
+            try:
+                item = self.queue.get(timeout=self.interval)
+            except queue.Empty:
+                item = _NOTHING
+            deadline = time.monotonic() + self.interval
+            while item is not _NOTHING:
+                if item is None:
+                    stop = True
+                    break
+                if isinstance(item, _Flush):
+                    flushes.append(item)
+                    break
+                pending.append(item)
+                if len(pending) >= self.batch:
+                    break
+                try:
+                    item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            started = time.thread_time()
+            self._write(pending)
+            now = time.monotonic()
+            if flushes:
+                self._changed.clear()
+                self._deliver_until_caught_up()
+                last_changes = now
+            elif stop or self._changed.is_set() or now - last_changes >= CHANGE_POLL:
+                self._changed.clear()
+                self._deliver_changes()
+                last_changes = now
+            if now >= self._next_sweep:
+                self._sweep()
+                self._next_sweep = now + SWEEP_SECONDS
+            self.cpu_seconds += time.thread_time() - started
+            for marker in flushes:
+                marker.done.set()
+            if stop:
+                if self._retry:
+                    log.error(
+                        "Audit records not written at shutdown", extra={"fields": {"count": len(self._retry)}}
+                    )
+                return
+
+    def _write(self, pending: list[Access]) -> None:
+        events = self._retry
+        self._retry = []
+        for access in pending:
+            try:
+                events += access_events.audit_events(access, self.base)
+            except Exception as exc:  # a record that cannot be built must not stop the trail
+                log.error("Building an audit record failed\n%s", format_exception(exc))
+        if not events:
+            return
+        try:
+            with self.store.write(SOURCE) as tx:
+                tx.check_references = False  # an AuditEvent names resources that may not exist
+                for event in events:
+                    tx.create(event, event["id"])
+            self.written += len(events)
+        except Exception as exc:
+            log.error("Writing audit records failed\n%s", format_exception(exc))
+            keep = 10 * self.batch
+            if len(events) > keep:
+                log.error("Audit records dropped", extra={"fields": {"count": len(events) - keep}})
+            self._retry = events[-keep:]
+
+    def _sweep(self) -> None:
+        try:
+            removed = retention.sweep(self.store, self.retention_days)
+        except Exception as exc:
+            log.error("Sweeping expired audit records failed\n%s", format_exception(exc))
+            return
+        if removed:
+            log.info("Expired audit records removed", extra={"fields": {"count": removed}})
+
+    def _deliver_until_caught_up(self, patience: float = 20.0) -> None:
+        """Deliver until every event stored before now is recorded. On PostgreSQL an event is
+        delivered once no older transaction in the cluster is still running (docs/events.md), so
+        this may take a few tries."""
+        with self.store.read() as tx:
+            target = outbox.latest(tx.conn)
+        deadline = time.monotonic() + patience
+        while True:
+            self._deliver_changes()
+            with self.store.read() as tx:
+                reached = outbox.position(tx.conn, CONSUMER) or outbox.START
+            if reached >= target or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)  # an older transaction somewhere in the cluster is still running
+
+    def _deliver_changes(self) -> None:
+        """The change events after the audit consumer's position, as AuditEvents (docs/events.md:
+        claim, read, record, advance in one transaction: each write is recorded exactly once)."""
+        try:
+            while True:
+                with self.store.write(SOURCE) as tx:
+                    position = outbox.claim(tx.conn, CONSUMER)
+                    events = outbox.events_after(tx.conn, position, CHANGE_BATCH)
+                    if not events:
+                        return
+                    self.listener(events, tx)
+                    outbox.advance(tx.conn, CONSUMER, events[-1].position)
+                if len(events) < CHANGE_BATCH:
+                    return
+        except Exception as exc:
+            log.error("Recording change events in the audit trail failed\n%s", format_exception(exc))
+
+
+_NOTHING: Any = object()
