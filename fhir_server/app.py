@@ -37,6 +37,7 @@ from .redacted_traceback import format_exception
 from .settings import Settings
 from .store.engine import make_engine
 from .store.sql import Store
+from .subscriptions import service as subscriptions
 from .warmup import warm_up
 
 log = logging.getLogger("fhir_server")
@@ -55,8 +56,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app = FastAPI(title="fhir-server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = Context(store=store, settings=settings)
     packages.load_installed(settings.data_dir)  # profiles added with `fhir-server profiles add`
+    subscriptions.install()  # its change-event listener, before the dispatcher starts
     if not settings.redis_url:  # with Redis, `fhir-server worker` delivers change events
         app.state.events = events.start(store)
+        app.state.subscriptions = subscriptions.start(store, settings)  # rest-hook deliveries
+        app.router.on_shutdown.append(app.state.subscriptions[1].set)
     app.state.settings = settings
     if settings.allow_anonymous:
         log.warning(

@@ -14,7 +14,7 @@ import threading
 from ..redacted_traceback import format_exception
 from ..store import outbox
 from ..store.sql import Store
-from .registry import LISTENERS, Listener
+from .registry import COMMITTED, LISTENERS, Listener
 
 log = logging.getLogger("fhir_server.events")
 BATCH = 500  # events per delivery
@@ -42,6 +42,9 @@ class Dispatcher:
                 return 0
             listener(events, tx)
             outbox.advance(tx.conn, name, events[-1].position)
+        committed = COMMITTED.get(name)
+        if committed is not None:
+            committed()
         return len(events)
 
     def deliver_all(self) -> int:

@@ -11,6 +11,7 @@ from .. import input_limits
 from ..auth import enforce
 from ..errors import Invalid, Unprocessable
 from ..store.sql import Tx
+from ..subscriptions import admission
 from .context import Context
 from .read import read
 from .update import _check_version
@@ -21,6 +22,8 @@ def patch(
     ctx: Context, tx: Tx, res_type: str, res_id: str, operations: Any, *, if_match: int | None = None
 ) -> WriteResult:
     """Apply the operations to the current version and store the result as a new version."""
+    if res_type == admission.TYPE:  # its server-owned status is checked on a whole resource only
+        raise Invalid("A Subscription is changed by an update (PUT), not a patch", res_type)
     if not isinstance(operations, list):
         raise Invalid("A JSON Patch document must be a JSON array of operations", "$this")
     for i, operation in enumerate(operations):

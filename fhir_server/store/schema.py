@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..auth import tables as _auth_tables  # noqa: F401  (SMART authorization server)
 from ..jobs import tables as _job_tables  # noqa: F401  (Bulk Data jobs)
+from ..subscriptions import tables as _subscription_tables  # noqa: F401  (Subscriptions)
 from .tables import metadata
 
 __all__ = ["metadata"]
