@@ -122,7 +122,7 @@ def _status(resource: dict[str, Any], prev: Stored | None) -> str:
     status = resource.get("status")
     if status in CLIENT_STATUSES:
         return str(status)
-    if prev is not None and not prev.deleted and status == prev.resource.get("status"):
+    if prev is not None and not prev.deleted and status == prev.resource().get("status"):
         return "requested"
     raise Invalid(
         f"The server sets a Subscription's status: send 'requested' (or 'off'), not '{status}'",
