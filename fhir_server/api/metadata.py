@@ -93,7 +93,19 @@ def _resources(base: str) -> list[dict[str, Any]]:
         if entry["type"] == "Observation":  # $stats with its series form: our definition
             stats = {"name": "stats", "definition": f"{base}/OperationDefinition/{definitions.STATS_SERIES}"}
             out[i] = {**entry, "operation": [*entry.get("operation", []), stats]}
+        if entry["type"] == "Subscription":  # docs/subscriptions.md
+            out[i] = {**entry, "documentation": SUBSCRIPTIONS}
     return out
+
+
+SUBSCRIPTIONS = (
+    "R4 criteria-based Subscriptions (criteria: a search on one type, checked like that search). "
+    "channel.type: rest-hook (payload none: POST to the endpoint; application/fhir+json: PUT/DELETE "
+    "[endpoint]/[type]/[id]; channel.header sent). The server sets status (active, error, off) and "
+    "error; delivery in order per Subscription, retried with exponential backoff; notifications carry "
+    "only what the owner's scopes may read at delivery. Not supported: websocket, Server-Sent Events, "
+    "topic-based Subscriptions, conditional update and patch of a Subscription."
+)
 
 
 def capability_statement(settings: Settings, mode: str = "full") -> dict[str, Any]:

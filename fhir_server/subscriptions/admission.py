@@ -2,9 +2,9 @@
 
 The client writes a Subscription with `status` requested (or off); the server checks it and sets
 `status` and `error` itself: a client may not set active or error. Checked, all as 400 at the
-element: the criteria (a valid search of one type, `criteria.py`), the channel type (rest-hook,
-websocket, or this server's `sse`), the payload (none, or JSON), each `header` ("Name: value") and a
-rest-hook endpoint (`endpoint.py`). The owner (client, kind of token, user, patient context and
+element: the criteria (a valid search of one type, `criteria.py`), the channel type (rest-hook;
+websocket and Server-Sent Events are not built yet), the payload (none, or JSON), each `header`
+("Name: value") and a rest-hook endpoint (`endpoint.py`). The owner (client, kind of token, user, patient context and
 scopes) must be able to search and read the criteria's type, else 403; only the same identity may
 update or delete it later. The Subscription is then recorded in the `subscription` table, in the
 same transaction as the resource.
@@ -33,7 +33,7 @@ from . import endpoint, tables
 from .owner import Owner
 
 TYPE = "Subscription"
-CHANNELS = ("rest-hook", "websocket", "sse")  # sse: this server's Server-Sent Events channel
+CHANNELS = ("rest-hook",)  # websocket and Server-Sent Events: not built yet (docs/subscriptions.md)
 PAYLOADS = ("application/fhir+json", "application/json")
 CLIENT_STATUSES = ("requested", "off")
 _HEADER = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*")
@@ -79,8 +79,9 @@ def admit(
 ) -> Admitted:
     """Check a Subscription about to be written (over `prev`, its current version, if any) and set
     its server-owned elements in `resource`; 400 / 403 otherwise."""
-    interaction = "update" if prev is not None and not prev.deleted else "create"
-    enforce.access(principal, interaction, TYPE)  # 403 without a scope to write Subscriptions
+    enforce.access(
+        principal, "update" if prev is not None and not prev.deleted else "create", TYPE
+    )  # 403 without a scope to write Subscriptions
     owner = Owner.of(principal)
     if prev is not None and not prev.deleted:
         check_owner(tx.conn, principal, prev.res_id, "update")
@@ -114,7 +115,9 @@ def admit(
     active = "off" if status == "off" else "active"
     resource["status"] = active
     resource.pop("error", None)
-    return Admitted(owner, parsed, kind, url if kind == "rest-hook" else None, tuple(headers), payload, active)
+    return Admitted(
+        owner, parsed, kind, url if kind == "rest-hook" else None, tuple(headers), payload, active
+    )
 
 
 def _status(resource: dict[str, Any], prev: Stored | None) -> str:
@@ -150,7 +153,9 @@ def check_owner(conn: Connection, principal: Principal | None, sub_id: str, inte
         return
     row = conn.execute(select(_S).where(_S.c.id == sub_id)).first()
     if row is not None and not Owner.of_row(row).same_identity(Owner.of(principal)):
-        raise Forbidden(f"Subscription/{sub_id} belongs to another client or user; it may not {interaction} it")
+        raise Forbidden(
+            f"Subscription/{sub_id} belongs to another client or user; it may not {interaction} it"
+        )
 
 
 def forget(tx: Tx, principal: Principal | None, sub_id: str) -> None:

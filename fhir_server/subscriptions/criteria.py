@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl
 from sqlalchemy import ColumnElement
 
 from ..errors import FhirError, Invalid
-from ..search import plan, query
 from ..model import is_resource_type
+from ..search import plan, query
 
 WHERE = "Subscription.criteria"
 _PATIENT_PARAMS = ("patient", "subject")

@@ -118,7 +118,9 @@ def _condition(sub: Any, base: str) -> ColumnElement[bool] | None:
     try:
         parsed = criteria_.parse(f"{sub.criteria_type}?{sub.criteria}")
         condition = criteria_.condition(sub.criteria_type, sub.criteria, base)
-        restriction = enforce.search_restriction(Owner.of_row(sub).principal(), criteria_.search(parsed), base)
+        restriction = enforce.search_restriction(
+            Owner.of_row(sub).principal(), criteria_.search(parsed), base
+        )
     except FhirError:
         return None
     return condition if restriction is None else and_(condition, restriction)
@@ -153,11 +155,15 @@ def _queue(
                     targets.append(sub.id)
                     if sub.id not in inside:
                         inside.add(sub.id)
-                        tx.conn.execute(insert(_M).values(sub_id=sub.id, res_type=e.res_type, res_id=e.res_id))
+                        tx.conn.execute(
+                            insert(_M).values(sub_id=sub.id, res_type=e.res_type, res_id=e.res_id)
+                        )
                 elif sub.id in inside:  # it left the criteria: a later delete is not its business
                     inside.discard(sub.id)
                     tx.conn.execute(
-                        delete(_M).where(_M.c.sub_id == sub.id, _M.c.res_type == e.res_type, _M.c.res_id == e.res_id)
+                        delete(_M).where(
+                            _M.c.sub_id == sub.id, _M.c.res_type == e.res_type, _M.c.res_id == e.res_id
+                        )
                     )
         for sub_id in targets:
             counters[sub_id] += 1
@@ -189,7 +195,9 @@ def _members(tx: Tx, keys: set[tuple[str, str]]) -> dict[tuple[str, str], set[st
     for t, ids in by_type.items():
         for start in range(0, len(ids), 500):
             rows = tx.conn.execute(
-                select(_M.c.sub_id, _M.c.res_id).where(_M.c.res_type == t, _M.c.res_id.in_(ids[start : start + 500]))
+                select(_M.c.sub_id, _M.c.res_id).where(
+                    _M.c.res_type == t, _M.c.res_id.in_(ids[start : start + 500])
+                )
             )
             for sub_id, rid in rows:
                 out[(t, str(rid))].add(str(sub_id))

@@ -44,7 +44,9 @@ class Receiver:
                 body = self.rfile.read(length) if length else b""
                 with receiver._lock:
                     receiver.received.append(
-                        Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                        Received(
+                            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                        )
                     )
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
@@ -68,9 +70,9 @@ class Receiver:
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
         """The first `count` requests, once they have arrived."""
-        return wait(lambda: len(self.received) >= count, timeout, lambda: f"{len(self.received)} of {count}") and list(
-            self.received
-        )
+        return wait(
+            lambda: len(self.received) >= count, timeout, lambda: f"{len(self.received)} of {count}"
+        ) and list(self.received)
 
 
 def wait(done: Callable[[], bool], timeout: float, what: Callable[[], str]) -> bool:

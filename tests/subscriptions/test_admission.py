@@ -49,7 +49,9 @@ def test_a_criteria_that_is_no_valid_search_is_refused(http: TestClient, criteri
     _refused(http, subscription(criteria, HOOK), "Subscription.criteria")
 
 
-@pytest.mark.parametrize("endpoint", ["ftp://example.org/x", "file:///etc/passwd", "not a url", "mailto:a@b.c"])
+@pytest.mark.parametrize(
+    "endpoint", ["ftp://example.org/x", "file:///etc/passwd", "not a url", "mailto:a@b.c"]
+)
 def test_an_endpoint_that_is_not_http_is_refused(http: TestClient, endpoint: str) -> None:
     _refused(http, subscription("Patient?", endpoint), "Subscription.channel.endpoint")
 
@@ -60,13 +62,17 @@ def test_loopback_and_private_endpoints_follow_the_policy(store: Store) -> None:
         for url in ("http://127.0.0.1/x", "http://localhost:8080/x", "http://10.1.2.3/x", "http://[::1]/x"):
             text = _refused(http, subscription("Patient?", url), "Subscription.channel.endpoint")
             assert "address" in text
-    private = create_app(settings(subscription_allow_loopback=False, subscription_allow_private=True), store=store)
+    private = create_app(
+        settings(subscription_allow_loopback=False, subscription_allow_private=True), store=store
+    )
     with TestClient(private, base_url=BASE, raise_server_exceptions=False) as http:
-        assert http.post("/Subscription", json=subscription("Patient?", "http://10.1.2.3/x")).status_code == 201
+        assert (
+            http.post("/Subscription", json=subscription("Patient?", "http://10.1.2.3/x")).status_code == 201
+        )
         _refused(http, subscription("Patient?", "http://127.0.0.1/x"), "Subscription.channel.endpoint")
 
 
-@pytest.mark.parametrize("channel_type", ["email", "sms", "message", "carrier-pigeon"])
+@pytest.mark.parametrize("channel_type", ["email", "sms", "message", "websocket", "carrier-pigeon"])
 def test_an_unsupported_channel_is_refused(http: TestClient, channel_type: str) -> None:
     body = subscription("Patient?", HOOK)
     body["channel"]["type"] = channel_type
@@ -75,7 +81,9 @@ def test_an_unsupported_channel_is_refused(http: TestClient, channel_type: str) 
 
 
 def test_an_unsupported_payload_or_a_bad_header_is_refused(http: TestClient) -> None:
-    _refused(http, subscription("Patient?", HOOK, payload="application/fhir+xml"), "Subscription.channel.payload")
+    _refused(
+        http, subscription("Patient?", HOOK, payload="application/fhir+xml"), "Subscription.channel.payload"
+    )
     _refused(http, subscription("Patient?", HOOK, header=["no colon here"]), "Subscription.channel.header[0]")
 
 
@@ -101,3 +109,9 @@ def test_an_update_keeps_the_server_owned_status_and_a_patch_is_refused(http: Te
     assert http.get(f"/Subscription/{sub['id']}").json()["status"] == "off"
     conditional = http.put("/Subscription?reason=test", json={**sub, "status": "requested"})
     assert conditional.status_code == 400
+
+
+def test_the_capability_statement_says_what_subscriptions_do(http: TestClient) -> None:
+    resources = http.get("/metadata").json()["rest"][0]["resource"]
+    text = next(r for r in resources if r["type"] == "Subscription")["documentation"]
+    assert "rest-hook" in text and "Not supported: websocket" in text

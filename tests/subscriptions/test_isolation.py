@@ -42,7 +42,12 @@ def http(store: Store, tmp_path: Path, smart_data_dir: Path) -> Iterator[TestCli
     with TestClient(create_app(settings, store=store), base_url=BASE, raise_server_exceptions=False) as c:
         ops = operator(c, "system/*.cruds")
         for pid, family in (("A", "Alpha"), ("B", "Beta")):
-            assert c.put(f"/Patient/{pid}", json={**factories.patient(family), "id": pid}, headers=ops).status_code == 201
+            assert (
+                c.put(
+                    f"/Patient/{pid}", json={**factories.patient(family), "id": pid}, headers=ops
+                ).status_code
+                == 201
+            )
         yield c
 
 
@@ -91,7 +96,10 @@ def test_a_patient_context_subscription_never_receives_another_patients_resource
     assert _subscribe(http, a, "Observation?", receivers[0].url).status_code == 201
     # B asks for A's Observations by name: accepted (a search B may run), but B's grants apply
     assert _subscribe(http, b, "Observation?subject=Patient/A", receivers[1].url).status_code == 201
-    assert _subscribe(http, operator(http, "system/*.cruds"), "Observation?", receivers[2].url).status_code == 201
+    assert (
+        _subscribe(http, operator(http, "system/*.cruds"), "Observation?", receivers[2].url).status_code
+        == 201
+    )
     _write_both(http)
     assert _about(receivers[0], 2) == [("Patient/A", "vital-signs"), ("Patient/A", "laboratory")]
     assert _about(receivers[2], 4) == [
@@ -131,7 +139,12 @@ def test_a_subscription_belongs_to_its_owner(http: TestClient, receivers: list[R
     assert http.get(path, headers=a).status_code == 200
     assert http.get(path, headers=patient_token(http, "A", 1, f"patient/*.rs {OWN}")).status_code == 200
     assert http.get(path, headers=b).status_code == 404
-    assert http.put(path, json={**sub, "channel": {**sub["channel"], "endpoint": receivers[1].url}}, headers=b).status_code == 403
+    assert (
+        http.put(
+            path, json={**sub, "channel": {**sub["channel"], "endpoint": receivers[1].url}}, headers=b
+        ).status_code
+        == 403
+    )
     assert http.delete(path, headers=b).status_code == 403
     assert http.get(path, headers=a).json()["channel"]["endpoint"] == receivers[0].url
     assert http.delete(path, headers=a).status_code in (200, 204)

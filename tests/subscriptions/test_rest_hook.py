@@ -64,7 +64,9 @@ def subscribe(http: TestClient, criteria: str, endpoint: str, **channel: Any) ->
     return body
 
 
-def test_create_update_delete_each_notify_in_order_with_the_resource(http: TestClient, receiver: Receiver) -> None:
+def test_create_update_delete_each_notify_in_order_with_the_resource(
+    http: TestClient, receiver: Receiver
+) -> None:
     sub = subscribe(
         http,
         f"Observation?code=http://loinc.org|{HEART}",
@@ -78,7 +80,9 @@ def test_create_update_delete_each_notify_in_order_with_the_resource(http: TestC
     other = factories.observation(None, value=70)
     other["code"]["coding"][0]["code"] = "9279-1"
     http.post("/Observation", json=other)  # another code: not notified
-    http.put(f"/Observation/{obs['id']}", json={**obs, "valueQuantity": {**obs["valueQuantity"], "value": 80}})
+    http.put(
+        f"/Observation/{obs['id']}", json={**obs, "valueQuantity": {**obs["valueQuantity"], "value": 80}}
+    )
     http.delete(f"/Observation/{obs['id']}")
     got = receiver.wait_for(3)
     time.sleep(0.3)
