@@ -15,6 +15,7 @@ transaction, so each match is queued exactly once:
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,8 @@ from .owner import Owner
 NAME = "subscriptions"  # the consumer's durable position in change_consumer: keep it stable
 LIVE = ("active", "error")  # an erroring Subscription keeps queueing; delivery retries it
 _S, _D, _M = tables.subscription, tables.subscription_delivery, tables.subscription_match
+# Set when a batch queued notifications (read after its commit, to wake the deliverers only then).
+QUEUED = threading.Event()
 
 
 def match(events: list[ChangeEvent], tx: Tx) -> None:
@@ -57,6 +60,8 @@ def match(events: list[ChangeEvent], tx: Tx) -> None:
                 current[key] = stored
                 keys[key] = criteria_.keys_of(stored.resource())
     candidates = _candidates(tx, subscribed, keys)
+    if not any(candidates.values()) and all(e.interaction != "delete" for e in events):
+        return  # nothing can match, and no resource can leave a Subscription it was in
     matched = _matched(tx, candidates, current, keys)
     _queue(tx, events, candidates, matched)
 
@@ -182,6 +187,7 @@ def _queue(
     if not queued:
         return
     tx.conn.execute(insert(_D), queued)
+    QUEUED.set()
     for sub_id in sorted({q["sub_id"] for q in queued}):
         tx.conn.execute(update(_S).where(_S.c.id == sub_id).values(events=counters[sub_id]))
 

@@ -12,7 +12,14 @@ from . import admission, delivery, matcher
 def install() -> None:
     """Register what every process needs before writes or events happen (idempotent)."""
     admission.register()
-    matcher.install(committed=delivery.wake_all)
+    matcher.install(committed=_committed)
+
+
+def _committed() -> None:
+    """A matcher batch committed: wake the deliverers if it queued anything."""
+    if matcher.QUEUED.is_set():
+        matcher.QUEUED.clear()
+        delivery.wake_all()
 
 
 def start(store: Store, settings: Settings) -> tuple[delivery.Deliverer, threading.Event]:
