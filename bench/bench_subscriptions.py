@@ -176,7 +176,7 @@ def latency(sqlite: bool, subscriptions: int, writes: int, folder: Path) -> dict
         service.install()
         dispatcher = events.start(store)
         assert dispatcher is not None
-        _deliverer, stop = service.start(store, settings)
+        deliverer, stop = service.start(store, settings)
         _settle(store)
         times: list[float] = []
         for n in range(1, writes + 1):
@@ -185,6 +185,8 @@ def latency(sqlite: bool, subscriptions: int, writes: int, folder: Path) -> dict
             times.append((arrivals.wait((watched, n)) - committed) * 1000)
         stop.set()
         dispatcher[1].set()
+        deliverer.pool.shutdown(wait=True)
+        time.sleep(1.5)  # the threads' last look ends before the database is dropped
         store.after_commit.clear()
         q = statistics.quantiles(times, n=20)
         return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(q[18], 1), "writes": writes}
@@ -205,7 +207,7 @@ def throughput(sqlite: bool, creates: int, pairs: int, folder: Path) -> dict[str
     service.install()
     dispatcher = events.start(store)
     assert dispatcher is not None
-    _deliverer, stop = service.start(store, settings)
+    deliverer, stop = service.start(store, settings)
     try:
         _patients(ctx, 10)
 
@@ -241,6 +243,8 @@ def throughput(sqlite: bool, creates: int, pairs: int, folder: Path) -> dict[str
     finally:
         stop.set()
         dispatcher[1].set()
+        deliverer.pool.shutdown(wait=True)
+        time.sleep(1.5)
         arrivals.server.shutdown()
         engine.dispose()
         _drop(url)

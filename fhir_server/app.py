@@ -22,6 +22,7 @@ from .api import (
     ingest_routes,
     metrics,
     openapi,
+    subscription_routes,
     terminology_routes,
     validation_routes,
 )
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(terminology_routes.router)  # ValueSet/CodeSystem operations: before /{type}/{id}
     app.include_router(clinical_routes.router)  # $everything, $lastn, $stats: before /{type}/{id}
     app.include_router(validation_routes.router)  # $validate: before /{type}/{id}
+    app.include_router(subscription_routes.router)  # websocket and Server-Sent Events channels
     app.include_router(router)
     return app
 

@@ -2,8 +2,8 @@
 
 The client writes a Subscription with `status` requested (or off); the server checks it and sets
 `status` and `error` itself: a client may not set active or error. Checked, all as 400 at the
-element: the criteria (a valid search of one type, `criteria.py`), the channel type (rest-hook;
-websocket and Server-Sent Events are not built yet), the payload (none, or JSON), each `header`
+element: the criteria (a valid search of one type, `criteria.py`), the channel type (rest-hook,
+websocket, or Server-Sent Events declared with the backport channel-type extension), the payload (none, or JSON), each `header`
 ("Name: value") and a rest-hook endpoint (`endpoint.py`). The owner (client, kind of token, user, patient context and
 scopes) must be able to search and read the criteria's type, else 403; only the same identity may
 update or delete it later. The Subscription is then recorded in the `subscription` table, in the
@@ -33,7 +33,11 @@ from . import endpoint, tables
 from .owner import Owner
 
 TYPE = "Subscription"
-CHANNELS = ("rest-hook",)  # websocket and Server-Sent Events: not built yet (docs/subscriptions.md)
+CHANNELS = ("rest-hook", "websocket")  # and "sse", declared with the backport channel-type extension
+# A channel type R4 does not define (https://hl7.org/fhir/uv/subscriptions-backport/STU1.1/StructureDefinition-backport-channel-type.html):
+# channel.type holds an R4 code (say "message") and `_type` this extension with the custom Coding.
+CUSTOM_CHANNEL = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-channel-type"
+SSE = ("urn:fhir-server:subscription-channel-type", "sse")  # Server-Sent Events (docs/subscriptions.md)
 PAYLOADS = ("application/fhir+json", "application/json")
 CLIENT_STATUSES = ("requested", "off")
 _HEADER = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*")
@@ -91,10 +95,10 @@ def admit(
     channel = resource.get("channel")
     if not isinstance(channel, dict):
         raise Invalid("A Subscription needs a channel", "Subscription.channel")
-    kind = channel.get("type")
-    if kind not in CHANNELS:
+    kind = _channel_type(channel)
+    if kind not in (*CHANNELS, "sse"):
         raise Invalid(
-            f"The channel type '{kind}' is not supported here (supported: {', '.join(CHANNELS)})",
+            f"The channel type '{kind}' is not supported here (supported: rest-hook, websocket, and sse as {SSE[0]}|{SSE[1]} in the {CUSTOM_CHANNEL} extension)",
             "Subscription.channel.type",
         )
     url = channel.get("endpoint")
@@ -118,6 +122,18 @@ def admit(
     return Admitted(
         owner, parsed, kind, url if kind == "rest-hook" else None, tuple(headers), payload, active
     )
+
+
+def _channel_type(channel: dict[str, Any]) -> Any:
+    """The channel type: a custom one from the backport extension on `channel.type`, else the code."""
+    extension = channel.get("_type")
+    for ext in extension.get("extension", []) if isinstance(extension, dict) else []:
+        if isinstance(ext, dict) and ext.get("url") == CUSTOM_CHANNEL:
+            coding = ext.get("valueCoding") or {}
+            if (coding.get("system"), coding.get("code")) == SSE:
+                return "sse"
+            return f"{coding.get('system')}|{coding.get('code')}"
+    return channel.get("type")
 
 
 def _status(resource: dict[str, Any], prev: Stored | None) -> str:

@@ -98,6 +98,7 @@ class Deliverer:
                     select(_S.c.id)
                     .where(
                         _S.c.status.in_(("active", "error")),
+                        _S.c.channel == "rest-hook",  # streaming channels are read by their connections
                         _S.c.retry_at <= now,
                         _S.c.lease_until <= now,
                         exists().where(_D.c.sub_id == _S.c.id, _D.c.state == "pending"),

@@ -6,7 +6,7 @@ import threading
 
 from ..settings import Settings
 from ..store.sql import Store
-from . import admission, delivery, matcher
+from . import admission, delivery, matcher, stream
 
 
 def install() -> None:
@@ -20,6 +20,7 @@ def _committed() -> None:
     if matcher.QUEUED.is_set():
         matcher.QUEUED.clear()
         delivery.wake_all()
+        stream.bump()
 
 
 def start(store: Store, settings: Settings) -> tuple[delivery.Deliverer, threading.Event]:
