@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy import exists, select, update
+from sqlalchemy import select, update
 
 from ..auth import enforce
 from ..errors import Forbidden, NotFound
@@ -101,7 +101,7 @@ class Deliverer:
                         _S.c.channel == "rest-hook",  # streaming channels are read by their connections
                         _S.c.retry_at <= now,
                         _S.c.lease_until <= now,
-                        exists().where(_D.c.sub_id == _S.c.id, _D.c.state == "pending"),
+                        _S.c.id.in_(select(_D.c.sub_id).where(_D.c.state == "pending").distinct()),
                     )
                     .limit(CLAIM)
                 ).scalars()

@@ -42,11 +42,13 @@ QUEUED = threading.Event()
 def match(events: list[ChangeEvent], tx: Tx) -> None:
     """Queue a notification for every (event, Subscription) that matches."""
     types = {e.res_type for e in events}
-    subscribed = set(
-        tx.conn.execute(
-            select(_S.c.criteria_type).where(_S.c.criteria_type.in_(types), _S.c.status.in_(LIVE)).distinct()
-        ).scalars()
-    )
+    subscribed = {  # one index probe per type (a DISTINCT would read every Subscription of it)
+        t
+        for t in sorted(types)
+        if tx.conn.execute(
+            select(_S.c.id).where(_S.c.criteria_type == t, _S.c.status.in_(LIVE)).limit(1)
+        ).first()
+    }
     if not subscribed:
         return
     events = [e for e in events if e.res_type in subscribed]
@@ -78,13 +80,16 @@ def _candidates(
             if t == res_type:
                 codes |= c
                 patients |= p
-        where = [
-            _S.c.criteria_type == res_type,
-            _S.c.status.in_(LIVE),
-            or_(_S.c.key_code.is_(None), _S.c.key_code.in_(sorted(codes))),
-            or_(_S.c.key_patient.is_(None), _S.c.key_patient.in_(sorted(patients))),
-        ]
-        out[res_type] = list(tx.conn.execute(select(_S).where(*where).order_by(_S.c.id)))
+        live = (_S.c.criteria_type == res_type, _S.c.status.in_(LIVE))
+        code = or_(_S.c.key_code.is_(None), _S.c.key_code.in_(sorted(codes)))
+        # two index look-ups, (type, patient) and (type, code): a ward of patient-keyed
+        # Subscriptions is never scanned for a write about one patient
+        keyed = select(_S).where(*live, _S.c.key_patient.in_(sorted(patients)), code)
+        unkeyed = select(_S).where(*live, _S.c.key_patient.is_(None), code)
+        rows = (
+            [*tx.conn.execute(keyed), *tx.conn.execute(unkeyed)] if patients else [*tx.conn.execute(unkeyed)]
+        )
+        out[res_type] = sorted(rows, key=lambda row: str(row.id))
     return out
 
 

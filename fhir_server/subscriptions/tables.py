@@ -64,6 +64,9 @@ Index(
     subscription_delivery.c.event_number,
 )
 
+# the Subscriptions with something to send, found without scanning every Subscription
+Index("ix_subscription_delivery_pending", subscription_delivery.c.state, subscription_delivery.c.sub_id)
+
 subscription_match = Table(
     "subscription_match",
     metadata,

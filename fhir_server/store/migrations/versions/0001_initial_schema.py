@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 14:07:20.907913
+Create Date: 2026-12-03 14:34:39.257021
 """
 
 import sqlalchemy as sa
@@ -363,6 +363,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("pk"),
     )
     with op.batch_alter_table("subscription_delivery", schema=None) as batch_op:
+        batch_op.create_index("ix_subscription_delivery_pending", ["state", "sub_id"], unique=False)
         batch_op.create_index(
             "ix_subscription_delivery_queue", ["sub_id", "state", "event_number"], unique=False
         )
@@ -423,6 +424,7 @@ def downgrade() -> None:
     op.drop_table("subscription_match")
     with op.batch_alter_table("subscription_delivery", schema=None) as batch_op:
         batch_op.drop_index("ix_subscription_delivery_queue")
+        batch_op.drop_index("ix_subscription_delivery_pending")
 
     op.drop_table("subscription_delivery")
     with op.batch_alter_table("subscription", schema=None) as batch_op:
