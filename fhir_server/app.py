@@ -61,7 +61,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     if not settings.redis_url:  # with Redis, `fhir-server worker` delivers change events
         app.state.events = events.start(store)
         app.state.subscriptions = subscriptions.start(store, settings)  # rest-hook deliveries
-        app.router.on_shutdown.append(app.state.subscriptions[1].set)
+        app.router.on_shutdown.append(app.state.subscriptions[1].set)  # both threads end with the app
+        if app.state.events is not None:
+            app.router.on_shutdown.append(app.state.events[1].set)
     app.state.settings = settings
     if settings.allow_anonymous:
         log.warning(

@@ -19,7 +19,7 @@ from .registry import COMMITTED, LISTENERS, Listener
 log = logging.getLogger("fhir_server.events")
 BATCH = 500  # events per delivery
 POLL_SECONDS = 1.0  # between looks when nothing woke the dispatcher
-SETTLE_SECONDS, SETTLE_LOOKS = 0.01, 50  # after a wake that found nothing: quicker looks, a while
+SETTLE_SECONDS, SETTLE_LOOKS = 0.01, 100  # after a wake that found nothing: quicker looks, for a poll
 
 
 class Dispatcher:
