@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     subscription_max_failures: int = 5
     subscription_lease_seconds: float = 60.0  # a deliverer silent this long is presumed dead
     subscription_delivery_threads: int = 4
+    subscription_keep_seconds: float = 24 * 3600.0  # sent notifications kept (Server-Sent Events resume)
 
     @cached_property
     def base(self) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ..auth import enforce
 from ..errors import Forbidden, NotFound
@@ -43,6 +44,7 @@ from .owner import Owner
 log = logging.getLogger("fhir_server.subscriptions")
 POLL_SECONDS = 1.0
 CLAIM = 64  # Subscriptions claimed per look
+SWEEP_SECONDS = 300.0  # between deletions of old sent notifications
 _S, _D = tables.subscription, tables.subscription_delivery
 _LIVE: weakref.WeakSet[Deliverer] = weakref.WeakSet()
 
@@ -79,14 +81,29 @@ class Deliverer:
         self._wake.set()
 
     def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> None:
-        """Claim and send until `stop` is set."""
+        """Claim and send until `stop` is set; forget old sent notifications now and then."""
+        swept = 0.0
         while not stop.is_set():
             self._wake.clear()
             try:
                 self.claim_due()
+                if time.monotonic() - swept >= SWEEP_SECONDS:
+                    swept = time.monotonic()
+                    self.forget_sent()
             except Exception:  # the database went away for a moment: again at the next look
                 log.warning("Claiming subscription notifications failed", exc_info=True)
             self._wake.wait(poll)
+
+    def forget_sent(self) -> int:
+        """Delete sent and withheld notifications queued more than `subscription_keep_seconds` ago
+        (a Server-Sent Events client can resume within that window); pending ones stay."""
+        before = now_us() - int(self.settings.subscription_keep_seconds * 1e6)
+        with self.store.write() as tx:
+            return int(
+                tx.conn.execute(
+                    delete(_D).where(_D.c.state.in_(("sent", "withheld")), _D.c.queued_at < before)
+                ).rowcount
+            )
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def claim_due(self) -> int:

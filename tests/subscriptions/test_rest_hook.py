@@ -147,3 +147,36 @@ def test_an_off_subscription_notifies_nothing(http: TestClient, receiver: Receiv
     http.post("/Patient", json=factories.patient())
     time.sleep(0.5)
     assert receiver.received == []
+
+
+def test_sent_notifications_are_forgotten_after_the_keeping_time_and_pending_ones_stay(
+    store: Store, receiver: Receiver
+) -> None:
+    from sqlalchemy import func, select
+
+    from fhir_server.subscriptions import tables
+    from fhir_server.subscriptions.delivery import Deliverer
+
+    app = create_app(settings(), store=store)
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as http:
+        subscribe(http, "Patient?", receiver.url)
+        http.post("/Patient", json=factories.patient())
+        receiver.wait_for(1)
+        receiver.stop()
+        http.post("/Patient", json=factories.patient())  # stays pending: the receiver is down
+        D = tables.subscription_delivery
+
+        def states() -> list[str]:
+            with store.read() as tx:
+                return sorted(tx.conn.execute(select(D.c.state)).scalars())
+
+        deadline = time.monotonic() + 10
+        while states() != ["pending", "sent"]:
+            assert time.monotonic() < deadline, states()
+            time.sleep(0.05)
+        keeping = Deliverer(store, settings(subscription_keep_seconds=3600))
+        assert keeping.forget_sent() == 0
+        assert Deliverer(store, settings(subscription_keep_seconds=0)).forget_sent() == 1
+        with store.read() as tx:
+            assert tx.conn.execute(select(func.count()).select_from(D)).scalar() == 1
+        assert states() == ["pending"]
