@@ -75,7 +75,11 @@ class Admitted:
         }
         found = tx.conn.execute(update(_S).where(_S.c.id == stored.res_id).values(**values)).rowcount
         if not found:
-            tx.conn.execute(insert(_S).values(id=stored.res_id, events=0, lease_until=0, **values))
+            tx.conn.execute(
+                insert(_S).values(
+                    id=stored.res_id, events=0, lease_until=0, since=stored.last_updated, **values
+                )
+            )
 
 
 def admit(

@@ -161,6 +161,8 @@ def _queue(
         else:
             targets = []
             for sub in candidates.get(e.res_type, []):
+                if e.last_updated < sub.since:
+                    continue  # written before the Subscription existed (the dispatcher lagged)
                 if e.res_id in matched.get(sub.id, ()):
                     targets.append(sub.id)
                     if sub.id not in inside:

@@ -35,6 +35,7 @@ subscription = Table(
     Column("owner_patient", String(64), nullable=True),
     Column("owner_scopes", Text, nullable=True),  # None: written by the server (no principal)
     Column("events", BigInteger, nullable=False, default=0),  # events queued so far
+    Column("since", BigInteger, nullable=False, default=0),  # created at (µs): older events are not its
     Column("failures", Integer, nullable=False, default=0),  # consecutive failed attempts
     Column("retry_at", BigInteger, nullable=False, default=0),  # no attempt before this
     Column("lease_until", BigInteger, nullable=False, default=0),  # a deliverer holds it until then

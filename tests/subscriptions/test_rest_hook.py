@@ -180,3 +180,25 @@ def test_sent_notifications_are_forgotten_after_the_keeping_time_and_pending_one
         with store.read() as tx:
             assert tx.conn.execute(select(func.count()).select_from(D)).scalar() == 1
         assert states() == ["pending"]
+
+
+def test_events_written_before_the_subscription_existed_are_not_its_own(
+    store: Store, receiver: Receiver
+) -> None:
+    from fhir_server.interactions import create
+    from fhir_server.interactions.context import Context
+
+    with store.write() as tx:  # in the outbox, no dispatcher has run yet: a backlog
+        for n in range(3):
+            tx.create(factories.patient(f"Old{n}"), f"old{n}")
+    time.sleep(0.01)
+    ctx = Context(store, settings())
+    ctx.transact(lambda tx: create.create(ctx, tx, "Subscription", subscription("Patient?", receiver.url)))
+    with TestClient(
+        create_app(settings(), store=store), base_url=BASE, raise_server_exceptions=False
+    ) as http:
+        new = http.post("/Patient", json=factories.patient("New")).json()["id"]
+        got = receiver.wait_for(1)
+        time.sleep(0.5)
+    assert len(receiver.received) == 1 and got[0].event == 1
+    assert new

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 14:34:39.257021
+Create Date: 2026-12-03 15:05:10.115011
 """
 
 import sqlalchemy as sa
@@ -336,6 +336,7 @@ def upgrade() -> None:
         sa.Column("owner_patient", sa.String(length=64), nullable=True),
         sa.Column("owner_scopes", sa.Text(), nullable=True),
         sa.Column("events", sa.BigInteger(), nullable=False),
+        sa.Column("since", sa.BigInteger(), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("retry_at", sa.BigInteger(), nullable=False),
         sa.Column("lease_until", sa.BigInteger(), nullable=False),
