@@ -68,7 +68,7 @@ class Receiver:
             self._server.server_close()
             self._server = None
 
-    def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[Received]:
         """The first `count` requests, once they have arrived."""
         return wait(
             lambda: len(self.received) >= count, timeout, lambda: f"{len(self.received)} of {count}"
