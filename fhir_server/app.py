@@ -23,6 +23,7 @@ from .api import (
     meta_routes,
     metrics,
     openapi,
+    subscription_routes,
     terminology_routes,
     validation_routes,
 )
@@ -42,6 +43,7 @@ from .settings import Settings
 from .store import replicas
 from .store.engine import make_engine
 from .store.sql import Store
+from .subscriptions import service as subscriptions
 from .warmup import warm_up
 
 log = logging.getLogger("fhir_server")
@@ -62,8 +64,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app = FastAPI(title="fhir-server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = Context(store=store, settings=settings)
     packages.load_installed(settings.data_dir)  # profiles added with `fhir-server profiles add`
+    subscriptions.install()  # its change-event listener, before the dispatcher starts
     if not settings.redis_url:  # with Redis, `fhir-server worker` delivers change events
         app.state.events = events.start(store)
+        app.state.subscriptions = subscriptions.start(store, settings)  # rest-hook deliveries
+        app.router.on_shutdown.append(app.state.subscriptions[1].set)  # both threads end with the app
+        if app.state.events is not None:
+            app.router.on_shutdown.append(app.state.events[1].set)
     app.state.settings = settings
     if settings.allow_anonymous:
         log.warning(
@@ -118,7 +125,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(clinical_routes.router)  # $everything, $lastn, $stats: before /{type}/{id}
     app.include_router(validation_routes.router)  # $validate: before /{type}/{id}
     app.include_router(meta_routes.router)  # $meta, $meta-add, $meta-delete: before /{type}/{id}
-    app.include_router(meta_routes.router)  # $meta, $meta-add, $meta-delete: before /{type}/{id}
+    app.include_router(subscription_routes.router)  # websocket and Server-Sent Events channels
     app.include_router(router)
     return app
 

@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     # off, 404); logs are JSON lines with a request id ("json") or plain text ("text").
     metrics_token: str | None = None
     log_format: str = "json"
+    # Subscriptions (docs/subscriptions.md): which rest-hook endpoints may be called (http(s) only;
+    # private networks and loopback refused unless allowed), timeouts, retries with exponential
+    # backoff, and the failures in a row after which a Subscription's status becomes error.
+    subscription_allow_private: bool = False
+    subscription_allow_loopback: bool = False
+    subscription_timeout_seconds: float = 10.0
+    subscription_retry_base_seconds: float = 1.0
+    subscription_retry_max_seconds: float = 300.0
+    subscription_max_failures: int = 5
+    subscription_lease_seconds: float = 60.0  # a deliverer silent this long is presumed dead
+    subscription_delivery_threads: int = 4
+    subscription_keep_seconds: float = 24 * 3600.0  # sent notifications kept (Server-Sent Events resume)
 
     @property
     def read_urls(self) -> list[str]:

@@ -112,7 +112,22 @@ def _resources(base: str) -> list[dict[str, Any]]:
         if entry["type"] == "Observation":  # $stats with its series form: our definition
             stats = {"name": "stats", "definition": f"{base}/OperationDefinition/{definitions.STATS_SERIES}"}
             out[i] = {**entry, "operation": [*entry.get("operation", []), stats]}
+        if entry["type"] == "Subscription":  # docs/subscriptions.md
+            out[i] = {**entry, "documentation": SUBSCRIPTIONS}
     return out
+
+
+SUBSCRIPTIONS = (
+    "R4 criteria-based Subscriptions (criteria: a search on one type, checked like that search). "
+    "channel.type: rest-hook (payload none: POST to the endpoint; application/fhir+json: PUT/DELETE "
+    "[endpoint]/[type]/[id]; channel.header sent); websocket at [base]/websocket (bind <id>, bound, "
+    "ping <id>); Server-Sent Events at [base]/_subscriptions/<id>/events (a custom channel type: "
+    "channel.type with the backport-channel-type extension, Coding urn:fhir-server:subscription-"
+    "channel-type|sse; Last-Event-ID resumes). The server sets status (active, error, off) and "
+    "error; delivery in order per Subscription, retried with exponential backoff; notifications carry "
+    "only what the owner's scopes may read at delivery. Not supported: topic-based Subscriptions, "
+    "conditional update and patch of a Subscription."
+)
 
 
 def capability_statement(settings: Settings, mode: str = "full") -> dict[str, Any]:

@@ -14,11 +14,12 @@ import threading
 from ..redacted_traceback import format_exception
 from ..store import outbox
 from ..store.sql import Store
-from .registry import LISTENERS, Listener
+from .registry import COMMITTED, LISTENERS, Listener
 
 log = logging.getLogger("fhir_server.events")
 BATCH = 500  # events per delivery
 POLL_SECONDS = 1.0  # between looks when nothing woke the dispatcher
+SETTLE_SECONDS, SETTLE_LOOKS = 0.01, 100  # after a wake that found nothing: quicker looks, for a poll
 
 
 class Dispatcher:
@@ -42,6 +43,9 @@ class Dispatcher:
                 return 0
             listener(events, tx)
             outbox.advance(tx.conn, name, events[-1].position)
+        committed = COMMITTED.get(name)
+        if committed is not None:
+            committed()
         return len(events)
 
     def deliver_all(self) -> int:
@@ -64,14 +68,20 @@ class Dispatcher:
         self._wake.set()
 
     def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> None:
-        """Deliver until `stop` is set."""
+        """Deliver until `stop` is set. After a wake that found nothing yet (on PostgreSQL a commit
+        is readable only once every older transaction in the cluster ended), look again every
+        SETTLE_SECONDS, up to SETTLE_LOOKS times, instead of waiting for the next poll."""
+        eager = 0
         while not stop.is_set():
             self._wake.clear()
+            delivered = 0
             try:
-                self.deliver_all()
+                delivered = self.deliver_all()
             except Exception:  # the database went away for a moment: try again at the next poll
                 log.warning("Delivering change events failed", exc_info=True)
-            self._wake.wait(poll)
+            eager = 0 if delivered else max(eager - 1, 0)
+            if self._wake.wait(SETTLE_SECONDS if eager else poll):
+                eager = SETTLE_LOOKS
 
 
 def start(store: Store, *, wake_on_commit: bool = True) -> tuple[Dispatcher, threading.Event] | None:

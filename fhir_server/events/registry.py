@@ -13,15 +13,21 @@ from ..store.sql import Tx
 Listener = Callable[[list[ChangeEvent], Tx], None]
 
 LISTENERS: dict[str, Listener] = {}
+# Called after a delivery to the listener of that name committed (e.g. to wake whoever acts on what
+# it wrote); in the dispatcher's thread, so it must return at once.
+COMMITTED: dict[str, Callable[[], None]] = {}
 
 
-def register(name: str, listener: Listener) -> None:
+def register(name: str, listener: Listener, *, committed: Callable[[], None] | None = None) -> None:
     """Deliver every change event to `listener`; `name` keys its position in `change_consumer`, so
     a listener registered again under the same name resumes where it stopped."""
     if name in LISTENERS and LISTENERS[name] is not listener:
         raise ValueError(f"a change-event listener named {name!r} is already registered")
     LISTENERS[name] = listener
+    if committed is not None:
+        COMMITTED[name] = committed
 
 
 def unregister(name: str) -> None:
     LISTENERS.pop(name, None)
+    COMMITTED.pop(name, None)

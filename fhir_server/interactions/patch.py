@@ -16,6 +16,7 @@ from .. import input_limits
 from ..auth import enforce
 from ..errors import Invalid, NotFound, Unprocessable
 from ..store.sql import Tx
+from ..subscriptions import admission
 from . import fhirpath_patch
 from .conditional import single
 from .context import Context
@@ -29,6 +30,8 @@ def patch(
 ) -> WriteResult:
     """Apply the operations to the current version and store the result as a new version."""
     enforce.refuse_server_written(ctx.principal, res_type)
+    if res_type == admission.TYPE:  # its server-owned status is checked on a whole resource only
+        raise Invalid("A Subscription is changed by an update (PUT), not a patch", res_type)
     if fhirpath_patch.is_fhirpath_patch(operations):
         steps = fhirpath_patch.operations(operations)
         current = read(tx, res_type, res_id)

@@ -7,6 +7,7 @@ from typing import Any
 from ..auth import enforce
 from ..errors import Invalid, PreconditionFailed
 from ..store.sql import Stored, Tx, VersionConflict
+from ..subscriptions import admission
 from .conditional import single
 from .context import Context
 from .read import check_type
@@ -36,6 +37,11 @@ def update(
         body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
     )
     checked_id(resource, res_id)
+    if res_type == admission.TYPE:  # the owner's own: its checks instead of compartments
+        admitted = admission.admit(tx, ctx.principal, ctx.settings, resource, tx.current(res_type, res_id))
+        result = _write(tx, res_type, res_id, resource, if_match)
+        admitted.record(tx, result.stored)
+        return result
     enforce.check_write(tx, ctx.principal, "update", res_type, tx.current(res_type, res_id))
     result = _write(tx, res_type, res_id, resource, if_match)
     enforce.check_written(tx, ctx.principal, "update", result.stored)
@@ -82,6 +88,8 @@ def conditional_update(
     """PUT [type]?criteria: no match creates, one match updates it, several are 412."""
     check_type(res_type)
     enforce.refuse_server_written(ctx.principal, res_type)
+    if res_type == admission.TYPE:
+        raise Invalid("A Subscription is updated by its id, not conditionally", location or res_type)
     resource = checked_body(
         body, res_type, location=location, settings=ctx.settings, stored=profiles_for(ctx, tx, res_type)
     )

@@ -21,6 +21,7 @@ from ..redacted_traceback import format_exception
 from ..settings import Settings
 from ..store.engine import make_engine
 from ..store.sql import Store
+from ..subscriptions import service as subscriptions
 from . import tables, worker
 
 log = logging.getLogger("fhir_server.jobs")
@@ -145,7 +146,9 @@ def run_worker(settings: Settings, concurrency: int | None = None) -> int:
         return 2
     app = celery_app(settings)
     store: Store = app.conf.fhir_store()
+    subscriptions.install()
     events.start(store)  # with Redis the workers, not the API, deliver change events
+    subscriptions.start(store, settings)  # and the Subscriptions' notifications
     sweeper = Sweeper(store, settings, CeleryQueue(settings))
     stop = threading.Event()
     thread = threading.Thread(target=sweeper.forever, args=(stop,), name="job-sweeper", daemon=True)

@@ -129,6 +129,10 @@ def change(
 ) -> tuple[WriteResult | None, dict[str, Any]]:
     """$meta-add / $meta-delete: (the new version, or None when nothing changed; the Parameters answer)."""
     enforce.refuse_server_written(ctx.principal, res_type)  # AuditEvent: the server's alone
+    if res_type == "Subscription":  # its owner and server-owned status are checked on a whole resource
+        raise Invalid(
+            "A Subscription is changed by an update (PUT), not by $meta-add or $meta-delete", res_type
+        )
     given = _given_meta(params)
     current = read_interaction.read(tx, res_type, res_id)
     enforce.check_write(tx, ctx.principal, "update", res_type, current)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 14:35:41.818563
+Create Date: 2026-12-03 15:25:03.660209
 """
 
 import sqlalchemy as sa
@@ -324,6 +324,68 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "subscription",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("criteria_type", sa.String(length=64), nullable=False),
+        sa.Column("criteria", sa.Text(), nullable=False),
+        sa.Column("key_code", sa.String(length=255), nullable=True),
+        sa.Column("key_patient", sa.String(length=64), nullable=True),
+        sa.Column("channel", sa.String(length=32), nullable=False),
+        sa.Column("endpoint", sa.Text(), nullable=True),
+        sa.Column("headers", sa.Text(), nullable=False),
+        sa.Column("payload", sa.String(length=64), nullable=True),
+        sa.Column("owner_client", sa.String(length=255), nullable=True),
+        sa.Column("owner_kind", sa.String(length=16), nullable=True),
+        sa.Column("owner_subject", sa.String(length=255), nullable=True),
+        sa.Column("owner_fhir_user", sa.String(length=255), nullable=True),
+        sa.Column("owner_patient", sa.String(length=64), nullable=True),
+        sa.Column("owner_scopes", sa.Text(), nullable=True),
+        sa.Column("events", sa.BigInteger(), nullable=False),
+        sa.Column("since", sa.BigInteger(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("retry_at", sa.BigInteger(), nullable=False),
+        sa.Column("lease_until", sa.BigInteger(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("subscription", schema=None) as batch_op:
+        batch_op.create_index("ix_subscription_type_code", ["criteria_type", "key_code"], unique=False)
+        batch_op.create_index("ix_subscription_type_patient", ["criteria_type", "key_patient"], unique=False)
+
+    op.create_table(
+        "subscription_delivery",
+        sa.Column(
+            "pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("sub_id", sa.String(length=64), nullable=False),
+        sa.Column("event_number", sa.BigInteger(), nullable=False),
+        sa.Column("res_type", sa.String(length=64), nullable=False),
+        sa.Column("res_id", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("interaction", sa.String(length=16), nullable=False),
+        sa.Column("queued_at", sa.BigInteger(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("sent_at", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("pk"),
+    )
+    with op.batch_alter_table("subscription_delivery", schema=None) as batch_op:
+        batch_op.create_index("ix_subscription_delivery_pending", ["state", "sub_id"], unique=False)
+        batch_op.create_index(
+            "ix_subscription_delivery_queue", ["sub_id", "state", "event_number"], unique=False
+        )
+
+    op.create_table(
+        "subscription_match",
+        sa.Column("sub_id", sa.String(length=64), nullable=False),
+        sa.Column("res_type", sa.String(length=64), nullable=False),
+        sa.Column("res_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("sub_id", "res_type", "res_id"),
+    )
+    with op.batch_alter_table("subscription_match", schema=None) as batch_op:
+        batch_op.create_index("ix_subscription_match_resource", ["res_type", "res_id"], unique=False)
+
+    op.create_table(
         "used_jti",
         sa.Column("client_id", sa.String(length=128), nullable=False),
         sa.Column("jti", sa.String(length=255), nullable=False),
@@ -363,6 +425,20 @@ def downgrade() -> None:
         batch_op.drop_index("ix_used_jti_expires")
 
     op.drop_table("used_jti")
+    with op.batch_alter_table("subscription_match", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscription_match_resource")
+
+    op.drop_table("subscription_match")
+    with op.batch_alter_table("subscription_delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscription_delivery_queue")
+        batch_op.drop_index("ix_subscription_delivery_pending")
+
+    op.drop_table("subscription_delivery")
+    with op.batch_alter_table("subscription", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscription_type_patient")
+        batch_op.drop_index("ix_subscription_type_code")
+
+    op.drop_table("subscription")
     with op.batch_alter_table("resource_version", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_version_xid",

@@ -1,0 +1,223 @@
+"""The change-event listener that matches each committed version against the active Subscriptions (https://hl7.org/fhir/R4/subscription.html#2.46.7.1).
+
+For a batch of events (docs/events.md: every write path, in commit order), in the delivery's own
+transaction, so each match is queued exactly once:
+
+1. one query finds whether any active Subscription has a criteria on the batch's types (none: done);
+2. the Subscriptions that can match are looked up by type and index keys (a criteria's single
+   `code` and patient against every code and Patient reference in the written resources);
+3. each candidate's criteria, AND-ed with its owner's search grants (`auth/enforce.search_restriction`),
+   is run as ONE search condition over the written resources' current rows (`store/conditions.pks_meeting`):
+   a criteria matches exactly what the same search finds;
+4. every match is queued in `subscription_delivery` with the Subscription's next event number, and
+   remembered in `subscription_match`; a delete is queued for the Subscriptions the resource was in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+
+from ..auth import enforce
+from ..errors import FhirError
+from ..events import ChangeEvent, register
+from ..instant import now_us
+from ..store import conditions
+from ..store.sql import Stored, Tx
+from . import criteria as criteria_
+from . import tables
+from .owner import Owner
+
+NAME = "subscriptions"  # the consumer's durable position in change_consumer: keep it stable
+LIVE = ("active", "error")  # an erroring Subscription keeps queueing; delivery retries it
+_S, _D, _M = tables.subscription, tables.subscription_delivery, tables.subscription_match
+# Set when a batch queued notifications (read after its commit, to wake the deliverers only then).
+QUEUED = threading.Event()
+
+
+def match(events: list[ChangeEvent], tx: Tx) -> None:
+    """Queue a notification for every (event, Subscription) that matches."""
+    types = {e.res_type for e in events}
+    subscribed = {  # one index probe per type (a DISTINCT would read every Subscription of it)
+        t
+        for t in sorted(types)
+        if tx.conn.execute(
+            select(_S.c.id).where(_S.c.criteria_type == t, _S.c.status.in_(LIVE)).limit(1)
+        ).first()
+    }
+    if not subscribed:
+        return
+    events = [e for e in events if e.res_type in subscribed]
+    current: dict[tuple[str, str], Stored] = {}
+    keys: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    for e in events:
+        key = (e.res_type, e.res_id)
+        if e.interaction != "delete" and key not in current:
+            stored = tx.current(e.res_type, e.res_id)
+            if stored is not None and not stored.deleted:
+                current[key] = stored
+                keys[key] = criteria_.keys_of(stored.resource())
+    candidates = _candidates(tx, subscribed, keys)
+    if not any(candidates.values()) and all(e.interaction != "delete" for e in events):
+        return  # nothing can match, and no resource can leave a Subscription it was in
+    matched = _matched(tx, candidates, current, keys)
+    _queue(tx, events, candidates, matched)
+
+
+def _candidates(
+    tx: Tx, types: set[str], keys: dict[tuple[str, str], tuple[set[str], set[str]]]
+) -> dict[str, list[Any]]:
+    """The live Subscriptions per type that may match one of the written resources (by their keys)."""
+    out: dict[str, list[Any]] = defaultdict(list)
+    for res_type in sorted(types):
+        codes: set[str] = set()
+        patients: set[str] = set()
+        for (t, _), (c, p) in keys.items():
+            if t == res_type:
+                codes |= c
+                patients |= p
+        live = (_S.c.criteria_type == res_type, _S.c.status.in_(LIVE))
+        code = or_(_S.c.key_code.is_(None), _S.c.key_code.in_(sorted(codes)))
+        # two index look-ups, (type, patient) and (type, code): a ward of patient-keyed
+        # Subscriptions is never scanned for a write about one patient
+        keyed = select(_S).where(*live, _S.c.key_patient.in_(sorted(patients)), code)
+        unkeyed = select(_S).where(*live, _S.c.key_patient.is_(None), code)
+        rows = (
+            [*tx.conn.execute(keyed), *tx.conn.execute(unkeyed)] if patients else [*tx.conn.execute(unkeyed)]
+        )
+        out[res_type] = sorted(rows, key=lambda row: str(row.id))
+    return out
+
+
+def _matched(
+    tx: Tx,
+    candidates: dict[str, list[Any]],
+    current: dict[tuple[str, str], Stored],
+    keys: dict[tuple[str, str], tuple[set[str], set[str]]],
+) -> dict[str, set[str]]:
+    """Per Subscription id, the ids of the written resources its criteria (within its owner's grants) finds."""
+    out: dict[str, set[str]] = {}
+    for res_type, subs in candidates.items():
+        for sub in subs:
+            pks = {
+                stored.pk: rid
+                for (t, rid), stored in current.items()
+                if t == res_type and _keys_allow(sub, *keys[(t, rid)])
+            }
+            if not pks:
+                continue
+            condition = _condition(sub, tx.base)
+            if condition is None:
+                continue
+            out[sub.id] = {pks[pk] for pk in conditions.pks_meeting(tx, pks, condition)}
+    return out
+
+
+def _keys_allow(sub: Any, codes: set[str], patients: set[str]) -> bool:
+    return (sub.key_code is None or sub.key_code in codes) and (
+        sub.key_patient is None or sub.key_patient in patients
+    )
+
+
+def _condition(sub: Any, base: str) -> ColumnElement[bool] | None:
+    """The criteria AND the owner's search grants, as of now (None: the owner may no longer search it)."""
+    try:
+        parsed = criteria_.parse(f"{sub.criteria_type}?{sub.criteria}")
+        condition = criteria_.condition(sub.criteria_type, sub.criteria, base)
+        restriction = enforce.search_restriction(
+            Owner.of_row(sub).principal(), criteria_.search(parsed), base
+        )
+    except FhirError:
+        return None
+    return condition if restriction is None else and_(condition, restriction)
+
+
+def _queue(
+    tx: Tx, events: list[ChangeEvent], candidates: dict[str, list[Any]], matched: dict[str, set[str]]
+) -> None:
+    """The notifications, in commit order, each with its Subscription's next event number."""
+    counters = {sub.id: int(sub.events) for subs in candidates.values() for sub in subs}
+    members = _members(tx, {(e.res_type, e.res_id) for e in events})
+    missing = {s for subs in members.values() for s in subs} - set(counters)
+    if missing:
+        for sub_id, n in tx.conn.execute(
+            select(_S.c.id, _S.c.events).where(_S.c.id.in_(sorted(missing)), _S.c.status.in_(LIVE))
+        ):
+            counters[sub_id] = int(n)
+    queued: list[dict[str, Any]] = []
+    now = now_us()
+    for e in events:
+        key = (e.res_type, e.res_id)
+        inside = members.setdefault(key, set())
+        if e.interaction == "delete":
+            targets = sorted(s for s in inside if s in counters)
+            if inside:
+                tx.conn.execute(delete(_M).where(_M.c.res_type == e.res_type, _M.c.res_id == e.res_id))
+                inside.clear()
+        else:
+            targets = []
+            for sub in candidates.get(e.res_type, []):
+                if e.last_updated < sub.since:
+                    continue  # written before the Subscription existed (the dispatcher lagged)
+                if e.res_id in matched.get(sub.id, ()):
+                    targets.append(sub.id)
+                    if sub.id not in inside:
+                        inside.add(sub.id)
+                        tx.conn.execute(
+                            insert(_M).values(sub_id=sub.id, res_type=e.res_type, res_id=e.res_id)
+                        )
+                elif sub.id in inside:  # it left the criteria: a later delete is not its business
+                    inside.discard(sub.id)
+                    tx.conn.execute(
+                        delete(_M).where(
+                            _M.c.sub_id == sub.id, _M.c.res_type == e.res_type, _M.c.res_id == e.res_id
+                        )
+                    )
+        for sub_id in targets:
+            counters[sub_id] += 1
+            queued.append(
+                {
+                    "sub_id": sub_id,
+                    "event_number": counters[sub_id],
+                    "res_type": e.res_type,
+                    "res_id": e.res_id,
+                    "version": e.version,
+                    "interaction": e.interaction,
+                    "queued_at": now,
+                    "state": "pending",
+                }
+            )
+    if not queued:
+        return
+    tx.conn.execute(insert(_D), queued)
+    QUEUED.set()
+    for sub_id in sorted({q["sub_id"] for q in queued}):
+        tx.conn.execute(update(_S).where(_S.c.id == sub_id).values(events=counters[sub_id]))
+
+
+def _members(tx: Tx, keys: set[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+    """The Subscriptions each written resource was last matched by."""
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for t, i in keys:
+        by_type[t].append(i)
+    for t, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            rows = tx.conn.execute(
+                select(_M.c.sub_id, _M.c.res_id).where(
+                    _M.c.res_type == t, _M.c.res_id.in_(ids[start : start + 500])
+                )
+            )
+            for sub_id, rid in rows:
+                out[(t, str(rid))].add(str(sub_id))
+    return dict(out)
+
+
+def install(committed: Callable[[], None] | None = None) -> None:
+    """Register the listener (at start-up, where change events are delivered); `committed` is
+    called after each batch's queue committed (wakes the deliverers)."""
+    register(NAME, match, committed=committed)

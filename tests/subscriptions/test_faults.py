@@ -1,0 +1,140 @@
+"""Delivery survives faults: `$import` writes notify like single writes; a worker SIGKILLed during a delivery loses nothing (issue 14, acceptance 2)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from fhir_server.app import create_app
+from fhir_server.interactions import create
+from fhir_server.interactions.context import Context
+from fhir_server.store.sql import Store
+from tests import factories
+from tests.bulk_support import BASE, settings_for
+from tests.live_server import free_port
+from tests.subscriptions.receiver import Receiver, wait
+from tests.subscriptions.test_rest_hook import subscription
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+def test_import_writes_notify_like_single_writes(store: Store, tmp_path: Path, receiver: Receiver) -> None:
+    settings = settings_for(tmp_path, allow_anonymous=True, subscription_allow_loopback=True)
+    with TestClient(create_app(settings, store=store), base_url=BASE, raise_server_exceptions=False) as http:
+        assert http.post("/Subscription", json=subscription("Observation?", receiver.url)).status_code == 201
+        body = b"".join(
+            orjson.dumps({**factories.observation(None, value=i), "id": f"o{i}"}) + b"\n" for i in range(5)
+        )
+        response = http.post("/$import", content=body, headers={"Content-Type": "application/fhir+ndjson"})
+        assert response.status_code == 202, response.text
+        got = receiver.wait_for(5)
+    assert [r.event for r in got] == [1, 2, 3, 4, 5]
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from fhir_server.jobs.queue import run_worker
+    from fhir_server.settings import Settings
+
+    sys.exit(run_worker(Settings()))
+    """
+)
+
+
+class SlowSecond:
+    """A receiver that holds the answer to the first request for event 2 (the worker is killed then)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.events: list[int] = []
+        self.holding = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers["X-Subscription-Event"])
+                outer.events.append(n)
+                if n == 2 and outer.events.count(2) == 1:
+                    outer.holding.set()
+                    time.sleep(30)  # never answered in time: the worker dies meanwhile
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_worker_killed_during_a_delivery_loses_nothing(store: Store, tmp_path: Path) -> None:
+    """PostgreSQL, Celery on Redis: the worker is SIGKILLed while its POST of event 2 waits; a new
+    worker sends event 2 again once the lease expired, then the rest, in order."""
+    hook = SlowSecond()
+    settings = settings_for(tmp_path, subscription_allow_loopback=True)
+    ctx = Context(store, settings)
+    sub_id = ctx.transact(
+        lambda tx: create.create(ctx, tx, "Subscription", subscription("Patient?", hook.url))
+    ).stored.res_id
+    with store.write() as tx:
+        for i in range(5):
+            tx.create(factories.patient(f"P{i}"), f"p{i}")
+    queue_name = f"fhir-test-subs-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "FHIR_DATABASE_URL": store.engine.url.render_as_string(hide_password=False),
+        "FHIR_REDIS_URL": REDIS,
+        "FHIR_JOB_QUEUE": queue_name,
+        "FHIR_DATA_DIR": str(tmp_path / "data"),
+        "FHIR_SUBSCRIPTION_ALLOW_LOOPBACK": "true",
+        "FHIR_SUBSCRIPTION_LEASE_SECONDS": "2",
+        "FHIR_SUBSCRIPTION_TIMEOUT_SECONDS": "60",
+    }
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    try:
+        first = subprocess.Popen([sys.executable, str(script)], env=env, cwd=Path.cwd())
+        try:
+            assert hook.holding.wait(60), "the first worker never sent event 2"
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        second = subprocess.Popen([sys.executable, str(script)], env=env, cwd=Path.cwd())
+        try:
+            wait(lambda: 5 in hook.events, 60, lambda: f"arrived: {hook.events}")
+        finally:
+            second.send_signal(signal.SIGKILL)
+            second.wait(timeout=30)
+    finally:
+        redis.Redis.from_url(REDIS).delete(queue_name)
+        hook.server.shutdown()
+    assert hook.events == [1, 2, 2, 3, 4, 5], hook.events  # event 2 at least once, nothing lost, in order
+    assert sub_id
