@@ -198,7 +198,7 @@ idx_uri = Table(
 # Full text (`_text`, `_content`; search/full_text.py): one row per resource and parameter, `body` the
 # folded words joined by spaces. `id` is only there for SQLite's FTS5 index (rowid; an implicit rowid
 # may change on VACUUM): index rows leave it out (search/index.py COLUMNS, store/fast.py). The text
-# index itself is DDL Alembic does not see (FULL_TEXT_DDL, below).
+# index itself is DDL Alembic does not see (POSTGRES_FULL_TEXT, SQLITE_FULL_TEXT below).
 idx_text = Table(
     "idx_text",
     metadata,
@@ -234,13 +234,16 @@ POSTGRES_DEFAULTS = {
     "resource_version": "ALTER TABLE resource_version ALTER COLUMN xid "
     "SET DEFAULT (pg_current_xact_id()::text::bigint)",
 }
-# The full-text index of idx_text.body: a GIN index of its tsvector (PostgreSQL; search/types/text.py
-# writes the same expression, so the planner uses it), or an FTS5 table kept by triggers (SQLite,
+# The full-text index of idx_text.body: a GIN index of its tsvector (PostgreSQL), or an FTS5 table kept
+# by triggers (SQLite,
 # external content: the text is stored once, in idx_text). https://www.postgresql.org/docs/15/textsearch-tables.html,
 # https://www.sqlite.org/fts5.html#external_content_tables
+# The tsvector is a stored generated column (fts_vector): computed once per row, and read, not
+# recomputed, where the index cannot answer alone (phrases, a probe by resource_pk).
 POSTGRES_FULL_TEXT = {
-    "ix_idx_text_fts": "CREATE INDEX IF NOT EXISTS ix_idx_text_fts ON idx_text "
-    "USING gin (to_tsvector('simple'::regconfig, body))",
+    "fts_vector": "ALTER TABLE idx_text ADD COLUMN IF NOT EXISTS fts_vector tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, body)) STORED",
+    "ix_idx_text_fts": "CREATE INDEX IF NOT EXISTS ix_idx_text_fts ON idx_text USING gin (fts_vector)",
 }
 SQLITE_FULL_TEXT = {
     "idx_text_fts": "CREATE VIRTUAL TABLE IF NOT EXISTS idx_text_fts USING fts5(body, "

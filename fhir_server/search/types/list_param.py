@@ -4,7 +4,8 @@
 to (its `item` index rows: local references, or absolute ones under the server base). The List
 itself must be readable by the caller: auth/enforce.py ANDs `readable` of each List into the
 search (`list_items`, with the List's grants). Functional lists (`$current-allergies`, ...) are not
-served: a value starting with `$` is a 400.
+served: a value starting with `$` is a 400. `:missing` is refused: "in any List at all" would tell a
+patient that another patient's List names their resource.
 """
 
 from __future__ import annotations

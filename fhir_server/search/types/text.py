@@ -2,8 +2,9 @@
 
 Index rows (param_id, body): one per resource and parameter, `body` the resource's words as
 `search/full_text.py` folds them (`_text`: the narrative; `_content`: every string and number).
-The database indexes `body`: PostgreSQL a GIN index on `to_tsvector('simple', body)`, SQLite an FTS5
-table (store/tables.py FULL_TEXT_DDL). A value is the query language of full_text.py, searched as
+The database indexes `body`: PostgreSQL a GIN index on the stored column `fts_vector` =
+`to_tsvector('simple', body)`, SQLite an FTS5 table (store/tables.py POSTGRES_FULL_TEXT,
+SQLITE_FULL_TEXT). A value is the query language of full_text.py, searched as
 `to_tsquery('simple', ...)` or an FTS5 MATCH; both see the same words, so they find the same rows.
 """
 
@@ -48,7 +49,7 @@ def parse_text(text: str, param: str) -> TextQuery:
 
 
 class Matches(FunctionElement[bool]):
-    """`body` of an idx_text row matches a query: to_tsvector @@ to_tsquery, or the FTS5 table."""
+    """`body` of an idx_text row matches a query: its tsvector @@ to_tsquery, or the FTS5 table."""
 
     type = Boolean()
     name = "full_text_matches"
@@ -58,10 +59,8 @@ class Matches(FunctionElement[bool]):
 @compiles(Matches)
 def _matches_postgres(element: Matches, compiler: Any, **kw: Any) -> str:
     body, pg_query, _ = element.clauses.clauses
-    return (
-        f"to_tsvector('simple'::regconfig, {compiler.process(body, **kw)}) "
-        f"@@ to_tsquery('simple'::regconfig, {compiler.process(pg_query, **kw)})"
-    )
+    vector = compiler.process(column("fts_vector", _selectable=body.table), **kw)
+    return f"{vector} @@ to_tsquery('simple'::regconfig, {compiler.process(pg_query, **kw)})"
 
 
 @compiles(Matches, "sqlite")

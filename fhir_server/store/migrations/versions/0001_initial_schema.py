@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 14:07:44.324317
+Create Date: 2026-12-03 14:26:07.211212
 """
 
 import sqlalchemy as sa
@@ -362,8 +362,9 @@ def upgrade() -> None:
             "ALTER TABLE resource_version ALTER COLUMN xid SET DEFAULT (pg_current_xact_id()::text::bigint)"
         )
         op.execute(
-            "CREATE INDEX IF NOT EXISTS ix_idx_text_fts ON idx_text USING gin (to_tsvector('simple'::regconfig, body))"
+            "ALTER TABLE idx_text ADD COLUMN IF NOT EXISTS fts_vector tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, body)) STORED"
         )
+        op.execute("CREATE INDEX IF NOT EXISTS ix_idx_text_fts ON idx_text USING gin (fts_vector)")
     # SQLite only: the FTS5 table of idx_text and its triggers (store/tables.py SQLITE_FULL_TEXT).
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
