@@ -113,18 +113,22 @@ def measure(ctx: Context, url: str, n: int) -> dict[str, Any]:
         obs = words_of(raw, "Observation", "_content", n, rng)
         cond = words_of(raw, "Condition", "_content", 2 * n, rng)
         proc = words_of(raw, "Procedure", "_content", n, rng)
-        narratives = words_of(raw, "Patient", "_text", n // 2, rng) + words_of(raw, "CarePlan", "_text", n // 2, rng)
+        narratives = words_of(raw, "Patient", "_text", n // 2, rng) + words_of(
+            raw, "CarePlan", "_text", n // 2, rng
+        )
         phrases = phrases_of(raw, "Encounter", n, rng)
         patients = [r[0] for r in raw.execute("SELECT res_id FROM resource WHERE res_type = 'Patient'")]
     shapes: dict[str, list[tuple[str | None, list[tuple[str, str]]]]] = {
         "content-1": [("Observation", [("_content", w)]) for w in obs],
-        "content-2": [("Condition", [("_content", f"{a} {b}")]) for a, b in zip(cond[::2], cond[1::2], strict=False)],
+        "content-2": [
+            ("Condition", [("_content", f"{a} {b}")]) for a, b in zip(cond[::2], cond[1::2], strict=False)
+        ],
         "phrase": [("Encounter", [("_content", p)]) for p in phrases],
         "prefix": [("Procedure", [("_content", w[: max(3, len(w) - 2)] + "*")]) for w in proc],
-        "text": [(rt, [("_text", w)]) for rt, w in zip(["Patient", "CarePlan"] * n, narratives, strict=False)],
-        "with-patient": [
-            ("Observation", [("_content", w), ("patient", rng.choice(patients))]) for w in obs
+        "text": [
+            (rt, [("_text", w)]) for rt, w in zip(["Patient", "CarePlan"] * n, narratives, strict=False)
         ],
+        "with-patient": [("Observation", [("_content", w), ("patient", rng.choice(patients))]) for w in obs],
         "system": [(None, [("_content", w), ("_type", "Observation,Condition,Procedure")]) for w in cond[:n]],
     }
     out: dict[str, Any] = {}
@@ -137,8 +141,10 @@ def measure(ctx: Context, url: str, n: int) -> dict[str, Any]:
             times.append((time.perf_counter() - t0) * 1000)
             hits += bool(bundle.get("entry"))
         out[name] = {**summary(times), "with_results": hits, "loadavg": loadavg()}
-        print(f"  {name:13} p50 {out[name]['p50']:7.2f} ms  p95 {out[name]['p95']:7.2f} ms  "
-              f"({hits}/{len(queries)} found something; load {out[name]['loadavg']})")
+        print(
+            f"  {name:13} p50 {out[name]['p50']:7.2f} ms  p95 {out[name]['p95']:7.2f} ms  "
+            f"({hits}/{len(queries)} found something; load {out[name]['loadavg']})"
+        )
     return out
 
 
@@ -170,9 +176,7 @@ def main() -> None:
                 " pg_size_pretty(pg_database_size(current_database())) FROM idx_text"
             ).fetchone()
         assert sizes is not None
-        loaded.update(
-            text_rows=sizes[0], idx_text_total=sizes[1], gin_index=sizes[2], database=sizes[3]
-        )
+        loaded.update(text_rows=sizes[0], idx_text_total=sizes[1], gin_index=sizes[2], database=sizes[3])
         print(f"  {loaded}")
         results = {"loaded": loaded, "search": measure(ctx, url, args.queries), "loadavg_end": loadavg()}
     finally:
@@ -184,6 +188,7 @@ def main() -> None:
     path = RESULTS / f"full-text-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
+
 
 if __name__ == "__main__":
     main()

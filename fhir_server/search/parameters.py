@@ -97,7 +97,14 @@ def _registry() -> Mapping[str, Mapping[str, SearchParam]]:
         for code, (url, search_type, left_out) in SPECIAL.items():
             if resource_type not in left_out and code not in params:
                 params[code] = SearchParam(
-                    resource_type, code, "string", "", (), (), param_id(resource_type, code), url,
+                    resource_type,
+                    code,
+                    "string",
+                    "",
+                    (),
+                    (),
+                    param_id(resource_type, code),
+                    url,
                     search_type=search_type,
                 )
         registry[resource_type] = MappingProxyType(params)

@@ -259,9 +259,7 @@ for _ddl in POSTGRES_FULL_TEXT.values():
     event.listen(idx_text, "after_create", DDL(_ddl).execute_if(dialect="postgresql"))
 for _ddl in SQLITE_FULL_TEXT.values():
     event.listen(idx_text, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
-event.listen(
-    idx_text, "before_drop", DDL("DROP TABLE IF EXISTS idx_text_fts").execute_if(dialect="sqlite")
-)
+event.listen(idx_text, "before_drop", DDL("DROP TABLE IF EXISTS idx_text_fts").execute_if(dialect="sqlite"))
 
 for _ddls in (POSTGRES_STATISTICS, POSTGRES_DEFAULTS):
     for _name, _ddl in _ddls.items():

@@ -33,7 +33,7 @@ def test_folding_examples() -> None:
         "heart",
         "rate",
         "x",
-        "1",  # ½ decomposes to 1⁄2
+        "1",  # ½ decomposes to 1, FRACTION SLASH, 2
         "2",
         "strasse",
         "1",

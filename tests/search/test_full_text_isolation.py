@@ -60,7 +60,11 @@ def _list(rid: str, subject: str | None, *items: str) -> dict[str, Any]:
 @pytest.fixture
 def data(store: Store) -> None:
     """Patients A and B with a narrative each; B's List names both notes; an unowned List names A's."""
-    put(store, {**factories.patient("Alpha", "Ann"), "id": "A"}, {**factories.patient("Beta", "Bob"), "id": "B"})
+    put(
+        store,
+        {**factories.patient("Alpha", "Ann"), "id": "A"},
+        {**factories.patient("Beta", "Bob"), "id": "B"},
+    )
     put(store, _note("A"), _note("B"))
     put(
         store,
@@ -70,7 +74,9 @@ def data(store: Store) -> None:
     )
 
 
-def _found(http: TestClient, headers: Headers, path: str = "/Observation", **params: str) -> tuple[int, set[str]]:
+def _found(
+    http: TestClient, headers: Headers, path: str = "/Observation", **params: str
+) -> tuple[int, set[str]]:
     response = http.get(path, params=params, headers=headers)
     return response.status_code, {e["resource"]["id"] for e in response.json().get("entry", [])}
 

@@ -27,7 +27,20 @@ __all__ = ["REGISTRY", "RowSink", "SearchType"]
 REGISTRY: MappingProxyType[str, SearchType] = MappingProxyType(
     {
         t.code: t
-        for t in (STRING, TOKEN, REFERENCE, DATE, NUMBER, QUANTITY, URI, COMPOSITE, ID, LAST_UPDATED, TEXT, LIST)
+        for t in (
+            STRING,
+            TOKEN,
+            REFERENCE,
+            DATE,
+            NUMBER,
+            QUANTITY,
+            URI,
+            COMPOSITE,
+            ID,
+            LAST_UPDATED,
+            TEXT,
+            LIST,
+        )
     }
 )
 """The searchable types by code; a parameter of any other type (`special`) is refused as unsupported."""

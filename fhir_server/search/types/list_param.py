@@ -67,7 +67,9 @@ def list_items(
     )
 
 
-def rows(ctx: SqlContext, param: Any, values: Sequence[Any], registry: Mapping[str, SearchType]) -> Select[Any]:
+def rows(
+    ctx: SqlContext, param: Any, values: Sequence[Any], registry: Mapping[str, SearchType]
+) -> Select[Any]:
     """The resources in any of the Lists `values`."""
     return list_items(ctx, [v.id for v in values if isinstance(v, ListValue)])
 

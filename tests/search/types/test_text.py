@@ -129,7 +129,10 @@ def test_updates_and_deletes_keep_the_index_right(client: TestClient) -> None:
 
 def test_transaction_bundles_are_indexed(client: TestClient) -> None:
     bundle = factories.transaction(
-        *(factories.post_entry({**factories.observation(), "text": _div(f"entry number{i}")}) for i in range(3))
+        *(
+            factories.post_entry({**factories.observation(), "text": _div(f"entry number{i}")})
+            for i in range(3)
+        )
     )
     assert client.post("/", json=bundle).status_code == 200
     assert len(_ids(client, "/Observation", _text="entry")) == 3
@@ -150,7 +153,9 @@ def _text_rows(store: Store) -> set[tuple[Any, ...]]:
         return {tuple(r) for r in conn.execute(select(t.resource_pk, t.param_id, t.body))}
 
 
-def test_reindex_builds_the_text_of_resources_stored_before_the_index(client: TestClient, store: Store) -> None:
+def test_reindex_builds_the_text_of_resources_stored_before_the_index(
+    client: TestClient, store: Store
+) -> None:
     _world(client)
     before = _text_rows(store)
     assert len(before) >= 5 + 3  # _content of every resource, _text of the three narratives
