@@ -16,7 +16,9 @@ words come up as often as they occur):
 - `text`: `Patient?_text=<word of a narrative>` and `CarePlan?_text=...` (Synthea writes few narratives);
 - `with-patient`: `Observation?_content=<word>&patient=<id>`; `system`: `?_content=<word>&_type=...`.
 
-Target: p50 <= 50 ms for `_text`/`_content` (issue 12). Prints a table with the load average and writes
+Target: p50 <= 50 ms for `_text`/`_content` (issue 12). It also prints the CPU per Synthea resource of
+its index rows and of the text rows alone (the write cost of the text index in Python; the
+database's side: `bench/cpu_per_op.py --compare <tree without it>`). Prints a table with the load average and writes
 bench/results/full-text-<time>.json; the database is dropped unless `--keep`.
 """
 
@@ -40,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fhir_server.interactions import search as search_interaction
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.transaction import transaction
+from fhir_server.search import full_text
+from fhir_server.search.index import index_tuples
 from fhir_server.search.parameters import param_id
 from fhir_server.settings import Settings
 from fhir_server.store.engine import make_engine
@@ -79,6 +83,32 @@ def load(ctx: Context, folder: Path, limit: int | None) -> dict[str, Any]:
         print(f"\r  bundle {i + 1}/{len(shared) + len(people)}: {resources / busy:,.0f} resources/s", end="")
     print()
     return {"bundles": len(shared) + len(people), "resources": resources, "seconds": round(busy, 1)}
+
+
+def index_cost(folder: Path, limit: int | None) -> dict[str, Any]:
+    """CPU µs per Synthea resource of its index rows (`index_tuples`) and of the text rows alone."""
+    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith(("hospital", "practitioner")))
+    resources = [e["resource"] for p in files[:limit] for e in orjson.loads(p.read_bytes())["entry"]]
+    for r in resources:
+        r.setdefault("id", "x")
+    index_tuples(resources[0])  # compile the plans outside the timing
+    t0 = time.process_time()
+    for r in resources:
+        index_tuples(r)
+    every = time.process_time() - t0
+    t0 = time.process_time()
+    for r in resources:
+        full_text.document(full_text.content(r))
+        full_text.document(full_text.narrative(r))
+    text = time.process_time() - t0
+    out = {
+        "resources": len(resources),
+        "index_rows_us": round(every / len(resources) * 1e6, 1),
+        "text_rows_us": round(text / len(resources) * 1e6, 1),
+        "loadavg": loadavg(),
+    }
+    print(f"  index CPU per resource: {out}")
+    return out
 
 
 def words_of(raw: psycopg.Connection[Any], res_type: str, code: str, n: int, rng: random.Random) -> list[str]:
@@ -178,7 +208,12 @@ def main() -> None:
         assert sizes is not None
         loaded.update(text_rows=sizes[0], idx_text_total=sizes[1], gin_index=sizes[2], database=sizes[3])
         print(f"  {loaded}")
-        results = {"loaded": loaded, "search": measure(ctx, url, args.queries), "loadavg_end": loadavg()}
+        results = {
+            "loaded": loaded,
+            "search": measure(ctx, url, args.queries),
+            "index_cpu": index_cost(args.data, args.limit),
+            "loadavg_end": loadavg(),
+        }
     finally:
         engine.dispose()
         if not args.keep:

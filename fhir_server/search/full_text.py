@@ -35,7 +35,7 @@ MAX_WORD = 64
 MAX_BYTES = 400_000
 MAX_TERMS = 32  # phrases in one query value
 
-_SPLIT = re.compile(r"[^\w]+|_+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
 _TAG = re.compile(r"<[^>]*>")
 _SKIPPED_META = frozenset(("versionId", "lastUpdated"))
 
@@ -44,18 +44,14 @@ def _is_word_char(c: str) -> bool:
     return c.isalnum() and unicodedata.category(c) != "No"
 
 
-def _fold(text: str) -> str:
+def words(text: str) -> list[str]:
+    """The words of `text`, folded (see the module docstring), in order."""
     if text.isascii():
-        return text.lower()
+        return _ASCII_WORD.findall(text.lower())
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     folded = stripped.casefold().lower()  # lower(): casefold maps Cherokee to upper case
-    return "".join(c if _is_word_char(c) else " " for c in folded)
-
-
-def words(text: str) -> list[str]:
-    """The words of `text`, folded (see the module docstring), in order."""
-    return [w for w in _SPLIT.split(_fold(text)) if w]
+    return "".join(c if _is_word_char(c) else " " for c in folded).split()
 
 
 def narrative_text(div: str) -> str:
@@ -105,9 +101,15 @@ def content(resource: dict[str, Any]) -> str:
 
 def document(text: str) -> str:
     """The indexed form of `text`: its words (capped, see the module docstring) joined by spaces."""
-    kept: list[str] = []
+    found = words(text)
+    if len(found) <= MAX_WORDS:
+        kept = [w for w in found if len(w) <= MAX_WORD]
+        body = " ".join(kept)
+        if len(body) * 4 <= MAX_BYTES:  # at most 4 bytes a character: within the byte cap
+            return body
+    kept = []
     size = 0
-    for w in words(text):
+    for w in found:
         if len(w) > MAX_WORD:
             continue
         size += len(w.encode()) + 1
