@@ -56,6 +56,8 @@ VOCABULARY = [
     "o'brien",
     "42",
 ]
+# Control characters never reach the store (validation refuses them; PostgreSQL refuses NUL).
+PRINTABLE = st.characters(blacklist_categories=("Cc", "Cs"))
 SEPARATORS = [" ", ", ", "\n", " <b>", "</b> ", " &amp; ", "&lt;", " <br/> ", "-", "."]
 
 
@@ -68,7 +70,7 @@ def db(request: pytest.FixtureRequest) -> Iterator[Engine]:
 def prose(draw: st.DrawFn) -> str:
     parts: list[str] = []
     for _ in range(draw(st.integers(0, 8))):
-        parts.append(draw(st.sampled_from(VOCABULARY) | st.text(max_size=6)))
+        parts.append(draw(st.sampled_from(VOCABULARY) | st.text(PRINTABLE, max_size=6)))
         parts.append(draw(st.sampled_from(SEPARATORS)))
     return "".join(parts)
 
@@ -95,7 +97,7 @@ def term(draw: st.DrawFn) -> str:
     if kind == "phrase":
         return '"' + word + " " + draw(st.sampled_from(VOCABULARY)) + '"' + draw(st.sampled_from(["", "*"]))
     if kind == "free":
-        return draw(st.text(max_size=5))
+        return draw(st.text(PRINTABLE, max_size=5))
     return word
 
 
