@@ -40,7 +40,9 @@ from sqlalchemy import ColumnElement, and_, false, not_, or_
 from ..audit import access as audit
 from ..errors import Forbidden, NotFound
 from ..search import match, query
-from ..store import conditions
+from ..search.types import list_param
+from ..search.types.base import SqlContext
+from ..store import conditions, tables
 from ..store.sql import Stored, Tx
 from . import async_status
 from .principal import SERVER_WRITTEN, Access, Denied, FhirInteraction, Grant, Principal, Withheld, decide
@@ -158,7 +160,28 @@ def search_restriction(
         else:
             restricted = True
             parts.append(_condition(granted, None if res_type == "*" else res_type, base))
-    return or_(*parts) if restricted else None
+    lists = _readable_lists(principal, q.criteria, base)
+    if not lists:
+        return or_(*parts) if restricted else None
+    return and_(or_(*parts), *lists) if restricted else and_(*lists)
+
+
+def _readable_lists(principal: Principal, criteria: Iterable[Any], base: str) -> list[ColumnElement[bool]]:
+    """`_list`: the List must be readable (403 without a List read scope). Under restricted List
+    grants, the results are narrowed to the items of the Lists that meet them (the `_list` test
+    itself takes the items of every named List)."""
+    out: list[ColumnElement[bool]] = []
+    for criterion in criteria:
+        if not (isinstance(criterion, query.Filter) and criterion.param.type == "list"):
+            continue
+        granted = access(principal, "read", "List")
+        if granted is None:
+            continue
+        ids = [v.id for v in criterion.values if isinstance(v, list_param.ListValue)]
+        readable = _condition(granted, "List", base)
+        ctx = SqlContext(base or None, None, None)
+        out.append(tables.resource.c.pk.in_(list_param.list_items(ctx, ids, readable)))
+    return out
 
 
 def readable_rows(tx: Tx, principal: Principal | None, rows: Sequence[Any]) -> list[Any]:
@@ -327,16 +350,19 @@ def _version_allowed(granted: Access, version: Stored, base: str) -> bool:
 
 
 # ---------------- chains and _has ----------------
-def _check_links(principal: Principal, criteria: Iterable[Any]) -> None:
-    """Chained parameters and `_has` reach other resources: only types granted without restriction."""
+def _check_links(principal: Principal, criteria: Iterable[Any], nested: bool = False) -> None:
+    """Chained parameters and `_has` reach other resources: only types granted without restriction
+    (and `_list` inside them: List)."""
     for criterion in criteria:
+        if nested and isinstance(criterion, query.Filter) and criterion.param.type == "list":
+            _unrestricted(principal, "List", "_list")
         if isinstance(criterion, query.Chain):
             for target in criterion.target_types:
                 _unrestricted(principal, target, "a chained search")
-            _check_links(principal, [criterion.criterion])
+            _check_links(principal, [criterion.criterion], nested=True)
         elif isinstance(criterion, query.Has):
             _unrestricted(principal, criterion.source_type, "a _has search")
-            _check_links(principal, [criterion.criterion])
+            _check_links(principal, [criterion.criterion], nested=True)
 
 
 def _unrestricted(principal: Principal, res_type: str, what: str) -> None:

@@ -27,9 +27,9 @@ from fhir_server.store.tables import INDEX_TABLES
 IndexRows = dict[str, list[dict[str, Any]]]
 Step = Callable[[dict[str, Any], RowSink], None]
 
-# Column names of each index table in row-tuple order (everything but resource_pk).
+# Column names of each index table in row-tuple order (everything but resource_pk and a row key).
 COLUMNS: dict[str, tuple[str, ...]] = {
-    kind: tuple(c.name for c in table.columns if c.name != "resource_pk")
+    kind: tuple(c.name for c in table.columns if c.name != "resource_pk" and not c.primary_key)
     for kind, table in INDEX_TABLES.items()
 }
 # The index rows of each type with a table of its own (search/types/<type>.py `values`).
@@ -38,12 +38,12 @@ NOT_INDEXED = frozenset(("_id", "_lastUpdated"))  # served from the resource tab
 
 
 def _aux_param_id(sp: SearchParam) -> int | None:
-    suffix = REGISTRY[sp.type].aux_suffix
+    suffix = REGISTRY[sp.kind].aux_suffix
     return None if suffix is None else param_id(sp.resource_type, sp.code + suffix)
 
 
 def _fallback_step(sp: SearchParam, extractor: compiler.Extractor) -> Step:
-    values = VALUES[sp.type]
+    values = VALUES[sp.kind]
     pid = sp.param_id
     aux = _aux_param_id(sp)
 
@@ -55,7 +55,7 @@ def _fallback_step(sp: SearchParam, extractor: compiler.Extractor) -> Step:
 
 
 def _branch_step(sp: SearchParam, fn: compiler.Fn, fhir_type: str) -> Step:
-    values = VALUES[sp.type]
+    values = VALUES[sp.kind]
     pid = sp.param_id
     aux = _aux_param_id(sp)
 
@@ -83,6 +83,20 @@ def _composite_step(sp: SearchParam, extractor: compiler.Extractor) -> Step | No
     return step
 
 
+def _document_step(sp: SearchParam) -> tuple[str | None, Step] | None:
+    """The step of a parameter indexed from the whole resource (full text), and the key it needs."""
+    search_type = REGISTRY.get(sp.kind)
+    if sp.expression or search_type is None or search_type.documents is None:
+        return None
+    key, document = search_type.documents(sp.code)
+    pid = sp.param_id
+
+    def step(resource: dict[str, Any], sink: RowSink) -> None:
+        document(resource, pid, sink)
+
+    return key, step
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The indexing steps of one resource type: those that run only when the resource has a given
@@ -97,19 +111,25 @@ def plan(resource_type: str) -> Plan:
     """The compiled indexing steps of one resource type (built once per type).
 
     A simple parameter gives one step per branch of its compiled expression, keyed by the first
-    element the branch reads; composite and fallback parameters give one step that always runs.
+    element the branch reads; composite and fallback parameters give one step that always runs;
+    full text (`documents` of its type) one step, keyed by the element it needs.
     """
     by_key: dict[str, list[Step]] = {}
     always: list[Step] = []
     for sp in parameters.for_type(resource_type).values():
+        whole = _document_step(sp)
+        if whole is not None:
+            key, doc_step = whole
+            (always if key is None else by_key.setdefault(key, [])).append(doc_step)
+            continue
         if sp.code in NOT_INDEXED or not sp.expression:
             continue
         extractor = compiler.compile_expression(sp.expression, resource_type)
-        if sp.type in REGISTRY and REGISTRY[sp.type].components:
+        if sp.kind in REGISTRY and REGISTRY[sp.kind].components:
             step = _composite_step(sp, extractor)
             if step is not None:
                 always.append(step)
-        elif sp.type not in VALUES:
+        elif sp.kind not in VALUES:
             continue
         elif extractor.branches is None:
             always.append(_fallback_step(sp, extractor))
@@ -151,7 +171,10 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
 def _param_steps(resource_type: str, code: str) -> tuple[Step, ...]:
     """The indexing steps of one parameter of one type (`plan`'s, for that parameter alone)."""
     sp = parameters.get(resource_type, code)
-    if sp is None or sp.code in NOT_INDEXED or not sp.expression or sp.type not in VALUES:
+    whole = None if sp is None else _document_step(sp)
+    if whole is not None:
+        return (whole[1],)
+    if sp is None or sp.code in NOT_INDEXED or not sp.expression or sp.kind not in VALUES:
         return ()
     extractor = compiler.compile_expression(sp.expression, resource_type)
     if extractor.branches is None:

@@ -47,6 +47,25 @@ class SearchParam:
     url: str = ""
     comparators: tuple[str, ...] = ()
     modifiers: tuple[str, ...] = ()
+    search_type: str = ""  # the search/types REGISTRY entry searching it, when not `type` (see SPECIAL)
+
+    @property
+    def kind(self) -> str:
+        """The search/types REGISTRY code that indexes and searches this parameter."""
+        return self.search_type or self.type
+
+
+# Parameters of every resource with no expression, declared `string` in R4 and searched by a type of
+# their own (https://hl7.org/fhir/R4/search.html#all): code -> (url, search type, base types left out).
+SPECIAL: dict[str, tuple[str, str, frozenset[str]]] = {
+    "_content": ("http://hl7.org/fhir/SearchParameter/Resource-content", "text", frozenset()),
+    "_text": (
+        "http://hl7.org/fhir/SearchParameter/DomainResource-text",
+        "text",
+        frozenset({"Bundle", "Binary", "Parameters"}),  # not DomainResources: no narrative
+    ),
+    "_list": ("http://hl7.org/fhir/SearchParameter/Resource-list", "list", frozenset()),
+}
 
 
 def param_id(resource_type: str, code: str) -> int:
@@ -75,6 +94,19 @@ def _registry() -> Mapping[str, Mapping[str, SearchParam]]:
                 comparators=tuple(e.get("comparators", ())),
                 modifiers=tuple(e.get("modifiers", ())),
             )
+        for code, (url, search_type, left_out) in SPECIAL.items():
+            if resource_type not in left_out and code not in params:
+                params[code] = SearchParam(
+                    resource_type,
+                    code,
+                    "string",
+                    "",
+                    (),
+                    (),
+                    param_id(resource_type, code),
+                    url,
+                    search_type=search_type,
+                )
         registry[resource_type] = MappingProxyType(params)
     return MappingProxyType(registry)
 

@@ -283,7 +283,7 @@ class _Parser:
         if missing:
             where = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
             raise _unknown(name, f"unknown search parameter '{code}' for {where}")
-        kinds = {sp.type for _, sp in found}
+        kinds = {getattr(sp, "kind", sp.type) for _, sp in found}
         if len(kinds) != 1:
             raise _unknown(name, f"'{code}' has different types across {', '.join(scope)}")
         kind = kinds.pop()

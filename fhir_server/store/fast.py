@@ -46,7 +46,10 @@ VERSION_COLUMNS = (
     "context",
 )
 # Index columns in row order: resource_pk, then the columns of search.index.COLUMNS.
-INDEX_COLUMNS = {kind: tuple(c.name for c in table.columns) for kind, table in t.INDEX_TABLES.items()}
+# A row key (idx_text.id) is left to the database.
+INDEX_COLUMNS = {
+    kind: tuple(c.name for c in table.columns if not c.primary_key) for kind, table in t.INDEX_TABLES.items()
+}
 # From this many rows on, a PostgreSQL flush uses COPY (two round trips per table, ~1 µs of client CPU
 # per row) instead of one statement of multi-row INSERTs (one round trip, ~15 µs per row).
 COPY_MIN_ROWS = 100
@@ -85,7 +88,9 @@ def _getters() -> dict[str, Callable[[dict[str, Any]], Any]]:
 
 _GET = _getters()
 _FLOAT_POS = {
-    kind: tuple(i for i, c in enumerate(table.columns) if isinstance(c.type, Float))
+    kind: tuple(
+        i for i, c in enumerate(c for c in table.columns if not c.primary_key) if isinstance(c.type, Float)
+    )
     for kind, table in t.INDEX_TABLES.items()
 }
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from .tables import FULL_TEXT_NAMES
+
 _HERE = Path(__file__).parent / "migrations"
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic compares every schema object but the full-text index (store/tables.py FULL_TEXT_NAMES),
+    which is DDL of its own: the FTS5 table (and SQLite's shadow tables of it) and the GIN index."""
+    return name is None or not any(name.startswith(n) for n in FULL_TEXT_NAMES)
 
 
 def config() -> Config:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     event,
     text,
@@ -194,6 +195,20 @@ idx_uri = Table(
     Index("ix_idx_uri_res", "resource_pk"),
 )
 
+# Full text (`_text`, `_content`; search/full_text.py): one row per resource and parameter, `body` the
+# folded words joined by spaces. `id` is only there for SQLite's FTS5 index (rowid; an implicit rowid
+# may change on VACUUM): index rows leave it out (search/index.py COLUMNS, store/fast.py). The text
+# index itself is DDL Alembic does not see (POSTGRES_FULL_TEXT, SQLITE_FULL_TEXT below).
+idx_text = Table(
+    "idx_text",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("param_id", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_idx_text_res", "resource_pk"),
+)
+
 INDEX_TABLES = {
     "string": idx_string,
     "token": idx_token,
@@ -202,6 +217,7 @@ INDEX_TABLES = {
     "quantity": idx_quantity,
     "number": idx_number,
     "uri": idx_uri,
+    "text": idx_text,
 }
 
 # Extended statistics (PostgreSQL only; https://www.postgresql.org/docs/15/planner-stats.html#PLANNER-STATS-EXTENDED).
@@ -218,6 +234,33 @@ POSTGRES_DEFAULTS = {
     "resource_version": "ALTER TABLE resource_version ALTER COLUMN xid "
     "SET DEFAULT (pg_current_xact_id()::text::bigint)",
 }
+# The full-text index of idx_text.body: a GIN index of its tsvector (PostgreSQL), or an FTS5 table kept
+# by triggers (SQLite,
+# external content: the text is stored once, in idx_text). https://www.postgresql.org/docs/15/textsearch-tables.html,
+# https://www.sqlite.org/fts5.html#external_content_tables
+# The tsvector is a stored generated column (fts_vector): computed once per row, and read, not
+# recomputed, where the index cannot answer alone (phrases, a probe by resource_pk).
+POSTGRES_FULL_TEXT = {
+    "fts_vector": "ALTER TABLE idx_text ADD COLUMN IF NOT EXISTS fts_vector tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, body)) STORED",
+    "ix_idx_text_fts": "CREATE INDEX IF NOT EXISTS ix_idx_text_fts ON idx_text USING gin (fts_vector)",
+}
+SQLITE_FULL_TEXT = {
+    "idx_text_fts": "CREATE VIRTUAL TABLE IF NOT EXISTS idx_text_fts USING fts5(body, "
+    "content='idx_text', content_rowid='id', tokenize='ascii')",
+    "idx_text_fts_insert": "CREATE TRIGGER IF NOT EXISTS idx_text_fts_insert AFTER INSERT ON idx_text BEGIN "
+    "INSERT INTO idx_text_fts(rowid, body) VALUES (new.id, new.body); END",
+    "idx_text_fts_delete": "CREATE TRIGGER IF NOT EXISTS idx_text_fts_delete AFTER DELETE ON idx_text BEGIN "
+    "INSERT INTO idx_text_fts(idx_text_fts, rowid, body) VALUES ('delete', old.id, old.body); END",
+}
+FULL_TEXT_NAMES = frozenset((*POSTGRES_FULL_TEXT, *SQLITE_FULL_TEXT))
+"""Schema objects outside the metadata (migrations compare without them: store/migrations/env.py)."""
+for _ddl in POSTGRES_FULL_TEXT.values():
+    event.listen(idx_text, "after_create", DDL(_ddl).execute_if(dialect="postgresql"))
+for _ddl in SQLITE_FULL_TEXT.values():
+    event.listen(idx_text, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
+event.listen(idx_text, "before_drop", DDL("DROP TABLE IF EXISTS idx_text_fts").execute_if(dialect="sqlite"))
+
 for _ddls in (POSTGRES_STATISTICS, POSTGRES_DEFAULTS):
     for _name, _ddl in _ddls.items():
         event.listen(metadata.tables[_name], "after_create", DDL(_ddl).execute_if(dialect="postgresql"))

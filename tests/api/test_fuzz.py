@@ -30,7 +30,21 @@ from tests import factories
 FHIR = {"Content-Type": "application/fhir+json"}
 any_text = st.text(st.characters(codec="utf-8"), max_size=40)  # every code point, control characters too
 latin1_text = st.text(st.characters(codec="latin-1"), max_size=300)  # what an HTTP header can carry
-names = st.sampled_from(["family", "_id", "_count", "_sort", "_include", "birthdate", "_cursor", "_summary"])
+names = st.sampled_from(
+    [
+        "family",
+        "_id",
+        "_count",
+        "_sort",
+        "_include",
+        "birthdate",
+        "_cursor",
+        "_summary",
+        "_text",
+        "_content",
+        "_list",
+    ]
+)
 json_scalars = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | any_text
 )

@@ -106,6 +106,8 @@ def _format(kind: str, row: dict[str, Any]) -> str | None:
         return repr(row["value"])
     if kind == "uri":
         return esc(row["uri"])
+    if kind == "text":  # three words in a row of the full text, as a phrase
+        return '"' + " ".join(row["body"].split()[:3]) + '"'
     if kind == "date":
         if row["low"] > _MIN:
             return "ge" + _date(row["low"])[:10]
@@ -120,6 +122,7 @@ _NO_MATCH = {
     "quantity": "9.87654e12",
     "number": "9.87654e12",
     "uri": "http://example.org/no/such/uri",
+    "text": "zzqxnomatch",
 }
 
 
@@ -128,7 +131,7 @@ def _probe(param: parameters.SearchParam, resource: dict[str, Any]) -> str | Non
     rows = index.index_rows(resource)
     if param.type == "composite":
         return _composite(param, rows)
-    kinds = {param.type} if param.type != "reference" else {"reference"}
+    kinds = {param.kind}
     for kind in kinds:
         for row in rows.get(kind, []):
             if row["param_id"] == param.param_id:
@@ -184,6 +187,14 @@ def test_parameter_finds_a_resource_by_its_value_and_not_by_another(
         assert target["id"] in _ids(loaded, res_type, [("_lastUpdated", target["meta"]["lastUpdated"])])
         assert _ids(loaded, res_type, [("_lastUpdated", "lt1990-01-01")]) == set()
         return
+    if code == "_list":
+        target = stored[0]
+        entry = [{"item": {"reference": f"{res_type}/{target['id']}"}}]
+        listed = {"resourceType": "List", "id": f"core-{res_type}", "status": "current", "mode": "working"}
+        assert loaded.put(f"/List/core-{res_type}", json={**listed, "entry": entry}).status_code in (200, 201)
+        assert _ids(loaded, res_type, [("_list", f"core-{res_type}")]) == {target["id"]}
+        assert _ids(loaded, res_type, [("_list", "no-such-list")]) == set()
+        return
     param = parameters.get(res_type, code)
     assert param is not None
     found = [(r, v) for r in stored if (v := _probe(param, r)) is not None]
@@ -200,4 +211,4 @@ def test_parameter_finds_a_resource_by_its_value_and_not_by_another(
         miss = "1000-01-01" if second == "date" else _NO_MATCH[second]
         assert _ids(loaded, res_type, [(code, f"{first}${miss}")]) == set()
     else:
-        assert _ids(loaded, res_type, [(code, _NO_MATCH[param.type])]) == set()
+        assert _ids(loaded, res_type, [(code, _NO_MATCH[param.kind])]) == set()

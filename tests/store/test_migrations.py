@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 
 from fhir_server.store import schema
 from fhir_server.store.engine import make_engine
-from fhir_server.store.migrate import upgrade
+from fhir_server.store.migrate import include_name, upgrade
 from tests.conftest import BACKENDS, _pg_database
 
 
@@ -27,7 +27,8 @@ def test_upgrade_from_empty_matches_the_declared_tables(backend: str, tmp_path: 
         upgrade(engine)
         upgrade(engine)  # idempotent
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": include_name})
+            diff = compare_metadata(context, schema.metadata)
         assert diff == []
     finally:
         engine.dispose()

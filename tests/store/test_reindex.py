@@ -17,7 +17,8 @@ def _index(store: Store) -> dict[str, list[tuple[object, ...]]]:
     out = {}
     with store.engine.connect() as conn:
         for kind, table in tables.INDEX_TABLES.items():
-            out[kind] = sorted(tuple(row) for row in conn.execute(select(table)))
+            columns = [c for c in table.columns if not c.primary_key]  # a row key (idx_text.id) is new
+            out[kind] = sorted(tuple(row) for row in conn.execute(select(*columns)))
     return out
 
 

@@ -13,16 +13,34 @@ from fhir_server.search.types.all_resources import ID, LAST_UPDATED
 from fhir_server.search.types.base import RowSink, SearchType
 from fhir_server.search.types.composite import COMPOSITE
 from fhir_server.search.types.date import DATE
+from fhir_server.search.types.list_param import LIST
 from fhir_server.search.types.number import NUMBER
 from fhir_server.search.types.quantity import QUANTITY
 from fhir_server.search.types.reference import REFERENCE
 from fhir_server.search.types.string import STRING
+from fhir_server.search.types.text import TEXT
 from fhir_server.search.types.token import TOKEN
 from fhir_server.search.types.uri import URI
 
 __all__ = ["REGISTRY", "RowSink", "SearchType"]
 
 REGISTRY: MappingProxyType[str, SearchType] = MappingProxyType(
-    {t.code: t for t in (STRING, TOKEN, REFERENCE, DATE, NUMBER, QUANTITY, URI, COMPOSITE, ID, LAST_UPDATED)}
+    {
+        t.code: t
+        for t in (
+            STRING,
+            TOKEN,
+            REFERENCE,
+            DATE,
+            NUMBER,
+            QUANTITY,
+            URI,
+            COMPOSITE,
+            ID,
+            LAST_UPDATED,
+            TEXT,
+            LIST,
+        )
+    }
 )
 """The searchable types by code; a parameter of any other type (`special`) is refused as unsupported."""

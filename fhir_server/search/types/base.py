@@ -24,6 +24,10 @@ JSON shape) to `sink[kind]` (docs/index-rows.md)."""
 
 Canonicalize = Callable[[str, float], tuple[float, str] | None]
 
+DocumentFn = Callable[[dict[str, Any], int, RowSink], None]
+"""`document(resource, param_id, sink)`: the index rows of a parameter computed from the whole
+resource rather than from an expression (full text: search/types/text.py)."""
+
 
 class Terminology(Protocol):
     """Value set expansion and subsumption, for the token modifiers :in, :not-in, :above, :below."""
@@ -105,3 +109,6 @@ class SearchType:
     column_test: Callable[[str | None, Sequence[Any], Any], ColumnElement[bool]] | None = (
         None  # on `resource`
     )
+    documents: Callable[[str], tuple[str | None, DocumentFn]] | None = None
+    """For a parameter without an expression, given its code: the top-level element its rows need
+    (None: any resource) and the function writing them from the whole resource."""

@@ -1,0 +1,105 @@
+"""The words and query language of `_text` / `_content` (https://hl7.org/fhir/R4/search.html#text)."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from fhir_server.errors import Invalid
+from fhir_server.search import full_text, plan
+from fhir_server.search.full_text import Phrase
+from fhir_server.search.query import parse
+from tests.search.test_plan import BACKENDS, make_engine
+
+
+@given(st.text())
+def test_words_are_folded_letters_and_digits_and_stable(text: str) -> None:
+    found = full_text.words(text)
+    for w in found:
+        assert w and all(c.isalnum() and unicodedata.category(c) != "No" for c in w)
+        assert w == w.lower() and not any(unicodedata.combining(c) for c in w)
+    assert full_text.words(" ".join(found)) == found
+
+
+def test_folding_examples() -> None:
+    assert full_text.words("Fièvre, CHILLS; heart-rate_x ½ Straße 1.5") == [
+        "fievre",
+        "chills",
+        "heart",
+        "rate",
+        "x",
+        "1",  # ½ decomposes to 1, FRACTION SLASH, 2
+        "2",
+        "strasse",
+        "1",
+        "5",
+    ]
+
+
+def test_narrative_drops_tags_and_decodes_entities() -> None:
+    div = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Fever&amp;chills</p><td>a</td><td>b</td></div>'
+    assert full_text.words(full_text.narrative_text(div)) == ["fever", "chills", "a", "b"]
+
+
+def test_content_leaves_out_version_stamps_and_attachment_data() -> None:
+    resource = {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "meta": {"versionId": "7", "lastUpdated": "2024-01-01T00:00:00Z", "source": "urn:src"},
+        "content": [{"attachment": {"contentType": "text/plain", "data": "c2VjcmV0", "title": "Scan"}}],
+        "text": {"status": "generated", "div": "<div>Nice <b>day</b></div>"},
+    }
+    words = full_text.words(full_text.content(resource))
+    assert words == ["d1", "urn", "src", "text", "plain", "scan", "generated", "nice", "day"]
+
+
+def test_documents_are_capped() -> None:
+    doc = full_text.document(" ".join(["w"] * 20_000) + " " + "x" * 65)
+    assert len(doc.split()) == full_text.MAX_WORDS
+    assert "x" * 65 not in full_text.document("a " + "x" * 65 + " b")
+
+
+def test_query_language() -> None:
+    q = full_text.parse('fever OR cough "heart rate"* hyper* heart-rate', "_text")
+    assert q.clauses == (
+        (Phrase(("fever",)), Phrase(("cough",))),
+        (Phrase(("heart", "rate"), prefix=True),),
+        (Phrase(("hyper",), prefix=True),),
+        (Phrase(("heart", "rate")),),
+    )
+    assert full_text.tsquery(q).startswith("(('fever') | ('cough')) & (('heart' <-> 'rate':*))")
+    assert full_text.fts5(q).startswith('("fever" OR "cough") AND ("heart rate" *)')
+    for empty in ("", "OR", '""', "*** ,;"):
+        with pytest.raises(Invalid):
+            full_text.parse(empty, "_text")
+    with pytest.raises(Invalid):
+        full_text.parse(" ".join(f"w{i}" for i in range(40)), "_text")
+
+
+def test_matches() -> None:
+    doc = "heart rate normal no fever"
+    assert full_text.matches(full_text.parse('"heart rate" fev*', "_t"), doc)
+    assert not full_text.matches(full_text.parse('"rate heart"', "_t"), doc)
+    assert full_text.matches(full_text.parse("cough OR fever", "_t"), doc)
+    assert not full_text.matches(full_text.parse("cough fever", "_t"), doc)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    yield from make_engine(request.param)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=40))
+def test_any_value_is_a_400_or_a_query_the_database_runs(db: Engine, text: str) -> None:
+    try:
+        query = parse("Observation", [("_content", text.replace("\x00", ""))], lenient=False)
+    except Invalid:
+        return
+    with db.connect() as conn:
+        assert conn.execute(plan.build(query)).all() == []
