@@ -19,18 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from profiles import stored
 from profiles.snapshot import Definition
 from profiles.validator import StoredProfiles
 
 from ..auth import enforce
 from ..errors import Forbidden
-from ..search import plan, query
+from ..search import plan, query, stored_profile
 from ..search.parameters import param_id
 from ..search.values import escape
-from ..store import canonical as canonical_lookup
 from ..store.sql import Tx
 from .context import Context
 
@@ -66,26 +62,9 @@ def written(tx: Tx) -> None:
 
 
 def _find(tx: Tx, url: str, principal: Any, base: str, *, as_caller: bool = False) -> Definition | None:
-    canonical, bar, version = url.partition("|")
-    if as_caller and not _may_search(tx, canonical, principal, base):
+    if as_caller and not _may_search(tx, url.partition("|")[0], principal, base):
         return None
-    tx.flush(check_references=False)  # a StructureDefinition written earlier in this transaction
-    header = canonical_lookup.latest(
-        tx.conn, "StructureDefinition", _URL, canonical, _VERSION, version if bar and version else None
-    )
-    if header is None:
-        return None
-    # compiled once per stored version: id, versionId and lastUpdated (a version rolled back and
-    # written again by a retried transaction gets a new lastUpdated)
-    key = f"{header.res_id}/{header.version}/{header.last_updated}"
-    found = stored.cached(key)
-    if found is None:
-        (current,) = tx.current_by_pks([header.pk])
-        sd: dict[str, Any] = orjson.loads(current.content)
-        if sd.get("url") != canonical or (bar and version and sd.get("version") != version):
-            return None  # a url or version longer than the index keeps
-        found = stored.definition(key, sd)
-    return found
+    return stored_profile.find(tx, url)
 
 
 def _may_search(tx: Tx, url: str, principal: Any, base: str) -> bool:

@@ -27,9 +27,13 @@ from typing import IO, Any, cast
 
 import orjson
 
+from profiles import validator
+from profiles.snapshot import compiled
+
 from .. import model, validation
 from ..auth.principal import SERVER_WRITTEN
 from ..errors import FhirError, Forbidden, Invalid, Issue, operation_outcome
+from ..search import stored_profile
 from ..search.index import index_tuples
 from ..search.types import RowSink
 from ..settings import Settings
@@ -144,6 +148,13 @@ def prepare(chunk: list[tuple[str, int, bytes]]) -> list[Prepared | LineError]:
     return out
 
 
+def _claims_unknown_to_packages(resource: dict[str, Any]) -> bool:
+    """Whether the resource claims a profile no loaded package holds (maybe one stored here)."""
+    meta = resource.get("meta")
+    claims = meta.get("profile") if isinstance(meta, dict) else None
+    return isinstance(claims, list) and any(isinstance(c, str) and compiled(c) is None for c in claims)
+
+
 class Loader:
     """Feeds prepared lines to batched writes and keeps the tally and the line errors."""
 
@@ -176,6 +187,11 @@ class Loader:
             self.tally.failed += 1
             self.on_error(item)
             return False
+        if _claims_unknown_to_packages(item[2]):
+            problem = self._stored_profile_problem(item[2])
+            if problem is not None:
+                self._error(item[0], item[1], problem)
+                return False
         key = (item[2]["resourceType"], item[2]["id"])
         if key in self._keys:  # the same resource twice: store the first before the second
             self.flush()
@@ -185,6 +201,14 @@ class Loader:
             self.flush()
             return True
         return False
+
+    def _stored_profile_problem(self, resource: dict[str, Any]) -> FhirError | None:
+        """A line claiming a profile stored on the server is checked against it here, in the main
+        process (the preparing processes have no database): what a REST write of it would say."""
+        with self.store.read() as tx:
+            found = validator.issues(resource, stored=lambda url: stored_profile.find(tx, url))
+        errors = [i for i in found if i.severity == "error"]
+        return Invalid(errors[0].message, issues=errors) if errors else None
 
     def _error(self, source: str, number: int, exc: FhirError) -> None:
         self.tally.failed += 1
