@@ -211,7 +211,8 @@ def test_a_patient_app_may_ingest_only_for_its_own_patient(
     if status == 202:
         task_id = _task_id(response)
         del client.app.dependency_overrides[get_principal]  # type: ignore[attr-defined]
-        assert _finished(client, task_id)["status"] == "completed"
+        task = _finished(client, task_id)
+        assert task["status"] == "completed", task
     assert stored_types(store)["Task"] == (1 if status == 202 else 0)
 
 
