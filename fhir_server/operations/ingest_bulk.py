@@ -17,9 +17,11 @@ twice; then one indexed lookup per resource type finds what exists (`search/toke
 the requester's grants); what is new goes through `Tx.create` and the flush's `Tx.write_batch` (COPY
 on PostgreSQL), the one write path, which stores each version's change event (source
 `ingest:<job id>` or `ingest:command`), exactly as for a single conditional create. Each Device is
-resolved once per run (the run remembers its id) and each chunk closes with one Provenance
-targeting the chunk's records, itself a conditional create on a tag hashing them (`ingest.provenance`):
-resending a file creates nothing at all.
+resolved once per run (the run remembers its id) and each chunk that creates records closes with
+one Provenance targeting the chunk's records, itself a conditional create on a tag hashing them
+(`ingest.provenance`): resending a file creates nothing at all, and finds the same Provenances.
+(One Provenance per chunk rather than per run: R4 `Provenance.target` lists every resource, and one
+resource naming a million others could be neither validated nor served sensibly.)
 
 The requester's grants (recorded with an `$ingest` job; None for the operator's command) are
 enforced on the records as for a REST create: records about a patient other than the one a confined
@@ -263,6 +265,8 @@ class BulkIngest:
                 raise _several(provenance)
             if found:
                 out.existing += 1
+            elif not any(r["resourceType"] == "Observation" for r, _ in creates):
+                out.entries -= 1  # nothing new: no activity to record (a file's repeats, say)
             else:
                 resource = _with_ids(provenance.resource, {**ids, **device_ids})
                 creates.append((checked_body(resource, "Provenance", settings=self.ctx.settings), new_id()))
