@@ -360,7 +360,8 @@ def _with_ids(resource: dict[str, Any], ids: Mapping[str, str]) -> dict[str, Any
     agents = []
     for agent in resource.get("agent", []):
         ref = (agent.get("who") or {}).get("reference")
-        agents.append({**agent, "who": {"reference": ids[ref]}} if ref in ids else agent)
+        resolved = ids.get(ref) if isinstance(ref, str) else None
+        agents.append({**agent, "who": {"reference": resolved}} if resolved else agent)
     out["agent"] = agents
     return out
 
