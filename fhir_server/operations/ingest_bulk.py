@@ -58,7 +58,7 @@ from ..store.sql import Tx, new_id
 from ..warmup import bulk_collection
 from .ingest import Tally, refusal, write_bundles
 
-CHUNK = 2000  # records per database transaction
+CHUNK = 1000  # records per database transaction
 _LOOKUP = 5000  # identifier codes per lookup statement
 
 
