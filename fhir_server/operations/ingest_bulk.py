@@ -106,12 +106,9 @@ class BulkIngest:
         self.devices: dict[str, str] = {}  # Device fullUrl -> Device/id, for the whole run
         self.patients: dict[str, bool] = {}  # Patient reference -> exists and may be written for
         self._parameters: dict[tuple[str, str], _Parameter] = {}
-        # A requester confined to patient compartments writes only about those patients.
-        self.confined: frozenset[str] | None = None
-        if self.grants is not None:
-            sets = [access.compartments for access in self.grants.values()]
-            if sets and all(sets):
-                self.confined = frozenset.intersection(*sets)
+        # A requester confined to patient compartments writes records only about those patients.
+        records = self.grants.get("Observation") if self.grants is not None else None
+        self.confined = (records.compartments or None) if records is not None else None
 
     # ------------------------------------------------------------ the run
     def write(self, on_chunk: Callable[[Tally], None] | None = None) -> Tally:
@@ -157,6 +154,7 @@ class BulkIngest:
                     self.ctx.write_context("ingest:command"),
                 )
         except FhirError as exc:
+            self._problems(outcome)  # found before the transaction
             tally.failed_bundles += 1
             tally.refused.append(
                 Problem(
@@ -173,9 +171,12 @@ class BulkIngest:
         tally.created += outcome.created
         tally.existing += outcome.existing
         self.devices.update(outcome.devices)
+        self._problems(outcome)
+
+    def _problems(self, outcome: _Outcome) -> None:
         for location, message in outcome.problems:
             self.run.counts["rejected"] += 1
-            tally.refused.append(Problem(tally.file, location, message))
+            self.tally.refused.append(Problem(self.tally.file, location, message))
 
     # ------------------------------------------------------------ one chunk
     def _about_writable_patients(self, chunk: list[_Record], outcome: _Outcome) -> list[_Record]:
