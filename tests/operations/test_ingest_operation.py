@@ -288,3 +288,46 @@ def test_a_patient_app_cannot_ingest_into_another_chart_through_a_patient_column
         )
     else:
         assert report is not None and report["issue"][0]["diagnostics"] == "no problems"
+
+
+def test_two_users_of_one_app_each_ingest_only_into_their_own_patients_chart(
+    client: TestClient, store: Store
+) -> None:
+    """The grants go with each job: the same client, two users in two patient contexts, the same
+    file naming both patients: each upload stores only its own patient's rows."""
+    create_patient(store)
+    create_patient(store, "456")
+    text = (
+        "date,metric,value,unit,patient\n"
+        "2024-03-01T08:00:00Z,heart_rate,70,/min,Patient/123\n"
+        "2024-03-01T08:01:00Z,heart_rate,71,/min,Patient/456\n"
+    )
+    tasks = []
+    for subject, patient in (("u1", "123"), ("u2", "456")):
+        principal = Principal(
+            client_id="app",
+            kind="patient",
+            scopes=scopes.parse("patient/*.cs"),
+            patient=patient,
+            subject=subject,
+        )
+        client.app.dependency_overrides[get_principal] = lambda p=principal: p  # type: ignore[attr-defined]
+        tasks.append(
+            _task_id(
+                client.post(
+                    f"/Patient/{patient}/$ingest", files={"file": ("two.csv", text.encode(), "text/csv")}
+                )
+            )
+        )
+    del client.app.dependency_overrides[get_principal]  # type: ignore[attr-defined]
+    for task_id in tasks:
+        task = _finished(client, task_id)
+        assert task["status"] == "completed", task
+        assert (output_counts(task)["created"], output_counts(task)["rejected"]) == (
+            2,
+            1,
+        )  # one row and a Provenance
+    subjects = sorted(
+        e["resource"]["subject"]["reference"] for e in client.get("/Observation").json()["entry"]
+    )
+    assert subjects == ["Patient/123", "Patient/456"]
