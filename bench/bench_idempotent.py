@@ -15,9 +15,13 @@ SQLite file in a temporary directory) it measures, in this process and without H
    Bundle; the ratios conditional/plain (issue 16 acceptance 1: <= 1.25 on PostgreSQL, <= 1.5 on SQLite);
 2. `fhir-server ingest` of a generated Apple Health export.xml (`tests/ingest/fixtures.write_apple_export`)
    of each `--records` size into the database, in a child process (`fhir-server ingest` as the
-   command runs it): records/s end to end and the child's peak RSS; then the same file again
-   (creates nothing): records/s;
-3. the same for a CSV of `--csv-rows` (100,000) rows.
+   command runs it): records/s end to end, the child's peak RSS, and CPU milliseconds per record of
+   the child and of the PostgreSQL backends; then the same file again (creates nothing);
+3. `$ingest` of the same export over HTTP (`--http`, the default; `--no-http` skips it): a
+   `fhir-server serve` subprocess on another fresh database, the file POSTed raw to
+   `Patient/bench/$ingest`, its Task polled until `completed`: records/s from the POST to the
+   completed Task, peak RSS of the server process tree, CPU per record of server and database;
+4. the same as 2. for a CSV of `--csv-rows` (100,000) rows.
 
 It prints the load average next to each figure (the machine is shared) and writes everything to
 `bench/results/idempotent-<backend>-<time>.json`.
@@ -33,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -161,19 +166,32 @@ def _ingest_child(url: str, path: str, fmt: str) -> None:
     ingest_command.add_arguments(parser)
     ns = parser.parse_args([path, "--patient", "Patient/bench", "--format", fmt])
     out, err = io.StringIO(), io.StringIO()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     status = ingest_command.run_command(
         ns, Settings(database_url=url, base_url="http://bench"), out=out, err=err
     )
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"status": status, "elapsed": elapsed, "peak_rss_mib": peak, "summary": out.getvalue()}))
+    print(
+        json.dumps(
+            {
+                "status": status,
+                "elapsed": elapsed,
+                "cpu_s": cpu,
+                "peak_rss_mib": peak,
+                "summary": out.getvalue(),
+            }
+        )
+    )
 
 
-def _ingest(url: str, path: Path, fmt: str, records: int) -> dict[str, Any]:
+def _ingest(
+    url: str, path: Path, fmt: str, records: int, backends: Callable[[], list[int]]
+) -> dict[str, Any]:
     runs = []
     for attempt in ("first", "again"):
         load = _load()
+        db_cpu = _DbCpu(backends)
         proc = subprocess.run(
             [sys.executable, __file__, "--child", url, str(path), fmt],
             capture_output=True,
@@ -189,11 +207,95 @@ def _ingest(url: str, path: Path, fmt: str, records: int) -> dict[str, Any]:
             attempt=attempt,
             records=records,
             per_s=records / r["elapsed"],
+            cpu_ms_per_record=1000 * r["cpu_s"] / records,
+            db_cpu_ms_per_record=1000 * db_cpu.stop() / records,
             load_before=load,
             load_after=_load(),
         )
         runs.append(r)
     return {"format": fmt, "records": records, "runs": runs}
+
+
+class _DbCpu(threading.Thread):
+    """CPU seconds of the bench database's backends while it runs (sampled: backends come and go)."""
+
+    def __init__(self, backends: Callable[[], list[int]]) -> None:
+        super().__init__(daemon=True)
+        self.backends, self.seen, self.start_cpu = backends, {}, {}
+        self.halt = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for pid in self.backends():
+                cpu = _proc_cpu(pid)
+                self.start_cpu.setdefault(pid, cpu)
+                self.seen[pid] = max(self.seen.get(pid, 0.0), cpu)
+            self.halt.wait(0.5)
+
+    def stop(self) -> float:
+        self.halt.set()
+        self.join()
+        return sum(cpu - self.start_cpu[pid] for pid, cpu in self.seen.items())
+
+
+def _http_ingest(url: str, path: Path, records: int, backends: Callable[[], list[int]]) -> dict[str, Any]:
+    """`$ingest` of `path` over HTTP into a `fhir-server serve` subprocess (jobs in its threads)."""
+    import httpx
+
+    from bench.rest import _stat, running_server, tree
+
+    runs = []
+    os.environ["FHIR_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-idem-data-")  # the uploads
+    with running_server(url, 1) as (base, proc):
+        for attempt in ("first", "again"):
+            load = _load()
+            db_cpu = _DbCpu(backends)
+            cpu0 = sum((_stat(pid) or (0, 0.0, 0))[1] for pid in tree(proc.pid))
+            peak = 0
+            t0 = time.perf_counter()
+            with path.open("rb") as fh:
+                response = httpx.post(
+                    f"{base}/Patient/bench/$ingest",
+                    content=fh,
+                    headers={"Content-Type": "application/xml"},
+                    timeout=600,
+                )
+            assert response.status_code == 202, response.text
+            task_url = response.headers["content-location"]
+            while True:
+                stats = [_stat(pid) for pid in tree(proc.pid)]
+                peak = max(peak, sum(s[2] for s in stats if s is not None))
+                task = httpx.get(task_url, timeout=60).json()
+                if task["status"] in ("completed", "failed", "cancelled"):
+                    break
+                time.sleep(0.5)
+            elapsed = time.perf_counter() - t0
+            cpu = sum((_stat(pid) or (0, 0.0, 0))[1] for pid in tree(proc.pid)) - cpu0
+            counts = {o["type"]["coding"][0]["code"]: o.get("valueInteger") for o in task.get("output", [])}
+            runs.append(
+                {
+                    "attempt": attempt,
+                    "status": task["status"],
+                    "counts": counts,
+                    "elapsed": elapsed,
+                    "per_s": records / elapsed,
+                    "peak_rss_mib": peak / 2**20,
+                    "cpu_ms_per_record": 1000 * cpu / records,
+                    "db_cpu_ms_per_record": 1000 * db_cpu.stop() / records,
+                    "load_before": load,
+                    "load_after": _load(),
+                }
+            )
+    return {"format": "apple-health", "records": records, "runs": runs}
+
+
+def _report(what: str, run: dict[str, Any]) -> None:
+    print(
+        f"{what} ({run['attempt']}): {run['per_s']:,.0f} records/s ({run['elapsed']:.1f} s), "
+        f"peak RSS {run['peak_rss_mib']:.0f} MiB, CPU/record {run['cpu_ms_per_record']:.3f} ms "
+        f"+ db {run['db_cpu_ms_per_record']:.3f} ms, load {run['load_before']:.2f}->{run['load_after']:.2f}"
+    )
 
 
 def _csv(path: Path, rows: int) -> Path:
@@ -223,6 +325,8 @@ def main() -> None:
     parser.add_argument("--records", default="100000", help="Apple Health export sizes, comma-separated")
     parser.add_argument("--csv-rows", type=int, default=100_000)
     parser.add_argument("--skip-ingest", action="store_true", help="only the transactions")
+    parser.add_argument("--skip-transactions", action="store_true", help="only the ingests")
+    parser.add_argument("--no-http", dest="http", action="store_false", help="no $ingest over HTTP")
     args = parser.parse_args()
 
     from sqlalchemy import create_engine, text
@@ -266,40 +370,43 @@ def main() -> None:
     results: dict[str, Any] = {"backend": "sqlite" if args.sqlite else "postgres", "started_load": _load()}
     made: list[str] = []
     try:
-        made.append("tx")
-        results["transactions"] = _transactions(fresh("tx"), backends_of("tx"), args.entries, args.rounds)
-        t = results["transactions"]
-        print(f"transactions of {args.entries} Observations ({results['backend']}, load {t['load']:.2f}):")
-        for name in ("plain", "conditional_new", "conditional_resend"):
-            r = t[name]
-            print(f"  {name:20} {r['wall_s']:.3f} s wall ({r['per_s']:,.0f}/s), {r['cpu_s']:.3f} s CPU")
-        for name in ("conditional_new", "conditional_resend"):
-            print(f"  ratio {name:14} {t[name + '_ratio_wall']:.2f} wall, {t[name + '_ratio_cpu']:.2f} CPU")
+        if not args.skip_transactions:
+            made.append("tx")
+            results["transactions"] = _transactions(fresh("tx"), backends_of("tx"), args.entries, args.rounds)
+            t = results["transactions"]
+            print(
+                f"transactions of {args.entries} Observations ({results['backend']}, load {t['load']:.2f}):"
+            )
+            for name in ("plain", "conditional_new", "conditional_resend"):
+                r = t[name]
+                print(f"  {name:20} {r['wall_s']:.3f} s wall ({r['per_s']:,.0f}/s), {r['cpu_s']:.3f} s CPU")
+            for name in ("conditional_new", "conditional_resend"):
+                print(
+                    f"  ratio {name:14} {t[name + '_ratio_wall']:.2f} wall, {t[name + '_ratio_cpu']:.2f} CPU"
+                )
         if not args.skip_ingest:
             for n in (int(x) for x in args.records.split(",")):
                 path = write_apple_export(tmp / f"export-{n}.xml", n)
                 name = f"apple{n}"
                 made.append(name)
-                r = _ingest(fresh(name), path, "apple-health", n)
+                r = _ingest(fresh(name), path, "apple-health", n, backends_of(name))
                 results[f"ingest_apple_{n}"] = r
-                path.unlink()
                 for run in r["runs"]:
-                    print(
-                        f"ingest apple-health {n:,} ({run['attempt']}): {run['per_s']:,.0f} records/s "
-                        f"({run['elapsed']:.1f} s), peak RSS {run['peak_rss_mib']:.0f} MiB, "
-                        f"load {run['load_before']:.2f}->{run['load_after']:.2f}"
-                    )
+                    _report(f"ingest apple-health {n:,}", run)
+                if args.http and not args.sqlite:
+                    made.append(f"http{n}")
+                    r = _http_ingest(fresh(f"http{n}"), path, n, backends_of(f"http{n}"))
+                    results[f"http_ingest_apple_{n}"] = r
+                    for run in r["runs"]:
+                        _report(f"$ingest apple-health {n:,} over HTTP", run)
+                path.unlink()
             if args.csv_rows:
                 path = _csv(tmp / "rows.csv", args.csv_rows)
                 made.append("csv")
-                r = _ingest(fresh("csv"), path, "csv", args.csv_rows)
+                r = _ingest(fresh("csv"), path, "csv", args.csv_rows, backends_of("csv"))
                 results["ingest_csv"] = r
                 for run in r["runs"]:
-                    print(
-                        f"ingest csv {args.csv_rows:,} ({run['attempt']}): {run['per_s']:,.0f} records/s "
-                        f"({run['elapsed']:.1f} s), peak RSS {run['peak_rss_mib']:.0f} MiB, "
-                        f"load {run['load_before']:.2f}->{run['load_after']:.2f}"
-                    )
+                    _report(f"ingest csv {args.csv_rows:,}", run)
     finally:
         if not args.sqlite:
             with admin.connect() as conn:

@@ -279,6 +279,50 @@ class IngestRun:
         yield from self._emit(writer.close())
         counts["devices"] = len(device_entries)
 
+    @property
+    def of_documents_adapter(self) -> bool:
+        """True when a document adapter builds this run's Bundles (there are no :meth:`records`)."""
+        return self._documents is not None
+
+    @property
+    def provenance(self) -> ProvenanceSpec:
+        """Who/what/when of this run, for the Provenance closing each write."""
+        spec = self._writer.provenance
+        assert isinstance(spec, ProvenanceSpec)
+        return spec
+
+    def records(self) -> Iterator[tuple[Entry, Entry | None, int | str]]:
+        """The run's conditional creates one by one, without Bundles: (Observation entry, its Device
+        entry or None, where in the file), for a writer that batches them itself; problems and
+        counts as in iteration.
+
+        The same Device is the same :class:`Entry` object every time. Duplicates are not removed
+        (the writer resolves them); ``counts["observations"]`` is left to it.
+        """
+        if self._started:
+            raise RuntimeError("an IngestRun can be iterated only once")
+        if self._documents is not None:
+            raise RuntimeError("a document run has Bundles, not records")
+        self._started = True
+        ctx, counts = self.ctx, self.ctx.counts
+        device_entries: dict[DeviceInfo, Entry] = {}
+        for sample in self._samples(ctx):
+            try:
+                entry = observation_entry(
+                    sample, source=self.source, patient_ref=self.patient_ref, default_tz=ctx.default_tz
+                )
+            except SampleError as exc:
+                ctx.problem(sample.location, str(exc))
+                counts["rejected"] += 1
+                continue
+            dev: Entry | None = None
+            if sample.device is not None:
+                dev = device_entries.get(sample.device)
+                if dev is None:
+                    dev = device_entries[sample.device] = sample.device.entry()
+            yield entry, dev, sample.location
+        counts["devices"] = len(device_entries)
+
     def _emit(self, bundles: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for b in bundles:
             self.ctx.counts["bundles"] += 1

@@ -79,6 +79,7 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
         upload.path.rename(final)
         app = request.app
         requester = Requester.of(ctx.principal)
+        grants = ingest.write_grants(ctx.principal)  # enforced by the job (operations/ingest_bulk.py)
         timezone_name = _param(request, upload, "timezone")
         reference = patient_ref
 
@@ -94,6 +95,7 @@ async def _ingest(request: Request, ctx: Context, patient_ref: str | None) -> Re
                 timezone_name=timezone_name,
                 request_url=str(request.url),
                 requester=requester,
+                grants=grants,
             )
             jobs.submit(job_id)
             return accepted

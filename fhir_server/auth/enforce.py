@@ -229,6 +229,35 @@ def check_written(tx: Tx, principal: Principal | None, interaction: FhirInteract
         )
 
 
+def check_written_together(tx: Tx, granted: dict[str, Access], written: Iterable[tuple[str, str]]) -> None:
+    """`check_written` for many resources created in one transaction (an ingest chunk), in ONE query:
+    each (type, id) must lie within the grants of its type (a patient compartment: that one alone);
+    a type missing from `granted` is unrestricted. 403 naming the first one outside them."""
+    by_type: dict[str, list[str]] = {}
+    for res_type, res_id in written:
+        if res_type in granted:
+            by_type.setdefault(res_type, []).append(res_id)
+    tests = [
+        (res_type, ids, _condition(granted[res_type], res_type, tx.base, sole=True))
+        for res_type, ids in sorted(by_type.items())
+    ]
+    tx.flush(check_references=False)
+    inside = conditions.keys_meeting(tx, tests)
+    for res_type, ids in sorted(by_type.items()):
+        for res_id in ids:
+            if (res_type, res_id) not in inside:
+                raise Forbidden(
+                    f"The access token does not allow to create this {res_type}: "
+                    "it would lie outside the granted patient compartment or restrictions"
+                )
+
+
+def grants_condition(granted: Access, res_type: str, base: str = "") -> ColumnElement[bool]:
+    """The grants as ONE condition on `tables.resource` for a search of `res_type` (an operation that
+    looks resources up with the grants recorded with its job, as `search_restriction` does for a caller)."""
+    return _condition(granted, res_type, base)
+
+
 def hide_unreadable(tx: Tx, principal: Principal | None, granted: Access | None) -> None:
     """Make the flush treat references this caller may not read as unknown (`readable_targets`);
     `granted`: the access of the write, whose patient compartments (if confined) are remembered."""

@@ -223,7 +223,8 @@ def _count_response(tally: Tally, response: Mapping[str, Any]) -> None:
             tally.existing += 1
 
 
-def _refusal(error: FhirError) -> str:
+def refusal(error: FhirError) -> str:
+    """What a refusal says, with where (for the problem report)."""
     where = [e for issue in error.issues for e in issue.expression]
     text = "; ".join(issue.message for issue in error.issues) or error.message
     return text + (f" (at {', '.join(where)})" if where else "")
@@ -256,7 +257,7 @@ def write_bundles(
                     tally.file,
                     f"batch {n}",
                     f"the server refused this batch of {size} entries, so none of them was stored: "
-                    + _refusal(exc),
+                    + refusal(exc),
                 )
             )
         else:
@@ -314,6 +315,41 @@ def check_access(principal: Any, patient_ref: str) -> None:
             raise Forbidden(f"$ingest needs create and search on {rtype}: {access.reason}")
         if not any(not g.query and g.compartment in (None, patient_ref) for g in access.grants):
             raise Forbidden(f"$ingest needs create and search on {rtype} for {patient_ref}")
+
+
+def write_grants(principal: Any) -> dict[str, list[dict[str, Any]]] | None:
+    """The caller's grants to create and search each type an ingest writes, as recorded with its
+    job (JSON): only the restricted types; None when security is off (``check_access`` passed)."""
+    if principal is None:
+        return None
+    from ..auth import enforce
+    from ..auth.principal import Access
+
+    recorded: dict[str, list[dict[str, Any]]] = {}
+    for rtype in WRITTEN_TYPES:
+        access = enforce.operation(principal, rtype, needs="cs")
+        if not isinstance(access, Access):
+            raise Forbidden(f"$ingest needs create and search on {rtype}: {access.reason}")
+        if not access.unrestricted:
+            recorded[rtype] = [
+                {"compartment": g.compartment, "query": [list(p) for p in g.query]} for g in access.grants
+            ]
+    return recorded
+
+
+def grants_from(recorded: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``Access`` per type of grants recorded by :func:`write_grants` (None: unrestricted)."""
+    if recorded is None:
+        return None
+    from ..auth.principal import Access, Grant
+
+    return {
+        rtype: Access(
+            "cs",
+            tuple(Grant(g["compartment"], tuple((str(k), str(v)) for k, v in g["query"])) for g in grants),
+        )
+        for rtype, grants in recorded.items()
+    }
 
 
 def check_patient(ctx: Context, patient_ref: str) -> None:

@@ -23,7 +23,7 @@ from ..errors import FhirError, Invalid, NotFound
 from ..interactions import read
 from ..interactions.context import Context
 from ..settings import Settings
-from . import ingest
+from . import ingest, ingest_bulk
 from .ingest import Tally
 
 BAR_WIDTH = 20
@@ -43,7 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="with --to: a bearer access token for that server")
     p.add_argument("--timezone", help="zone of times the file gives without one (Europe/Berlin, +01:00)")
     p.add_argument(
-        "--batch-size", type=int, default=ingest.DEFAULT_BATCH_SIZE, help="entries per transaction"
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"records per transaction (default {ingest_bulk.CHUNK} into the database, "
+        f"{ingest.DEFAULT_BATCH_SIZE} per Bundle with --to)",
     )
     p.add_argument("--mapping", metavar="JSON_FILE", help="csv: a column mapping for other layouts")
 
@@ -121,7 +125,9 @@ def summary(tally: Tally, target: str) -> list[str]:
     return lines
 
 
-def _in_process(settings: Settings, run: ingest.IngestRun, tally: Tally, bar: ProgressBar) -> str:
+def _in_process(
+    settings: Settings, run: ingest.IngestRun, tally: Tally, bar: ProgressBar, chunk_size: int
+) -> str:
     from ..store.engine import make_engine
     from ..store.migrate import upgrade
     from ..store.outbox import WriteContext
@@ -135,7 +141,7 @@ def _in_process(settings: Settings, run: ingest.IngestRun, tally: Tally, bar: Pr
         patient_id = run.patient_ref.split("/", 1)[1]
         with store.read() as tx:
             read.read(tx, "Patient", patient_id)
-        ingest.write_bundles(ctx, run, tally, on_bundle=bar.show)
+        ingest_bulk.write(ctx, run, tally, chunk_size=chunk_size, on_progress=bar.show)
     finally:
         engine.dispose()
     return settings.database_url.split("@")[-1]  # no password in the output
@@ -162,20 +168,25 @@ def run_command(
         patient_ref = ingest.patient_reference(ns.patient)
         fmt = ingest.checked_format(ns.format, path)
         tz = ingest.parse_timezone(ns.timezone) if ns.timezone else None
-        if ns.batch_size < 3:
+        if ns.batch_size is not None and ns.batch_size < 3:
             raise Invalid("--batch-size must be at least 3")
     except FhirError as exc:
         err.write(f"fhir-server ingest: {exc.message}\n")
         return 2
     run, tally = ingest.open_run(
-        path, fmt, patient_ref, batch_size=ns.batch_size, default_tz=tz, options=options
+        path,
+        fmt,
+        patient_ref,
+        batch_size=ns.batch_size or ingest.DEFAULT_BATCH_SIZE,
+        default_tz=tz,
+        options=options,
     )
     bar = ProgressBar(err, path.name)
     try:
         if ns.to:
             target = _remote(ns.to, ns.token, run, tally, bar)
         else:
-            target = _in_process(settings, run, tally, bar)
+            target = _in_process(settings, run, tally, bar, ns.batch_size or ingest_bulk.CHUNK)
     except NotFound as exc:
         bar.clear()
         err.write(f"fhir-server ingest: {exc.message}; create the patient first\n")

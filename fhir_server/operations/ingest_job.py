@@ -24,8 +24,8 @@ from ..jobs.requester import Requester
 from ..settings import Settings
 from ..store.outbox import WriteContext
 from ..store.sql import Store
-from . import ingest_task
-from .ingest import Tally, check_patient, checked_format, open_run, parse_timezone, write_bundles
+from . import ingest_bulk, ingest_task
+from .ingest import Tally, check_patient, checked_format, grants_from, open_run, parse_timezone
 
 KIND = "ingest"
 TASK_UPDATE_SECONDS = 5.0  # a running job republishes its Task's counts at most this often
@@ -41,6 +41,7 @@ def accept(
     timezone_name: str | None = None,
     request_url: str = "",
     requester: Requester | None = None,
+    grants: dict[str, Any] | None = None,
 ) -> Job:
     """Check the request, record the job and publish its Task (``requested``); the caller submits the job.
 
@@ -65,6 +66,7 @@ def accept(
                 "file": upload.name,
                 "timezone": timezone_name,
                 "authored": instant.to_fhir(instant.now_us()),
+                "grants": grants,  # ingest.write_grants: what the requester may write (None: all)
             },
             transaction_time=instant.now_us(),
             max_active=ctx.settings.bulk_max_active_per_client,
@@ -123,7 +125,8 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
                 ingest_task.publish(store, settings, current.id)
                 last_update = time.monotonic()
 
-        write_bundles(ctx, ingest_run, tally, on_bundle=on_bundle)
+        grants = grants_from(params.get("grants"))
+        ingest_bulk.write(ctx, ingest_run, tally, grants=grants, on_progress=on_bundle)
         checkpoint(
             {**_progress(tally, started), "nothing_ingested": not tally.ingested}, tally.progress_text()
         )

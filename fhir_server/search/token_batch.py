@@ -54,7 +54,7 @@ def statement(
     *,
     postgres: bool,
 ) -> Select[Any]:
-    """(resource_pk, system, code) of the current `res_type` resources with a token row of the
+    """(resource_pk, system, code, res_id) of the current `res_type` resources with a token row of the
     parameter (`ids`) whose code is one of `codes` (cut to the indexed length), within `restrict`. On PostgreSQL the codes
     travel as ONE array parameter (`= ANY`): an IN list of 500 parameters costs more to compile and
     send than the lookup costs to run."""
@@ -72,7 +72,7 @@ def statement(
     if restrict is not None:
         conds.append(restrict)
     return (
-        select(t.c.resource_pk, t.c.system, t.c.code)
+        select(t.c.resource_pk, t.c.system, t.c.code, r.c.res_id)
         .select_from(t.join(r, r.c.pk == t.c.resource_pk))
         .where(*conds)
     )

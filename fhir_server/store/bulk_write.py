@@ -25,7 +25,7 @@ from ..search.index import index_tuples
 from . import fast
 from . import tables as t
 from .outbox import WriteContext
-from .sql import Store, VersionConflict, serialise
+from .sql import Store, Tx, VersionConflict, serialise
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 _CHUNK = 500
@@ -148,6 +148,13 @@ def write(
         except fast.DuplicateId:
             raise Conflict("A resource of this batch was created concurrently; retry") from None
     return outcome
+
+
+def commit_asynchronously(tx: Tx) -> None:
+    """Let `tx` commit without waiting for the WAL flush on PostgreSQL (see `write`'s `durable`);
+    `sync`, or any later synchronous commit, makes it durable."""
+    if tx.conn.dialect.name == "postgresql":
+        fast.raw_connection(tx.conn).execute("SET LOCAL synchronous_commit = off")
 
 
 def sync(store: Store) -> None:

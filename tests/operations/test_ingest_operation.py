@@ -211,7 +211,8 @@ def test_a_patient_app_may_ingest_only_for_its_own_patient(
     if status == 202:
         task_id = _task_id(response)
         del client.app.dependency_overrides[get_principal]  # type: ignore[attr-defined]
-        assert _finished(client, task_id)["status"] == "completed"
+        task = _finished(client, task_id)
+        assert task["status"] == "completed", task
     assert stored_types(store)["Task"] == (1 if status == 202 else 0)
 
 
@@ -243,3 +244,90 @@ def test_the_app_that_asked_for_an_ingest_reads_its_task_and_no_one_else_does(
         assert client.get(f"/Task/{task_id}").status_code in (403, 404), other
     caller(scope="patient/*.rs")
     assert client.get(f"/Task/{task_id}/_history/1").status_code == 404  # read only: polling
+
+
+@pytest.mark.parametrize(
+    ("kind", "scope", "charts"),
+    [("patient", "patient/*.cs", {"Patient/123"}), ("system", "system/*.cs", {"Patient/123", "Patient/456"})],
+    ids=["patient-app", "operator"],
+)
+def test_a_patient_app_cannot_ingest_into_another_chart_through_a_patient_column(
+    client: TestClient, store: Store, kind: str, scope: str, charts: set[str]
+) -> None:
+    """The job enforces the requester's grants on every record: a CSV `patient` column naming
+    another patient is a problem for a patient app's upload, and honoured for an operator's."""
+    create_patient(store)
+    create_patient(store, "456")
+    principal = Principal(
+        client_id="app",
+        kind=kind,
+        scopes=scopes.parse(scope),
+        patient="123" if kind == "patient" else None,  # type: ignore[arg-type]
+    )
+    client.app.dependency_overrides[get_principal] = lambda: principal  # type: ignore[attr-defined]
+    text = (
+        "date,metric,value,unit,patient\n"
+        "2024-03-01T08:00:00Z,heart_rate,70,/min,Patient/123\n"
+        "2024-03-01T08:01:00Z,heart_rate,71,/min,Patient/456\n"
+    )
+    task_id = _task_id(_upload(client, "two.csv", text.encode(), "text/csv"))
+    del client.app.dependency_overrides[get_principal]  # type: ignore[attr-defined]
+    task = _finished(client, task_id)
+    assert task["status"] == "completed", task
+    stored_subjects = {
+        e["resource"]["subject"]["reference"] for e in client.get("/Observation").json().get("entry", [])
+    }
+    assert stored_subjects == charts
+    report = problem_report(task)
+    if kind == "patient":
+        assert report is not None
+        [issue] = report["issue"]
+        assert (
+            issue["location"] == ["two.csv:line 3"]
+            and "outside the patient compartment" in issue["diagnostics"]
+        )
+    else:
+        assert report is not None and report["issue"][0]["diagnostics"] == "no problems"
+
+
+def test_two_users_of_one_app_each_ingest_only_into_their_own_patients_chart(
+    client: TestClient, store: Store
+) -> None:
+    """The grants go with each job: the same client, two users in two patient contexts, the same
+    file naming both patients: each upload stores only its own patient's rows."""
+    create_patient(store)
+    create_patient(store, "456")
+    text = (
+        "date,metric,value,unit,patient\n"
+        "2024-03-01T08:00:00Z,heart_rate,70,/min,Patient/123\n"
+        "2024-03-01T08:01:00Z,heart_rate,71,/min,Patient/456\n"
+    )
+    tasks = []
+    for subject, patient in (("u1", "123"), ("u2", "456")):
+        principal = Principal(
+            client_id="app",
+            kind="patient",
+            scopes=scopes.parse("patient/*.cs"),
+            patient=patient,
+            subject=subject,
+        )
+        client.app.dependency_overrides[get_principal] = lambda p=principal: p  # type: ignore[attr-defined]
+        tasks.append(
+            _task_id(
+                client.post(
+                    f"/Patient/{patient}/$ingest", files={"file": ("two.csv", text.encode(), "text/csv")}
+                )
+            )
+        )
+    del client.app.dependency_overrides[get_principal]  # type: ignore[attr-defined]
+    for task_id in tasks:
+        task = _finished(client, task_id)
+        assert task["status"] == "completed", task
+        assert (output_counts(task)["created"], output_counts(task)["rejected"]) == (
+            2,
+            1,
+        )  # one row and a Provenance
+    subjects = sorted(
+        e["resource"]["subject"]["reference"] for e in client.get("/Observation").json()["entry"]
+    )
+    assert subjects == ["Patient/123", "Patient/456"]

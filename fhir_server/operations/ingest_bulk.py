@@ -1,0 +1,384 @@
+"""`fhir-server ingest` and `$ingest` on the bulk write path: a file's conditional creates resolved and written a chunk at a time (https://hl7.org/fhir/R4/http.html#ccreate).
+
+The sample adapters (Apple Health, Health Connect, Fitbit, Open mHealth, CSV) yield Observations,
+each a conditional create on its sample identifier (`identifier=<system>|<hash>`), and the Devices
+that recorded them. Here they are written without transaction Bundles, `chunk_size` records per
+database transaction, with the meaning each has as a conditional create on its own
+(https://hl7.org/fhir/R4/http.html#ccreate):
+
+- the identifier matches one resource: nothing is written, the record is already present;
+- it matches none: the resource is validated (`fhir_server/validation.validate`) and created;
+- it matches several: the record is a problem of the report, and nothing is written for it.
+
+How, per chunk: the records are deduplicated in memory (the same identifier twice in one chunk is
+one resource); the conditional lock keys of every identifier are taken in ONE sorted statement
+(`Store.lock_all`, as transactions do), so two ingests of the same file queue instead of creating
+twice; then one indexed lookup per resource type finds what exists (`search/token_batch.py`, within
+the requester's grants); what is new goes through `Tx.create` and the flush's `Tx.write_batch` (COPY
+on PostgreSQL), the one write path, which stores each version's change event (source
+`ingest:<job id>` or `ingest:command`), exactly as for a single conditional create. Each Device is
+resolved once per run (the run remembers its id) and each chunk that creates records closes with
+one Provenance targeting the chunk's records, itself a conditional create on a tag hashing them
+(`ingest.provenance`): resending a file creates nothing at all, and finds the same Provenances.
+(One Provenance per chunk rather than per run: R4 `Provenance.target` lists every resource, and one
+resource naming a million others could be neither validated nor served sensibly.)
+
+The requester's grants (recorded with an `$ingest` job; None for the operator's command) are
+enforced on the records as for a REST create: records about a patient other than the one a confined
+requester may write for are problems, every Observation created is checked against the grants in
+the same transaction (`enforce.check_written_together`), and their lookups see only what the grants
+let the requester search. The run's Devices and Provenance belong to no patient compartment: they
+describe the ingest and are written by the server, as the job's Task is (and as before, when the
+whole job ran as the server).
+Records found already present are not validated again: nothing of them is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ingest.bundle import Entry
+from ingest.pipeline import IngestRun
+from ingest.report import Problem
+
+from ..auth import enforce
+from ..auth.principal import Access
+from ..errors import FhirError
+from ..interactions.conditional import lock_key
+from ..interactions.context import Context
+from ..interactions.search import parse
+from ..interactions.write import checked_body
+from ..search import token_batch
+from ..search.types.token import TokenValue, parse_token
+from ..store import bulk_write
+from ..store.sql import Tx, new_id
+from ..warmup import bulk_collection
+from .ingest import Tally, refusal, write_bundles
+
+CHUNK = 1000  # records per database transaction
+_LOOKUP = 5000  # identifier codes per lookup statement
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    entry: Entry
+    device: Entry | None
+    location: int | str
+
+
+@dataclass
+class _Outcome:
+    """What one chunk did; applied to the tally once its transaction committed."""
+
+    created: int = 0
+    existing: int = 0
+    entries: int = 0
+    problems: list[tuple[int | str, str]] = field(default_factory=list)
+    devices: dict[str, str] = field(default_factory=dict)  # Device fullUrl -> Device/id
+
+
+@dataclass(frozen=True)
+class _Parameter:
+    """The token search parameter a type's conditional creates use (e.g. Observation `identifier`)."""
+
+    code: str
+    ids: tuple[int, ...]
+
+
+class BulkIngest:
+    """Writes one run's records chunk by chunk; see the module docstring."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        run: IngestRun,
+        tally: Tally,
+        *,
+        grants: Mapping[str, Access] | None = None,
+        chunk_size: int = CHUNK,
+    ) -> None:
+        self.ctx, self.run, self.tally = ctx, run, tally
+        self.grants = dict(grants) if grants is not None else None
+        self.chunk_size = chunk_size
+        self.devices: dict[str, str] = {}  # Device fullUrl -> Device/id, for the whole run
+        self.patients: dict[str, bool] = {}  # Patient reference -> exists and may be written for
+        self._parameters: dict[tuple[str, str], _Parameter] = {}
+        # A requester confined to patient compartments writes records only about those patients.
+        records = self.grants.get("Observation") if self.grants is not None else None
+        self.confined = (records.compartments or None) if records is not None else None
+
+    # ------------------------------------------------------------ the run
+    def write(self, on_chunk: Callable[[Tally], None] | None = None) -> Tally:
+        """Write every chunk of the run (skipping the chunks a resumed job's tally has seen)."""
+        with bulk_collection():
+            for n, chunk in enumerate(self._chunks(), 1):
+                if n <= self.tally.seen:
+                    continue
+                self._write_chunk(n, chunk)
+                self.tally.seen = n
+                if on_chunk is not None:
+                    on_chunk(self.tally)
+            bulk_write.sync(self.ctx.store)
+        return self.tally
+
+    def _chunks(self) -> Iterator[list[_Record]]:
+        """The records, `chunk_size` distinct identifiers at a time (a repeat within a chunk is a
+        duplicate, counted and dropped: it would resolve to the same resource)."""
+        counts = self.run.counts
+        chunk: list[_Record] = []
+        seen: set[str] = set()
+        for entry, device, location in self.run.records():
+            if entry.full_url in seen:
+                counts["duplicates"] += 1
+                continue
+            seen.add(entry.full_url)
+            counts["observations"] += 1
+            chunk.append(_Record(entry, device, location))
+            if len(chunk) >= self.chunk_size:
+                yield chunk
+                chunk, seen = [], set()
+        if chunk:
+            yield chunk
+
+    def _write_chunk(self, n: int, chunk: list[_Record]) -> None:
+        tally = self.tally
+        outcome = _Outcome()
+        writable = self._about_writable_patients(chunk, outcome)
+        try:
+            if writable:
+                outcome = self.ctx.store.transact(
+                    lambda tx: self._perform(tx, writable, _Outcome(problems=list(outcome.problems))),
+                    self.ctx.write_context("ingest:command"),
+                )
+        except FhirError as exc:
+            self._problems(outcome)  # found before the transaction
+            tally.failed_bundles += 1
+            tally.refused.append(
+                Problem(
+                    tally.file,
+                    f"chunk {n}",
+                    f"the server refused these {len(chunk)} records, so none of them was stored: "
+                    + refusal(exc),
+                )
+            )
+            return
+        if writable:
+            tally.bundles += 1
+        tally.entries += outcome.entries
+        tally.created += outcome.created
+        tally.existing += outcome.existing
+        self.devices.update(outcome.devices)
+        self._problems(outcome)
+
+    def _problems(self, outcome: _Outcome) -> None:
+        for location, message in outcome.problems:
+            self.run.counts["rejected"] += 1
+            self.tally.refused.append(Problem(self.tally.file, location, message))
+
+    # ------------------------------------------------------------ one chunk
+    def _about_writable_patients(self, chunk: list[_Record], outcome: _Outcome) -> list[_Record]:
+        """The records about a patient that exists and that the requester may write for; the others
+        are problems (checked once per patient and run, before the write transaction)."""
+        unknown = sorted({_subject(r.entry) for r in chunk} - self.patients.keys())
+        if unknown:
+            with self.ctx.store.read() as tx:
+                for ref in unknown:
+                    rtype, _, rid = ref.partition("/")
+                    stored = tx.current(rtype, rid) if rtype == "Patient" and rid else None
+                    self.patients[ref] = stored is not None and not stored.deleted
+        kept: list[_Record] = []
+        for record in chunk:
+            ref = _subject(record.entry)
+            if self.confined is not None and ref not in self.confined:
+                outcome.problems.append(
+                    (record.location, f"{ref} is outside the patient compartment this ingest may write to")
+                )
+            elif not self.patients[ref]:
+                outcome.problems.append((record.location, f"{ref} does not exist on this server"))
+            else:
+                kept.append(record)
+        return kept
+
+    def _perform(self, tx: Tx, chunk: list[_Record], out: _Outcome) -> _Outcome:
+        """Resolve and write one chunk in `tx`: run again from scratch on contention (Store.transact),
+        so it changes nothing outside `tx` and `out`."""
+        bulk_write.commit_asynchronously(tx)
+        devices = {r.device.full_url: r.device for r in chunk if r.device is not None}
+        new_devices = [d for url, d in devices.items() if url not in self.devices]
+        self.ctx.store.lock_all(tx, [_lock_key(r.entry) for r in chunk] + [_lock_key(d) for d in new_devices])
+        device_ids = {url: self.devices[url] for url in devices if url in self.devices}
+        creates: list[tuple[dict[str, Any], str]] = []
+        for device, found in zip(new_devices, self._matches(tx, "Device", new_devices), strict=True):
+            if len(found) > 1:
+                raise _several(device)
+            out.entries += 1
+            if found:
+                device_ids[device.full_url] = f"Device/{found[0]}"
+                out.existing += 1
+                continue
+            rid = new_id()
+            creates.append((checked_body(dict(device.resource), "Device", settings=self.ctx.settings), rid))
+            device_ids[device.full_url] = f"Device/{rid}"
+            out.created += 1
+        out.devices = {d.full_url: device_ids[d.full_url] for d in new_devices}
+        targets: list[Entry] = []
+        used: dict[str, Entry] = {}  # the Devices of the targets, for the Provenance's agents
+        ids: dict[str, str] = {}  # record fullUrl -> Observation/id
+        entries = [r.entry for r in chunk]
+        for record, found in zip(chunk, self._matches(tx, "Observation", entries), strict=True):
+            entry = record.entry
+            if len(found) > 1:
+                out.problems.append((record.location, _several(entry).message))
+                continue
+            if found:
+                ids[entry.full_url] = f"Observation/{found[0]}"
+                out.existing += 1
+                out.entries += 1
+                targets.append(entry)
+                if record.device is not None:
+                    used.setdefault(record.device.full_url, record.device)
+                continue
+            resource = dict(entry.resource)
+            if record.device is not None:
+                resource["device"] = {"reference": device_ids[record.device.full_url]}
+            try:
+                checked_body(resource, "Observation", settings=self.ctx.settings)
+            except FhirError as exc:
+                out.problems.append((record.location, "not stored: " + refusal(exc)))
+                continue
+            rid = new_id()
+            creates.append((resource, rid))
+            ids[entry.full_url] = f"Observation/{rid}"
+            out.created += 1
+            out.entries += 1
+            targets.append(entry)
+            if record.device is not None:
+                used.setdefault(record.device.full_url, record.device)
+        if targets:
+            provenance = self.run.provenance(targets, list(used.values()))
+            self.ctx.store.lock_all(tx, [_lock_key(provenance)])
+            (found,) = self._matches(tx, "Provenance", [provenance])
+            out.entries += 1
+            if len(found) > 1:
+                raise _several(provenance)
+            if found:
+                out.existing += 1
+            elif not any(r["resourceType"] == "Observation" for r, _ in creates):
+                out.entries -= 1  # nothing new: no activity to record (a file's repeats, say)
+            else:
+                resource = _with_ids(provenance.resource, {**ids, **device_ids})
+                creates.append((checked_body(resource, "Provenance", settings=self.ctx.settings), new_id()))
+                out.created += 1
+        records: list[tuple[str, str]] = []
+        for resource, rid in creates:
+            tx.create(resource, rid)
+            if resource["resourceType"] == "Observation":
+                records.append(("Observation", rid))
+        tx.flush()
+        if self.grants is not None:
+            enforce.check_written_together(tx, self.grants, records)
+        return out
+
+    # ------------------------------------------------------------ lookups
+    def _matches(self, tx: Tx, res_type: str, entries: list[Entry]) -> list[list[str]]:
+        """The ids of the current resources each entry's `ifNoneExist` (one token) matches, in
+        one indexed statement per `_LOOKUP` codes, within the requester's grants."""
+        if not entries:
+            return []
+        values: list[TokenValue] = []
+        param: _Parameter | None = None
+        for e in entries:
+            code, value = _criterion(e)
+            param = self._parameter(res_type, code, value)
+            values.append(parse_token(value, code))
+        assert param is not None
+        restrict = self._restriction(res_type)
+        rows: dict[str, list[tuple[str, str | None]]] = {}
+        codes = sorted({v.code for v in values if v.code is not None})
+        for i in range(0, len(codes), _LOOKUP):
+            stmt = token_batch.statement(
+                res_type, param.ids, codes[i : i + _LOOKUP], restrict, postgres=not self.ctx.store.sqlite
+            )
+            for row in tx.run_search(stmt):
+                rows.setdefault(row.code, []).append((str(row.res_id), row.system))
+        out: list[list[str]] = []
+        for v in values:
+            code = (v.code or "")[: token_batch.MAX]
+            out.append(
+                sorted(
+                    {rid for rid, system in rows.get(code, ()) if token_batch.token_holds(v, system, code)}
+                )
+            )
+        return out
+
+    def _parameter(self, res_type: str, code: str, value: str) -> _Parameter:
+        """The token parameter of `code` on `res_type`, planned once per run (400 if it is none)."""
+        known = self._parameters.get((res_type, code))
+        if known is None:
+            q = parse(self.ctx, res_type, [(code, value)], lenient=False)
+            if token_batch.token_value(q) is None:
+                raise ValueError(f"{res_type}?{code}={value} is not one token")
+            known = self._parameters[(res_type, code)] = _Parameter(*token_batch.parameter(q))
+        return known
+
+    def _restriction(self, res_type: str) -> Any:
+        """The requester's grants on the records' lookups; the run's Devices and Provenance, which
+        belong to no patient's compartment, are the server's (as the job's Task is)."""
+        if self.grants is None or res_type != "Observation" or res_type not in self.grants:
+            return None
+        return enforce.grants_condition(self.grants[res_type], res_type, self.ctx.settings.base)
+
+
+def _criterion(entry: Entry) -> tuple[str, str]:
+    assert entry.if_none_exist is not None
+    ((code, value),) = parse_qsl(entry.if_none_exist, keep_blank_values=True)
+    return code, value
+
+
+def _lock_key(entry: Entry) -> str:
+    assert entry.if_none_exist is not None
+    return lock_key(entry.resource["resourceType"], entry.if_none_exist)
+
+
+def _several(entry: Entry) -> FhirError:
+    from ..errors import PreconditionFailed
+
+    rtype = entry.resource["resourceType"]
+    return PreconditionFailed(f"ifNoneExist '{entry.if_none_exist}' matches more than one {rtype}")
+
+
+def _subject(entry: Entry) -> str:
+    return str((entry.resource.get("subject") or {}).get("reference", ""))
+
+
+def _with_ids(resource: dict[str, Any], ids: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of a Provenance with its urn:uuid target and agent references replaced by ids."""
+    out = dict(resource)
+    out["target"] = [{"reference": ids[t["reference"]]} for t in resource["target"]]
+    agents = []
+    for agent in resource.get("agent", []):
+        ref = (agent.get("who") or {}).get("reference")
+        resolved = ids.get(ref) if isinstance(ref, str) else None
+        agents.append({**agent, "who": {"reference": resolved}} if resolved else agent)
+    out["agent"] = agents
+    return out
+
+
+def write(
+    ctx: Context,
+    run: IngestRun,
+    tally: Tally,
+    *,
+    grants: Mapping[str, Access] | None = None,
+    chunk_size: int = CHUNK,
+    on_progress: Callable[[Tally], None] | None = None,
+) -> Tally:
+    """Write a run into this server: sample records in bulk (:class:`BulkIngest`); the Bundles a
+    document adapter builds (a lab report, a DICOM file: a few resources about the run's patient
+    that refer to each other) as transactions, as before (`ingest.write_bundles`)."""
+    if run.of_documents_adapter:
+        return write_bundles(ctx, run, tally, on_bundle=on_progress)
+    return BulkIngest(ctx, run, tally, grants=grants, chunk_size=chunk_size).write(on_progress)
