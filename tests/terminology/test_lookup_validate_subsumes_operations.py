@@ -176,11 +176,17 @@ def test_subsumes_errors(client: TestClient) -> None:
 def test_the_capability_statement_declares_the_operations(client: TestClient) -> None:
     rest = client.get("/metadata").json()["rest"][0]
     by_type = {r["type"]: r for r in rest["resource"]}
-    # $validate (profiles) is declared on every type; the rest are the terminology operations
-    assert {o["name"] for o in by_type["ValueSet"]["operation"]} == {"expand", "validate-code", "validate"}
-    assert {o["name"] for o in by_type["CodeSystem"]["operation"]} == {"lookup", "subsumes", "validate"}
+    # $validate (profiles) and $meta, $meta-add, $meta-delete are declared on every type; the rest
+    # are the terminology operations
+    every = {"validate", "meta", "meta-add", "meta-delete"}
+    assert {o["name"] for o in by_type["ValueSet"]["operation"]} == {"expand", "validate-code"} | every
+    assert {o["name"] for o in by_type["CodeSystem"]["operation"]} == {"lookup", "subsumes"} | every
+    hl7 = "http://hl7.org/fhir/OperationDefinition/"
     assert {o["definition"] for o in by_type["CodeSystem"]["operation"]} == {
-        "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup",
-        "http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes",
-        "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+        hl7 + "CodeSystem-lookup",
+        hl7 + "CodeSystem-subsumes",
+        hl7 + "Resource-validate",
+        hl7 + "Resource-meta",
+        hl7 + "Resource-meta-add",
+        hl7 + "Resource-meta-delete",
     }
