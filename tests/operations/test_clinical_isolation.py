@@ -18,7 +18,13 @@ from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
-from tests.api.test_bulk_isolation import CLIENT, operator, patient_token, token
+from tests.api.test_bulk_isolation import (
+    CLIENT,
+    carer_link,  # noqa: F401  (a fixture: A's carer r1)
+    operator,
+    patient_token,
+    token,
+)
 from tests.auth.smart_flow import register
 from tests.bulk_support import BASE, put, settings_for
 
@@ -136,7 +142,8 @@ def test_without_the_scopes_the_operations_are_refused(http: TestClient, data: N
     assert _everything(http, only_obs)[0] == 403
 
 
-def test_a_user_token_of_a_practitioner_and_the_operator_see_both(http: TestClient, data: None) -> None:
+@pytest.mark.usefixtures("data", "carer_link")  # the carer's link to A needs A
+def test_a_user_token_of_a_practitioner_and_the_operator_see_both(http: TestClient) -> None:
     ops = operator(http)
     everyone = {
         "Patient/A",
@@ -146,6 +153,7 @@ def test_a_user_token_of_a_practitioner_and_the_operator_see_both(http: TestClie
         "Observation/b-vital",
         "Observation/b-lab",
         "Practitioner/P",
+        "RelatedPerson/r1",  # A's carer, in A's compartment
     }
     assert _everything(http, ops, "Patient/$everything")[1] == everyone
     assert _everything(http, ops)[1] == {
@@ -153,6 +161,7 @@ def test_a_user_token_of_a_practitioner_and_the_operator_see_both(http: TestClie
         "Observation/a-vital",
         "Observation/a-lab",
         "Practitioner/P",
+        "RelatedPerson/r1",
     }
     assert _lastn(http, ops, "B") == (200, {"b-vital", "b-lab"})
     doctor = token(http, "openid fhirUser user/*.rs", kind="user", user=(3, "Practitioner/P"))
