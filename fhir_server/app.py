@@ -66,11 +66,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     packages.load_installed(settings.data_dir)  # profiles added with `fhir-server profiles add`
     subscriptions.install()  # its change-event listener, before the dispatcher starts
     if not settings.redis_url:  # with Redis, `fhir-server worker` delivers change events
-        app.state.events = events.start(store)
-        app.state.subscriptions = subscriptions.start(store, settings)  # rest-hook deliveries
-        app.router.on_shutdown.append(app.state.subscriptions[1].set)  # both threads end with the app
-        if app.state.events is not None:
-            app.router.on_shutdown.append(app.state.events[1].set)
+        # the threads run with the app's lifespan: an app that is never started (a test's
+        # TestClient used without `with`) leaves no dispatcher behind on a shared database
+        app.router.on_startup.append(lambda: _start_event_threads(app, store, settings))
     app.state.settings = settings
     if settings.allow_anonymous:
         log.warning(
@@ -128,6 +126,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(subscription_routes.router)  # websocket and Server-Sent Events channels
     app.include_router(router)
     return app
+
+
+def _start_event_threads(app: FastAPI, store: Store, settings: Settings) -> None:
+    """The change-event dispatcher and the rest-hook deliverer of this process, until shutdown."""
+    app.state.events = events.start(store)
+    app.state.subscriptions = subscriptions.start(store, settings)  # rest-hook deliveries
+    app.router.on_shutdown.append(app.state.subscriptions[1].set)  # both threads end with the app
+    if app.state.events is not None:
+        app.router.on_shutdown.append(app.state.events[1].set)
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -253,31 +253,15 @@ class IngestRun:
         if self._documents is not None:
             yield from self._documents(self.ctx)
             return
-        ctx, writer, counts = self.ctx, self._writer, self.ctx.counts
-        device_entries: dict[DeviceInfo, Entry] = {}
-        for sample in self._samples(ctx):
-            try:
-                entry = observation_entry(
-                    sample, source=self.source, patient_ref=self.patient_ref, default_tz=ctx.default_tz
-                )
-            except SampleError as exc:
-                ctx.problem(sample.location, str(exc))
-                counts["rejected"] += 1
-                continue
-            requires: tuple[Entry, ...] = ()
-            if sample.device is not None:
-                dev = device_entries.get(sample.device)
-                if dev is None:
-                    dev = device_entries[sample.device] = sample.device.entry()
-                requires = (dev,)
-            if writer.add(entry, requires):
+        writer, counts = self._writer, self.ctx.counts
+        for entry, dev, _ in self._entries():
+            if writer.add(entry, (dev,) if dev is not None else ()):
                 counts["observations"] += 1
             else:
                 counts["duplicates"] += 1
             if writer.has_ready:
                 yield from self._emit(writer.drain())
         yield from self._emit(writer.close())
-        counts["devices"] = len(device_entries)
 
     @property
     def of_documents_adapter(self) -> bool:
@@ -304,6 +288,11 @@ class IngestRun:
         if self._documents is not None:
             raise RuntimeError("a document run has Bundles, not records")
         self._started = True
+        yield from self._entries()
+
+    def _entries(self) -> Iterator[tuple[Entry, Entry | None, int | str]]:
+        """(Observation entry, its Device entry or None, where in the file) of each usable sample;
+        a sample that cannot be one is a problem. One Device entry per device; counted at the end."""
         ctx, counts = self.ctx, self.ctx.counts
         device_entries: dict[DeviceInfo, Entry] = {}
         for sample in self._samples(ctx):

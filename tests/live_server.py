@@ -29,7 +29,7 @@ def free_port() -> int:
 def serving(app: Any, port: int) -> Iterator[None]:
     """Serve an ASGI app on 127.0.0.1:port until the block ends."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
