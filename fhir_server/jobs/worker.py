@@ -48,6 +48,16 @@ def _give_up(
         handler.given_up(store, settings, current, reason)
 
 
+_LIVE_OWNERS: set[str] = set()  # leases this process is renewing right now
+_LIVE_LOCK = threading.Lock()
+
+
+def _renewing_here(owner: str | None) -> bool:
+    """True when this process holds a live Lease for `owner` (its heartbeat is late, not dead)."""
+    with _LIVE_LOCK:
+        return owner in _LIVE_OWNERS
+
+
 class Lease:
     """Renews a job's lease every third of the lease time until closed; `alive()` turns False when a
     renewal finds the job cancelled or taken over."""
@@ -72,6 +82,8 @@ class Lease:
         return not self._lost.is_set()
 
     def __enter__(self) -> Lease:
+        with _LIVE_LOCK:
+            _LIVE_OWNERS.add(self.owner)
         self._thread.start()
         return self
 
@@ -80,6 +92,8 @@ class Lease:
     ) -> None:
         self._stop.set()
         self._thread.join()
+        with _LIVE_LOCK:
+            _LIVE_OWNERS.discard(self.owner)
 
 
 def run(store: Store, settings: Settings, job_id: str) -> str:
@@ -111,6 +125,10 @@ def run(store: Store, settings: Settings, job_id: str) -> str:
 def sweep(store: Store, settings: Settings, submit: Callable[[str], None]) -> None:
     """Resubmit or fail jobs whose worker died; delete expired jobs and their files."""
     for stale in job.stale(store, settings.job_lease_seconds):
+        if _renewing_here(stale.owner):
+            # Its heartbeat is late (a busy database or CPU), but the run is alive in this process:
+            # releasing it would start a second run of the same job beside it.
+            continue
         if stale.attempts >= settings.job_max_attempts:
             reason = f"The worker running this job stopped {stale.attempts} times; giving up"
             _give_up(store, settings, stale, reason)

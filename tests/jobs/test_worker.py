@@ -94,6 +94,24 @@ def test_the_sweep_resubmits_a_job_whose_worker_died(store: Store, settings: Set
     assert worker.run(store, settings, created.id) == "done"
 
 
+def test_the_sweep_leaves_a_late_lease_that_this_process_still_renews(
+    store: Store, settings: Settings
+) -> None:
+    """A heartbeat held up by a busy database is not a dead worker: this process's own sweeper must not
+    free the job under its live run (CI saw an export's first worker release its own job)."""
+    created = _export_job(store, _type="Patient")
+    owner = job.worker_id()
+    assert job.claim(store, created.id, owner, settings.job_lease_seconds) is not None
+    submitted: list[str] = []
+    with worker.Lease(store, created.id, owner, 3600):  # renews far later than the sweep looks
+        _age(store, created.id, settings.job_lease_seconds + 1)
+        worker.sweep(store, settings, submitted.append)
+        assert submitted == []
+        assert job.get(store, created.id).owner == owner  # type: ignore[union-attr]
+    worker.sweep(store, settings, submitted.append)  # the run is gone: now it is stale
+    assert submitted == [created.id]
+
+
 def test_a_job_that_never_reached_a_worker_is_resubmitted(store: Store, settings: Settings) -> None:
     created = _export_job(store, _type="Patient")
     _age(store, created.id, settings.job_lease_seconds + 1)
