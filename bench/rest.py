@@ -734,7 +734,7 @@ def table(runs: list[dict[str, Any]], capacity: dict[str, Any] | None) -> str:
 def check_tools(args: argparse.Namespace) -> None:
     """wrk (and py-spy when profiling) must be installed; say how to get them."""
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
+        raise SystemExit("wrk is not installed: bash scripts/system-packages bench (as root)")
     if (
         args.profile
         and not (Path(sys.executable).parent / "py-spy").exists()

@@ -4,6 +4,9 @@ Without Redis the API process runs the dispatcher in a background thread, woken 
 that stored versions; with Redis the `fhir-server worker` processes run it (jobs/queue.py), polling.
 Each delivery is one write transaction: claim the consumer's row (so two dispatchers never hand
 out the same batch), read the events after its position, call the listener, advance, commit.
+A look starts with a read-only probe after the position this process last saw for the consumer
+(`outbox.any_after`): an empty look takes no lock and writes nothing. If another process has moved
+the consumer further, the probe only errs towards a claim that then finds nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from .registry import COMMITTED, LISTENERS, Listener
 log = logging.getLogger("fhir_server.events")
 BATCH = 500  # events per delivery
 POLL_SECONDS = 1.0  # between looks when nothing woke the dispatcher
-SETTLE_SECONDS, SETTLE_LOOKS = 0.01, 100  # after a wake that found nothing: quicker looks, for a poll
+# After a wake, looks that find nothing come again after 5 ms, then twice as long each time, up to
+# the poll: a commit becomes readable on PostgreSQL only once every older transaction ended.
+SETTLE_FIRST_SECONDS = 0.005
 
 
 class Dispatcher:
@@ -32,17 +37,29 @@ class Dispatcher:
         self.listeners = LISTENERS if listeners is None else listeners
         self.batch = batch
         self._wake = threading.Event()
+        self._seen: dict[str, outbox.Position] = {}  # each consumer's position after our last look
+
+    def _nothing_after_seen(self, name: str) -> bool:
+        seen = self._seen.get(name)
+        if seen is None:
+            return False
+        with self.store.engine.connect() as conn:
+            return not outbox.any_after(conn, seen)
 
     def deliver(self, name: str) -> int:
         """One batch of events after the consumer's position to its listener; how many there were."""
         listener = self.listeners[name]
+        if self._nothing_after_seen(name):
+            return 0
         with self.store.write() as tx:
             position = outbox.claim(tx.conn, name)
             events = outbox.events_after(tx.conn, position, self.batch)
             if not events:
+                self._seen[name] = position
                 return 0
             listener(events, tx)
             outbox.advance(tx.conn, name, events[-1].position)
+        self._seen[name] = events[-1].position
         committed = COMMITTED.get(name)
         if committed is not None:
             committed()
@@ -68,10 +85,10 @@ class Dispatcher:
         self._wake.set()
 
     def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> None:
-        """Deliver until `stop` is set. After a wake that found nothing yet (on PostgreSQL a commit
-        is readable only once every older transaction in the cluster ended), look again every
-        SETTLE_SECONDS, up to SETTLE_LOOKS times, instead of waiting for the next poll."""
-        eager = 0
+        """Deliver until `stop` is set. After a wake, or a look that delivered, looks that find
+        nothing come again after SETTLE_FIRST_SECONDS, doubling up to `poll` (on PostgreSQL a
+        commit is readable only once every older transaction in the cluster ended)."""
+        wait = poll
         while not stop.is_set():
             self._wake.clear()
             delivered = 0
@@ -79,9 +96,9 @@ class Dispatcher:
                 delivered = self.deliver_all()
             except Exception:  # the database went away for a moment: try again at the next poll
                 log.warning("Delivering change events failed", exc_info=True)
-            eager = 0 if delivered else max(eager - 1, 0)
-            if self._wake.wait(SETTLE_SECONDS if eager else poll):
-                eager = SETTLE_LOOKS
+            wait = SETTLE_FIRST_SECONDS if delivered else min(wait * 2, poll)
+            if self._wake.wait(wait):
+                wait = SETTLE_FIRST_SECONDS / 2  # doubled to the first settle wait after this look
 
 
 def start(store: Store, *, wake_on_commit: bool = True) -> tuple[Dispatcher, threading.Event] | None:

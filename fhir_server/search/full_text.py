@@ -7,8 +7,12 @@ a letter or digit (Unicode categories L*, Nd, Nl; "other numbers" such as fracti
 No stemming and no stop words: `_text=fever` finds "Fever" and "fèver" but not "fevers" (use `fever*`).
 
 - `_text`: the narrative, `text.div` with its tags removed and entities decoded.
-- `_content`: every string and number of the resource (the narrative as for `_text`), except
-  `meta.versionId`, `meta.lastUpdated` and base64 attachment `data`.
+- `_content`: every string and number a person reads in the resource (the narrative as for
+  `_text`), which leaves out machine identifiers: ids, `reference`s, `system`, `url` and `profile`
+  URIs (token, reference and uri parameters match those exactly), `meta.versionId`,
+  `meta.lastUpdated`, `meta.source` and base64 attachment `data`. Left in, the uuids and URIs of a
+  Synthea record were half of its words, each rare: they doubled the GIN index and the database
+  CPU of a write (bench/rest.py, docs/clinical-operations.md).
 
 A document keeps its first `MAX_WORDS` words of at most `MAX_WORD` characters (longer ones are left
 out), within `MAX_BYTES`; PostgreSQL numbers word positions up to 16383 and a tsvector holds 1 MB.
@@ -37,7 +41,8 @@ MAX_TERMS = 32  # phrases in one query value
 
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _TAG = re.compile(r"<[^>]*>")
-_SKIPPED_META = frozenset(("versionId", "lastUpdated"))
+_SKIPPED_META = frozenset(("versionId", "lastUpdated", "source"))
+_MACHINE_KEYS = frozenset(("id", "reference", "system", "url", "profile"))
 
 
 def _is_word_char(c: str) -> bool:
@@ -76,7 +81,7 @@ def _strings(value: Any, key: str, parent: dict[str, Any] | None, out: list[str]
                 out.append(narrative_text(v))
             elif k == "data" and "contentType" in value:
                 continue  # Attachment.data: base64
-            elif key == "meta" and k in _SKIPPED_META:
+            elif k in _MACHINE_KEYS or (key == "meta" and k in _SKIPPED_META):
                 continue
             else:
                 _strings(v, k, value, out)

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, and_, insert, select, text, update
 
 from . import tables as t
 
@@ -137,15 +137,21 @@ _EVENT_COLUMNS = (
 _VISIBLE = text("xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
+def _after(position: Position, sqlite: bool) -> Any:
+    """The WHERE clause of the committed events after `position` (see the module docstring)."""
+    xid, txn = position
+    if sqlite:
+        return _V.txn > txn
+    after = (_V.xid > xid) | ((_V.xid == xid) & (_V.txn > txn))
+    return and_(_V.xid.is_not(None), after, _VISIBLE)
+
+
 def events_after(conn: Connection, position: Position, limit: int) -> list[ChangeEvent]:
     """Up to `limit` committed events after `position`, in delivery order (see module docstring)."""
+    sqlite = conn.dialect.name == "sqlite"
     q = select(*_EVENT_COLUMNS).join_from(t.resource_version, t.write_context, _C.id == _V.context)
-    xid, txn = position
-    if conn.dialect.name == "sqlite":
-        q = q.where(_V.txn > txn).order_by(_V.txn)
-    else:
-        after = (_V.xid > xid) | ((_V.xid == xid) & (_V.txn > txn))
-        q = q.where(_V.xid.is_not(None), after, _VISIBLE).order_by(_V.xid, _V.txn)
+    q = q.where(_after(position, sqlite))
+    q = q.order_by(_V.txn) if sqlite else q.order_by(_V.xid, _V.txn)
     return [
         ChangeEvent(
             row.res_type,
@@ -160,19 +166,39 @@ def events_after(conn: Connection, position: Position, limit: int) -> list[Chang
     ]
 
 
+# `_after` as fixed SQL: a dispatcher runs this probe at every look, and building and compiling
+# the expression cost twice the query itself.
+_ANY_AFTER_SQLITE = text("SELECT 1 FROM resource_version WHERE txn > :txn LIMIT 1")
+_ANY_AFTER_POSTGRES = text(
+    "SELECT 1 FROM resource_version WHERE xid IS NOT NULL"
+    " AND (xid > :xid OR (xid = :xid AND txn > :txn))"
+    " AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint LIMIT 1"
+)
+
+
+def any_after(conn: Connection, position: Position) -> bool:
+    """Whether a committed event follows `position` (as `events_after` reads them): one index
+    probe, no lock, no write (a dispatcher's look that finds nothing costs only this)."""
+    probe = _ANY_AFTER_SQLITE if conn.dialect.name == "sqlite" else _ANY_AFTER_POSTGRES
+    return conn.execute(probe, {"xid": position[0], "txn": position[1]}).first() is not None
+
+
 def claim(conn: Connection, consumer: str) -> Position:
     """The consumer's position, its row locked until the transaction ends (one delivery at a time);
     a consumer seen for the first time starts before the first event."""
     c = t.change_consumer.c
     query = select(c.xid, c.txn).where(c.name == consumer)
     if conn.dialect.name != "sqlite":
-        conn.execute(
-            text(
-                "INSERT INTO change_consumer (name, xid, txn) VALUES (:n, 0, 0) ON CONFLICT (name) DO NOTHING"
-            ),
-            {"n": consumer},
-        )
-        locked = conn.execute(query.with_for_update()).one()
+        locked = conn.execute(query.with_for_update()).first()
+        if locked is None:  # the first claim ever: insert the row (another process may race us)
+            conn.execute(
+                text(
+                    "INSERT INTO change_consumer (name, xid, txn) VALUES (:n, 0, 0) "
+                    "ON CONFLICT (name) DO NOTHING"
+                ),
+                {"n": consumer},
+            )
+            locked = conn.execute(query.with_for_update()).one()
         return (int(locked.xid), int(locked.txn))
     row = conn.execute(query).first()  # the caller's BEGIN IMMEDIATE already excludes other writers
     if row is None:

@@ -58,6 +58,20 @@ def _delivered(store: Store, probe: Probe, name: str = "probe", at_least: int = 
             return probe.events
 
 
+def _caught_up(store: Store, probe: Probe, name: str = "probe") -> list[ChangeEvent]:
+    """Everything stored so far, delivered to `probe`: on PostgreSQL the newest event may not be
+    readable yet while another test's transaction in the cluster is open (CI saw the fixture's
+    Patient arrive after `before` was counted)."""
+    with store.engine.connect() as conn:
+        newest = outbox.latest(conn)
+    dispatcher = Dispatcher(store, {name: probe})
+    deadline = time.monotonic() + 30
+    while not (newest == outbox.START or (probe.events and probe.events[-1].position >= newest)):
+        assert time.monotonic() < deadline, "the events stored so far were not delivered in 30 s"
+        dispatcher.deliver_all()
+    return probe.events
+
+
 @pytest.fixture
 def writer_client(store: Store, tmp_path: Path) -> Iterator[TestClient]:
     """An app whose every request comes from WRITER, jobs on threads, the patient created."""
@@ -129,7 +143,7 @@ def test_each_write_path_emits_one_event_per_version_with_the_same_fields(
     store: Store, writer_client: TestClient, way: str
 ) -> None:
     probe = Probe()
-    before = len(_delivered(store, probe))  # the patient (written by the server)
+    before = len(_caught_up(store, probe))  # the patient (written by the server)
     WAYS[way](writer_client)
     with store.read() as tx:
         versions = {
@@ -152,7 +166,7 @@ def test_each_write_path_emits_one_event_per_version_with_the_same_fields(
 
 def test_a_rolled_back_transaction_emits_no_event(store: Store, writer_client: TestClient) -> None:
     probe = Probe()
-    before = len(_delivered(store, probe))
+    before = len(_caught_up(store, probe))
     bad = factories.observation("does-not-exist")  # the closing reference check fails: all rolled back
     entries = [
         {"resource": _observation(1), "request": {"method": "POST", "url": "Observation"}},
@@ -171,7 +185,7 @@ def test_update_patch_delete_and_batch_entries_are_named_by_their_interaction(
     store: Store, writer_client: TestClient
 ) -> None:
     probe = Probe()
-    before = len(_delivered(store, probe))
+    before = len(_caught_up(store, probe))
     entry = {
         "resource": {**_observation(0), "id": "o1"},
         "request": {"method": "PUT", "url": "Observation/o1"},
@@ -365,3 +379,31 @@ def test_conditional_creates_in_a_transaction_emit_what_single_conditional_creat
         assert len(tx.history(res_type="Observation", limit=100)) == 6
     time.sleep(0.2)
     assert len(_delivered(store, probe)) == before + 6  # the resend wrote nothing
+
+
+def test_the_read_only_probe_agrees_with_the_events_it_stands_for(store: Store) -> None:
+    """`outbox.any_after` (the dispatcher's lock-free look) is True exactly where `events_after`
+    finds an event, at the start, in the middle and at the end of the outbox."""
+    create_patient(store, "probe-1")
+    create_patient(store, "probe-2")
+    probe = Probe()
+    events = _caught_up(store, probe)
+    with store.engine.connect() as conn:
+        for position in (outbox.START, *(e.position for e in events)):
+            assert outbox.any_after(conn, position) == bool(outbox.events_after(conn, position, 1))
+
+
+def test_a_look_that_finds_nothing_takes_no_write_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_patient(store, "probe-3")
+    probe = Probe()
+    dispatcher = Dispatcher(store, {"probe": probe})
+    _caught_up(store, probe)
+    dispatcher.deliver_all()  # this dispatcher has seen the newest position now
+
+    def no_write() -> None:
+        raise AssertionError("an empty look claimed the consumer")
+
+    monkeypatch.setattr(store, "write", no_write)
+    assert dispatcher.deliver("probe") == 0  # deliver, not deliver_all: that one logs failures

@@ -46,7 +46,7 @@ def test_narrative_drops_tags_and_decodes_entities() -> None:
     assert full_text.words(full_text.narrative_text(div)) == ["fever", "chills", "a", "b"]
 
 
-def test_content_leaves_out_version_stamps_and_attachment_data() -> None:
+def test_content_leaves_out_version_stamps_machine_identifiers_and_attachment_data() -> None:
     resource = {
         "resourceType": "DocumentReference",
         "id": "d1",
@@ -55,7 +55,24 @@ def test_content_leaves_out_version_stamps_and_attachment_data() -> None:
         "text": {"status": "generated", "div": "<div>Nice <b>day</b></div>"},
     }
     words = full_text.words(full_text.content(resource))
-    assert words == ["d1", "urn", "src", "text", "plain", "scan", "generated", "nice", "day"]
+    assert words == ["text", "plain", "scan", "generated", "nice", "day"]
+
+
+def test_content_keeps_what_a_person_reads_not_ids_references_and_uris() -> None:
+    resource = {
+        "resourceType": "Observation",
+        "id": "f3b1c2",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2", "display": "Body height"}]},
+        "subject": {"reference": "urn:uuid:018f428e-34f6", "display": "Ann Lee"},
+        "extension": [{"url": "http://example.org/x", "valueString": "tall"}],
+        "identifier": [{"system": "urn:oid:1.2.3", "value": "MRN77"}],
+        "note": [{"id": "n1", "text": "after exercise"}],
+    }
+    words = full_text.words(full_text.content(resource))
+    assert words == [
+        "final", "8302", "2", "body", "height", "ann", "lee", "tall", "mrn77", "after", "exercise",
+    ]  # fmt: skip
 
 
 def test_documents_are_capped() -> None:
