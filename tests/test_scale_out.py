@@ -9,9 +9,7 @@ output once.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +23,18 @@ from sqlalchemy import Engine, text
 from fhir_server.api.deps import get_principal
 from fhir_server.app import create_app
 from fhir_server.jobs import job, queue
-from fhir_server.settings import Settings
 from fhir_server.store.engine import make_engine
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.auth.smart_flow import assertion, bearer, client_credentials, public_jwks, register, rsa_key
-from tests.bulk_support import BASE, Caller, kick_off, put, settings_for, wait_done
+from tests.bulk_support import BASE, Caller, kick_off, put, settings_for, start_worker, wait_done
 
 REDIS = "redis://127.0.0.1:6379/0"
+WORKER_ENV = {
+    "FHIR_BULK_CHECKPOINT_ROWS": "200",
+    "FHIR_BULK_FILE_MAX_RESOURCES": "500",
+    "FHIR_JOB_THREADS": "2",
+}  # this test's `fhir-server worker` processes
 KEY = rsa_key("scale-1")
 
 
@@ -108,26 +110,6 @@ class _Recording:
         self.into.append(job_id)
 
 
-def _worker(settings: Settings, database_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "FHIR_DATABASE_URL": database_url,
-        "FHIR_REDIS_URL": REDIS,
-        "FHIR_JOB_QUEUE": settings.job_queue,
-        "FHIR_DATA_DIR": str(settings.data_dir),
-        "FHIR_BASE_URL": BASE,
-        "FHIR_BULK_CHECKPOINT_ROWS": "200",
-        "FHIR_BULK_FILE_MAX_RESOURCES": "500",
-        "FHIR_BULK_SNAPSHOT_SETTLE_SECONDS": "0",
-        "FHIR_JOB_THREADS": "2",
-        "FHIR_LOG_LEVEL": "warning",
-    }
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
 @pytest.mark.redis
 @pytest.mark.slow
 def test_exports_shared_by_two_workers_and_two_api_processes_yield_each_resource_once(
@@ -138,7 +120,7 @@ def test_exports_shared_by_two_workers_and_two_api_processes_yield_each_resource
     ids = set(put(store, *(factories.patient(family=f"W{i}") for i in range(1500))))
     other = Store(make_engine(_url(store.engine), pool_size=2), base=settings.base)
     log = tmp_path / "workers.log"
-    workers = [_worker(settings, _url(store.engine), log) for _ in range(2)]
+    workers = [start_worker(settings, _url(store.engine), log, **WORKER_ENV) for _ in range(2)]
     try:
         kicked_on = create_app(settings, store=store)
         polled_on = create_app(settings, store=other)
