@@ -22,11 +22,22 @@ from sqlalchemy import Engine, text
 
 from fhir_server.api.deps import get_principal
 from fhir_server.app import create_app
+from fhir_server.auth.login_throttle import PAIR
 from fhir_server.jobs import job, queue
 from fhir_server.store.engine import make_engine
 from fhir_server.store.sql import Store
 from tests import factories
-from tests.auth.smart_flow import assertion, bearer, client_credentials, public_jwks, register, rsa_key
+from tests.auth.smart_flow import (
+    Authorization,
+    add_user,
+    assertion,
+    bearer,
+    client_credentials,
+    log_in,
+    public_jwks,
+    register,
+    rsa_key,
+)
 from tests.bulk_support import BASE, Caller, kick_off, put, settings_for, start_worker, wait_done
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -68,6 +79,22 @@ def test_a_client_assertion_used_on_one_process_is_a_replay_on_the_other(
     # The token process A issued is accepted by process B (one signing key in the shared data_dir).
     token = first.json()["access_token"]
     assert b.get("/Patient", headers=bearer(token)).status_code == 200
+
+
+def test_failed_logins_on_one_process_throttle_the_login_page_of_the_other(
+    store: Store, two_apps: tuple[TestClient, TestClient]
+) -> None:
+    """The login throttle lives in the database (auth/login_throttle.py), not in a process."""
+    a, b = two_apps
+    register(store)
+    add_user(store, "anna", "Patient/p1")
+    for _ in range(PAIR.free):
+        page = a.get(Authorization().url())
+        assert log_in(a, page.text, "anna", "wrong password").status_code == 401
+    page = b.get(Authorization().url())
+    throttled = log_in(b, page.text, "anna")  # the right password, at the other process
+    assert throttled.status_code == 429, throttled.text
+    assert 0 < int(throttled.headers["retry-after"]) <= PAIR.base
 
 
 def test_a_paging_cursor_from_one_process_is_followed_on_the_other(
