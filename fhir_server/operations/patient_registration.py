@@ -4,7 +4,9 @@ Off unless the operator sets `FHIR_SELF_REGISTRATION` to `open` or `invite`. One
 creates the Patient through the REST create interaction (validated, indexed, a change event the
 audit trail records as "create from registration"), the user whose `fhirUser` is that Patient, and
 spends the invite code. A taken username (any case) is refused without saying anything about the
-account that holds it; a wrong invite code counts as a failed login of the client's address.
+account that holds it; a wrong invite code counts as a failed login of the client's address, and
+registrations from one address are throttled (`REGISTRATIONS`: a few an hour go through at once,
+then each waits a growing delay), so neither codes nor accounts can be made in bulk.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
-from ..auth import invitations, login_throttle, passwords, users
+from ..auth import invitations, login_throttle, opaque_token, passwords, users
+from ..auth.login_throttle import Backoff, ThrottleKey
 from ..auth.registration_form import Registration
 from ..auth.users import User
 from ..errors import FhirError
@@ -28,6 +31,7 @@ from ..store.sql import Store, Tx
 
 MODES = ("off", "open", "invite")
 SOURCE = "registration"
+REGISTRATIONS = Backoff(free=10, base=60, cap=3600, forget=24 * 3600)
 
 
 class RegistrationRefused(Exception):
@@ -60,8 +64,9 @@ def register(
         raise RegistrationRefused("", "Registration is not open on this server.", 404)
     now = int(clock())
     keys = [k for k in login_throttle.keys("", address) if k.kind == "address"]
+    made = ThrottleKey("registration", opaque_token.digest(f"registration:{address}"), REGISTRATIONS)
     with store.read() as tx:
-        wait = login_throttle.wait_seconds(tx.conn, keys, now)
+        wait = login_throttle.wait_seconds(tx.conn, [*keys, made], now)
         taken = users.name_taken(tx.conn, registration.username)
         invite_ok = mode == "open" or invitations.usable(tx.conn, registration.invite, now=now)
     if wait > 0:
@@ -88,6 +93,7 @@ def register(
         )
         if mode == "invite" and not invitations.use(tx.conn, registration.invite, user_pk=user.pk, now=now):
             raise RegistrationRefused("invite", "This invite code is not valid, or it was already used.")
+        login_throttle.record_failure(tx.conn, [made], now)  # counts registrations from this address
         return user
 
     try:

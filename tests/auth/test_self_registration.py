@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from fhir_server.auth import invitations, login_throttle, users
 from fhir_server.auth.login_throttle import Backoff
 from fhir_server.auth.tables import auth_user, registration_invite
+from fhir_server.operations import patient_registration
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests.auth.account_flow import (
@@ -209,3 +210,15 @@ def test_no_form_gives_a_server_error(store: Store, smart_settings: Settings, fi
         form = {"csrf": hidden(page.text, "csrf"), **fields} if "csrf" not in fields else fields
         response = http.post("/auth/register", data=form)
         assert response.status_code in (201, 400, 403, 429), response.text
+
+
+def test_registrations_from_one_address_are_throttled(
+    store: Store, open_registration: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(patient_registration, "REGISTRATIONS", Backoff(free=2, base=60, cap=60, forget=3600))
+    http = open_registration
+    assert register(http, "first").status_code == 201
+    assert register(http, "second").status_code == 201
+    refused = register(http, "third")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 60
+    assert user_count(store) == 2
