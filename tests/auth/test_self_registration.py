@@ -222,3 +222,13 @@ def test_registrations_from_one_address_are_throttled(
     refused = register(http, "third")
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 60
     assert user_count(store) == 2
+
+
+def test_the_app_login_page_links_to_registration_only_when_it_is_open(
+    store: Store, smart_client: TestClient, open_registration: TestClient
+) -> None:
+    add_client(store)
+    closed = smart_client.get(Authorization().url()).text
+    opened = open_registration.get(Authorization().url()).text
+    assert 'id="register-link"' not in closed and 'id="account-link"' in closed
+    assert 'href="/auth/register" id="register-link"' in opened
