@@ -1,4 +1,4 @@
-"""Self-registration and the account pages are in the audit trail like logins (docs/audit.md, fhir_server/api/account_routes.py)."""
+"""Self-registration and the account pages are in the audit trail like logins (docs/audit.md, fhir_server/api/registration_routes.py, account_routes.py)."""
 
 from __future__ import annotations
 
