@@ -14,6 +14,7 @@ from profiles import packages
 
 from . import __version__, events, job_kinds
 from .api import (
+    account_routes,
     auth_routes,
     bulk_routes,
     clinical_routes,
@@ -23,6 +24,7 @@ from .api import (
     meta_routes,
     metrics,
     openapi,
+    registration_routes,
     subscription_routes,
     terminology_routes,
     validation_routes,
@@ -117,6 +119,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(metrics.router)
     app.include_router(openapi.router)  # /openapi.json and /docs, made from the CapabilityStatement
     auth_routes.install(app, store, settings)  # SMART: /.well-known/*, /auth/*, /admin/* (before FHIR routes)
+    app.include_router(account_routes.router)  # /auth/account/*: self-service password and TOTP
+    app.include_router(registration_routes.router)  # /auth/register: patient self-registration
     app.include_router(bulk_routes.router)  # Bulk Data: before the generic /{type}/{id} routes
     app.include_router(ingest_routes.router)  # $ingest: before the generic POST /{type} route
     app.include_router(terminology_routes.router)  # ValueSet/CodeSystem operations: before /{type}/{id}

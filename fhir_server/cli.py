@@ -342,6 +342,44 @@ def users_command(ns: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _invites_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="create invite codes for patient self-registration (printed once)")
+    add.add_argument("--days", type=int, default=7, help="days each code stays valid (default: 7)")
+    add.add_argument("--count", type=int, default=1, help="how many codes (default: 1)")
+    sub.add_parser("list", help="list invites (state and expiry, never the codes)")
+
+
+@command(
+    "invites",
+    "create and list invite codes for self-registration (FHIR_SELF_REGISTRATION=invite)",
+    _invites_args,
+)
+def invites_command(ns: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from .auth import invitations
+
+    now = int(time.time())
+    if ns.action == "add" and not (1 <= ns.days <= invitations.MAX_DAYS and 1 <= ns.count <= 1000):
+        raise CommandError(f"--days must be 1 to {invitations.MAX_DAYS} and --count 1 to 1000")
+    store = _auth_store(settings)
+    if ns.action == "list":
+        with store.read() as tx:
+            for invite in invitations.all_invites(tx.conn):
+                view = invite.public_view(now)
+                print(f"{view['id']}\t{view['state']}\texpires {view['expires']}")
+        return 0
+    with store.write() as tx:
+        made = [invitations.create(tx.conn, days=ns.days, now=now) for _ in range(ns.count)]
+    for code, _expires in made:
+        print(code)
+    print(f"{len(made)} invite code(s), valid for {ns.days} day(s), shown only now", file=sys.stderr)
+    if settings.self_registration != "invite":
+        print("note: FHIR_SELF_REGISTRATION is not 'invite': the codes work once it is", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     refresh_token_days: int = 90  # offline_access; online_access lasts as long as the login (8 hours)
     cors_origins: list[str] = ["*"]  # FHIR_CORS_ORIGINS='["https://app.example.org"]'
     admin_secret: str | None = None  # a bearer secret for /admin/*, besides system/*.cruds tokens
+    # Patient self-registration at /auth/register (docs/smart-on-fhir.md "Accounts"): "off", "open"
+    # (anyone), or "invite" (with a code from `fhir-server invites add` or POST /admin/invites).
+    self_registration: Literal["off", "open", "invite"] = "off"
     # Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For names the client, for login throttling;
     # empty: the socket peer is the client. FHIR_TRUSTED_PROXIES='["10.0.0.0/8"]'
     trusted_proxies: list[str] = []

@@ -2,11 +2,16 @@
 
 `bulk_client` is an HTTP client on an app whose caller is set by the test (`bulk_caller.principal`;
 None acts as a request without a token: 401), with jobs run by the in-process executor, files under
-a temporary directory, and polling allowed at any pace.
+a temporary directory, and polling allowed at any pace. `http` is an HTTP client on an app that
+enforces real SMART tokens, with the `SMART_APP` client registered (the isolation tests).
+`start_worker` starts a `fhir-server worker` process.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +26,11 @@ from fhir_server.auth.principal import Principal
 from fhir_server.errors import Unauthorized
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
+from tests.auth.smart_flow import register
 
 BASE = "http://testserver"
 SYSTEM_READ = "system/*.rs"
+SMART_APP = "demo-app"  # the client the isolation tests mint their tokens for
 
 
 def system_client(client_id: str = "bulk-client", scope: str = SYSTEM_READ) -> Principal:
@@ -78,6 +85,46 @@ def bulk_client(store: Store, bulk_settings: Settings, bulk_caller: Caller) -> I
     app.dependency_overrides[get_principal] = bulk_caller
     with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
         yield client
+
+
+@pytest.fixture
+def settings(tmp_path: Path, smart_data_dir: Path) -> Settings:
+    """Tokens required; the session's signing key; job files under the shared data folder."""
+    return settings_for(tmp_path, data_dir=smart_data_dir)
+
+
+@pytest.fixture
+def http(store: Store, settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client on an app that enforces SMART tokens, with `SMART_APP` registered."""
+    register(store, SMART_APP)
+    with TestClient(
+        create_app(settings, store=store), base_url=BASE, raise_server_exceptions=False
+    ) as client:
+        yield client
+
+
+def start_worker(settings: Settings, database_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """A `fhir-server worker` process on the settings' Redis queue and data folder, its output
+    appended to `log`; `env` adds or overrides FHIR_* variables."""
+    assert settings.redis_url is not None, "a worker needs the Redis queue"
+    values = {
+        **os.environ,
+        "FHIR_DATABASE_URL": database_url,
+        "FHIR_REDIS_URL": settings.redis_url,
+        "FHIR_JOB_QUEUE": settings.job_queue,
+        "FHIR_DATA_DIR": str(settings.data_dir),
+        "FHIR_BASE_URL": BASE,
+        "FHIR_BULK_SNAPSHOT_SETTLE_SECONDS": "0",
+        "FHIR_LOG_LEVEL": "warning",
+        **env,
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fhir_server.cli", "worker"],
+            env=values,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def kick_off(client: TestClient, path: str = "$export", **kwargs: Any) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fhir_server import cli
+from fhir_server.auth import invitations
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
 
@@ -88,3 +89,20 @@ def test_users_add_reads_the_password_from_stdin_and_lists_without_secrets(
     assert capsys.readouterr().out == "anna\tPatient/123\ttotp\n"
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert cli.main(["users", "add", "--username", "bob"]) == 2
+
+
+def test_invites_add_prints_codes_once_and_list_shows_only_their_state(
+    database: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FHIR_SELF_REGISTRATION", "invite")
+    assert cli.main(["invites", "add", "--days", "3", "--count", "2"]) == 0
+    printed = capsys.readouterr()
+    codes = printed.out.split()
+    assert len(codes) == 2 and all(invitations.canonical(c) for c in codes)
+    assert "shown only now" in printed.err and "note:" not in printed.err
+    assert cli.main(["invites", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and all("\topen\t" in line for line in listed)
+    assert not any(c in line or c.replace("-", "") in line for c in codes for line in listed)
+    assert cli.main(["invites", "add", "--days", "0"]) == 2
+    assert "error: --days" in capsys.readouterr().err

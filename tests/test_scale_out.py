@@ -9,9 +9,7 @@ output once.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,15 +22,30 @@ from sqlalchemy import Engine, text
 
 from fhir_server.api.deps import get_principal
 from fhir_server.app import create_app
+from fhir_server.auth.login_throttle import PAIR
 from fhir_server.jobs import job, queue
-from fhir_server.settings import Settings
 from fhir_server.store.engine import make_engine
 from fhir_server.store.sql import Store
 from tests import factories
-from tests.auth.smart_flow import assertion, bearer, client_credentials, public_jwks, register, rsa_key
-from tests.bulk_support import BASE, Caller, kick_off, put, settings_for, wait_done
+from tests.auth.smart_flow import (
+    Authorization,
+    add_user,
+    assertion,
+    bearer,
+    client_credentials,
+    log_in,
+    public_jwks,
+    register,
+    rsa_key,
+)
+from tests.bulk_support import BASE, Caller, kick_off, put, settings_for, start_worker, wait_done
 
 REDIS = "redis://127.0.0.1:6379/0"
+WORKER_ENV = {
+    "FHIR_BULK_CHECKPOINT_ROWS": "200",
+    "FHIR_BULK_FILE_MAX_RESOURCES": "500",
+    "FHIR_JOB_THREADS": "2",
+}  # this test's `fhir-server worker` processes
 KEY = rsa_key("scale-1")
 
 
@@ -66,6 +79,22 @@ def test_a_client_assertion_used_on_one_process_is_a_replay_on_the_other(
     # The token process A issued is accepted by process B (one signing key in the shared data_dir).
     token = first.json()["access_token"]
     assert b.get("/Patient", headers=bearer(token)).status_code == 200
+
+
+def test_failed_logins_on_one_process_throttle_the_login_page_of_the_other(
+    store: Store, two_apps: tuple[TestClient, TestClient]
+) -> None:
+    """The login throttle lives in the database (auth/login_throttle.py), not in a process."""
+    a, b = two_apps
+    register(store)
+    add_user(store, "anna", "Patient/p1")
+    for _ in range(PAIR.free):
+        page = a.get(Authorization().url())
+        assert log_in(a, page.text, "anna", "wrong password").status_code == 401
+    page = b.get(Authorization().url())
+    throttled = log_in(b, page.text, "anna")  # the right password, at the other process
+    assert throttled.status_code == 429, throttled.text
+    assert 0 < int(throttled.headers["retry-after"]) <= PAIR.base
 
 
 def test_a_paging_cursor_from_one_process_is_followed_on_the_other(
@@ -108,26 +137,6 @@ class _Recording:
         self.into.append(job_id)
 
 
-def _worker(settings: Settings, database_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "FHIR_DATABASE_URL": database_url,
-        "FHIR_REDIS_URL": REDIS,
-        "FHIR_JOB_QUEUE": settings.job_queue,
-        "FHIR_DATA_DIR": str(settings.data_dir),
-        "FHIR_BASE_URL": BASE,
-        "FHIR_BULK_CHECKPOINT_ROWS": "200",
-        "FHIR_BULK_FILE_MAX_RESOURCES": "500",
-        "FHIR_BULK_SNAPSHOT_SETTLE_SECONDS": "0",
-        "FHIR_JOB_THREADS": "2",
-        "FHIR_LOG_LEVEL": "warning",
-    }
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
 @pytest.mark.redis
 @pytest.mark.slow
 def test_exports_shared_by_two_workers_and_two_api_processes_yield_each_resource_once(
@@ -138,7 +147,7 @@ def test_exports_shared_by_two_workers_and_two_api_processes_yield_each_resource
     ids = set(put(store, *(factories.patient(family=f"W{i}") for i in range(1500))))
     other = Store(make_engine(_url(store.engine), pool_size=2), base=settings.base)
     log = tmp_path / "workers.log"
-    workers = [_worker(settings, _url(store.engine), log) for _ in range(2)]
+    workers = [start_worker(settings, _url(store.engine), log, **WORKER_ENV) for _ in range(2)]
     try:
         kicked_on = create_app(settings, store=store)
         polled_on = create_app(settings, store=other)

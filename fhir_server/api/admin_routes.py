@@ -1,7 +1,7 @@
 """Administration API: register clients and users, issue EHR launches (https://hl7.org/fhir/smart-app-launch/STU2.2/app-launch.html#register-app-with-ehr).
 
-`/admin/clients`, `/admin/users` (GET lists, POST creates) and `/admin/launch` (POST issues a
-`launch` value for an EHR launch). The caller presents either the configured `FHIR_ADMIN_SECRET` as a
+`/admin/clients`, `/admin/users`, `/admin/invites` (GET lists, POST creates; an invite code for
+patient self-registration is shown once) and `/admin/launch` (POST issues a `launch` value for an EHR launch). The caller presents either the configured `FHIR_ADMIN_SECRET` as a
 Bearer token, or an access token of a Backend Services client granted every interaction on every
 type at system level (`system/*.cruds`, v1 `system/*.*`). New secrets are shown once, in the reply.
 """
@@ -9,13 +9,14 @@ type at system level (`system/*.cruds`, v1 `system/*.*`). New secrets are shown 
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..auth import clients, totp, users
+from ..auth import clients, invitations, totp, users
 from ..auth.keys import InvalidToken
 from ..auth.launch import LaunchContext
 from ..auth.server import AuthorizationServer
@@ -124,6 +125,30 @@ async def add_user(request: Request, auth: Admin) -> JSONResponse:
             out["totp_secret"] = secret
             out["totp_uri"] = totp.provisioning_uri(secret, user.username, "fhir-server")
         return out
+
+    return JSONResponse(await run_in_threadpool(work), 201, {"Cache-Control": "no-store"})
+
+
+@router.get("/invites")
+def list_invites(auth: Admin) -> JSONResponse:
+    with auth.store.read() as tx:
+        invites = invitations.all_invites(tx.conn)
+    now = int(time.time())
+    return JSONResponse([i.public_view(now) for i in invites], headers={"Cache-Control": "no-store"})
+
+
+@router.post("/invites")
+async def add_invite(request: Request, auth: Admin) -> JSONResponse:
+    """A registration invite code (body `{"days": 7}`, the default), shown only in this reply."""
+    body = await _body(request)
+    days = body.get("days", 7)
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= invitations.MAX_DAYS:
+        raise Invalid(f"days must be a whole number from 1 to {invitations.MAX_DAYS}", "days")
+
+    def work() -> dict[str, Any]:
+        with auth.store.write() as tx:
+            code, expires = invitations.create(tx.conn, days=days, now=int(time.time()))
+        return {"code": code, "expires": expires, "registration": auth.settings.self_registration}
 
     return JSONResponse(await run_in_threadpool(work), 201, {"Cache-Control": "no-store"})
 

@@ -105,7 +105,9 @@ def _render(step: Step, request: Request, session: str | None = None) -> Respons
         response = RedirectResponse(step.location, status, headers=NO_STORE)
     elif isinstance(step, LoginStep):
         retry = {"Retry-After": str(step.retry_after)} if step.retry_after else {}
-        response = HTMLResponse(pages.login(step), step.status, {**_PAGE_HEADERS, **retry})
+        registration = server(request).settings.self_registration != "off"
+        page = pages.login(step, registration=registration)
+        response = HTMLResponse(page, step.status, {**_PAGE_HEADERS, **retry})
     elif isinstance(step, PatientStep):
         response = HTMLResponse(pages.patient_picker(step), 200, _PAGE_HEADERS)
     elif isinstance(step, ConsentStep):

@@ -36,7 +36,8 @@ def _handle(handle: str) -> str:
     return f'<input type="hidden" name="request" value="{escape(handle)}">\n'
 
 
-def login(step: LoginStep) -> str:
+def login(step: LoginStep, *, registration: bool = False) -> str:
+    """The login form; `registration`: link to self-registration (opened beside the app's sign-in)."""
     body = (
         f"<p><strong>{escape(step.client_name)}</strong> asks to access health records. "
         "Please sign in.</p>\n"
@@ -51,7 +52,15 @@ def login(step: LoginStep) -> str:
         '<input type="text" id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" '
         'pattern="[0-9]{6}" aria-describedby="totp-help">\n'
         '<small id="totp-help">Six digits from your authenticator app.</small><br>\n'
-        '<button type="submit" id="login">Sign in</button>\n</form>'
+        '<button type="submit" id="login">Sign in</button>\n</form>\n'
+        + (
+            '<p><a href="/auth/register" id="register-link" target="_blank" rel="noopener noreferrer">'
+            "No account yet? Create one</a></p>\n"
+            if registration
+            else ""
+        )
+        + '<p><a href="/auth/account" id="account-link" target="_blank" rel="noopener noreferrer">'
+        "Change your password or set up two-step sign-in</a></p>"
     )
     return _page("Sign in", body)
 

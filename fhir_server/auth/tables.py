@@ -1,8 +1,9 @@
 """Tables of the SMART authorization server (https://hl7.org/fhir/smart-app-launch/STU2.2/app-launch.html).
 
 Registered clients, users, pending authorization requests, authorization codes, refresh and access
-tokens, EHR launch contexts, used client-assertion `jti`s and failed logins. They live on the one
-shared MetaData. Secrets (client secrets, codes, refresh tokens, launch values, request ids) are
+tokens, EHR launch contexts, used client-assertion `jti`s, failed logins, registration invites and
+the self-service pages' sessions. They live on the one shared MetaData. Secrets (client secrets,
+codes, refresh tokens, launch values, request ids, invite codes, session cookies) are
 stored only as SHA-256 digests; passwords as Argon2id hashes. Times are integer seconds since the
 Unix epoch. `grant_id` ties every token that came from one authorization code (or one
 client_credentials request) together, so they can be revoked together.
@@ -140,4 +141,32 @@ login_throttle = Table(
     Column("failures", Integer, nullable=False),
     Column("last_failure", BigInteger, nullable=False),
     Index("ix_login_throttle_last_failure", "last_failure"),
+)
+
+# Invite codes for patient self-registration (fhir_server/auth/invitations.py): single use, expiring,
+# stored as digests; `used_by` is the user the code created.
+registration_invite = Table(
+    "registration_invite",
+    metadata,
+    Column("code_hash", DIGEST, primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+    Column("used_by", BigInteger, nullable=True),
+    Index("ix_registration_invite_expires", "expires_at"),
+)
+
+# Browser sessions of the self-service pages (fhir_server/auth/account_session.py): the cookie's
+# digest, the digest of the form token that must come with every POST (CSRF), the signed-in user
+# (none on the registration and sign-in pages) and a TOTP secret waiting for its first code.
+account_session = Table(
+    "account_session",
+    metadata,
+    Column("session_hash", DIGEST, primary_key=True),
+    Column("csrf_hash", DIGEST, nullable=False),
+    Column("user_pk", BigInteger, nullable=True),
+    Column("pending_totp", String(64), nullable=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_account_session_expires", "expires_at"),
+    Index("ix_account_session_user", "user_pk"),
 )

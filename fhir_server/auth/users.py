@@ -12,15 +12,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 
-from . import passwords, totp
+from . import password_policy, passwords, totp
 from .principal import FHIR_USER_TYPES
 from .tables import auth_user
 
 _USERNAME = re.compile(r"[A-Za-z0-9._@+\-]{1,128}")
 _FHIR_USER = re.compile(r"([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})")
-MIN_PASSWORD = 8
+MIN_PASSWORD = password_policy.MIN_LENGTH
+USERNAME_RULE = "username must be 1-128 characters of [A-Za-z0-9._@+-]"
 
 
 class UserError(ValueError):
@@ -78,30 +79,71 @@ def add(
     now: int | None = None,
 ) -> tuple[User, str | None]:
     """Create a user; returns it and, with `with_totp`, the new TOTP secret (shown only now)."""
-    if not _USERNAME.fullmatch(username):
-        raise UserError("username must be 1-128 characters of [A-Za-z0-9._@+-]")
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"password must have at least {MIN_PASSWORD} characters")
+    check_username(username)
+    try:
+        password_policy.check(password, username)
+    except password_policy.WeakPassword as weak:
+        raise UserError(str(weak)) from None
     if fhir_user is not None:
         check_fhir_user(fhir_user)
     if get_by_username(conn, username) is not None:
         raise UserError(f"user {username} already exists")
     secret = totp.generate_secret() if with_totp else None
+    user = insert_user(
+        conn, username, passwords.hash_password(password), fhir_user=fhir_user, totp_secret=secret, now=now
+    )
+    return user, secret
+
+
+def check_username(username: str) -> str:
+    if not _USERNAME.fullmatch(username):
+        raise UserError(USERNAME_RULE)
+    return username
+
+
+def insert_user(
+    conn: Connection,
+    username: str,
+    password_hash: str,
+    *,
+    fhir_user: str | None = None,
+    totp_secret: str | None = None,
+    now: int | None = None,
+) -> User:
+    """Store a user whose name and password were checked and hashed by the caller."""
     result = conn.execute(
         insert(auth_user)
         .values(
             username=username,
-            password_hash=passwords.hash_password(password),
-            totp_secret=secret,
+            password_hash=password_hash,
+            totp_secret=totp_secret,
             fhir_user=fhir_user,
             created_at=int(time.time()) if now is None else now,
         )
         .returning(auth_user.c.pk)
     )
-    pk = int(result.scalar_one())
-    user = get(conn, pk)
+    user = get(conn, int(result.scalar_one()))
     assert user is not None
-    return user, secret
+    return user
+
+
+def name_taken(conn: Connection, username: str) -> bool:
+    """Whether a user has this name, ignoring case (self-registration refuses look-alikes)."""
+    found = conn.execute(
+        select(auth_user.c.pk).where(func.lower(auth_user.c.username) == username.lower()).limit(1)
+    ).first()
+    return found is not None
+
+
+def set_password_hash(conn: Connection, pk: int, password_hash: str) -> None:
+    conn.execute(update(auth_user).where(auth_user.c.pk == pk).values(password_hash=password_hash))
+
+
+def set_totp(conn: Connection, pk: int, secret: str, used_step: int) -> None:
+    """Require TOTP from now on, with `used_step` (the code that confirmed it) already spent."""
+    conn.execute(
+        update(auth_user).where(auth_user.c.pk == pk).values(totp_secret=secret, totp_last_step=used_step)
+    )
 
 
 def get(conn: Connection, pk: int) -> User | None:

@@ -9,44 +9,27 @@ are real access tokens, issued by the server's authorization server and validate
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
 from fhir_server.auth import operator_token
 from fhir_server.auth.scopes import parse
 from fhir_server.auth.tokens import Grant, new_grant_id
 from fhir_server.auth.users import User
-from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
-from tests.auth.smart_flow import bearer, register
-from tests.bulk_support import BASE, put, settings_for
+from tests.auth.smart_flow import bearer
+from tests.bulk_support import BASE, SMART_APP, http, put, settings
 from tests.ingest.fixtures import long_csv
 
-CLIENT = "demo-app"
+__all__ = ["http", "settings"]  # fixtures (tests/bulk_support.py)
+CLIENT = SMART_APP
 LEVELS = ["$export", "Patient/$export", "Group/everyone/$export"]
 UNKNOWN_JOB = "0123456789abcdef0123456789abcdef"
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def settings(tmp_path: Path, smart_data_dir: Path) -> Settings:
-    """Tokens required; the session's signing key; job files under the shared data folder."""
-    return settings_for(tmp_path, data_dir=smart_data_dir)
-
-
-@pytest.fixture
-def http(store: Store, settings: Settings) -> Iterator[TestClient]:
-    register(store, CLIENT)
-    app = create_app(settings, store=store)
-    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
-        yield client
 
 
 @pytest.fixture

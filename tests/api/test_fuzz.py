@@ -204,10 +204,23 @@ def test_any_paging_cursor_is_never_a_server_error(client: TestClient, cursor: s
 
 @given(
     path=st.sampled_from(
-        ["/auth/token", "/auth/login", "/auth/introspect", "/auth/revoke", "/Patient/_search"]
+        [
+            "/auth/token",
+            "/auth/login",
+            "/auth/introspect",
+            "/auth/revoke",
+            "/Patient/_search",
+            "/auth/register",
+            "/auth/account/login",
+            "/auth/account/password",
+            "/auth/account/totp",
+            "/auth/account/logout",
+        ]
     ),
     form=st.dictionaries(
-        st.sampled_from(["grant_type", "code", "client_id", "username", "password", "token", "family"])
+        st.sampled_from(
+            ["grant_type", "code", "client_id", "username", "password", "token", "family", "csrf", "action"]
+        )
         | any_text,
         any_text,
         max_size=5,

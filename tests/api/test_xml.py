@@ -15,7 +15,8 @@ from fhir_server.store import tables
 from fhir_server.store.sql import Store
 from fhir_server.xml_format import parse, serialise
 from tests import factories
-from tests.api.test_bulk_isolation import data, http, operator, patient_token, settings, token
+from tests.api.test_bulk_isolation import data, operator, patient_token, token
+from tests.bulk_support import http, settings
 
 __all__ = ["data", "http", "settings"]  # fixtures of the isolation tests
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 
@@ -19,26 +16,27 @@ BASE = "http://testserver"
 
 
 @pytest.fixture
-def audit_settings(smart_data_dir: Path) -> Settings:
-    return Settings(
-        base_url=BASE,
-        allow_anonymous=False,
-        max_body_bytes=1_000_000,
-        data_dir=smart_data_dir,
-        admin_secret="test-admin-secret",
-        audit=True,
-        bulk_min_poll_seconds=0,
-        bulk_retry_after_seconds=1,
-        bulk_snapshot_settle_seconds=0,
+def smart_settings(smart_settings: Settings) -> Settings:
+    """The SMART server of tests/conftest.py with the audit trail on and bulk jobs polled at any pace."""
+    return smart_settings.model_copy(
+        update={
+            "audit": True,
+            "bulk_min_poll_seconds": 0,
+            "bulk_retry_after_seconds": 1,
+            "bulk_snapshot_settle_seconds": 0,
+        }
     )
 
 
 @pytest.fixture
-def audited(store: Store, audit_settings: Settings) -> Iterator[TestClient]:
-    """A SMART-enforcing server that records the audit trail."""
-    app = create_app(audit_settings, store=store)
-    with TestClient(app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False) as c:
-        yield c
+def audit_settings(smart_settings: Settings) -> Settings:
+    return smart_settings
+
+
+@pytest.fixture
+def audited(smart_client: TestClient) -> TestClient:
+    """A SMART-enforcing server that records the audit trail (`smart_client` on these settings)."""
+    return smart_client
 
 
 def trail(http: TestClient) -> list[dict[str, Any]]:

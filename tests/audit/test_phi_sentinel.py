@@ -8,6 +8,7 @@ recorder), is formatted as the server writes it (`structured_logs.JsonFormatter`
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.auth import totp
 from fhir_server.store.sql import Store
 from fhir_server.structured_logs import JsonFormatter, RequestIdFilter
 from tests import factories
 from tests.api.test_scope_enforcement import mint
-from tests.auth.smart_flow import Authorization, log_in, register
+from tests.auth.smart_flow import Authorization, hidden, log_in, register
 from tests.bulk_support import BASE, settings_for
 
 FAMILY = "Quizzlewick-Sentinel-4417"
@@ -30,7 +32,10 @@ NOTE = "Sentinel note: fears marmoset thunderstorms"
 BIRTH = "1931-02-29"  # not a date: refused, and its refusal must not be logged either
 CHOSEN_ID = "Quizzlewick-Sentinel-Id-1"
 CLIENT_SIDE = ("httpx", "httpcore")
-SENTINELS = (FAMILY, GIVEN, IDENTIFIER, NOTE, "marmoset", CHOSEN_ID, "1931-02-29")
+BORN = "1931-03-17"
+USERNAME = "sentinel-user-5521"
+PASSWORDS = ("Sentinel-Pass-77123 words", "Sentinel-Pass-88234 words")
+SENTINELS = (FAMILY, GIVEN, IDENTIFIER, NOTE, "marmoset", CHOSEN_ID, "1931-02-29", BORN, USERNAME, *PASSWORDS)
 
 
 def patient(**extra: Any) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def noted_observation(patient_id: str) -> dict[str, Any]:
 @pytest.fixture
 def server(store: Store, tmp_path: Path) -> Any:
     (tmp_path / "drop").mkdir()
-    settings = settings_for(tmp_path, audit=True, bulk_import_dir=tmp_path / "drop")
+    settings = settings_for(tmp_path, audit=True, bulk_import_dir=tmp_path / "drop", self_registration="open")
     app = create_app(settings, store=store)
     with TestClient(app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False) as http:
         yield http
@@ -163,6 +168,8 @@ def test_no_log_line_carries_a_sentinel_or_a_token(
     page = http.get(Authorization().url())
     assert log_in(http, page.text, FAMILY, password=NOTE).status_code == 401
     http.post("/auth/token", data={"grant_type": "authorization_code", "code": NOTE, "client_id": "app"})
+    # the account pages: registration (a refused one too), sign-in, password change, TOTP enrolment
+    account_secrets = _use_the_account_pages(http)
     # deletes, conditional too
     http.delete("/Patient", params={"identifier": IDENTIFIER}, headers=doctor)
     http.delete(f"/Patient/{CHOSEN_ID}", headers=doctor)
@@ -178,10 +185,46 @@ def test_no_log_line_carries_a_sentinel_or_a_token(
         lines.append(formatter.format(record))
     assert len(lines) > 50, "the server logged its requests"
     assert any('"interaction":"search-type"' in line and '"client_id":"app"' in line for line in lines)
-    leaks = [(s[:12], line[:400]) for line in lines for s in (*SENTINELS, *tokens) if s in line]
+    leaks = [
+        (s[:12], line[:400]) for line in lines for s in (*SENTINELS, *tokens, *account_secrets) if s in line
+    ]
     assert not leaks, leaks
     token_pieces = [t.split(".")[2][:20] for t in tokens]  # a signature fragment counts too
     assert not [line for line in lines for piece in token_pieces if piece in line]
+
+
+def _use_the_account_pages(http: TestClient) -> list[str]:
+    """Register with the sentinels, sign in, change the password, enrol TOTP; returns the secrets seen."""
+    first, second = PASSWORDS
+    page = http.get("/auth/register")
+    details = {"given": GIVEN, "family": FAMILY, "username": USERNAME}
+    form = {
+        "csrf": hidden(page.text, "csrf"),
+        **details,
+        "birthdate": BIRTH,
+        "password": first,
+        "password2": first,
+    }
+    refused = http.post("/auth/register", data=form)
+    assert refused.status_code == 400
+    form = {**form, "csrf": hidden(refused.text, "csrf"), "birthdate": BORN}
+    assert http.post("/auth/register", data=form).status_code == 201
+    page = http.get("/auth/account")
+    login = {"csrf": hidden(page.text, "csrf"), "username": USERNAME, "password": first, "totp": ""}
+    assert http.post("/auth/account/login", data={**login, "password": second}).status_code == 401
+    signed_in = http.post("/auth/account/login", data=login)
+    assert signed_in.status_code == 200
+    csrf = hidden(signed_in.text, "csrf")
+    change = {"csrf": csrf, "current": first, "new": second, "new2": second}
+    assert http.post("/auth/account/password", data=change).status_code == 200
+    setup = http.post("/auth/account/totp", data={"csrf": csrf, "action": "start"})
+    secret = re.search(r'id="totp-secret">([^<]*)<', setup.text)
+    assert secret is not None
+    key = secret.group(1).replace(" ", "")
+    code = totp.generate(totp.decode_secret(key), time.time())
+    confirmed = http.post("/auth/account/totp", data={"csrf": csrf, "action": "confirm", "code": code})
+    assert confirmed.status_code == 200
+    return [key, csrf, http.cookies["fhir_account_session"]]
 
 
 def orjson_line(resource: dict[str, Any]) -> bytes:

@@ -5,10 +5,8 @@ worker starts again the job completes from its last checkpoint, with every resou
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,35 +21,19 @@ from sqlalchemy import Connection, select, text
 from fhir_server.api.deps import get_principal
 from fhir_server.app import create_app
 from fhir_server.jobs import job, tables
-from fhir_server.settings import Settings
 from fhir_server.store import bulk_write
 from fhir_server.store.sql import Store
 from tests import factories
-from tests.bulk_support import BASE, Caller, kick_off, settings_for
+from tests.bulk_support import BASE, Caller, kick_off, settings_for, start_worker
 
 REDIS = "redis://127.0.0.1:6379/0"
+WORKER_ENV = {
+    "FHIR_JOB_LEASE_SECONDS": "2",
+    "FHIR_BULK_CHECKPOINT_ROWS": "5000",
+    "FHIR_BULK_FILE_MAX_RESOURCES": "50000",
+    "FHIR_JOB_THREADS": "1",
+}  # this test's `fhir-server worker` processes
 N = 200_000
-
-
-def _worker(settings: Settings, database_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "FHIR_DATABASE_URL": database_url,
-        "FHIR_REDIS_URL": REDIS,
-        "FHIR_JOB_QUEUE": settings.job_queue,
-        "FHIR_DATA_DIR": str(settings.data_dir),
-        "FHIR_BASE_URL": BASE,
-        "FHIR_JOB_LEASE_SECONDS": "2",
-        "FHIR_BULK_CHECKPOINT_ROWS": "5000",
-        "FHIR_BULK_FILE_MAX_RESOURCES": "50000",
-        "FHIR_BULK_SNAPSHOT_SETTLE_SECONDS": "0",
-        "FHIR_JOB_THREADS": "1",
-        "FHIR_LOG_LEVEL": "warning",
-    }
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
@@ -95,7 +77,7 @@ def test_an_export_survives_its_worker_being_killed(store: Store, tmp_path: Path
             assert found is not None
             return found
 
-        first = _worker(settings, database_url, log)
+        first = start_worker(settings, database_url, log, **WORKER_ENV)
         _wait("the first checkpoint", lambda: current().progress.get("after_pk", 0) > 0, 60, log)
         with store.engine.connect() as conn:
             status = _lock_job_row(conn, job_id, store.sqlite)
@@ -108,7 +90,7 @@ def test_an_export_survives_its_worker_being_killed(store: Store, tmp_path: Path
         assert stopped.status == "in-progress" and stopped.owner is not None
         assert 0 < stopped.progress["exported"] < N
 
-        second = _worker(settings, database_url, log)
+        second = start_worker(settings, database_url, log, **WORKER_ENV)
         _wait("the job completed", lambda: current().status in ("completed", "failed"), 120, log)
         done = current()
         assert done.status == "completed", done.reason

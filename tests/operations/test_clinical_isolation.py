@@ -7,39 +7,25 @@ category-restricted token, and the operator's system token; real access tokens, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
-from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.api.test_bulk_isolation import (
-    CLIENT,
     carer_link,  # noqa: F401  (a fixture: A's carer r1)
     operator,
     patient_token,
     token,
 )
-from tests.auth.smart_flow import register
-from tests.bulk_support import BASE, put, settings_for
+from tests.bulk_support import http, put, settings
+
+__all__ = ["http", "settings"]  # fixtures (tests/bulk_support.py)
 
 HEART = "8867-4"
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def http(store: Store, tmp_path: Path, smart_data_dir: Path) -> Iterator[TestClient]:
-    register(store, CLIENT)
-    settings: Settings = settings_for(tmp_path, data_dir=smart_data_dir)
-    with TestClient(
-        create_app(settings, store=store), base_url=BASE, raise_server_exceptions=False
-    ) as client:
-        yield client
 
 
 def _lab(patient: str, value: float) -> dict[str, Any]:

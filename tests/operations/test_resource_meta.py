@@ -4,20 +4,17 @@ and profiles added and deleted as sets; two patients of one client and the opera
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
-from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
-from tests.api.test_bulk_isolation import CLIENT, operator, patient_token
-from tests.auth.smart_flow import register
-from tests.bulk_support import BASE, put, settings_for
+from tests.api.test_bulk_isolation import operator, patient_token
+from tests.bulk_support import http, put, settings
+
+__all__ = ["http", "settings"]  # fixtures (tests/bulk_support.py)
 
 FHIR = {"Content-Type": "application/fhir+json"}
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -121,14 +118,6 @@ def test_unknown_resources_and_types_are_404(client: TestClient) -> None:
 
 
 # ---------------- isolation: two patients of one client, the operator ----------------
-@pytest.fixture
-def http(store: Store, tmp_path: Path, smart_data_dir: Path) -> Iterator[TestClient]:
-    register(store, CLIENT)
-    settings: Settings = settings_for(tmp_path, data_dir=smart_data_dir)
-    with TestClient(create_app(settings, store=store), base_url=BASE, raise_server_exceptions=False) as c:
-        yield c
-
-
 @pytest.fixture
 def data(store: Store) -> None:
     put(store, {**factories.patient("Alpha"), "id": "A"}, {**factories.patient("Beta"), "id": "B"})

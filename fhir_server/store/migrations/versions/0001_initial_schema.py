@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 15:25:57.860373
+Create Date: 2026-12-03 17:29:59.270967
 """
 
 import sqlalchemy as sa
@@ -30,6 +30,19 @@ def upgrade() -> None:
     with op.batch_alter_table("access_token", schema=None) as batch_op:
         batch_op.create_index("ix_access_token_expires", ["expires_at"], unique=False)
         batch_op.create_index("ix_access_token_grant", ["grant_id"], unique=False)
+
+    op.create_table(
+        "account_session",
+        sa.Column("session_hash", sa.String(length=64), nullable=False),
+        sa.Column("csrf_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_pk", sa.BigInteger(), nullable=True),
+        sa.Column("pending_totp", sa.String(length=64), nullable=True),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("session_hash"),
+    )
+    with op.batch_alter_table("account_session", schema=None) as batch_op:
+        batch_op.create_index("ix_account_session_expires", ["expires_at"], unique=False)
+        batch_op.create_index("ix_account_session_user", ["user_pk"], unique=False)
 
     op.create_table(
         "auth_user",
@@ -284,6 +297,18 @@ def upgrade() -> None:
         batch_op.create_index("ix_refresh_token_grant", ["grant_id"], unique=False)
 
     op.create_table(
+        "registration_invite",
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.Column("used_at", sa.BigInteger(), nullable=True),
+        sa.Column("used_by", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("code_hash"),
+    )
+    with op.batch_alter_table("registration_invite", schema=None) as batch_op:
+        batch_op.create_index("ix_registration_invite_expires", ["expires_at"], unique=False)
+
+    op.create_table(
         "replica_pin",
         sa.Column("reader", sa.String(length=64), nullable=False),
         sa.Column("until_us", sa.BigInteger(), nullable=False),
@@ -485,6 +510,10 @@ def downgrade() -> None:
 
     op.drop_table("resource")
     op.drop_table("replica_pin")
+    with op.batch_alter_table("registration_invite", schema=None) as batch_op:
+        batch_op.drop_index("ix_registration_invite_expires")
+
+    op.drop_table("registration_invite")
     with op.batch_alter_table("refresh_token", schema=None) as batch_op:
         batch_op.drop_index("ix_refresh_token_grant")
 
@@ -552,6 +581,11 @@ def downgrade() -> None:
 
     op.drop_table("authorization_code")
     op.drop_table("auth_user")
+    with op.batch_alter_table("account_session", schema=None) as batch_op:
+        batch_op.drop_index("ix_account_session_user")
+        batch_op.drop_index("ix_account_session_expires")
+
+    op.drop_table("account_session")
     with op.batch_alter_table("access_token", schema=None) as batch_op:
         batch_op.drop_index("ix_access_token_grant")
         batch_op.drop_index("ix_access_token_expires")

@@ -1,0 +1,86 @@
+"""A person registers, signs in to their account, changes the password and turns on TOTP in headless Chromium (docs/smart-on-fhir.md "Accounts").
+
+The server runs in uvicorn on a localhost port, so the session cookie (HttpOnly, SameSite=Strict)
+and the form tokens go through a real browser's rules. Nothing is typed but what a person would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from fhir_server.app import create_app
+from fhir_server.auth import totp, users
+from fhir_server.auth.login import LoginAttempt, log_in
+from fhir_server.settings import Settings
+from fhir_server.store.sql import Store
+from tests.auth.account_flow import cheap_hashes
+from tests.auth.test_js_fhirclient_launch import _wait_for_one_of, browser
+from tests.live_server import free_port, serving
+
+__all__ = ["browser", "cheap_hashes"]  # fixtures
+FIRST = "my first passphrase"
+SECOND = "my second passphrase"
+
+
+@pytest.fixture
+def live_server(store: Store, smart_data_dir: Path) -> Iterator[str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        base_url=base, data_dir=smart_data_dir, allow_anonymous=False, self_registration="open"
+    )
+    with serving(create_app(settings, store=store), port):
+        yield base
+
+
+def fill(driver: WebDriver, **fields: str) -> None:
+    for name, value in fields.items():
+        element = driver.find_element(By.ID, name)
+        element.clear()
+        element.send_keys(value)
+
+
+@pytest.mark.slow
+def test_register_change_the_password_and_turn_on_totp_in_a_browser(
+    live_server: str, browser: WebDriver, store: Store
+) -> None:
+    browser.get(f"{live_server}/auth/register")
+    _wait_for_one_of(browser, "register")
+    fill(browser, given="Mary", family="Seacole", username="mary", password=FIRST, password2="typo" + FIRST)
+    browser.find_element(By.ID, "register").click()
+    assert _wait_for_one_of(browser, "password2-problem", "done") == "password2-problem"
+    assert browser.find_element(By.ID, "username").get_attribute("value") == "mary"  # kept, the passwords not
+    assert browser.find_element(By.ID, "password").get_attribute("value") == ""
+    fill(browser, password=FIRST, password2=FIRST)
+    browser.find_element(By.ID, "register").click()
+    assert _wait_for_one_of(browser, "done", "error") == "done", browser.page_source
+
+    browser.find_element(By.ID, "manage").click()
+    _wait_for_one_of(browser, "account-login")
+    fill(browser, username="mary", password=FIRST)
+    browser.find_element(By.ID, "account-login").click()
+    assert _wait_for_one_of(browser, "change-password", "error") == "change-password", browser.page_source
+    fill(browser, current=FIRST, new=SECOND, new2=SECOND)
+    browser.find_element(By.ID, "change-password").click()
+    assert _wait_for_one_of(browser, "notice", "error") == "notice", browser.page_source
+
+    browser.find_element(By.ID, "totp-start").click()
+    _wait_for_one_of(browser, "totp-secret")
+    key = totp.decode_secret(browser.find_element(By.ID, "totp-secret").text.replace(" ", ""))
+    assert browser.find_element(By.ID, "totp-uri").get_attribute("href").startswith("otpauth://totp/")
+    fill(browser, code=totp.generate(key, time.time()))
+    browser.find_element(By.ID, "totp-confirm").click()
+    assert _wait_for_one_of(browser, "notice", "error") == "notice", browser.page_source
+    assert browser.find_element(By.ID, "totp-state").text == "on"
+
+    with store.read() as tx:
+        user = users.get_by_username(tx.conn, "mary")
+    assert user is not None and user.fhir_user is not None and user.totp_secret is not None
+    following = totp.generate(key, time.time() + totp.STEP)
+    assert log_in(store, LoginAttempt("mary", SECOND, following)).username == "mary"
