@@ -100,9 +100,9 @@ def _matched(
     candidates: dict[str, list[Any]],
     current: dict[tuple[str, str], Stored],
     keys: dict[tuple[str, str], tuple[set[str], set[str]]],
-) -> dict[str, set[str]]:
-    """Per Subscription id, the ids of the written resources its criteria (within its owner's grants) finds."""
-    out: dict[str, set[str]] = {}
+) -> dict[tuple[str, str], set[str]]:
+    """Per (Subscription id, type), the ids of the written resources its criteria (within its owner's grants) finds."""
+    out: dict[tuple[str, str], set[str]] = {}
     for res_type, subs in candidates.items():
         for sub in subs:
             pks = {
@@ -119,7 +119,7 @@ def _matched(
             trigger = _trigger(sub, res_type)
             if trigger is not None:  # a topic: what its search cannot say, on the content
                 found = {rid for rid in found if trigger.accepts(current[(res_type, rid)].resource())}
-            out[sub.id] = found
+            out[(sub.id, res_type)] = found  # a topic's Subscription has a row per type
     return out
 
 
@@ -156,7 +156,10 @@ def _condition(sub: Any, base: str) -> ColumnElement[bool] | None:
 
 
 def _queue(
-    tx: Tx, events: list[ChangeEvent], candidates: dict[str, list[Any]], matched: dict[str, set[str]]
+    tx: Tx,
+    events: list[ChangeEvent],
+    candidates: dict[str, list[Any]],
+    matched: dict[tuple[str, str], set[str]],
 ) -> None:
     """The notifications, in commit order, each with its Subscription's next event number."""
     counters = {sub.id: int(sub.events) for subs in candidates.values() for sub in subs}
@@ -188,7 +191,7 @@ def _queue(
             for sub in candidates.get(e.res_type, []):
                 if e.last_updated < sub.since:
                     continue  # written before the Subscription existed (the dispatcher lagged)
-                if e.res_id in matched.get(sub.id, ()):
+                if e.res_id in matched.get((sub.id, e.res_type), ()):
                     if _fires(sub.topic, e.res_type, e.interaction):
                         targets.append(sub.id)
                     if sub.id not in inside:

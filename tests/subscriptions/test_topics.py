@@ -236,3 +236,18 @@ def test_the_capability_statement_declares_the_topics_and_operations(http: TestC
     backport = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"
     assert definitions["status"] == f"{backport}/backport-subscription-status"
     assert definitions["events"] == f"{backport}/backport-subscription-events"
+
+
+def test_a_transaction_with_both_types_of_a_topic_notifies_each(http: TestClient, receiver: Receiver) -> None:
+    subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, "patient=A"))
+    obs_url = "urn:uuid:7f2a3c4e-0000-4000-8000-000000000001"
+    bundle = factories.transaction(
+        factories.post_entry(factories.lab_observation("A"), obs_url),
+        factories.post_entry({**factories.lab_report("A"), "result": [{"reference": obs_url}]}),
+        factories.post_entry(factories.lab_observation("B")),
+    )
+    assert http.post("/", json=bundle).status_code == 200
+    got = settle(receiver, 3)[1:]
+    types = sorted(b["entry"][1]["resource"]["resourceType"] for b in got)
+    assert types == ["DiagnosticReport", "Observation"]
+    assert sorted(status_of(b)["events-since-subscription-start"] for b in got) == ["1", "2"]
