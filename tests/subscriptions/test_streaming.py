@@ -167,3 +167,75 @@ def test_server_sent_events_with_the_resource_and_resume_after_last_event_id(ser
         (4, f"Observation/{more[1]}"),
     ]
     assert httpx.get(f"{base}{path}", headers={**a, "Last-Event-ID": "x"}).status_code == 400
+
+
+def _read_sse(base: str, path: str, headers: dict[str, str], count: int, out: list[dict[str, Any]]) -> None:
+    """Every event (with its `event` name), comments skipped, until `count` arrived."""
+    with httpx.stream("GET", f"{base}{path}", headers=headers, timeout=30) as response:
+        assert response.status_code == 200
+        event: dict[str, Any] = {}
+        for line in response.iter_lines():
+            if line.startswith(("id: ", "event: ", "data: ")):
+                name, _, value = line.partition(": ")
+                event[name] = orjson.loads(value) if name == "data" else value
+            elif line == "" and event:
+                out.append(event)
+                event = {}
+                if len(out) >= count:
+                    return
+
+
+def _status(bundle: dict[str, Any]) -> dict[str, Any]:
+    return {
+        p["name"]: next((v for k, v in p.items() if k.startswith("value")), p.get("part"))
+        for p in bundle["entry"][0]["resource"]["parameter"]
+    }
+
+
+def test_a_topic_over_server_sent_events_handshake_bundles_and_heartbeat(server: tuple[str, Any]) -> None:
+    base, app = server
+    ops = operator(_Http(app), "system/*.cruds")  # type: ignore[arg-type]
+    _patients(base, ops)
+    a = patient_token(_Http(app), "A", 1, OWN)  # type: ignore[arg-type]
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, None, heartbeat=2, channel=SSE_TYPE)
+    response = httpx.post(f"{base}/Subscription", json=body, headers=a)
+    assert response.status_code == 201, response.text
+    path = f"/_subscriptions/{response.json()['id']}/events"
+    got: list[dict[str, Any]] = []
+    reader = threading.Thread(target=_read_sse, args=(base, path, a, 4, got))
+    reader.start()
+    time.sleep(0.5)
+    (lab,) = _write(base, ops, factories.lab_observation("A"))
+    _write(base, ops, factories.lab_observation("B"), factories.observation("A"))  # B's; not a result
+    (report,) = _write(base, ops, factories.lab_report("A", lab))
+    reader.join(timeout=30)
+    assert [(e["event"], e.get("id")) for e in got[:3]] == [
+        ("handshake", None),
+        ("notification", "1"),
+        ("notification", "2"),
+    ]
+    assert _status(got[0]["data"])["type"] == "handshake"
+    assert [_status(e["data"])["events-since-subscription-start"] for e in got[1:3]] == ["1", "2"]
+    assert [e["data"]["entry"][1]["resource"]["id"] for e in got[1:3]] == [lab, report]
+    assert got[3]["event"] == "heartbeat" and _status(got[3]["data"])["type"] == "heartbeat"
+
+
+def test_a_topic_over_websocket_pings_for_its_events_only(server: tuple[str, Any]) -> None:
+    base, app = server
+    ops = operator(_Http(app), "system/*.cruds")  # type: ignore[arg-type]
+    _patients(base, ops)
+    a = patient_token(_Http(app), "A", 1, OWN)  # type: ignore[arg-type]
+    body = factories.topic_subscription(factories.EMERGENCY_TOPIC, None, channel={"type": "websocket"})
+    response = httpx.post(f"{base}/Subscription", json=body, headers=a)
+    assert response.status_code == 201, response.text
+    sub_id = response.json()["id"]
+    with connect(base.replace("http://", "ws://") + "/websocket", additional_headers=a) as ws:
+        ws.send(f"bind {sub_id}")
+        assert ws.recv(timeout=10) == f"bound {sub_id}"
+        _write(base, ops, factories.critical_observation("A", value=80))  # inside its range
+        (high,) = _write(base, ops, factories.critical_observation("A", value=200))
+        assert ws.recv(timeout=10) == f"ping {sub_id}"
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=1)
+    events = httpx.get(f"{base}/Subscription/{sub_id}/$events", headers=a).json()
+    assert [e["resource"]["id"] for e in events["entry"][1:]] == [high]
