@@ -20,6 +20,7 @@ from ..subscriptions import admission, filter_criteria, notification, replay
 from .parameters import OperationInput
 
 MAX = 500
+LARGEST = 2**62  # event numbers are 64-bit integers in the database
 
 
 def events(ctx: Context, tx: Tx, params: OperationInput, res_id: str) -> dict[str, Any]:
@@ -31,6 +32,9 @@ def events(ctx: Context, tx: Tx, params: OperationInput, res_id: str) -> dict[st
         raise Invalid(f"Subscription/{res_id} is not topic-based: $events has nothing to replay")
     since = params.integer("eventsSinceNumber", minimum=1) or 1
     until = params.integer("eventsUntilNumber", minimum=0)
+    for name, value in (("eventsSinceNumber", since), ("eventsUntilNumber", until)):
+        if value is not None and value > LARGEST:
+            raise Invalid(f"{name} is larger than any event number", name)
     content = params.text("content") or sub.content or "empty"
     if content not in filter_criteria.CONTENTS:
         raise Invalid(

@@ -82,7 +82,7 @@ def _key_code(pairs: tuple[tuple[str, str], ...]) -> str | None:
     if value is None:
         return None
     code = value.rsplit("|", 1)[-1]
-    return code or None
+    return code if 0 < len(code) <= 255 else None  # the column's size: a longer code is no key
 
 
 def _key_patient(pairs: tuple[tuple[str, str], ...]) -> str | None:

@@ -56,6 +56,7 @@ def test_events_bad_input(http: TestClient, receiver: Receiver) -> None:
         "?eventsSinceNumber=x",
         "?eventsUntilNumber=-1",
         "?eventsSinceNumber=0",
+        f"?eventsUntilNumber={10**30}",
     ):
         response = http.get(path + query)
         assert response.status_code == 400, (query, response.text)

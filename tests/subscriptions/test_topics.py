@@ -205,6 +205,7 @@ def test_a_failed_handshake_puts_the_subscription_in_error(http: TestClient) -> 
         ({"filters": ("code:exact=x",)}, "Subscription.criteria.extension"),
         ({"content": "everything"}, "Subscription.channel.payload"),
         ({"heartbeat": 0}, "Subscription.channel.extension"),
+        ({"heartbeat": 100_000}, "Subscription.channel.extension"),
     ],
 )
 def test_bad_topic_input_is_400(http: TestClient, change: dict[str, Any], where: str) -> None:
@@ -221,6 +222,18 @@ def test_bad_topic_input_is_400(http: TestClient, change: dict[str, Any], where:
     assert response.status_code == 400, response.text
     issue = response.json()["issue"][0]
     assert issue["expression"] == [where], issue
+
+
+def test_a_very_long_code_filter_is_no_index_key_but_still_filters(
+    http: TestClient, receiver: Receiver
+) -> None:
+    code = "x" * 300
+    sub = subscribe(
+        http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, f"code={code}")
+    )
+    assert sub["status"] == "active"
+    http.post("/Observation", json=factories.lab_observation("A"))
+    assert [status_of(b)["type"] for b in settle(receiver, 1)] == ["handshake"]
 
 
 def test_the_capability_statement_declares_the_topics_and_operations(http: TestClient) -> None:
