@@ -24,7 +24,7 @@ EVENTS = ("create", "update", "patch", "delete")
 
 
 def row(tx: Tx, sub_id: str) -> Any | None:
-    """The Subscription's row (one of a topic's; they agree but for criteria), None if inactive."""
+    """The Subscription's row (one of a topic's; they agree but for criteria); None: no such Subscription."""
     return tx.conn.execute(select(_S).where(_S.c.id == sub_id).order_by(_S.c.criteria_type)).first()
 
 

@@ -173,6 +173,22 @@ def test_content_empty_and_id_only(http: TestClient, receiver: Receiver, content
         assert "resource" not in got["entry"][1]
 
 
+def test_an_update_changes_the_filters_and_the_numbers_go_on(http: TestClient, receiver: Receiver) -> None:
+    sub = subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, "patient=A"))
+    first = http.post("/Observation", json=factories.lab_observation("A")).json()
+    settle(receiver, 2)
+    moved = factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, "Observation?patient=B")
+    updated = http.put(f"/Subscription/{sub['id']}", json={**moved, "id": sub["id"]})
+    assert updated.status_code == 200, updated.text
+    http.post("/Observation", json=factories.lab_observation("A"))
+    second = http.post("/Observation", json=factories.lab_observation("B")).json()
+    # the filter names Observation only: every DiagnosticReport now matches
+    report = http.post("/DiagnosticReport", json=factories.lab_report("A", first["id"])).json()
+    got = settle(receiver, 4)[2:]  # no second handshake
+    assert [b["entry"][1]["resource"]["id"] for b in got] == [second["id"], report["id"]]
+    assert [status_of(b)["events-since-subscription-start"] for b in got] == ["2", "3"]
+
+
 def test_heartbeat_when_nothing_happens(http: TestClient, receiver: Receiver) -> None:
     subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, heartbeat=1))
     receiver.wait_for(3, timeout=30)
