@@ -245,3 +245,28 @@ def test_a_topic_subscription_and_its_status_and_events_belong_to_its_owner(
     (event,) = http.get(f"/Subscription/{sub['id']}/$events", headers=a).json()["entry"][1:]
     assert event["resource"]["subject"]["reference"] == "Patient/A"
     assert http.delete(f"/Subscription/{sub['id']}", headers=b).status_code == 403
+
+
+def test_a_topic_notification_is_withheld_when_its_owner_can_no_longer_read_it_at_delivery(
+    http: TestClient, receivers: list[Receiver]
+) -> None:
+    a = patient_token(http, "A", 1, f"patient/*.rs {OWN}")
+    ops = operator(http, "system/*.cruds")
+    assert _topic(http, a, factories.NEW_RESULT_TOPIC, receivers[0].url).status_code == 201
+    receivers[0].wait_for(1)  # the handshake
+    receivers[0].stop()
+    moved = http.post("/Observation", json=_lab("A"), headers=ops).json()
+    time.sleep(0.3)  # queued (or not yet matched), the receiver down
+    assert (
+        http.put(
+            f"/Observation/{moved['id']}", json={**moved, "subject": {"reference": "Patient/B"}}, headers=ops
+        )
+    ).status_code == 200
+    time.sleep(0.5)
+    receivers[0].start()
+    kept = http.post("/Observation", json=_lab("A"), headers=ops).json()
+    receivers[0].wait_for(2)
+    time.sleep(0.5)
+    bodies = [orjson.loads(r.body) for r in receivers[0].received[1:]]
+    assert [b["entry"][1]["resource"]["id"] for b in bodies] == [kept["id"]]  # never the moved one
+    assert moved["id"] not in orjson.dumps(bodies).decode()
