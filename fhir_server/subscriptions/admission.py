@@ -102,8 +102,9 @@ class Admitted:
                         id=stored.res_id, criteria_type=part.res_type, **kept, **values, **criteria
                     )
                 )
-        if topic is not None and before is None and self.channel == "rest-hook" and self.status == "active":
-            handshake.queue(tx.conn, stored.res_id)
+        started = before is None or before.status == "off" or before.topic != (topic and topic.topic.url)
+        if topic is not None and started and self.channel == "rest-hook" and self.status == "active":
+            handshake.queue(tx.conn, stored.res_id)  # a new, switched-on or re-topicked Subscription
 
 
 def admit(

@@ -24,6 +24,7 @@ def test_events_replays_what_was_notified_with_the_same_numbers(http: TestClient
         http.post("/Observation", json=factories.lab_observation("A", value=v)).json()["id"]
         for v in (1, 2, 3)
     ]
+    receiver.wait_for(4)  # matched before the delete (a version is matched by the current row)
     http.delete(f"/Observation/{ids[0]}")
     settle(receiver, 5)  # handshake + 4 events
     everything = http.get(f"/Subscription/{sub['id']}/$events")
