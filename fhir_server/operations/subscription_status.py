@@ -23,7 +23,7 @@ MAX = 1000
 
 
 def status(ctx: Context, tx: Tx, params: OperationInput, res_id: str | None = None) -> dict[str, Any]:
-    named = [res_id] if res_id else [str(v) for v in params.values.get("id", ())]
+    named = [res_id] if res_id else [_id(v) for v in params.values.get("id", ())]
     wanted = {str(v) for v in params.values.get("status", ())}
     ids = named or replay.owned(tx, ctx.principal, MAX)
     entries = []
@@ -34,6 +34,13 @@ def status(ctx: Context, tx: Tx, params: OperationInput, res_id: str | None = No
                 {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": body, "search": {"mode": "match"}}
             )
     return bundle("searchset", entries, [], len(entries))
+
+
+def _id(value: Any) -> str:
+    """An `id` parameter: an id, or a Reference to the Subscription (POST)."""
+    if isinstance(value, dict):
+        value = value.get("reference", "")
+    return str(value).rstrip("/").rsplit("/", 1)[-1]
 
 
 def _value(parameters: dict[str, Any], name: str) -> Any:

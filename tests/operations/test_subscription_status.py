@@ -35,4 +35,13 @@ def test_status_of_one_and_of_all(http: TestClient, receiver: Receiver) -> None:
     named = http.get(f"/Subscription/$status?id={other['id']}").json()
     assert [_params(e["resource"])["events-since-subscription-start"] for e in named["entry"]] == ["0"]
     assert http.get("/Subscription/$status?status=error").json().get("entry") is None
+    by_reference = http.post(
+        "/Subscription/$status",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [{"name": "id", "valueReference": {"reference": f"Subscription/{sub['id']}"}}],
+        },
+    )
+    assert by_reference.status_code == 200, by_reference.text
+    assert len(by_reference.json()["entry"]) == 1
     assert http.get("/Subscription/nothing/$status").status_code == 404
