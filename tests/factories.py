@@ -140,3 +140,60 @@ def lab_report(patient_id: str, *results: str) -> dict[str, Any]:
         "subject": {"reference": f"Patient/{patient_id}"},
         "result": [{"reference": f"Observation/{r}"} for r in results],
     }
+
+
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+EMERGENCY_TOPIC = "urn:fhir-server:subscription-topic:emergency-observation"
+NEW_RESULT_TOPIC = "urn:fhir-server:subscription-topic:new-result"
+
+
+def topic_subscription(
+    topic: str,
+    endpoint: str | None,
+    *filters: str,
+    content: str | None = "full-resource",
+    heartbeat: int | None = None,
+    channel: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A topic-based Subscription (Subscriptions Backport IG): filters 'name=value' or 'Type?name=value'."""
+    chan: dict[str, Any] = channel or {"type": "rest-hook", "endpoint": endpoint}
+    chan = {**chan, "payload": "application/fhir+json"}
+    if content is not None:
+        chan["_payload"] = {
+            "extension": [{"url": f"{BACKPORT}/backport-payload-content", "valueCode": content}]
+        }
+    if heartbeat is not None:
+        chan["extension"] = [{"url": f"{BACKPORT}/backport-heartbeat-period", "valueUnsignedInt": heartbeat}]
+    sub: dict[str, Any] = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "topic test",
+        "criteria": topic,
+        "channel": chan,
+    }
+    if filters:
+        sub["_criteria"] = {
+            "extension": [{"url": f"{BACKPORT}/backport-filter-criteria", "valueString": f} for f in filters]
+        }
+    return sub
+
+
+def critical_observation(
+    patient_id: str, value: float = 190, low: float = 40, high: float = 120
+) -> dict[str, Any]:
+    """A heart rate with a reference range (outside it unless low <= value <= high)."""
+    obs = observation(patient_id, value=value)
+    obs["referenceRange"] = [
+        {
+            "low": {"value": low, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+            "high": {"value": high, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+        }
+    ]
+    return obs
+
+
+def lab_observation(patient_id: str, code: str = "2345-7", value: float = 5.5) -> dict[str, Any]:
+    """A laboratory-category Observation about the patient."""
+    obs = observation(patient_id, code=code, value=value)
+    obs["category"][0]["coding"][0]["code"] = "laboratory"
+    return obs

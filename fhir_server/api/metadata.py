@@ -15,6 +15,7 @@ from ..auth.smart_configuration import capability_security
 from ..jobs import capability as bulk_data
 from ..operations import definitions
 from ..settings import Settings
+from ..subscriptions import topics
 
 _INSTANCE = ["read", "vread", "update", "patch", "delete", "history-instance"]
 _TYPE = ["create", "search-type", "history-type"]
@@ -113,7 +114,12 @@ def _resources(base: str) -> list[dict[str, Any]]:
             stats = {"name": "stats", "definition": f"{base}/OperationDefinition/{definitions.STATS_SERIES}"}
             out[i] = {**entry, "operation": [*entry.get("operation", []), stats]}
         if entry["type"] == "Subscription":  # docs/subscriptions.md
-            out[i] = {**entry, "documentation": SUBSCRIPTIONS}
+            out[i] = {
+                **entry,
+                "extension": topics.capability_extensions(),  # the topics (subscriptions/shipped_topics.py)
+                "documentation": SUBSCRIPTIONS,
+                "operation": [*entry.get("operation", []), *SUBSCRIPTION_OPERATIONS],
+            }
     return out
 
 
@@ -125,8 +131,18 @@ SUBSCRIPTIONS = (
     "channel.type with the backport-channel-type extension, Coding urn:fhir-server:subscription-"
     "channel-type|sse; Last-Event-ID resumes). The server sets status (active, error, off) and "
     "error; delivery in order per Subscription, retried with exponential backoff; notifications carry "
-    "only what the owner's scopes may read at delivery. Not supported: topic-based Subscriptions, "
-    "conditional update and patch of a Subscription."
+    "only what the owner's scopes may read at delivery. Topic-based Subscriptions (Subscriptions R5 "
+    "Backport IG STU 1.1): criteria a topic canonical listed in this resource's "
+    "capabilitystatement-subscriptiontopic-canonical extensions, filters as backport-filter-criteria "
+    "('name=value' or 'Type?name=value'; patient, code, category), content by backport-payload-content "
+    "(empty, id-only, full-resource), backport-heartbeat-period, backport-timeout; rest-hook "
+    "notifications are history Bundles POSTed to the endpoint (handshake first), $status and $events. "
+    "Not supported: conditional update and patch of a Subscription."
+)
+_BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"
+SUBSCRIPTION_OPERATIONS = (
+    {"name": "status", "definition": f"{_BACKPORT}/backport-subscription-status"},
+    {"name": "events", "definition": f"{_BACKPORT}/backport-subscription-events"},
 )
 
 

@@ -40,6 +40,9 @@ _PUBLISHED: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     # R4 declares no affectsState for these, but they change the resource ("not idempotent"): POST only
     "Resource-meta-add": (frozenset({"instance"}), ("post",)),
     "Resource-meta-delete": (frozenset({"instance"}), ("post",)),
+    # Subscriptions R5 Backport IG (api/subscription_routes.py)
+    "backport-subscription-status": (frozenset({"type", "instance"}), ("get", "post")),
+    "backport-subscription-events": (frozenset({"instance"}), ("get", "post")),
 }
 _RESULT_PARAMETERS = {  # https://hl7.org/fhir/R4/search.html#return
     "_count": {"type": "integer", "minimum": 0},

@@ -8,6 +8,9 @@
   (https://html.spec.whatwg.org/multipage/server-sent-events.html): one event per notification, its
   `id` the event number, `Last-Event-ID` resumes after it; a comment every 15 s keeps it open.
 
+- `$status` (type and instance level) and `$events` (instance) of the Subscriptions Backport IG
+  (operations/subscription_status.py, subscription_events.py), GET or POST.
+
 Only the Subscription's owner binds to it (`subscriptions/stream.py`); the connection reads the
 Subscription's queue itself, woken when this process queued something, else every second.
 """
@@ -19,16 +22,19 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import input_limits
 from ..errors import FhirError
+from ..operations import subscription_events, subscription_status
 from ..subscriptions import stream
-from .deps import get_principal
+from .deps import Ctx, get_principal
+from .operation_call import answer
 
 router = APIRouter()
+BOTH = ["GET", "POST"]
 LOOK_SECONDS = 1.0  # read the queue at least this often (another process may have queued)
 HEARTBEAT_SECONDS = 15.0
 
@@ -38,6 +44,7 @@ async def _notifications(
 ) -> AsyncIterator[list[stream.Notification]]:
     """Batches of notifications as they come (an empty batch at each heartbeat interval)."""
     seen, looked, beat = -1, 0.0, time.monotonic()
+    period = binding.heartbeat or HEARTBEAT_SECONDS
     while alive is None or await alive():
         now = time.monotonic()
         if stream.generation() != seen or now - looked >= LOOK_SECONDS:
@@ -47,7 +54,7 @@ async def _notifications(
                 beat = now
                 yield batch
                 continue
-        if now - beat >= HEARTBEAT_SECONDS:
+        if now - beat >= period:
             beat = now
             yield []
         await asyncio.sleep(0.02)
@@ -112,8 +119,12 @@ async def server_sent_events(request: Request, sub_id: str) -> StreamingResponse
 
     async def events() -> AsyncIterator[bytes]:
         yield f": bound Subscription/{sub_id}\n\n".encode()
+        if binding.topic:
+            yield await run_in_threadpool(stream.status_event, store, binding, "handshake")
         async for batch in _notifications(store, binding, alive):
-            if not batch:
+            if not batch and binding.topic:
+                yield await run_in_threadpool(stream.status_event, store, binding, "heartbeat")
+            elif not batch:
                 yield b": heartbeat\n\n"
             for note in batch:
                 yield stream.sse_event(sub_id, note)
@@ -123,3 +134,18 @@ async def server_sent_events(request: Request, sub_id: str) -> StreamingResponse
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.api_route("/Subscription/$status", methods=BOTH)
+async def status_type(request: Request, ctx: Ctx) -> Response:
+    return await answer(request, ctx, subscription_status.status)
+
+
+@router.api_route("/Subscription/{res_id}/$status", methods=BOTH)
+async def status_instance(res_id: str, request: Request, ctx: Ctx) -> Response:
+    return await answer(request, ctx, subscription_status.status, res_id)
+
+
+@router.api_route("/Subscription/{res_id}/$events", methods=BOTH)
+async def events_instance(res_id: str, request: Request, ctx: Ctx) -> Response:
+    return await answer(request, ctx, subscription_events.events, res_id)

@@ -2,10 +2,11 @@
 
 The client writes a Subscription with `status` requested (or off); the server checks it and sets
 `status` and `error` itself: a client may not set active or error. Checked, all as 400 at the
-element: the criteria (a valid search of one type, `criteria.py`), the channel type (rest-hook,
+element: the criteria (a valid search of one type, `criteria.py`, or a topic canonical with its
+filters, `filter_criteria.py`), the channel type (rest-hook,
 websocket, or Server-Sent Events declared with the backport channel-type extension), the payload (none, or JSON), each `header`
 ("Name: value") and a rest-hook endpoint (`endpoint.py`). The owner (client, kind of token, user, patient context and
-scopes) must be able to search and read the criteria's type, else 403; only the same identity may
+scopes) must be able to search and read the criteria's type (each of a topic's types), else 403; only the same identity may
 update or delete it later. The Subscription is then recorded in the `subscription` table, in the
 same transaction as the resource.
 
@@ -29,7 +30,7 @@ from ..errors import Forbidden, Invalid
 from ..settings import Settings
 from ..store.sql import Stored, Tx
 from . import criteria as criteria_
-from . import endpoint, tables
+from . import endpoint, filter_criteria, handshake, tables
 from .owner import Owner
 
 TYPE = "Subscription"
@@ -49,21 +50,19 @@ class Admitted:
     """A checked Subscription, ready to be recorded once stored."""
 
     owner: Owner
-    criteria: criteria_.Criteria
+    parts: tuple[criteria_.Criteria, ...]  # one search per resource type (a criteria: one)
     channel: str
     endpoint: str | None
     headers: tuple[str, ...]
     payload: str | None
     status: str
+    topic: filter_criteria.TopicCriteria | None = None
 
     def record(self, tx: Tx, stored: Stored) -> None:
-        """Keep the Subscription's row in step with its stored version (same transaction)."""
+        """Keep the Subscription's rows (one per resource type) in step with its stored version."""
+        topic = self.topic
         values: dict[str, Any] = {
             "status": self.status,
-            "criteria_type": self.criteria.res_type,
-            "criteria": self.criteria.text,
-            "key_code": self.criteria.key_code,
-            "key_patient": self.criteria.key_patient,
             "channel": self.channel,
             "endpoint": self.endpoint,
             "headers": orjson.dumps(list(self.headers)).decode(),
@@ -71,15 +70,41 @@ class Admitted:
             "failures": 0,
             "retry_at": 0,
             "error": None,
+            "topic": topic.topic.url if topic else None,
+            "content": topic.content if topic else None,
+            "heartbeat_seconds": topic.heartbeat if topic else None,
+            "timeout_seconds": topic.timeout if topic else None,
             **self.owner.columns(),
         }
-        found = tx.conn.execute(update(_S).where(_S.c.id == stored.res_id).values(**values)).rowcount
-        if not found:
-            tx.conn.execute(
-                insert(_S).values(
-                    id=stored.res_id, events=0, lease_until=0, since=stored.last_updated, **values
+        if topic is not None and topic.heartbeat:
+            values["beat_at"] = stored.last_updated + topic.heartbeat * 1_000_000
+        before = tx.conn.execute(select(_S).where(_S.c.id == stored.res_id)).first()
+        kept = {"events": 0, "lease_until": 0, "since": stored.last_updated, "beat_at": 0}
+        if before is not None:
+            kept = {k: getattr(before, k) for k in kept}
+        kept = {k: v for k, v in kept.items() if k not in values}
+        types = [p.res_type for p in self.parts]
+        tx.conn.execute(delete(_S).where(_S.c.id == stored.res_id, _S.c.criteria_type.not_in(types)))
+        for part in self.parts:
+            criteria = {
+                "criteria": part.text,
+                "key_code": part.key_code,
+                "key_patient": part.key_patient,
+            }
+            found = tx.conn.execute(
+                update(_S)
+                .where(_S.c.id == stored.res_id, _S.c.criteria_type == part.res_type)
+                .values(**values, **criteria)
+            ).rowcount
+            if not found:
+                tx.conn.execute(
+                    insert(_S).values(
+                        id=stored.res_id, criteria_type=part.res_type, **kept, **values, **criteria
+                    )
                 )
-            )
+        started = before is None or before.status == "off" or before.topic != (topic and topic.topic.url)
+        if topic is not None and started and self.channel == "rest-hook" and self.status == "active":
+            handshake.queue(tx.conn, stored.res_id)  # a new, switched-on or re-topicked Subscription
 
 
 def admit(
@@ -94,11 +119,17 @@ def admit(
     if prev is not None and not prev.deleted:
         check_owner(tx.conn, principal, prev.res_id, "update")
     status = _status(resource, prev)
-    parsed = criteria_.parse(resource.get("criteria"))
-    _check_reach(principal, parsed, tx.base)
     channel = resource.get("channel")
     if not isinstance(channel, dict):
         raise Invalid("A Subscription needs a channel", "Subscription.channel")
+    topic = None
+    if filter_criteria.is_topic(resource.get("criteria")):
+        topic = filter_criteria.parse(resource, channel)
+        parts = topic.parts
+    else:
+        parts = (criteria_.parse(resource.get("criteria")),)
+    for part in parts:
+        _check_reach(principal, part, tx.base)
     kind = _channel_type(channel)
     if kind not in (*CHANNELS, "sse"):
         raise Invalid(
@@ -111,9 +142,11 @@ def admit(
             raise Invalid("A rest-hook channel needs an endpoint", endpoint.WHERE)
         endpoint.check(url, settings)
     payload = channel.get("payload")
-    if payload is not None and payload.split(";")[0].strip() not in PAYLOADS:
+    if payload is not None and (
+        not isinstance(payload, str) or payload.split(";")[0].strip() not in PAYLOADS
+    ):
         raise Invalid(
-            f"The payload '{payload}' is not supported (supported: none, {', '.join(PAYLOADS)})",
+            f"The payload '{str(payload)[:64]}' is not supported (supported: none, {', '.join(PAYLOADS)})",
             "Subscription.channel.payload",
         )
     headers = channel.get("header") or []
@@ -124,7 +157,7 @@ def admit(
     resource["status"] = active
     resource.pop("error", None)
     return Admitted(
-        owner, parsed, kind, url if kind == "rest-hook" else None, tuple(headers), payload, active
+        owner, parts, kind, url if kind == "rest-hook" else None, tuple(headers), payload, active, topic
     )
 
 
@@ -160,7 +193,8 @@ def _check_reach(principal: Principal | None, parsed: criteria_.Criteria, base: 
         enforce.access(principal, "read", parsed.res_type)
     except Forbidden as exc:
         raise Forbidden(
-            f"The criteria covers data this token may not read: {exc.message}", WHERE_CRITERIA
+            f"The criteria (on {parsed.res_type}) covers data this token may not read: {exc.message}",
+            WHERE_CRITERIA,
         ) from None
 
 

@@ -3,7 +3,8 @@
 The criteria is parsed strictly by the search parser (`search/query.parse`), so an unknown parameter
 or another type's parameter is a 400, and it means what the same search means: a version matches
 when the search with the criteria plus `_id` finds it (`condition`). Result parameters (`_sort`,
-`_include` ...) make no sense for a notification and are refused. The criteria's index keys (a
+`_include` ...) make no sense for a notification and are refused. A topic canonical is not a
+criteria: `filter_criteria.py` turns a topic Subscription into one criteria per resource type. The criteria's index keys (a
 single `code` value, a single patient) let a write skip the subscriptions it cannot match.
 """
 
@@ -43,8 +44,6 @@ def parse(text: object) -> Criteria:
         raise Invalid("A Subscription needs a criteria: a search such as 'Observation?code=...'", WHERE)
     res_type, _, q = text.strip().partition("?")
     res_type = res_type.rsplit("/", 1)[-1] if res_type.startswith(("http://", "https://")) else res_type
-    if text.startswith(("http://", "https://")) and "?" not in text:
-        raise Invalid("Topic-based criteria (a SubscriptionTopic canonical) are not supported here", WHERE)
     if not is_resource_type(res_type):
         raise Invalid(f"The criteria must start with a resource type, not '{res_type[:64]}'", WHERE)
     pairs = tuple(parse_qsl(q, keep_blank_values=True))
@@ -82,7 +81,7 @@ def _key_code(pairs: tuple[tuple[str, str], ...]) -> str | None:
     if value is None:
         return None
     code = value.rsplit("|", 1)[-1]
-    return code or None
+    return code if 0 < len(code) <= 255 else None  # the column's size: a longer code is no key
 
 
 def _key_patient(pairs: tuple[tuple[str, str], ...]) -> str | None:

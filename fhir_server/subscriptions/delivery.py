@@ -13,6 +13,8 @@ first, one notification at a time, outside any database transaction, and records
   retried after `subscription_retry_base_seconds * 2^(failures-1)` (at most
   `subscription_retry_max_seconds`); after `subscription_max_failures` in a row the Subscription's
   status becomes error (with `error`), and back to active at the first success.
+* A topic-based Subscription gets its notification Bundle POSTed (notification.py), its handshake
+  first and its heartbeats when due (heartbeat.py), with the same order, retries and checks.
 * A deliverer that dies leaves its lease to expire; the notification in flight is sent again
   (at least once; receivers de-duplicate by event number, sent as `X-Subscription-Event`).
 """
@@ -38,7 +40,7 @@ from ..instant import now_us
 from ..settings import Settings
 from ..store.outbox import WriteContext
 from ..store.sql import Store
-from . import endpoint, tables
+from . import endpoint, heartbeat, notification, tables
 from .owner import Owner
 
 log = logging.getLogger("fhir_server.subscriptions")
@@ -86,6 +88,7 @@ class Deliverer:
         while not stop.is_set():
             self._wake.clear()
             try:
+                heartbeat.queue_due(self.store)
                 self.claim_due()
                 if time.monotonic() - swept >= SWEEP_SECONDS:
                     swept = time.monotonic()
@@ -120,6 +123,7 @@ class Deliverer:
                         _S.c.lease_until <= now,
                         _S.c.id.in_(select(_D.c.sub_id).where(_D.c.state == "pending").distinct()),
                     )
+                    .distinct()  # a topic's Subscription has a row per resource type
                     .limit(CLAIM)
                 ).scalars()
             )
@@ -163,7 +167,7 @@ class Deliverer:
                     head = tx.conn.execute(
                         select(_D)
                         .where(_D.c.sub_id == sub_id, _D.c.state == "pending")
-                        .order_by(_D.c.event_number)
+                        .order_by(_D.c.event_number, _D.c.pk)
                         .limit(1)
                     ).first()
                 request = None if head is None else self._request(tx, sub, head)
@@ -183,6 +187,8 @@ class Deliverer:
     # ---------------- one notification ----------------
     def _request(self, tx: Any, sub: Any, head: Any) -> dict[str, Any] | None:
         """The HTTP request of one notification; None when its owner may not read what it carries."""
+        if sub.topic:
+            return self._topic_request(tx, sub, head)
         principal = Owner.of_row(sub).principal()
         body: bytes | None = None
         method, url = "POST", sub.endpoint
@@ -199,15 +205,30 @@ class Deliverer:
                 body = version.content
         elif sub.payload:
             method, url = "DELETE", f"{sub.endpoint.rstrip('/')}/{head.res_type}/{head.res_id}"
-        headers: dict[str, str] = {}
-        for header in orjson.loads(sub.headers or "[]"):
-            name, _, value = header.partition(":")
-            headers[name.strip()] = value.strip()
-        headers["X-Subscription-Id"] = sub.id
-        headers["X-Subscription-Event"] = str(head.event_number)
+        headers = _headers(sub, head)
         if body is not None:
             headers["Content-Type"] = sub.payload.split(";")[0].strip()
         return {"method": method, "url": url, "headers": headers, "content": body}
+
+    def _topic_request(self, tx: Any, sub: Any, head: Any) -> dict[str, Any] | None:
+        """A topic's notification: its Bundle POSTed to the endpoint (None: the owner may not read it)."""
+        events: list[notification.Event] = []
+        kind = head.interaction
+        if head.interaction not in ("handshake", "heartbeat"):
+            kind = "event-notification"
+            event = readable_event(tx, Owner.of_row(sub).principal(), head, sub.content)
+            if event is None:
+                return None
+            events.append(event)
+        body = notification.encode(
+            notification.bundle(sub, self.settings.base, kind, int(head.event_number), events)
+        )
+        headers = _headers(sub, head)
+        headers["Content-Type"] = (sub.payload or notification.MEDIA_TYPE).split(";")[0].strip()
+        request: dict[str, Any] = {"method": "POST", "url": sub.endpoint, "headers": headers, "content": body}
+        if sub.timeout_seconds:
+            request["timeout"] = float(sub.timeout_seconds)
+        return request
 
     def _send(self, sub: Any, request: dict[str, Any]) -> Outcome:
         if sub.channel != "rest-hook":
@@ -238,6 +259,8 @@ class Deliverer:
             tx.conn.execute(update(_D).where(_D.c.pk == pk).values(state="sent", sent_at=now))
             row = tx.conn.execute(select(_S.c.status).where(_S.c.id == sub.id)).first()
             values: dict[str, Any] = {"failures": 0, "retry_at": 0, "lease_until": until}
+            if sub.heartbeat_seconds:  # a send is a sign of life: the next heartbeat one period on
+                values["beat_at"] = now + int(sub.heartbeat_seconds) * 1_000_000
             if row is not None and row.status == "error":
                 values.update(status="active", error=None)
                 _set_status(tx, sub.id, "active", None)
@@ -275,6 +298,34 @@ class Deliverer:
             ).first()
         if pending is not None:
             self.wake()
+
+
+def _headers(sub: Any, head: Any) -> dict[str, str]:
+    """The channel's headers, and the Subscription's id and the event's number."""
+    headers: dict[str, str] = {}
+    for header in orjson.loads(sub.headers or "[]"):
+        name, _, value = header.partition(":")
+        headers[name.strip()] = value.strip()
+    headers["X-Subscription-Id"] = sub.id
+    headers["X-Subscription-Event"] = str(head.event_number)
+    return headers
+
+
+def readable_event(tx: Any, principal: Any, row: Any, content: str | None) -> notification.Event | None:
+    """A queued event as its owner may see it now (None: the owner may not read that version)."""
+    body: bytes | None = None
+    if row.interaction != "delete":
+        version = tx.version(row.res_type, row.res_id, row.version)
+        if version is None:
+            return None
+        try:
+            enforce.check_version(tx, principal, version)
+        except (NotFound, Forbidden):
+            return None
+        body = version.content if content == "full-resource" else None
+    return notification.Event(
+        int(row.event_number), int(row.queued_at), row.interaction, row.res_type, row.res_id, body
+    )
 
 
 def _set_status(tx: Any, sub_id: str, status: str, error: str | None) -> None:

@@ -9,6 +9,8 @@ transaction, so each match is queued exactly once:
 3. each candidate's criteria, AND-ed with its owner's search grants (`auth/enforce.search_restriction`),
    is run as ONE search condition over the written resources' current rows (`store/conditions.pks_meeting`):
    a criteria matches exactly what the same search finds;
+   a topic's Subscription (one row per type of its topic) also needs the trigger's test of the
+   content (`topics.Trigger.accepts`) and the interaction among the trigger's;
 4. every match is queued in `subscription_delivery` with the Subscription's next event number, and
    remembered in `subscription_match`; a delete is queued for the Subscriptions the resource was in.
 """
@@ -29,7 +31,7 @@ from ..instant import now_us
 from ..store import conditions
 from ..store.sql import Stored, Tx
 from . import criteria as criteria_
-from . import tables
+from . import tables, topics
 from .owner import Owner
 
 NAME = "subscriptions"  # the consumer's durable position in change_consumer: keep it stable
@@ -100,9 +102,9 @@ def _matched(
     candidates: dict[str, list[Any]],
     current: dict[tuple[str, str], Stored],
     keys: dict[tuple[str, str], tuple[set[str], set[str]]],
-) -> dict[str, set[str]]:
-    """Per Subscription id, the ids of the written resources its criteria (within its owner's grants) finds."""
-    out: dict[str, set[str]] = {}
+) -> dict[tuple[str, str], set[str]]:
+    """Per (Subscription id, type), the ids of the written resources its criteria (within its owner's grants) finds."""
+    out: dict[tuple[str, str], set[str]] = {}
     for res_type, subs in candidates.items():
         for sub in subs:
             pks = {
@@ -115,8 +117,25 @@ def _matched(
             condition = _condition(sub, tx.base)
             if condition is None:
                 continue
-            out[sub.id] = {pks[pk] for pk in conditions.pks_meeting(tx, pks, condition)}
+            found = {pks[pk] for pk in conditions.pks_meeting(tx, pks, condition)}
+            trigger = _trigger(sub, res_type)
+            if trigger is not None:  # a topic: what its search cannot say, on the content
+                found = {rid for rid in found if trigger.accepts(current[(res_type, rid)].resource())}
+            out[(sub.id, res_type)] = found  # a topic's Subscription has a row per type
     return out
+
+
+def _trigger(sub: Any, res_type: str) -> topics.Trigger | None:
+    topic = topics.find(sub.topic) if sub.topic else None
+    return topic.trigger(res_type) if topic is not None else None
+
+
+def _fires(topic_url: str | None, res_type: str, interaction: str) -> bool:
+    """A criteria Subscription is told of every change; a topic of the interactions it triggers on."""
+    if topic_url is None:
+        return True
+    topic = topics.find(topic_url)
+    return topic is not None and topic.fires(res_type, interaction)
 
 
 def _keys_allow(sub: Any, codes: set[str], patients: set[str]) -> bool:
@@ -139,24 +158,33 @@ def _condition(sub: Any, base: str) -> ColumnElement[bool] | None:
 
 
 def _queue(
-    tx: Tx, events: list[ChangeEvent], candidates: dict[str, list[Any]], matched: dict[str, set[str]]
+    tx: Tx,
+    events: list[ChangeEvent],
+    candidates: dict[str, list[Any]],
+    matched: dict[tuple[str, str], set[str]],
 ) -> None:
     """The notifications, in commit order, each with its Subscription's next event number."""
     counters = {sub.id: int(sub.events) for subs in candidates.values() for sub in subs}
+    topic_of = {sub.id: sub.topic for subs in candidates.values() for sub in subs}
     members = _members(tx, {(e.res_type, e.res_id) for e in events})
     missing = {s for subs in members.values() for s in subs} - set(counters)
     if missing:
-        for sub_id, n in tx.conn.execute(
-            select(_S.c.id, _S.c.events).where(_S.c.id.in_(sorted(missing)), _S.c.status.in_(LIVE))
+        for sub_id, n, topic in tx.conn.execute(
+            select(_S.c.id, _S.c.events, _S.c.topic).where(
+                _S.c.id.in_(sorted(missing)), _S.c.status.in_(LIVE)
+            )
         ):
             counters[sub_id] = int(n)
+            topic_of[sub_id] = topic
     queued: list[dict[str, Any]] = []
     now = now_us()
     for e in events:
         key = (e.res_type, e.res_id)
         inside = members.setdefault(key, set())
         if e.interaction == "delete":
-            targets = sorted(s for s in inside if s in counters)
+            targets = sorted(
+                s for s in inside if s in counters and _fires(topic_of.get(s), e.res_type, "delete")
+            )
             if inside:
                 tx.conn.execute(delete(_M).where(_M.c.res_type == e.res_type, _M.c.res_id == e.res_id))
                 inside.clear()
@@ -165,8 +193,9 @@ def _queue(
             for sub in candidates.get(e.res_type, []):
                 if e.last_updated < sub.since:
                     continue  # written before the Subscription existed (the dispatcher lagged)
-                if e.res_id in matched.get(sub.id, ()):
-                    targets.append(sub.id)
+                if e.res_id in matched.get((sub.id, e.res_type), ()):
+                    if _fires(sub.topic, e.res_type, e.interaction):
+                        targets.append(sub.id)
                     if sub.id not in inside:
                         inside.add(sub.id)
                         tx.conn.execute(

@@ -6,7 +6,9 @@ it, whichever process matched the events. Each connection keeps its own cursor: 
 at the oldest notification not yet sent; an EventSource that reconnects with `Last-Event-ID` starts
 after that event (nothing lost while it was away, nothing twice). Every notification is read AS
 THE OWNER at the moment it is sent (`enforce.check_version`); one the owner may not read is skipped.
-Only the Subscription's owner may bind to it (else it is "not known", like a read).
+Only the Subscription's owner may bind to it (else it is "not known", like a read). A topic's
+Server-Sent Events are its notification Bundles (notification.py): a handshake when the stream
+opens, one Bundle per event (`id` its event number), a heartbeat Bundle each heartbeat period.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..auth import enforce
 from ..auth.principal import Principal
 from ..errors import Forbidden, Invalid, NotFound
 from ..store.sql import Store
-from . import tables
+from . import delivery, notification, tables
 from .owner import Owner
 
 _S, _D = tables.subscription, tables.subscription_delivery
@@ -55,6 +57,7 @@ class Notification:
     interaction: str
     focus: str  # "Type/id"
     resource: bytes | None  # the version, when the channel has a payload
+    bundle: bytes | None = None  # a topic's notification Bundle (notification.py)
 
 
 @dataclass
@@ -66,6 +69,8 @@ class Binding:
     payload: str | None
     owner: Owner
     cursor: int
+    topic: str | None = None
+    heartbeat: float | None = None  # seconds (a topic's backport-heartbeat-period)
 
 
 def bind(store: Store, principal: Principal | None, sub_id: str, channel: str, after: int | None) -> Binding:
@@ -83,7 +88,15 @@ def bind(store: Store, principal: Principal | None, sub_id: str, channel: str, a
                 select(func.min(_D.c.event_number)).where(_D.c.sub_id == sub_id, _D.c.state == "pending")
             ).scalar()
             after = int(oldest) - 1 if oldest is not None else int(row.events)
-    return Binding(sub_id, channel, row.payload, Owner.of_row(row), after)
+    return Binding(
+        sub_id,
+        channel,
+        row.payload,
+        Owner.of_row(row),
+        after,
+        row.topic,
+        float(row.heartbeat_seconds) if row.heartbeat_seconds else None,
+    )
 
 
 def take(store: Store, binding: Binding) -> list[Notification]:
@@ -92,8 +105,8 @@ def take(store: Store, binding: Binding) -> list[Notification]:
     principal = binding.owner.principal()
     out: list[Notification] = []
     with store.read() as tx:
-        status = tx.conn.execute(select(_S.c.status).where(_S.c.id == binding.sub_id)).scalar()
-        if status is None:
+        sub = tx.conn.execute(select(_S).where(_S.c.id == binding.sub_id)).first()
+        if sub is None:
             raise NotFound(f"Subscription/{binding.sub_id} is not known")
         rows = list(
             tx.conn.execute(
@@ -105,7 +118,16 @@ def take(store: Store, binding: Binding) -> list[Notification]:
         )
         for row in rows:
             binding.cursor = int(row.event_number)
-            if row.state == "withheld":
+            if row.state == "withheld" or row.interaction in ("handshake", "heartbeat"):
+                continue
+            if sub.topic:
+                event = delivery.readable_event(tx, principal, row, sub.content)
+                if event is not None:
+                    bundle = notification.bundle(sub, store.base, "event-notification", event.number, [event])
+                    focus = f"{row.res_type}/{row.res_id}"
+                    out.append(
+                        Notification(event.number, row.interaction, focus, None, notification.encode(bundle))
+                    )
                 continue
             content: bytes | None = None
             if row.interaction != "delete":
@@ -127,8 +149,21 @@ def take(store: Store, binding: Binding) -> list[Notification]:
     return out
 
 
+def status_event(store: Store, binding: Binding, kind: str) -> bytes:
+    """A topic's handshake or heartbeat as a Server-Sent Event (no `id`: it is no event)."""
+    with store.read() as tx:
+        sub = tx.conn.execute(select(_S).where(_S.c.id == binding.sub_id)).first()
+        if sub is None:
+            raise NotFound(f"Subscription/{binding.sub_id} is not known")
+        since = int(sub.events)
+    bundle = notification.encode(notification.bundle(sub, store.base, kind, since))
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), bundle)
+
+
 def sse_event(sub_id: str, n: Notification) -> bytes:
     """One Server-Sent Event: `id` the event number (EventSource resends it as Last-Event-ID)."""
+    if n.bundle is not None:
+        return b"id: %d\nevent: notification\ndata: %s\n\n" % (n.event_number, n.bundle)
     data: dict[str, Any] = {
         "subscription": f"Subscription/{sub_id}",
         "eventNumber": n.event_number,

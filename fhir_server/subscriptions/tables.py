@@ -6,7 +6,9 @@ the parsed criteria with its index keys (type, and code / patient where the crit
 the delivery state (failures, next retry, lease of the deliverer holding it) and the count of
 events queued so far. `subscription_delivery` is the per-subscription queue, numbered gap-free.
 `subscription_match` remembers which resources a subscription last matched, so a delete is
-notified to the subscriptions the resource was in. Times are microseconds since the epoch.
+notified to the subscriptions the resource was in. A topic-based Subscription (filter_criteria.py)
+has one `subscription` row per resource type of its topic; a queued row's `interaction` may also
+be `handshake` or `heartbeat` (rest-hook only; not counted in `events`). Times are microseconds since the epoch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ subscription = Table(
     metadata,
     Column("id", String(64), primary_key=True),  # the Subscription's id
     Column("status", String(16), nullable=False),  # active | error | off
-    Column("criteria_type", String(64), nullable=False),
+    # one row per resource type: a criteria has one, a topic one per type it has events on
+    # (the rows of one id share every other column but criteria and its keys)
+    Column("criteria_type", String(64), primary_key=True),
     Column("criteria", Text, nullable=False),  # the query after '?'
     Column("key_code", String(255), nullable=True),  # a single `code=` value of the criteria
     Column("key_patient", String(64), nullable=True),  # a single patient/subject id of the criteria
@@ -40,6 +44,11 @@ subscription = Table(
     Column("retry_at", BigInteger, nullable=False, default=0),  # no attempt before this
     Column("lease_until", BigInteger, nullable=False, default=0),  # a deliverer holds it until then
     Column("error", Text, nullable=True),
+    Column("topic", Text, nullable=True),  # a topic's canonical URL (None: a criteria Subscription)
+    Column("content", String(16), nullable=True),  # topic: empty | id-only | full-resource
+    Column("heartbeat_seconds", Integer, nullable=True),  # topic: backport-heartbeat-period
+    Column("timeout_seconds", Integer, nullable=True),  # topic: backport-timeout
+    Column("beat_at", BigInteger, nullable=False, default=0),  # next heartbeat due (µs)
 )
 Index("ix_subscription_type_code", subscription.c.criteria_type, subscription.c.key_code)
 Index("ix_subscription_type_patient", subscription.c.criteria_type, subscription.c.key_patient)

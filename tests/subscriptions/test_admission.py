@@ -42,7 +42,7 @@ def _refused(http: TestClient, body: dict[str, Any], expression: str, status: in
         "Observation?_sort=date",  # a result parameter
         "NoSuchType?code=1",
         "",
-        "http://example.org/topic/admission",  # a topic canonical: not criteria
+        "http://example.org/topic/admission",  # a topic canonical this server does not know
     ],
 )
 def test_a_criteria_that_is_no_valid_search_is_refused(http: TestClient, criteria: str) -> None:

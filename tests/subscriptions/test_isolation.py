@@ -151,3 +151,122 @@ def test_a_subscription_belongs_to_its_owner(http: TestClient, receivers: list[R
     _write_both(http)
     time.sleep(0.5)
     assert receivers[0].received == []
+
+
+# ---------------- topic-based Subscriptions (Subscriptions Backport IG) ----------------
+
+
+def _topic(http: TestClient, headers: Headers, topic: str, url: str, *filters: str) -> Any:
+    return http.post(
+        "/Subscription", json=factories.topic_subscription(topic, url, *filters), headers=headers
+    )
+
+
+def _critical(patient: str, category: str) -> dict[str, Any]:
+    obs = factories.critical_observation(patient, value=190)
+    obs["category"][0]["coding"][0]["code"] = category
+    return obs
+
+
+def _topic_about(receiver: Receiver, count: int) -> list[tuple[str, str]]:
+    """(patient, category or type) of each event notification, after the handshake."""
+    receiver.wait_for(count + 1)
+    time.sleep(0.5)
+    out = []
+    for r in receiver.received[1:]:
+        resource = orjson.loads(r.body)["entry"][1]["resource"]
+        kind = (
+            resource["category"][0]["coding"][0]["code"]
+            if resource["resourceType"] == "Observation"
+            else "report"
+        )
+        out.append((resource["subject"]["reference"], kind))
+    return out
+
+
+def test_a_patient_context_topic_subscription_never_receives_another_patients_resource(
+    http: TestClient, receivers: list[Receiver]
+) -> None:
+    a = patient_token(http, "A", 1, f"patient/*.rs {OWN}")
+    b = patient_token(http, "B", 2, f"patient/*.rs {OWN}")
+    ops = operator(http, "system/*.cruds")
+    topic = factories.NEW_RESULT_TOPIC
+    assert _topic(http, a, topic, receivers[0].url).status_code == 201  # no filter: the server restricts it
+    # B filters on A: accepted (a search B may run), but B's grants apply
+    assert _topic(http, b, topic, receivers[1].url, "patient=A").status_code == 201
+    assert _topic(http, ops, topic, receivers[2].url).status_code == 201
+    _write_both(http)
+    vital = http.post("/Observation", json=factories.observation("A"), headers=ops).json()["id"]
+    for patient in ("A", "B"):
+        report = factories.lab_report(patient, vital)
+        assert http.post("/DiagnosticReport", json=report, headers=ops).status_code == 201
+    assert _topic_about(receivers[0], 2) == [("Patient/A", "laboratory"), ("Patient/A", "report")]
+    assert _topic_about(receivers[2], 4) == [
+        ("Patient/A", "laboratory"),
+        ("Patient/B", "laboratory"),
+        ("Patient/A", "report"),
+        ("Patient/B", "report"),
+    ]
+    assert [
+        orjson.loads(r.body)["entry"][0]["resource"]["parameter"][3]["valueCode"]
+        for r in receivers[1].received
+    ] == ["handshake"]
+
+
+def test_a_topic_outside_the_owners_scopes_is_refused_and_a_vital_signs_owner_gets_no_lab(
+    http: TestClient, receivers: list[Receiver]
+) -> None:
+    observations_only = patient_token(http, "A", 1, f"patient/Observation.rs {OWN}")
+    refused = _topic(
+        http, observations_only, factories.NEW_RESULT_TOPIC, receivers[0].url
+    )  # DiagnosticReport too
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["issue"][0]["expression"] == ["Subscription.criteria"]
+    vitals = patient_token(http, "A", 1, f"patient/Observation.rs?category={VITALS} {OWN}")
+    assert _topic(http, vitals, factories.EMERGENCY_TOPIC, receivers[0].url).status_code == 201
+    ops = operator(http, "system/*.cruds")
+    for obs in (_critical("A", "laboratory"), _critical("A", "vital-signs"), _critical("B", "vital-signs")):
+        assert http.post("/Observation", json=obs, headers=ops).status_code == 201
+    assert _topic_about(receivers[0], 1) == [("Patient/A", "vital-signs")]
+
+
+def test_a_topic_subscription_and_its_status_and_events_belong_to_its_owner(
+    http: TestClient, receivers: list[Receiver]
+) -> None:
+    a = patient_token(http, "A", 1, f"patient/*.rs {OWN}")
+    b = patient_token(http, "B", 2, f"patient/*.rs {OWN}")
+    sub = _topic(http, a, factories.NEW_RESULT_TOPIC, receivers[0].url).json()
+    _write_both(http)
+    _topic_about(receivers[0], 1)
+    for path in (f"/Subscription/{sub['id']}/$status", f"/Subscription/{sub['id']}/$events"):
+        assert http.get(path, headers=a).status_code == 200
+        assert http.get(path, headers=b).status_code == 404
+    assert http.get("/Subscription/$status", headers=b).json().get("entry") is None
+    (event,) = http.get(f"/Subscription/{sub['id']}/$events", headers=a).json()["entry"][1:]
+    assert event["resource"]["subject"]["reference"] == "Patient/A"
+    assert http.delete(f"/Subscription/{sub['id']}", headers=b).status_code == 403
+
+
+def test_a_topic_notification_is_withheld_when_its_owner_can_no_longer_read_it_at_delivery(
+    http: TestClient, receivers: list[Receiver]
+) -> None:
+    a = patient_token(http, "A", 1, f"patient/*.rs {OWN}")
+    ops = operator(http, "system/*.cruds")
+    assert _topic(http, a, factories.NEW_RESULT_TOPIC, receivers[0].url).status_code == 201
+    receivers[0].wait_for(1)  # the handshake
+    receivers[0].stop()
+    moved = http.post("/Observation", json=_lab("A"), headers=ops).json()
+    time.sleep(0.3)  # queued (or not yet matched), the receiver down
+    assert (
+        http.put(
+            f"/Observation/{moved['id']}", json={**moved, "subject": {"reference": "Patient/B"}}, headers=ops
+        )
+    ).status_code == 200
+    time.sleep(0.5)
+    receivers[0].start()
+    kept = http.post("/Observation", json=_lab("A"), headers=ops).json()
+    receivers[0].wait_for(2)
+    time.sleep(0.5)
+    bodies = [orjson.loads(r.body) for r in receivers[0].received[1:]]
+    assert [b["entry"][1]["resource"]["id"] for b in bodies] == [kept["id"]]  # never the moved one
+    assert moved["id"] not in orjson.dumps(bodies).decode()

@@ -167,3 +167,76 @@ def test_server_sent_events_with_the_resource_and_resume_after_last_event_id(ser
         (4, f"Observation/{more[1]}"),
     ]
     assert httpx.get(f"{base}{path}", headers={**a, "Last-Event-ID": "x"}).status_code == 400
+
+
+def _read_sse(base: str, path: str, headers: dict[str, str], out: list[dict[str, Any]]) -> None:
+    """Every event (with its `event` name), comments skipped, until two notifications and then a
+    heartbeat arrived (heartbeats may come between them while delivery lags)."""
+    with httpx.stream("GET", f"{base}{path}", headers=headers, timeout=60) as response:
+        assert response.status_code == 200
+        event: dict[str, Any] = {}
+        for line in response.iter_lines():
+            if line.startswith(("id: ", "event: ", "data: ")):
+                name, _, value = line.partition(": ")
+                event[name] = orjson.loads(value) if name == "data" else value
+            elif line == "" and event:
+                out.append(event)
+                event = {}
+                kinds = [e["event"] for e in out]
+                if kinds.count("notification") >= 2 and kinds[-1] == "heartbeat":
+                    return
+
+
+def _status(bundle: dict[str, Any]) -> dict[str, Any]:
+    return {
+        p["name"]: next((v for k, v in p.items() if k.startswith("value")), p.get("part"))
+        for p in bundle["entry"][0]["resource"]["parameter"]
+    }
+
+
+def test_a_topic_over_server_sent_events_handshake_bundles_and_heartbeat(server: tuple[str, Any]) -> None:
+    base, app = server
+    ops = operator(_Http(app), "system/*.cruds")  # type: ignore[arg-type]
+    _patients(base, ops)
+    a = patient_token(_Http(app), "A", 1, OWN)  # type: ignore[arg-type]
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, None, heartbeat=2, channel=SSE_TYPE)
+    response = httpx.post(f"{base}/Subscription", json=body, headers=a)
+    assert response.status_code == 201, response.text
+    path = f"/_subscriptions/{response.json()['id']}/events"
+    got: list[dict[str, Any]] = []
+    reader = threading.Thread(target=_read_sse, args=(base, path, a, got))
+    reader.start()
+    time.sleep(0.5)
+    (lab,) = _write(base, ops, factories.lab_observation("A"))
+    _write(base, ops, factories.lab_observation("B"), factories.observation("A"))  # B's; not a result
+    (report,) = _write(base, ops, factories.lab_report("A", lab))
+    reader.join(timeout=60)
+    assert got[0]["event"] == "handshake" and _status(got[0]["data"])["type"] == "handshake"
+    notes = [e for e in got if e["event"] == "notification"]
+    assert [n["id"] for n in notes] == ["1", "2"]
+    assert [_status(n["data"])["events-since-subscription-start"] for n in notes] == ["1", "2"]
+    assert [n["data"]["entry"][1]["resource"]["id"] for n in notes] == [lab, report]
+    beats = [e for e in got if e["event"] == "heartbeat"]
+    assert beats and all(_status(b["data"])["type"] == "heartbeat" for b in beats)
+    assert all("id" not in b for b in beats)
+
+
+def test_a_topic_over_websocket_pings_for_its_events_only(server: tuple[str, Any]) -> None:
+    base, app = server
+    ops = operator(_Http(app), "system/*.cruds")  # type: ignore[arg-type]
+    _patients(base, ops)
+    a = patient_token(_Http(app), "A", 1, OWN)  # type: ignore[arg-type]
+    body = factories.topic_subscription(factories.EMERGENCY_TOPIC, None, channel={"type": "websocket"})
+    response = httpx.post(f"{base}/Subscription", json=body, headers=a)
+    assert response.status_code == 201, response.text
+    sub_id = response.json()["id"]
+    with connect(base.replace("http://", "ws://") + "/websocket", additional_headers=a) as ws:
+        ws.send(f"bind {sub_id}")
+        assert ws.recv(timeout=10) == f"bound {sub_id}"
+        _write(base, ops, factories.critical_observation("A", value=80))  # inside its range
+        (high,) = _write(base, ops, factories.critical_observation("A", value=200))
+        assert ws.recv(timeout=10) == f"ping {sub_id}"
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=1)
+    events = httpx.get(f"{base}/Subscription/{sub_id}/$events", headers=a).json()
+    assert [e["resource"]["id"] for e in events["entry"][1:]] == [high]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 17:29:59.270967
+Create Date: 2026-12-03 18:27:44.509814
 """
 
 import sqlalchemy as sa
@@ -385,7 +385,12 @@ def upgrade() -> None:
         sa.Column("retry_at", sa.BigInteger(), nullable=False),
         sa.Column("lease_until", sa.BigInteger(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
+        sa.Column("topic", sa.Text(), nullable=True),
+        sa.Column("content", sa.String(length=16), nullable=True),
+        sa.Column("heartbeat_seconds", sa.Integer(), nullable=True),
+        sa.Column("timeout_seconds", sa.Integer(), nullable=True),
+        sa.Column("beat_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", "criteria_type"),
     )
     with op.batch_alter_table("subscription", schema=None) as batch_op:
         batch_op.create_index("ix_subscription_type_code", ["criteria_type", "key_code"], unique=False)
