@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from ..redacted_traceback import format_exception
 from ..store import outbox
@@ -22,9 +23,10 @@ from .registry import COMMITTED, LISTENERS, Listener
 log = logging.getLogger("fhir_server.events")
 BATCH = 500  # events per delivery
 POLL_SECONDS = 1.0  # between looks when nothing woke the dispatcher
-# After a wake, looks that find nothing come again after 5 ms, then twice as long each time, up to
-# the poll: a commit becomes readable on PostgreSQL only once every older transaction ended.
-SETTLE_FIRST_SECONDS = 0.005
+# For a second after a wake or a delivery, looks that find nothing come again after 5 ms, then
+# twice as long each time up to 20 ms (a commit becomes readable on PostgreSQL only once every older
+# transaction in the cluster ended); after that second, at the poll.
+SETTLE_FIRST_SECONDS, SETTLE_MAX_SECONDS, SETTLE_WINDOW_SECONDS = 0.005, 0.02, 1.0
 
 
 class Dispatcher:
@@ -85,10 +87,9 @@ class Dispatcher:
         self._wake.set()
 
     def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> None:
-        """Deliver until `stop` is set. After a wake, or a look that delivered, looks that find
-        nothing come again after SETTLE_FIRST_SECONDS, doubling up to `poll` (on PostgreSQL a
-        commit is readable only once every older transaction in the cluster ended)."""
-        wait = poll
+        """Deliver until `stop` is set; after a wake or a delivery, look again soon (see
+        SETTLE_FIRST_SECONDS), else at every `poll`."""
+        wait, settle_until = SETTLE_FIRST_SECONDS / 2, 0.0
         while not stop.is_set():
             self._wake.clear()
             delivered = 0
@@ -96,9 +97,15 @@ class Dispatcher:
                 delivered = self.deliver_all()
             except Exception:  # the database went away for a moment: try again at the next poll
                 log.warning("Delivering change events failed", exc_info=True)
-            wait = SETTLE_FIRST_SECONDS if delivered else min(wait * 2, poll)
+            if delivered:
+                wait, settle_until = SETTLE_FIRST_SECONDS, time.monotonic() + SETTLE_WINDOW_SECONDS
+            elif time.monotonic() < settle_until:
+                wait = min(wait * 2, SETTLE_MAX_SECONDS)
+            else:
+                wait = poll
             if self._wake.wait(wait):
                 wait = SETTLE_FIRST_SECONDS / 2  # doubled to the first settle wait after this look
+                settle_until = time.monotonic() + SETTLE_WINDOW_SECONDS
 
 
 def start(store: Store, *, wake_on_commit: bool = True) -> tuple[Dispatcher, threading.Event] | None:
