@@ -140,11 +140,10 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
 
     q = parse(ctx, "Observation", [], lenient=False)
     restrict = enforce.search_restriction(ctx.principal, q, base)
-    rows = sql.value_rows(sql.statistics_base(subject, base, restrict), codes)
+    values = sql.Values(subject, base, codes, low, high, restrict)
+    rows = sql.value_rows(values)
     spread = bool({"variance", "std-dev"} & set(wanted))
     ranks = bool(set(sql.FRACTIONS) & set(wanted))
-    if low is not None or high is not None:
-        rows = sql.within(rows, low, high)
     out: list[dict[str, Any]] = []
     if interval is None:
         period = {
@@ -155,7 +154,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
         for row in _aggregates(tx, rows, None, spread, ranks):
             out.append(_observation(subject, row, wanted, period))
     else:
-        first, last = tuple(tx.run_search(sql.span(rows)).one())
+        first, last = tuple(tx.run_search(sql.span(values)).one())
         if first is not None:
             first, last = int(first), int(last)
             if interval == "hour" and (last - first) // sql.HOUR > MAX_BUCKETS:

@@ -310,6 +310,38 @@ def test_fall_back_hour_is_two_buckets_and_spring_forward_day_is_23_hours(client
     assert spring["component"][0]["valueInteger"] == 2  # 23:30Z on the 30th is 00:30 local on the 31st
 
 
+def test_values_follow_updates_deletes_and_panels_found_twice(client: TestClient) -> None:
+    """The value rows are index rows: an update to entered-in-error or a delete takes a value out; a
+    panel found by two of its codings gives each component once."""
+    panel = factories.observation(None, code=PANEL)
+    panel["code"]["coding"].append({"system": "http://snomed.info/sct", "code": "75367002"})
+    del panel["valueQuantity"]
+    panel["component"] = [
+        {
+            "code": {"coding": [{"system": LOINC, "code": part}]},
+            "valueQuantity": {"value": v, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+        }
+        for part, v in ((SYSTOLIC, 120), (DIASTOLIC, 80))
+    ]
+    made = [factories.observation(None, value=v) for v in (50, 60, 70)] + [panel]
+    pid, stored = _load(client, made)
+    assert client.put(
+        f"/Observation/{stored[0]['id']}", json=stored[0] | {"status": "entered-in-error"}
+    ).status_code in (200, 201)
+    assert client.delete(f"/Observation/{stored[1]['id']}").status_code in (200, 204)
+    params = {
+        "subject": f"Patient/{pid}",
+        "coding": [f"{LOINC}|{HEART}", f"{LOINC}|{PANEL}", "http://snomed.info/sct|75367002"],
+        "statistic": "average,count",
+    }
+    got = _served(client.get("/Observation/$stats", params=params).json())
+    assert got == {
+        (HEART, "/min"): {"average": 70, "count": 1},
+        (SYSTOLIC, "mm[Hg]"): {"average": 120, "count": 1},
+        (DIASTOLIC, "mm[Hg]"): {"average": 80, "count": 1},
+    }
+
+
 def test_empty_results(client: TestClient) -> None:
     pid, _ = _load(client, [])
     assert _ask(client, pid) == {"resourceType": "Parameters", "parameter": [], "_asked": {}}
