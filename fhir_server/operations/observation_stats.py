@@ -43,6 +43,9 @@ UCUM = "http://unitsofmeasure.org"
 SUPPORTED = ("average", "maximum", "minimum", "count", "sum", "median", "std-dev", "variance", *sql.FRACTIONS)
 SUPPORTED = tuple(dict.fromkeys(SUPPORTED))
 MAX_BUCKETS = 100_000
+# work_mem of the aggregates: a year of hourly groups hashes in memory (with PostgreSQL's default of
+# 4 MB the series was a sort spilled to disk, twice as slow; bench/README.md)
+SERIES_MEMORY_MB = 32
 
 
 def _codes(params: OperationInput) -> list[tuple[str | None, str]]:
@@ -165,7 +168,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
             def bucket(at: Any) -> tuple[Any, Any]:
                 return sql.bucket_key(interval, at, zone, months)
 
-            for row in _aggregates(tx, rows, bucket, spread, ranks):
+            for row in _aggregates(tx, rows, bucket, spread, ranks, zone.granule()):
                 start, end = calendar_buckets.bounds(
                     interval, int(row["bucket"]), int(row["offset"]), tz, months
                 )
@@ -178,14 +181,22 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
 
 
 def _aggregates(
-    tx: Tx, rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, spread: bool, ranks: bool
+    tx: Tx,
+    rows: Any,
+    bucket: Callable[[Any], tuple[Any, Any]] | None,
+    spread: bool,
+    ranks: bool,
+    granule: int = 1,
 ) -> list[dict[str, Any]]:
     """The database's aggregates per code, unit (and bucket). Without a variance or a percentile asked
     for, one plain GROUP BY (sql.totals) whose groups of a code with several units are merged here
     in canonical units; otherwise the windowed statement (sql.aggregate)."""
     if spread or ranks:
-        return [dict(r._mapping) for r in tx.run_search(sql.aggregate(rows, bucket, spread, ranks))]
-    found = [dict(r._mapping) for r in tx.run_search(sql.totals(rows, bucket))]
+        stmt = sql.aggregate(rows, bucket, spread, ranks)
+        return [dict(r._mapping) for r in tx.run_search(stmt, memory_mb=SERIES_MEMORY_MB)]
+    found = [
+        dict(r._mapping) for r in tx.run_search(sql.totals(rows, bucket, granule), memory_mb=SERIES_MEMORY_MB)
+    ]
     units: dict[tuple[Any, Any], set[Any]] = {}
     for r in found:
         units.setdefault((r["system"], r["code"]), set()).add(r["unit"])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Float,
     Select,
@@ -199,6 +200,15 @@ class Zone:
     changes: tuple[int, ...]
     offsets: tuple[int, ...]
 
+    def granule(self) -> int:
+        """The widest of an hour, half an hour, a quarter, a minute, a second (µs) that divides every
+        offset and change instant: then no bucket boundary nor offset change falls inside a granule
+        (bucket boundaries are local hour starts or midnights), so values can be summed per granule first."""
+        for width in (HOUR, HOUR // 2, HOUR // 4, 60 * SECOND, SECOND):
+            if all(v % width == 0 for v in (*self.changes, *self.offsets)):
+                return width
+        return 1
+
     def offset_sql(self, at: Any) -> Any:
         if not self.changes:
             return literal(self.offsets[0])
@@ -291,16 +301,15 @@ def aggregate(
     return select(*out, *cols).group_by(*group).order_by(*group)
 
 
-def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Select[Any]:
+def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, granule: int = 1) -> Select[Any]:
     """Plain GROUP BY (no window) per (system, code, unit, canon_code[, bucket, offset]): count, sum,
     minimum, maximum of the values as given and in canonical units; a code with several units is then
-    merged over its units in canonical units by the caller (sums, minima and maxima merge exactly)."""
+    merged over its units in canonical units by the caller (sums, minima and maxima merge exactly).
+
+    With a bucket, the values are first summed per `granule` (µs; Zone.granule: no bucket boundary
+    or offset change inside one), a GROUP BY on one integer, and only those partial sums are
+    bucketed, so the zone's CASE runs once per granule instead of once per value."""
     keys = [rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code]
-    conds = []
-    if bucket is not None:
-        key, offset = bucket(rows.c.at)
-        keys += [key.label("bucket"), offset.label("offset")]
-        conds.append(rows.c.at.is_not(None))
     cols = [
         func.count(rows.c.value).label("count"),
         func.sum(rows.c.value).label("sum"),
@@ -311,7 +320,31 @@ def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Select
         func.min(rows.c.canon_value).label("canon_minimum"),
         func.max(rows.c.canon_value).label("canon_maximum"),
     ]
-    return select(*keys, *cols).where(*conds).group_by(*keys)
+    if bucket is None:
+        return select(*keys, *cols).group_by(*keys)
+    # SHIFT (a whole number of weeks) keeps the division on positive numbers, as in bucket_key
+    slot = ((rows.c.at + SHIFT) // granule).label("slot")
+    part = select(*keys, slot, *cols).where(rows.c.at.is_not(None)).group_by(*keys, slot).subquery()
+    key, offset = bucket(part.c.slot * granule - SHIFT)
+    outer = [
+        part.c.system,
+        part.c.code,
+        part.c.unit,
+        part.c.canon_code,
+        key.label("bucket"),
+        offset.label("offset"),
+    ]
+    merged = [
+        cast(func.sum(part.c.count), BigInteger).label("count"),  # not numeric (PostgreSQL's sum of bigint)
+        func.sum(part.c.sum).label("sum"),
+        func.min(part.c.minimum).label("minimum"),
+        func.max(part.c.maximum).label("maximum"),
+        cast(func.sum(part.c.canon_count), BigInteger).label("canon_count"),
+        func.sum(part.c.canon_sum).label("canon_sum"),
+        func.min(part.c.canon_minimum).label("canon_minimum"),
+        func.max(part.c.canon_maximum).label("canon_maximum"),
+    ]
+    return select(*outer, *merged).group_by(*outer)
 
 
 def sources(rows: Any, limit: int | None) -> Select[Any]:

@@ -21,7 +21,9 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fhir_server.operations import calendar_buckets
 from fhir_server.search import ucum
+from fhir_server.search.observation_stats import HOUR
 from tests import factories
 
 LOINC = "http://loinc.org"
@@ -432,3 +434,13 @@ def test_lastn_filters_and_needs_a_patient(client: TestClient) -> None:
         client.get("/Observation/$lastn", params={"patient": pid, "max": "1" + "0" * 30}).status_code == 400
     )
     assert client.get("/Observation/$lastn", params={"patient": pid, "bogus": "1"}).status_code == 400
+
+
+def test_zone_offsets_are_exact_and_give_the_widest_granule() -> None:
+    """The series sums values per granule first: no offset change nor bucket boundary may fall inside one."""
+    year = (1_704_067_200_000_000, 1_735_689_599_000_000)  # 2024 in µs
+    berlin = calendar_buckets.offsets(ZoneInfo("Europe/Berlin"), *year)
+    assert berlin.changes == (1_711_846_800_000_000, 1_729_990_800_000_000)  # 01:00Z exactly
+    assert berlin.granule() == HOUR
+    assert calendar_buckets.offsets(ZoneInfo("Asia/Kolkata"), *year).granule() == HOUR // 2
+    assert calendar_buckets.offsets(ZoneInfo("Asia/Kathmandu"), *year).granule() == HOUR // 4

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 17:42:54.043346
+Create Date: 2026-12-03 18:07:48.474389
 """
 
 import sqlalchemy as sa
@@ -132,19 +132,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("idx_observation_value", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_idx_observation_value_find",
-            ["subject", "code", "grp", "effective"],
-            unique=False,
-            postgresql_include=[
-                "system",
-                "value_system",
-                "value_code",
-                "value",
-                "unit",
-                "canon_value",
-                "canon_code",
-                "resource_pk",
-            ],
+            "ix_idx_observation_value_find", ["subject", "code", "grp", "effective"], unique=False
         )
         batch_op.create_index("ix_idx_observation_value_res", ["resource_pk"], unique=False)
 
@@ -566,19 +554,7 @@ def downgrade() -> None:
     op.drop_table("idx_quantity")
     with op.batch_alter_table("idx_observation_value", schema=None) as batch_op:
         batch_op.drop_index("ix_idx_observation_value_res")
-        batch_op.drop_index(
-            "ix_idx_observation_value_find",
-            postgresql_include=[
-                "system",
-                "value_system",
-                "value_code",
-                "value",
-                "unit",
-                "canon_value",
-                "canon_code",
-                "resource_pk",
-            ],
-        )
+        batch_op.drop_index("ix_idx_observation_value_find")
 
     op.drop_table("idx_observation_value")
     with op.batch_alter_table("idx_number", schema=None) as batch_op:
