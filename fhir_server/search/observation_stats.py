@@ -64,9 +64,10 @@ def _code_test(t: Any, codes: Sequence[tuple[str | None, str]]) -> ColumnElement
 # ---------------------------------------------------------------- $lastn
 
 
-def lastn(matching: Sequence[ColumnElement[bool]], most: int) -> Select[Any]:
+def lastn(matching: Sequence[ColumnElement[bool]], most: int, one_subject: bool = False) -> Select[Any]:
     """(pk, content) of the `most` latest Observations meeting `matching` per subject and code,
-    ordered by code, then newest first; an Observation with several codings appears once per coding."""
+    ordered by code, then newest first; an Observation with several codings appears once per coding.
+    `one_subject`: `matching` admits a single subject, so the subject need not be looked up per row."""
     code = tables.idx_token.alias()
     subject = tables.idx_reference.alias()
     date = tables.idx_date.alias()
@@ -88,7 +89,9 @@ def lastn(matching: Sequence[ColumnElement[bool]], most: int) -> Select[Any]:
             when.label("at"),
             func.row_number()
             .over(
-                partition_by=(who, code.c.system, code.c.code),
+                partition_by=(code.c.system, code.c.code)
+                if one_subject
+                else (who, code.c.system, code.c.code),
                 order_by=(when.desc().nulls_last(), _R.c.pk.desc()),
             )
             .label("rn"),

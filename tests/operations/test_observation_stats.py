@@ -412,6 +412,16 @@ def test_lastn_equals_the_oracle(client: TestClient, obs: list[dict[str, Any]], 
     assert got == want
 
 
+def test_lastn_ranks_per_subject_when_several_match(client: TestClient) -> None:
+    """With two patients (a list, or a bare id that names a Patient and a Group), the latest per patient."""
+    first, a = _load(client, [factories.observation(None, effectiveDateTime="2024-01-01T00:00:00Z")])
+    second, b = _load(client, [factories.observation(None, effectiveDateTime="2023-01-01T00:00:00Z")])
+    got = client.get("/Observation/$lastn", params={"patient": f"{first},{second}"}).json()
+    assert {e["resource"]["id"] for e in got["entry"]} == {a[0]["id"], b[0]["id"]}
+    got = client.get("/Observation/$lastn", params={"subject": f"Patient/{first}"}).json()
+    assert [e["resource"]["id"] for e in got["entry"]] == [a[0]["id"]]
+
+
 def test_lastn_filters_and_needs_a_patient(client: TestClient) -> None:
     pid, stored = _load(
         client,
