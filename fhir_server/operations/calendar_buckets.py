@@ -42,7 +42,7 @@ def _offset(tz: ZoneInfo, us: int) -> int:
 
 
 def offsets(tz: ZoneInfo, low: int, high: int) -> Zone:
-    """The zone's UTC offsets from `low` to `high` (µs): changes found day by day, then to the second."""
+    """The zone's UTC offsets from `low` to `high` (µs): changes found day by day, then exactly."""
     changes: list[int] = []
     values = [_offset(tz, low - DAY)]
     t = low - DAY
@@ -50,7 +50,7 @@ def offsets(tz: ZoneInfo, low: int, high: int) -> Zone:
         nxt = t + DAY
         if _offset(tz, nxt) != values[-1]:
             lo, hi = t, nxt  # offset(lo) == values[-1] != offset(hi)
-            while hi - lo > SECOND:
+            while hi - lo > 1:  # to the microsecond: the change itself (a granule boundary)
                 mid = (lo + hi) // 2
                 if _offset(tz, mid) == values[-1]:
                     lo = mid

@@ -50,8 +50,14 @@ def lastn(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
     if most > MAX_PER_CODE:
         raise Invalid(f"Parameter 'max' is at most {MAX_PER_CODE}", expression="max")
     pairs = search_pairs(params, RESULT_ONLY)
-    if not any(name.split(":")[0] in ("patient", "subject") for name, _ in pairs):
+    subjects = [(name, value) for name, value in pairs if name.split(":")[0] in ("patient", "subject")]
+    if not subjects:
         raise Invalid("$lastn needs a 'patient' or 'subject'", expression="patient")
+    # One typed reference, without modifier or list: every match has that one subject (a bare id
+    # given to `subject` may name a Patient and a Group alike; `patient` is typed).
+    (name, value), more = subjects[0], subjects[1:]
+    one_subject = not more and name in ("patient", "subject") and "," not in value
+    one_subject = one_subject and (name == "patient" or "/" in value)
     q = search.parse(ctx, "Observation", pairs, lenient=False)
     base = ctx.settings.base
     restrict = enforce.search_restriction(ctx.principal, q, base)
@@ -60,7 +66,7 @@ def lastn(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
         matching.append(restrict)
     seen: set[int] = set()
     entries: list[dict[str, Any]] = []
-    for row in tx.run_search(observation_stats.lastn(matching, most)):
+    for row in tx.run_search(observation_stats.lastn(matching, most, one_subject)):
         if int(row.pk) not in seen:
             seen.add(int(row.pk))
             rtype, rid = search.type_and_id(row.content)

@@ -43,6 +43,9 @@ UCUM = "http://unitsofmeasure.org"
 SUPPORTED = ("average", "maximum", "minimum", "count", "sum", "median", "std-dev", "variance", *sql.FRACTIONS)
 SUPPORTED = tuple(dict.fromkeys(SUPPORTED))
 MAX_BUCKETS = 100_000
+# work_mem of the aggregates: a year of hourly groups hashes in memory (with PostgreSQL's default of
+# 4 MB the series was a sort spilled to disk, twice as slow; bench/README.md)
+SERIES_MEMORY_MB = 32
 
 
 def _codes(params: OperationInput) -> list[tuple[str | None, str]]:
@@ -140,11 +143,10 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
 
     q = parse(ctx, "Observation", [], lenient=False)
     restrict = enforce.search_restriction(ctx.principal, q, base)
-    rows = sql.value_rows(sql.statistics_base(subject, base, restrict), codes)
+    values = sql.Values(subject, base, codes, low, high, restrict)
+    rows = sql.value_rows(values)
     spread = bool({"variance", "std-dev"} & set(wanted))
     ranks = bool(set(sql.FRACTIONS) & set(wanted))
-    if low is not None or high is not None:
-        rows = sql.within(rows, low, high)
     out: list[dict[str, Any]] = []
     if interval is None:
         period = {
@@ -155,7 +157,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
         for row in _aggregates(tx, rows, None, spread, ranks):
             out.append(_observation(subject, row, wanted, period))
     else:
-        first, last = tuple(tx.run_search(sql.span(rows)).one())
+        first, last = tuple(tx.run_search(sql.span(values)).one())
         if first is not None:
             first, last = int(first), int(last)
             if interval == "hour" and (last - first) // sql.HOUR > MAX_BUCKETS:
@@ -166,7 +168,7 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
             def bucket(at: Any) -> tuple[Any, Any]:
                 return sql.bucket_key(interval, at, zone, months)
 
-            for row in _aggregates(tx, rows, bucket, spread, ranks):
+            for row in _aggregates(tx, rows, bucket, spread, ranks, zone.granule()):
                 start, end = calendar_buckets.bounds(
                     interval, int(row["bucket"]), int(row["offset"]), tz, months
                 )
@@ -179,14 +181,22 @@ def stats(ctx: Context, tx: Tx, params: OperationInput) -> dict[str, Any]:
 
 
 def _aggregates(
-    tx: Tx, rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, spread: bool, ranks: bool
+    tx: Tx,
+    rows: Any,
+    bucket: Callable[[Any], tuple[Any, Any]] | None,
+    spread: bool,
+    ranks: bool,
+    granule: int = 1,
 ) -> list[dict[str, Any]]:
     """The database's aggregates per code, unit (and bucket). Without a variance or a percentile asked
     for, one plain GROUP BY (sql.totals) whose groups of a code with several units are merged here
     in canonical units; otherwise the windowed statement (sql.aggregate)."""
     if spread or ranks:
-        return [dict(r._mapping) for r in tx.run_search(sql.aggregate(rows, bucket, spread, ranks))]
-    found = [dict(r._mapping) for r in tx.run_search(sql.totals(rows, bucket))]
+        stmt = sql.aggregate(rows, bucket, spread, ranks)
+        return [dict(r._mapping) for r in tx.run_search(stmt, memory_mb=SERIES_MEMORY_MB)]
+    found = [
+        dict(r._mapping) for r in tx.run_search(sql.totals(rows, bucket, granule), memory_mb=SERIES_MEMORY_MB)
+    ]
     units: dict[tuple[Any, Any], set[Any]] = {}
     for r in found:
         units.setdefault((r["system"], r["code"]), set()).add(r["unit"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.fhirpath import compiler
-from fhir_server.search import parameters
+from fhir_server.search import observation_values, parameters
 from fhir_server.search.parameters import SearchParam, param_id
 from fhir_server.search.types import REGISTRY, RowSink, composite
 from fhir_server.search.types.base import ValuesFn
@@ -35,6 +35,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # The index rows of each type with a table of its own (search/types/<type>.py `values`).
 VALUES: dict[str, ValuesFn] = {code: t.values for code, t in REGISTRY.items() if t.values is not None}
 NOT_INDEXED = frozenset(("_id", "_lastUpdated"))  # served from the resource table
+# Rows derived from a resource's other index rows, by resource type: run after every other step.
+DERIVED: dict[str, tuple[Step, ...]] = {observation_values.RESOURCE_TYPE: (observation_values.rows,)}
 
 
 def _aux_param_id(sp: SearchParam) -> int | None:
@@ -100,10 +102,12 @@ def _document_step(sp: SearchParam) -> tuple[str | None, Step] | None:
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The indexing steps of one resource type: those that run only when the resource has a given
-    top-level element (most parameters read elements a resource does not have), and the rest."""
+    top-level element (most parameters read elements a resource does not have), the rest, and
+    those that derive rows from all the others (`DERIVED`), run last."""
 
     by_key: dict[str, tuple[Step, ...]]
     always: tuple[Step, ...]
+    last: tuple[Step, ...] = ()
 
 
 @functools.cache
@@ -138,7 +142,7 @@ def plan(resource_type: str) -> Plan:
                 key = compiler.first_key(fn)
                 target = always if key is None else by_key.setdefault(key, [])
                 target.append(_branch_step(sp, fn, fhir_type))
-    return Plan({k: tuple(v) for k, v in by_key.items()}, tuple(always))
+    return Plan({k: tuple(v) for k, v in by_key.items()}, tuple(always), DERIVED.get(resource_type, ()))
 
 
 def index_rows(resource: dict[str, Any]) -> IndexRows:
@@ -164,6 +168,8 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
         if keyed is not None:
             for step in keyed:
                 step(resource, sink)
+    for step in steps.last:
+        step(resource, sink)
     return {kind: list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows}
 
 

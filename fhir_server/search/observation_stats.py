@@ -6,7 +6,8 @@ matching Observations, on SQLite and PostgreSQL alike.
 
 `$stats`: the quantity values of the chosen codes as rows (Observation.value of an Observation with
 the code; each component of such an Observation, a panel, under the component's code; a component
-with the code), then aggregates per (code, unit[, bucket]) in ONE statement: count, sum, average,
+with the code), read from the value table idx_observation_value (search/observation_values.py; one
+index range scan per subject and code), then aggregates per (code, unit[, bucket]) in ONE statement: count, sum, average,
 minimum, maximum, the sample variance (two passes over a windowed mean) and percentiles (linear
 interpolation between ranked values, as `percentile_cont`, from `row_number()` ranks). A code whose
 values come in several units is computed in UCUM canonical units (`canon_value`); units of different
@@ -23,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Float,
     Select,
     and_,
     case,
     cast,
-    exists,
     func,
     literal,
     null,
@@ -38,8 +39,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from fhir_server.search import parameters
-from fhir_server.search.types.base import SqlContext
+from fhir_server.search import observation_values, parameters
 from fhir_server.store import tables
 
 _R = tables.resource
@@ -53,11 +53,6 @@ SHIFT = 1_000_000 * WEEK
 EPOCH_TO_MONDAY = 3 * DAY  # 1970-01-01 was a Thursday; ISO weeks start on Monday
 
 
-# The composite search parameter whose token and quantity rows share `grp` per component, so a
-# component's code and value are paired (search/types/composite.py).
-PAIRS = "component-code-value-quantity"
-
-
 def _pid(code: str) -> int:
     return parameters.param_id("Observation", code)
 
@@ -66,48 +61,13 @@ def _code_test(t: Any, codes: Sequence[tuple[str | None, str]]) -> ColumnElement
     return or_(*[and_(t.c.code == c, t.c.system == s) if s else t.c.code == c for s, c in codes])
 
 
-def subject_test(subject: tuple[str, str], ctx: SqlContext) -> ColumnElement[bool]:
-    """On `resource`: Observation.subject is the (type, id) given."""
-    ref = tables.idx_reference.alias()
-    return _R.c.pk.in_(
-        select(ref.c.resource_pk).where(
-            ref.c.param_id == _pid("subject"),
-            ref.c.target_type == subject[0],
-            ref.c.target_id == subject[1],
-            ctx.local(ref),
-        )
-    )
-
-
-def not_in_error() -> ColumnElement[bool]:
-    """On `resource`: the status is not entered-in-error (excluded from statistics)."""
-    t = tables.idx_token.alias()
-    return _R.c.pk.not_in(
-        select(t.c.resource_pk).where(t.c.param_id == _pid("status"), t.c.code == "entered-in-error")
-    )
-
-
-def statistics_base(
-    subject: tuple[str, str], base: str, restrict: ColumnElement[bool] | None
-) -> list[ColumnElement[bool]]:
-    """On `resource`: the live Observations of `subject` that count for statistics, within `restrict`."""
-    out = [
-        _R.c.res_type == "Observation",
-        _R.c.deleted.is_(False),
-        subject_test(subject, SqlContext(base.rstrip("/") or None, None, None)),
-        not_in_error(),
-    ]
-    if restrict is not None:
-        out.append(restrict)
-    return out
-
-
 # ---------------------------------------------------------------- $lastn
 
 
-def lastn(matching: Sequence[ColumnElement[bool]], most: int) -> Select[Any]:
+def lastn(matching: Sequence[ColumnElement[bool]], most: int, one_subject: bool = False) -> Select[Any]:
     """(pk, content) of the `most` latest Observations meeting `matching` per subject and code,
-    ordered by code, then newest first; an Observation with several codings appears once per coding."""
+    ordered by code, then newest first; an Observation with several codings appears once per coding.
+    `one_subject`: `matching` admits a single subject, so the subject need not be looked up per row."""
     code = tables.idx_token.alias()
     subject = tables.idx_reference.alias()
     date = tables.idx_date.alias()
@@ -129,7 +89,9 @@ def lastn(matching: Sequence[ColumnElement[bool]], most: int) -> Select[Any]:
             when.label("at"),
             func.row_number()
             .over(
-                partition_by=(who, code.c.system, code.c.code),
+                partition_by=(code.c.system, code.c.code)
+                if one_subject
+                else (who, code.c.system, code.c.code),
                 order_by=(when.desc().nulls_last(), _R.c.pk.desc()),
             )
             .label("rn"),
@@ -149,70 +111,88 @@ def lastn(matching: Sequence[ColumnElement[bool]], most: int) -> Select[Any]:
 # ---------------------------------------------------------------- $stats
 
 
-def value_rows(matching: Sequence[ColumnElement[bool]], codes: Sequence[tuple[str | None, str]]) -> Any:
-    """A subquery, one row per quantity value of the codes: pk, grp, system, code, value, unit,
-    canon_value, canon_code, at (the start of Observation.effective, µs; NULL when it has none)."""
-    matched = select(_R.c.pk).where(*matching)
+_V = tables.idx_observation_value
 
-    def quantity_columns(t: Any, q: Any) -> list[Any]:
-        return [
-            t.c.system.label("system"),
-            t.c.code.label("code"),
-            q.c.value.label("value"),
-            func.coalesce(q.c.code, q.c.unit).label("unit"),
-            q.c.canon_value.label("canon_value"),
-            q.c.canon_code.label("canon_code"),
+
+@dataclass(frozen=True)
+class Values:
+    """Which value rows (idx_observation_value, search/observation_values.py) the statistics read:
+    those of `subject` found by one of `codes`, whose time lies in [low, high] (µs, inclusive; None:
+    open), of Observations within `restrict` (a condition on `resource`; None: no restriction)."""
+
+    subject: tuple[str, str]
+    base: str
+    codes: Sequence[tuple[str | None, str]]
+    low: int | None = None
+    high: int | None = None
+    restrict: ColumnElement[bool] | None = None
+
+    def subjects(self) -> list[str]:
+        """The subject as the index holds it: relative, or absolute under the server base."""
+        relative = f"{self.subject[0]}/{self.subject[1]}"
+        base = self.base.rstrip("/")
+        return [relative, f"{base}/{relative}"] if base else [relative]
+
+    def conditions(self, subject: str | None = None) -> list[ColumnElement[bool]]:
+        """On `_V`: the rows of the subject (or of one of its forms) found by the codes, in the period."""
+        out = [
+            _V.c.subject == subject if subject is not None else _V.c.subject.in_(self.subjects()),
+            _code_test(_V, self.codes),
         ]
-
-    # Observation.value of an Observation with the code
-    t1, q1 = tables.idx_token.alias(), tables.idx_quantity.alias()
-    own = (
-        select(t1.c.resource_pk.label("pk"), literal(-1).label("grp"), *quantity_columns(t1, q1))
-        .join(q1, and_(q1.c.resource_pk == t1.c.resource_pk, q1.c.param_id == _pid("value-quantity")))
-        .where(t1.c.param_id == _pid("code"), _code_test(t1, codes), t1.c.resource_pk.in_(matched))
-    )
-    # every component of an Observation with the code (a panel), under the component's code
-    t2, c2, q2 = tables.idx_token.alias(), tables.idx_token.alias(), tables.idx_quantity.alias()
-    panel = (
-        select(c2.c.resource_pk.label("pk"), c2.c.grp.label("grp"), *quantity_columns(c2, q2))
-        .join(t2, and_(t2.c.resource_pk == c2.c.resource_pk, t2.c.param_id == _pid("code")))
-        .join(
-            q2,
-            and_(
-                q2.c.resource_pk == c2.c.resource_pk,
-                q2.c.param_id == _pid(PAIRS),
-                q2.c.grp == c2.c.grp,
-            ),
-        )
-        .where(c2.c.param_id == _pid(PAIRS), _code_test(t2, codes), c2.c.resource_pk.in_(matched))
-    )
-    # a component with the code, in any Observation
-    c3, q3, t3 = tables.idx_token.alias(), tables.idx_quantity.alias(), tables.idx_token.alias()
-    part = (
-        select(c3.c.resource_pk.label("pk"), c3.c.grp.label("grp"), *quantity_columns(c3, q3))
-        .join(
-            q3,
-            and_(
-                q3.c.resource_pk == c3.c.resource_pk,
-                q3.c.param_id == _pid(PAIRS),
-                q3.c.grp == c3.c.grp,
-            ),
-        )
-        .where(c3.c.param_id == _pid(PAIRS), _code_test(c3, codes), c3.c.resource_pk.in_(matched))
-        .where(
-            ~exists().where(
-                t3.c.resource_pk == c3.c.resource_pk, t3.c.param_id == _pid("code"), _code_test(t3, codes)
+        if self.low is not None:
+            out.append(_V.c.effective >= self.low)
+        if self.high is not None:
+            out.append(_V.c.effective <= self.high)
+        if self.restrict is not None:
+            out.append(
+                _V.c.resource_pk.in_(select(_R.c.pk).where(_R.c.res_type == "Observation", self.restrict))
             )
-        )
+        return out
+
+
+def value_rows(values: Values) -> Any:
+    """A subquery, one row per quantity value of the codes: pk, grp, system, code, value, unit,
+    canon_value, canon_code, at (the start of Observation.effective, µs; NULL when it has none).
+
+    Observation.value under the Observation's code; a component's value under the component's code,
+    once, whether it was found by the Observation's code (a panel) or by its own."""
+    columns = (
+        _V.c.resource_pk.label("pk"),
+        _V.c.grp,
+        _V.c.value_system.label("system"),
+        _V.c.value_code.label("code"),
+        _V.c.value,
+        _V.c.unit,
+        _V.c.canon_value,
+        _V.c.canon_code,
+        _V.c.effective.label("at"),
     )
-    # the branches never give the same value twice (a panel's components are `panel`'s, not `part`'s)
-    rows = union_all(own, panel, part).subquery()
-    date = tables.idx_date.alias()  # Observation.effective[x] is one value: at most one row
-    return (
-        select(rows, date.c.low.label("at"))
-        .outerjoin(date, and_(date.c.resource_pk == rows.c.pk, date.c.param_id == _pid("date")))
-        .subquery()
-    )
+    found = values.conditions()
+    own = select(*columns).where(*found, _V.c.grp == observation_values.OWN)
+    parts = select(*columns).where(*found, _V.c.grp > observation_values.OWN).distinct()
+    return union_all(own, parts).subquery()
+
+
+def span(values: Values) -> Select[Any]:
+    """(earliest, latest) time of the values. Without a restriction, each (subject form, code,
+    value or components) is two probes at the ends of the index, not a scan of the values."""
+    if values.restrict is not None:
+        rows = value_rows(values)
+        return select(func.min(rows.c.at), func.max(rows.c.at))
+    ends = []
+    for subject in values.subjects():
+        for code in values.codes:
+            for which in (_V.c.grp == observation_values.OWN, _V.c.grp > observation_values.OWN):
+                conds = [
+                    *Values(values.subject, values.base, [code], values.low, values.high).conditions(subject)
+                ]
+                ends.append(
+                    select(
+                        func.min(_V.c.effective).label("low"), func.max(_V.c.effective).label("high")
+                    ).where(*conds, which)
+                )
+    both = union_all(*ends).subquery()
+    return select(func.min(both.c.low), func.max(both.c.high))
 
 
 @dataclass(frozen=True)
@@ -222,6 +202,15 @@ class Zone:
 
     changes: tuple[int, ...]
     offsets: tuple[int, ...]
+
+    def granule(self) -> int:
+        """The widest of an hour, half an hour, a quarter, a minute, a second (µs) that divides every
+        offset and change instant: then no bucket boundary nor offset change falls inside a granule
+        (bucket boundaries are local hour starts or midnights), so values can be summed per granule first."""
+        for width in (HOUR, HOUR // 2, HOUR // 4, 60 * SECOND, SECOND):
+            if all(v % width == 0 for v in (*self.changes, *self.offsets)):
+                return width
+        return 1
 
     def offset_sql(self, at: Any) -> Any:
         if not self.changes:
@@ -260,16 +249,6 @@ FRACTIONS = {  # percentile statistics as a / b
 def percentile_label(name: str) -> str:
     """The result column of a percentile statistic."""
     return "p_" + name.replace("-", "_")
-
-
-def within(rows: Any, low: int | None, high: int | None) -> Any:
-    """The value rows whose time lies in [low, high] (µs, inclusive; None: open)."""
-    conds = []
-    if low is not None:
-        conds.append(rows.c.at >= low)
-    if high is not None:
-        conds.append(rows.c.at <= high)
-    return select(rows).where(*conds).subquery()
 
 
 def aggregate(
@@ -325,16 +304,15 @@ def aggregate(
     return select(*out, *cols).group_by(*group).order_by(*group)
 
 
-def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Select[Any]:
+def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, granule: int = 1) -> Select[Any]:
     """Plain GROUP BY (no window) per (system, code, unit, canon_code[, bucket, offset]): count, sum,
     minimum, maximum of the values as given and in canonical units; a code with several units is then
-    merged over its units in canonical units by the caller (sums, minima and maxima merge exactly)."""
+    merged over its units in canonical units by the caller (sums, minima and maxima merge exactly).
+
+    With a bucket, the values are first summed per `granule` (µs; Zone.granule: no bucket boundary
+    or offset change inside one), a GROUP BY on one integer, and only those partial sums are
+    bucketed, so the zone's CASE runs once per granule instead of once per value."""
     keys = [rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code]
-    conds = []
-    if bucket is not None:
-        key, offset = bucket(rows.c.at)
-        keys += [key.label("bucket"), offset.label("offset")]
-        conds.append(rows.c.at.is_not(None))
     cols = [
         func.count(rows.c.value).label("count"),
         func.sum(rows.c.value).label("sum"),
@@ -345,12 +323,31 @@ def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None) -> Select
         func.min(rows.c.canon_value).label("canon_minimum"),
         func.max(rows.c.canon_value).label("canon_maximum"),
     ]
-    return select(*keys, *cols).where(*conds).group_by(*keys)
-
-
-def span(rows: Any) -> Select[Any]:
-    """(earliest, latest) time of the values."""
-    return select(func.min(rows.c.at), func.max(rows.c.at))
+    if bucket is None:
+        return select(*keys, *cols).group_by(*keys)
+    # SHIFT (a whole number of weeks) keeps the division on positive numbers, as in bucket_key
+    slot = ((rows.c.at + SHIFT) // granule).label("slot")
+    part = select(*keys, slot, *cols).where(rows.c.at.is_not(None)).group_by(*keys, slot).subquery()
+    key, offset = bucket(part.c.slot * granule - SHIFT)
+    outer = [
+        part.c.system,
+        part.c.code,
+        part.c.unit,
+        part.c.canon_code,
+        key.label("bucket"),
+        offset.label("offset"),
+    ]
+    merged = [
+        cast(func.sum(part.c.count), BigInteger).label("count"),  # not numeric (PostgreSQL's sum of bigint)
+        func.sum(part.c.sum).label("sum"),
+        func.min(part.c.minimum).label("minimum"),
+        func.max(part.c.maximum).label("maximum"),
+        cast(func.sum(part.c.canon_count), BigInteger).label("canon_count"),
+        func.sum(part.c.canon_sum).label("canon_sum"),
+        func.min(part.c.canon_minimum).label("canon_minimum"),
+        func.max(part.c.canon_maximum).label("canon_maximum"),
+    ]
+    return select(*outer, *merged).group_by(*outer)
 
 
 def sources(rows: Any, limit: int | None) -> Select[Any]:

@@ -205,9 +205,10 @@ class Tx:
         ).first()
         return _row_to_stored(row) if row else None
 
-    def run_search(self, stmt: Executable) -> CursorResult[Any]:
-        """Run a statement planned by search/ (a page, a count), unprepared on PostgreSQL."""
-        return unprepared.execute(self.conn, stmt)
+    def run_search(self, stmt: Executable, *, memory_mb: int | None = None) -> CursorResult[Any]:
+        """Run a statement planned by search/ (a page, a count), unprepared on PostgreSQL; `memory_mb`:
+        the memory its sorts and hashes may take (work_mem, for the rest of this transaction)."""
+        return unprepared.execute(self.conn, stmt, memory_mb)
 
     def history(
         self,

@@ -12,11 +12,17 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Executable
 
 
-def execute(conn: Connection, stmt: Executable) -> CursorResult[Any]:
-    """Run a search statement unprepared on PostgreSQL, so it is planned for its own values."""
+def execute(conn: Connection, stmt: Executable, memory_mb: int | None = None) -> CursorResult[Any]:
+    """Run a search statement unprepared on PostgreSQL, so it is planned for its own values.
+
+    `memory_mb` raises work_mem for the rest of the transaction (SET LOCAL), so a GROUP BY of many
+    groups is planned as a hash in memory instead of a sort spilled to disk (the default is 4 MB);
+    https://www.postgresql.org/docs/15/runtime-config-resource.html#GUC-WORK-MEM."""
     if conn.dialect.name != "postgresql":
         return conn.execute(stmt)
     raw: Any = conn.connection.driver_connection
+    if memory_mb is not None:
+        raw.execute(f"SET LOCAL work_mem = '{int(memory_mb)}MB'")
     saved = raw.prepare_threshold
     raw.prepare_threshold = None
     try:

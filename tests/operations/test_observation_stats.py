@@ -21,7 +21,9 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fhir_server.operations import calendar_buckets
 from fhir_server.search import ucum
+from fhir_server.search.observation_stats import HOUR
 from tests import factories
 
 LOINC = "http://loinc.org"
@@ -310,6 +312,38 @@ def test_fall_back_hour_is_two_buckets_and_spring_forward_day_is_23_hours(client
     assert spring["component"][0]["valueInteger"] == 2  # 23:30Z on the 30th is 00:30 local on the 31st
 
 
+def test_values_follow_updates_deletes_and_panels_found_twice(client: TestClient) -> None:
+    """The value rows are index rows: an update to entered-in-error or a delete takes a value out; a
+    panel found by two of its codings gives each component once."""
+    panel = factories.observation(None, code=PANEL)
+    panel["code"]["coding"].append({"system": "http://snomed.info/sct", "code": "75367002"})
+    del panel["valueQuantity"]
+    panel["component"] = [
+        {
+            "code": {"coding": [{"system": LOINC, "code": part}]},
+            "valueQuantity": {"value": v, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+        }
+        for part, v in ((SYSTOLIC, 120), (DIASTOLIC, 80))
+    ]
+    made = [factories.observation(None, value=v) for v in (50, 60, 70)] + [panel]
+    pid, stored = _load(client, made)
+    assert client.put(
+        f"/Observation/{stored[0]['id']}", json=stored[0] | {"status": "entered-in-error"}
+    ).status_code in (200, 201)
+    assert client.delete(f"/Observation/{stored[1]['id']}").status_code in (200, 204)
+    params = {
+        "subject": f"Patient/{pid}",
+        "coding": [f"{LOINC}|{HEART}", f"{LOINC}|{PANEL}", "http://snomed.info/sct|75367002"],
+        "statistic": "average,count",
+    }
+    got = _served(client.get("/Observation/$stats", params=params).json())
+    assert got == {
+        (HEART, "/min"): {"average": 70, "count": 1},
+        (SYSTOLIC, "mm[Hg]"): {"average": 120, "count": 1},
+        (DIASTOLIC, "mm[Hg]"): {"average": 80, "count": 1},
+    }
+
+
 def test_empty_results(client: TestClient) -> None:
     pid, _ = _load(client, [])
     assert _ask(client, pid) == {"resourceType": "Parameters", "parameter": [], "_asked": {}}
@@ -378,6 +412,16 @@ def test_lastn_equals_the_oracle(client: TestClient, obs: list[dict[str, Any]], 
     assert got == want
 
 
+def test_lastn_ranks_per_subject_when_several_match(client: TestClient) -> None:
+    """With two patients (a list, or a bare id that names a Patient and a Group), the latest per patient."""
+    first, a = _load(client, [factories.observation(None, effectiveDateTime="2024-01-01T00:00:00Z")])
+    second, b = _load(client, [factories.observation(None, effectiveDateTime="2023-01-01T00:00:00Z")])
+    got = client.get("/Observation/$lastn", params={"patient": f"{first},{second}"}).json()
+    assert {e["resource"]["id"] for e in got["entry"]} == {a[0]["id"], b[0]["id"]}
+    got = client.get("/Observation/$lastn", params={"subject": f"Patient/{first}"}).json()
+    assert [e["resource"]["id"] for e in got["entry"]] == [a[0]["id"]]
+
+
 def test_lastn_filters_and_needs_a_patient(client: TestClient) -> None:
     pid, stored = _load(
         client,
@@ -400,3 +444,13 @@ def test_lastn_filters_and_needs_a_patient(client: TestClient) -> None:
         client.get("/Observation/$lastn", params={"patient": pid, "max": "1" + "0" * 30}).status_code == 400
     )
     assert client.get("/Observation/$lastn", params={"patient": pid, "bogus": "1"}).status_code == 400
+
+
+def test_zone_offsets_are_exact_and_give_the_widest_granule() -> None:
+    """The series sums values per granule first: no offset change nor bucket boundary may fall inside one."""
+    year = (1_704_067_200_000_000, 1_735_689_599_000_000)  # 2024 in µs
+    berlin = calendar_buckets.offsets(ZoneInfo("Europe/Berlin"), *year)
+    assert berlin.changes == (1_711_846_800_000_000, 1_729_990_800_000_000)  # 01:00Z exactly
+    assert berlin.granule() == HOUR
+    assert calendar_buckets.offsets(ZoneInfo("Asia/Kolkata"), *year).granule() == HOUR // 2
+    assert calendar_buckets.offsets(ZoneInfo("Asia/Kathmandu"), *year).granule() == HOUR // 4

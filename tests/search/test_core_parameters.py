@@ -145,7 +145,7 @@ def _composite(param: parameters.SearchParam, rows: dict[str, list[dict[str, Any
     groups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
     for kind, kind_rows in rows.items():
         for row in kind_rows:
-            if row["param_id"] == param.param_id:
+            if row.get("param_id") == param.param_id:  # value rows have none
                 groups.setdefault(row["grp"], []).append((kind, row))
     for grp_rows in groups.values():
         parts = []

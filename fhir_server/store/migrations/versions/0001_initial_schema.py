@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 18:27:44.509814
+Create Date: 2026-12-03 18:33:37.991197
 """
 
 import sqlalchemy as sa
@@ -127,6 +127,27 @@ def upgrade() -> None:
     with op.batch_alter_table("idx_number", schema=None) as batch_op:
         batch_op.create_index("ix_idx_number_res", ["resource_pk"], unique=False)
         batch_op.create_index("ix_idx_number_value", ["param_id", "value", "resource_pk"], unique=False)
+
+    op.create_table(
+        "idx_observation_value",
+        sa.Column("resource_pk", sa.BigInteger(), nullable=False),
+        sa.Column("subject", sa.String(length=512), nullable=False),
+        sa.Column("system", sa.String(length=255), nullable=True),
+        sa.Column("code", sa.String(length=255), nullable=False),
+        sa.Column("grp", sa.Integer(), nullable=False),
+        sa.Column("value_system", sa.String(length=255), nullable=True),
+        sa.Column("value_code", sa.String(length=255), nullable=False),
+        sa.Column("effective", sa.BigInteger(), nullable=True),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("unit", sa.String(length=64), nullable=True),
+        sa.Column("canon_value", sa.Float(), nullable=True),
+        sa.Column("canon_code", sa.String(length=64), nullable=True),
+    )
+    with op.batch_alter_table("idx_observation_value", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_idx_observation_value_find", ["subject", "code", "grp", "effective"], unique=False
+        )
+        batch_op.create_index("ix_idx_observation_value_res", ["resource_pk"], unique=False)
 
     op.create_table(
         "idx_quantity",
@@ -565,6 +586,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_idx_quantity_canon")
 
     op.drop_table("idx_quantity")
+    with op.batch_alter_table("idx_observation_value", schema=None) as batch_op:
+        batch_op.drop_index("ix_idx_observation_value_res")
+        batch_op.drop_index("ix_idx_observation_value_find")
+
+    op.drop_table("idx_observation_value")
     with op.batch_alter_table("idx_number", schema=None) as batch_op:
         batch_op.drop_index("ix_idx_number_value")
         batch_op.drop_index("ix_idx_number_res")
