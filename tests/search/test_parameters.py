@@ -12,7 +12,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_server import model
 from fhir_server.fhirpath.compiler import compile_expression
-from fhir_server.search import parameters
+from fhir_server.search import index, parameters
 from fhir_server.search.parameters import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, Component, param_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +169,16 @@ def test_generation_is_reproducible(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     committed = ROOT / "fhir_server" / "search" / "data"
     for name in ("search_parameters.json", "compartment_patient.json", "elements.json"):
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
+
+
+def test_the_audit_trail_has_no_full_text() -> None:
+    """AuditEvents are searched by their own parameters; `_content` / `_text` are not offered for
+    them (and not indexed), every other DomainResource has both."""
+    assert parameters.get("AuditEvent", "_content") is None
+    assert parameters.get("AuditEvent", "_text") is None
+    assert parameters.get("AuditEvent", "_list") is not None
+    assert parameters.get("Observation", "_content") is not None
+    rows = index.index_tuples(
+        {"resourceType": "AuditEvent", "outcomeDesc": "sentinel words", "text": {"div": "<div>x</div>"}}
+    )
+    assert "text" not in rows
