@@ -176,8 +176,9 @@ def _matched(
         now = conditions.live_versions(tx, [s.pk for s in latest.values()])
         moved = [v for v, s in latest.items() if now.get(s.pk) != s.version]
         for v in moved:
-            for found_versions in out.values():
-                found_versions.discard((v[1], v[2]))
+            for (_, res_type), found_versions in out.items():
+                if res_type == v[0]:
+                    found_versions.discard((v[1], v[2]))
         older = [*older, *moved]
     for v in older:
         res_type = v[0]
