@@ -7,10 +7,13 @@ transaction, so each match is queued exactly once:
 2. the Subscriptions that can match are looked up by type and index keys (a criteria's single
    `code` and patient against every code and Patient reference in the written resources);
 3. each candidate's criteria, AND-ed with its owner's search grants (`auth/enforce.search_restriction`),
-   is run as ONE search condition over the written resources' current rows (`store/conditions.pks_meeting`):
-   a criteria matches exactly what the same search finds;
+   is run as ONE search condition, so a criteria matches exactly what the same search finds, on each
+   event's OWN version: the versions that are their resource's current row together over those rows
+   (`store/conditions.pks_meeting`); a version no longer current (the listener lagged behind a later
+   update or delete of its resource) put back with its own index rows under a SAVEPOINT, the same
+   conditions run, and rolled back (`store/conditions.met_by_version`);
    a topic's Subscription (one row per type of its topic) also needs the trigger's test of the
-   content (`topics.Trigger.accepts`) and the interaction among the trigger's;
+   version's content (`topics.Trigger.accepts`) and the interaction among the trigger's;
 4. every match is queued in `subscription_delivery` with the Subscription's next event number, and
    remembered in `subscription_match`; a delete is queued for the Subscriptions the resource was in.
 """
@@ -28,7 +31,8 @@ from ..auth import enforce
 from ..errors import FhirError
 from ..events import ChangeEvent, register
 from ..instant import now_us
-from ..store import conditions
+from ..search.index import index_tuples
+from ..store import conditions, outbox
 from ..store.sql import Stored, Tx
 from . import criteria as criteria_
 from . import tables, topics
@@ -37,6 +41,7 @@ from .owner import Owner
 NAME = "subscriptions"  # the consumer's durable position in change_consumer: keep it stable
 LIVE = ("active", "error")  # an erroring Subscription keeps queueing; delivery retries it
 _S, _D, _M = tables.subscription, tables.subscription_delivery, tables.subscription_match
+Version = tuple[str, str, int]  # (type, id, version) of a written version
 # Set when a batch queued notifications (read after its commit, to wake the deliverers only then).
 QUEUED = threading.Event()
 
@@ -56,31 +61,59 @@ def match(events: list[ChangeEvent], tx: Tx) -> None:
     if not subscribed:
         return
     events = [e for e in events if e.res_type in subscribed]
-    current: dict[tuple[str, str], Stored] = {}
-    keys: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
-    for e in events:
-        key = (e.res_type, e.res_id)
-        if e.interaction != "delete" and key not in current:
-            stored = tx.current(e.res_type, e.res_id)
-            if stored is not None and not stored.deleted:
-                current[key] = stored
-                keys[key] = criteria_.keys_of(stored.resource())
+    versions, older = _versions(tx, events)
+    keys = {v: criteria_.keys_of(stored.resource()) for v, stored in versions.items()}
     candidates = _candidates(tx, subscribed, keys)
+    members = None
     if not any(candidates.values()) and all(e.interaction != "delete" for e in events):
-        return  # nothing can match, and no resource can leave a Subscription it was in
-    matched = _matched(tx, candidates, current, keys)
-    _queue(tx, events, candidates, matched)
+        members = _members(tx, {(e.res_type, e.res_id) for e in events})
+        if not members:
+            return  # nothing can match, and no resource can leave a Subscription it was in
+    matched = _matched(tx, candidates, versions, older, keys)
+    _queue(tx, events, candidates, matched, members)
+
+
+def _versions(tx: Tx, events: list[ChangeEvent]) -> tuple[dict[Version, Stored], list[Version]]:
+    """The version each event (but a delete) is matched on: its own. Usually the current row; an
+    older version (the batch holds a newer one of the same resource, or it was deleted since) is
+    read from the history, with the current row's pk; those are listed second, in commit order."""
+    current: dict[tuple[str, str], Stored | None] = {}
+    out: dict[Version, Stored] = {}
+    older: list[tuple[ChangeEvent, Stored]] = []
+    for e in events:
+        if e.interaction == "delete":
+            continue
+        key = (e.res_type, e.res_id)
+        if key not in current:
+            current[key] = tx.current(e.res_type, e.res_id)
+        now = current[key]
+        if now is None:
+            continue  # no row any more
+        if not now.deleted and now.version == e.version:
+            out[(e.res_type, e.res_id, e.version)] = now
+        else:
+            older.append((e, now))
+    contents = outbox.contents(tx.conn, [e.position[1] for e, _ in older]) if older else {}
+    for e, now in older:  # each version's content, one query for them all
+        content = contents.get(e.position[1])
+        if content:
+            out[(e.res_type, e.res_id, e.version)] = Stored(
+                e.res_type, e.res_id, e.version, e.last_updated, False, content, now.pk
+            )
+    return out, [
+        (e.res_type, e.res_id, e.version) for e, _ in older if (e.res_type, e.res_id, e.version) in out
+    ]
 
 
 def _candidates(
-    tx: Tx, types: set[str], keys: dict[tuple[str, str], tuple[set[str], set[str]]]
+    tx: Tx, types: set[str], keys: dict[Version, tuple[set[str], set[str]]]
 ) -> dict[str, list[Any]]:
-    """The live Subscriptions per type that may match one of the written resources (by their keys)."""
+    """The live Subscriptions per type that may match one of the written versions (by their keys)."""
     out: dict[str, list[Any]] = defaultdict(list)
     for res_type in sorted(types):
         codes: set[str] = set()
         patients: set[str] = set()
-        for (t, _), (c, p) in keys.items():
+        for (t, _, _), (c, p) in keys.items():
             if t == res_type:
                 codes |= c
                 patients |= p
@@ -100,29 +133,80 @@ def _candidates(
 def _matched(
     tx: Tx,
     candidates: dict[str, list[Any]],
-    current: dict[tuple[str, str], Stored],
-    keys: dict[tuple[str, str], tuple[set[str], set[str]]],
-) -> dict[tuple[str, str], set[str]]:
-    """Per (Subscription id, type), the ids of the written resources its criteria (within its owner's grants) finds."""
-    out: dict[tuple[str, str], set[str]] = {}
+    versions: dict[Version, Stored],
+    older: list[Version],
+    keys: dict[Version, tuple[set[str], set[str]]],
+) -> dict[tuple[str, str], set[tuple[str, int]]]:
+    """Per (Subscription id, type), the (id, version) of the written versions its criteria (within
+    its owner's grants) finds, each on its own content. The current versions are checked together
+    on their rows (one query per Subscription); each other version (the dispatcher lagged behind
+    later writes of its resource) on its own content put back under a savepoint
+    (`conditions.met_by_version`): the same conditions, so a criteria still means what the search means."""
+    out: dict[tuple[str, str], set[tuple[str, int]]] = {}
+    historical = set(older)
+    latest = {v: s for v, s in versions.items() if v not in historical}
+    queried = False
+    conditions_of: dict[tuple[str, str], ColumnElement[bool] | None] = {}
+
+    def condition_of(sub: Any, res_type: str) -> ColumnElement[bool] | None:
+        key = (str(sub.id), res_type)
+        if key not in conditions_of:
+            conditions_of[key] = _condition(sub, tx.base)
+        return conditions_of[key]
+
     for res_type, subs in candidates.items():
         for sub in subs:
+            out[(sub.id, res_type)] = set()  # a topic's Subscription has a row per type
             pks = {
-                stored.pk: rid
-                for (t, rid), stored in current.items()
-                if t == res_type and _keys_allow(sub, *keys[(t, rid)])
+                stored.pk: (rid, version)
+                for (t, rid, version), stored in latest.items()
+                if t == res_type and _keys_allow(sub, *keys[(t, rid, version)])
             }
             if not pks:
                 continue
-            condition = _condition(sub, tx.base)
+            condition = condition_of(sub, res_type)
             if condition is None:
                 continue
             found = {pks[pk] for pk in conditions.pks_meeting(tx, pks, condition)}
-            trigger = _trigger(sub, res_type)
-            if trigger is not None:  # a topic: what its search cannot say, on the content
-                found = {rid for rid in found if trigger.accepts(current[(res_type, rid)].resource())}
-            out[(sub.id, res_type)] = found  # a topic's Subscription has a row per type
+            out[(sub.id, res_type)] |= _accepted(sub, res_type, found, versions)
+            queried = True
+    if queried:
+        # A write that committed since a row was read (READ COMMITTED: each statement sees the
+        # latest commits) may have been what a query above saw: its versions take the path below.
+        now = conditions.live_versions(tx, [s.pk for s in latest.values()])
+        moved = [v for v, s in latest.items() if now.get(s.pk) != s.version]
+        for v in moved:
+            for (_, res_type), found_versions in out.items():
+                if res_type == v[0]:
+                    found_versions.discard((v[1], v[2]))
+        older = [*older, *moved]
+    for v in older:
+        res_type = v[0]
+        tests: dict[str, ColumnElement[bool]] = {}
+        for sub in candidates.get(res_type, []):
+            if not _keys_allow(sub, *keys[v]):
+                continue
+            condition = condition_of(sub, res_type)
+            if condition is not None:
+                tests[sub.id] = condition
+        if not tests:
+            continue
+        stored = versions[v]
+        met = conditions.met_by_version(tx, stored, index_tuples(stored.resource()), tests)
+        for sub in candidates[res_type]:
+            if sub.id in met:
+                out[(sub.id, res_type)] |= _accepted(sub, res_type, {(v[1], v[2])}, versions)
     return out
+
+
+def _accepted(
+    sub: Any, res_type: str, found: set[tuple[str, int]], versions: dict[Version, Stored]
+) -> set[tuple[str, int]]:
+    """Of the versions the search found, those a topic's trigger accepts (what its search cannot say)."""
+    trigger = _trigger(sub, res_type)
+    if trigger is None:
+        return found
+    return {(rid, n) for rid, n in found if trigger.accepts(versions[(res_type, rid, n)].resource())}
 
 
 def _trigger(sub: Any, res_type: str) -> topics.Trigger | None:
@@ -161,12 +245,14 @@ def _queue(
     tx: Tx,
     events: list[ChangeEvent],
     candidates: dict[str, list[Any]],
-    matched: dict[tuple[str, str], set[str]],
+    matched: dict[tuple[str, str], set[tuple[str, int]]],
+    members: dict[tuple[str, str], set[str]] | None = None,
 ) -> None:
     """The notifications, in commit order, each with its Subscription's next event number."""
     counters = {sub.id: int(sub.events) for subs in candidates.values() for sub in subs}
     topic_of = {sub.id: sub.topic for subs in candidates.values() for sub in subs}
-    members = _members(tx, {(e.res_type, e.res_id) for e in events})
+    if members is None:
+        members = _members(tx, {(e.res_type, e.res_id) for e in events})
     missing = {s for subs in members.values() for s in subs} - set(counters)
     if missing:
         for sub_id, n, topic in tx.conn.execute(
@@ -190,10 +276,19 @@ def _queue(
                 inside.clear()
         else:
             targets = []
+            considered = {sub.id for sub in candidates.get(e.res_type, [])}
+            for sub_id in sorted(s for s in inside if s in counters and s not in considered):
+                # live, but its index keys exclude every version of the batch: it left the criteria
+                inside.discard(sub_id)
+                tx.conn.execute(
+                    delete(_M).where(
+                        _M.c.sub_id == sub_id, _M.c.res_type == e.res_type, _M.c.res_id == e.res_id
+                    )
+                )
             for sub in candidates.get(e.res_type, []):
                 if e.last_updated < sub.since:
                     continue  # written before the Subscription existed (the dispatcher lagged)
-                if e.res_id in matched.get((sub.id, e.res_type), ()):
+                if (e.res_id, e.version) in matched.get((sub.id, e.res_type), ()):
                     if _fires(sub.topic, e.res_type, e.interaction):
                         targets.append(sub.id)
                     if sub.id not in inside:
