@@ -193,12 +193,8 @@ class Deliverer:
         body: bytes | None = None
         method, url = "POST", sub.endpoint
         if head.interaction != "delete":
-            version = tx.version(head.res_type, head.res_id, head.version)
+            version = readable_version(tx, principal, head.res_type, head.res_id, head.version)
             if version is None:
-                return None
-            try:
-                enforce.check_version(tx, principal, version)
-            except (NotFound, Forbidden):
                 return None
             if sub.payload:
                 method, url = "PUT", f"{sub.endpoint.rstrip('/')}/{head.res_type}/{head.res_id}"
@@ -311,16 +307,24 @@ def _headers(sub: Any, head: Any) -> dict[str, str]:
     return headers
 
 
+def readable_version(tx: Any, principal: Any, res_type: str, res_id: str, version: int) -> Any:
+    """That version as `principal` may read it now (None: gone, or not theirs to read)."""
+    stored = tx.version(res_type, res_id, version)
+    if stored is None:
+        return None
+    try:
+        enforce.check_version(tx, principal, stored)
+    except (NotFound, Forbidden):
+        return None
+    return stored
+
+
 def readable_event(tx: Any, principal: Any, row: Any, content: str | None) -> notification.Event | None:
     """A queued event as its owner may see it now (None: the owner may not read that version)."""
     body: bytes | None = None
     if row.interaction != "delete":
-        version = tx.version(row.res_type, row.res_id, row.version)
+        version = readable_version(tx, principal, row.res_type, row.res_id, row.version)
         if version is None:
-            return None
-        try:
-            enforce.check_version(tx, principal, version)
-        except (NotFound, Forbidden):
             return None
         body = version.content if content == "full-resource" else None
     return notification.Event(

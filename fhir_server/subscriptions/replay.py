@@ -11,12 +11,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..auth import enforce
 from ..auth.principal import Principal
-from ..errors import Forbidden, NotFound
 from ..store.sql import Tx
 from . import notification, tables
-from .delivery import readable_event
+from .delivery import readable_event, readable_version
 from .owner import Owner
 
 _S, _D = tables.subscription, tables.subscription_delivery
@@ -53,14 +51,7 @@ def events(
 
 
 def _caller_reads(tx: Tx, caller: Principal | None, r: Any) -> bool:
-    version = tx.version(r.res_type, r.res_id, r.version)
-    if version is None:
-        return False
-    try:
-        enforce.check_version(tx, caller, version)
-    except (NotFound, Forbidden):
-        return False
-    return True
+    return readable_version(tx, caller, r.res_type, r.res_id, r.version) is not None
 
 
 def owned(tx: Tx, principal: Principal | None, limit: int) -> list[str]:
