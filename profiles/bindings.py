@@ -45,7 +45,11 @@ def problem(type_code: str, value: Any, canonical: str) -> str | None:
         codings = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
     else:
         return None
-    coded = [c for c in codings if isinstance(c.get("code"), str)]
+    coded = [
+        c
+        for c in codings
+        if isinstance(c.get("code"), str) and isinstance(c.get("system"), (str, type(None)))
+    ]
     if not coded:
         if type_code == "CodeableConcept" and not codings:
             return None  # text only (or nothing to check): a missing element is reported elsewhere

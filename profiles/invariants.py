@@ -143,14 +143,21 @@ class _Operand:
     typed: bool = False  # uses is/as/ofType: the project's compiler decides those statically, wrong on a
     # Resource-typed element such as Bundle.entry.resource (its type is only known at run time)
     empty: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # whether an element with these JSON names has one the operand reads (the same few shapes recur)
+    reads: dict[tuple[str, ...], bool] = field(default_factory=dict)
 
     def evaluate(self, item: Any, type_path: str, resource: Any, root: Any) -> Any:
         if self.deps is not None and item.__class__ is dict:
-            for key in item:
-                name = key[1:] if key[:1] == "_" else key
-                if any(name.startswith(d) for d in self.deps):
-                    break
-            else:
+            names = tuple(item)
+            reads = self.reads.get(names)
+            if reads is None:
+                reads = any(
+                    (key[1:] if key[:1] == "_" else key).startswith(d) for key in names for d in self.deps
+                )
+                if len(self.reads) >= 1024:
+                    self.reads.clear()
+                self.reads[names] = reads
+            if not reads:
                 rtype = resource.get("resourceType", "") if isinstance(resource, dict) else ""
                 cached = self.empty.get((rtype, type_path), self)
                 if cached is self:
@@ -275,7 +282,7 @@ def _ref_1(item: Any, root: Any) -> bool | None:
     ref = item.get("reference") if item.__class__ is dict else None
     if not (isinstance(ref, str) and ref.startswith("#")):
         return True
-    return ref[1:] in {c.get("id") for c in _contained(root)}
+    return ref[1:] in {c.get("id") for c in _contained(root) if isinstance(c.get("id"), str)}
 
 
 def _per_1(item: Any, root: Any) -> bool | None:
@@ -325,6 +332,13 @@ def _dom_3(item: Any, root: Any) -> bool | None:
     return True
 
 
+def _vs_1(item: Any, root: Any) -> bool | None:
+    """vs-1 on a vital sign's effective[x]: a dateTime is precise to the day. A Period is not a
+    dateTime (`as` gives nothing: the invariant holds); an instant, the other string a profile may
+    allow there, is always longer than 8 characters."""
+    return len(item) >= 8 if item.__class__ is str else True
+
+
 def _meta_empty(*names: str) -> Callable[[Any, Any], bool | None]:
     def check(item: Any, root: Any) -> bool | None:
         for c in _contained(item):
@@ -347,6 +361,7 @@ _NATIVE_EXPRESSIONS: dict[tuple[str, str], Callable[[Any, Any], bool | None]] = 
     ("dom-3", "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()"): _dom_3,
     ("dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"): _meta_empty("versionId", "lastUpdated"),
     ("dom-5", "contained.meta.security.empty()"): _meta_empty("security"),
+    ("vs-1", "($this as dateTime).toString().length() >= 8"): _vs_1,
 }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from fhir_server import narrative
 from fhir_server.errors import Issue
 
-from . import bindings, primitives
+from . import bindings, primitives, valid_subtrees
 from .snapshot import Definition, Element, TypeRef, compiled, for_type
 
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
@@ -22,12 +22,14 @@ _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
 class Walk:
     """The state of one validation: issues found and whether warnings are wanted."""
 
-    __slots__ = ("issues", "profile_pass", "warnings")
+    __slots__ = ("issues", "profile_pass", "tainted", "warnings")
 
     def __init__(self, warnings: bool = False, profile_pass: bool = False) -> None:
         self.issues: list[Issue] = []
         self.warnings = warnings
         self.profile_pass = profile_pass
+        # a rule read outside the value being walked (valid_subtrees.py): its result is not kept
+        self.tainted = False
 
     def error(self, message: str, code: str, where: str) -> None:
         self.issues.append(Issue(message, code, (where,)))
@@ -160,6 +162,23 @@ class Walk:
             self.slices(e, tref, items, paths, where, resource, root)
 
     def value(self, e: Element, tref: TypeRef, item: Any, at: str, resource: Any, root: Any) -> None:
+        if item.__class__ is not dict or tref.code in _RESOURCE_TYPES:
+            self._value(e, tref, item, at, resource, root)
+            return
+        key = valid_subtrees.key_of(e, tref, self.profile_pass, self.warnings, resource, item)
+        if key is None:
+            self._value(e, tref, item, at, resource, root)
+            return
+        if valid_subtrees.known_valid(key):
+            return
+        found, outer_taint = len(self.issues), self.tainted
+        self.tainted = False
+        self._value(e, tref, item, at, resource, root)
+        if not self.tainted and len(self.issues) == found:
+            valid_subtrees.remember(key)
+        self.tainted = self.tainted or outer_taint
+
+    def _value(self, e: Element, tref: TypeRef, item: Any, at: str, resource: Any, root: Any) -> None:
         code = tref.code
         if self.profile_pass and not (e.children or e.content_ref):
             pass  # the base pass checked the value's type, format and datatype: only the profile's rules below
@@ -222,6 +241,8 @@ class Walk:
     def reference(self, targets: frozenset[str], ref: dict[str, Any], at: str, resource: Any) -> None:
         text = ref.get("reference")
         kind: str | None = None
+        if isinstance(text, str) and text.startswith("#"):
+            self.tainted = True  # its target's type is in the resource's contained
         if isinstance(text, str) and text.startswith("#") and isinstance(resource, dict):
             contained = resource.get("contained")
             for c in contained if isinstance(contained, list) else ():
@@ -244,6 +265,8 @@ class Walk:
     def invariant(self, inv: Any, item: Any, type_path: str, at: str, resource: Any, root: Any) -> None:
         if inv.severity != "error" and not self.warnings:
             return
+        if valid_subtrees.invariant_reads_context(inv.key, inv.expression, item):
+            self.tainted = True
         holds = inv.holds(item, type_path, resource, root)
         if holds is None:
             self.warn(f"Invariant {inv.key} could not be evaluated: {inv.expression}", "informational", at)
@@ -277,6 +300,7 @@ class Walk:
                         sliced = Walk(self.warnings, profile_pass=True)
                         sliced.value(s, s.types[0] if s.types else tref, item, at, resource, root)
                         self.issues.extend(sliced.issues)
+                        self.tainted = self.tainted or sliced.tainted
                     break
             if not matched and e.slicing_closed:
                 self.error(

@@ -294,3 +294,22 @@ def test_blood_pressure_profile_slices_by_component_code() -> None:
     found = errors(bp)
     assert [(i.code, i.expression) for i in found] == [("structure", ("Observation.component",))]
     assert "SystolicBP" in found[0].message
+
+
+def test_a_coding_system_that_is_an_object_is_reported_not_a_crash() -> None:
+    """Found by the oracle of test_valid_subtrees.py: the binding check hashed the system
+    (TypeError: a 500 from `$validate`, which asks for warnings) on the old code."""
+    enc = factories.encounter("p1")
+    enc["class"]["system"] = {}
+    found = {i.expression[0]: i.code for i in validator.issues(enc, warnings=True) if i.severity == "error"}
+    assert found["Encounter.class.system"] == "value"
+
+
+def test_a_contained_id_that_is_an_object_is_reported_not_a_crash() -> None:
+    """Found by the same oracle: ref-1 put the contained ids in a set (TypeError on the old code)."""
+    obs = factories.observation(
+        "p1", contained=[{"resourceType": "Practitioner", "id": {}}], performer=[{"reference": "#p"}]
+    )
+    found = where(obs)
+    assert found["Observation.contained[0].id"] == "value"
+    assert found["Observation.performer[0]"] == "invariant"

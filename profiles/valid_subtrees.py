@@ -1,0 +1,76 @@
+"""Element values already found valid, so a repeated value is walked once (https://hl7.org/fhir/R4/validation.html).
+
+Wearable and ingest data repeat the same `code`, `category`, `subject`, `device` and `meta` in
+every record, and a Synthea bundle repeats its codes and references. The walk of a complex value
+depends only on: the compiled element and type it is walked against, whether it is the profile
+pass, whether warnings are wanted, the type of the resource it is in, and its own JSON, EXCEPT
+where a rule reads outside the value: an invariant naming `%resource`, `%rootResource`,
+`%context` or `resolve()` (ref-1 only for a local `#id` reference), and a local reference's
+target type. The walk marks itself `tainted` at those points; a value whose walk found no issue
+and was not tainted is remembered here, and the next walk of the same value in the same place is
+skipped. Issues are never remembered (their expressions name the place), so an invalid value is
+walked and reported every time.
+
+The key holds the compiled `Element` itself, so it stays alive while remembered (a stored profile
+recompiled later has new elements and never meets an old entry). The table is bounded: when full
+it starts again empty.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+MAX_ENTRIES = 20_000
+MAX_BYTES = 2048  # a larger value is walked every time (rarely repeated, and costly to keep)
+_valid: dict[tuple[Any, ...], bool] = {}
+
+_CONTEXT_TOKENS = ("%resource", "%rootResource", "%context", "resolve(")
+
+
+def key_of(
+    element: Any, type_ref: Any, profile_pass: bool, warnings: bool, resource: Any, value: Any
+) -> tuple[Any, ...] | None:
+    """The remembered-value key of `value` walked at `element`, or None when it is not kept."""
+    try:
+        blob = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if len(blob) > MAX_BYTES:
+        return None
+    rtype = resource.get("resourceType") if resource.__class__ is dict else None
+    return (element, id(type_ref), profile_pass, warnings, rtype, blob)
+
+
+def known_valid(key: tuple[Any, ...]) -> bool:
+    return key in _valid
+
+
+def remember(key: tuple[Any, ...]) -> None:
+    if len(_valid) >= MAX_ENTRIES:
+        _valid.clear()
+    _valid[key] = True
+
+
+def forget_all() -> None:
+    """Empty the table (benchmarks measure the walk without it)."""
+    _valid.clear()
+
+
+@lru_cache(maxsize=4096)
+def reads_context(expression: str) -> bool:
+    """Whether an invariant's expression reads outside the value it constrains."""
+    return any(token in expression for token in _CONTEXT_TOKENS)
+
+
+def invariant_reads_context(key: str, expression: str, item: Any) -> bool:
+    """Whether evaluating this invariant on `item` depends on more than `item` (ref-1 reads the
+    root's contained resources only for a local `#id` reference)."""
+    if not reads_context(expression):
+        return False
+    if key == "ref-1" and item.__class__ is dict:
+        ref = item.get("reference")
+        return isinstance(ref, str) and ref.startswith("#")
+    return True
