@@ -41,7 +41,8 @@ def key_of(
     if len(blob) > MAX_BYTES:
         return None
     rtype = resource.get("resourceType") if resource.__class__ is dict else None
-    return (element, id(type_ref), profile_pass, warnings, rtype, blob)
+    # as text: orjson's bytes keep their 4 KB buffer, the str is compact
+    return (element, id(type_ref), profile_pass, warnings, rtype, blob.decode())
 
 
 def known_valid(key: tuple[Any, ...]) -> bool:
