@@ -15,7 +15,7 @@ from fhir_server.app import create_app
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.conftest import BASE
-from tests.subscriptions.receiver import Received, Receiver
+from tests.subscriptions.receiver import Received, Receiver, wait
 from tests.subscriptions.test_rest_hook import settings
 
 PROFILE = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"
@@ -93,7 +93,7 @@ def test_new_result_topic_handshake_then_create_update_delete_with_gap_free_numb
     sub = subscribe(
         http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, "patient=Patient/A")
     )
-    assert sub["status"] == "active"
+    assert sub["status"] == "requested"  # until the handshake is answered
     lab = http.post("/Observation", json=factories.lab_observation("A")).json()
     vital = http.post("/Observation", json=factories.observation("A")).json()  # vital signs: not a result
     assert http.post("/Observation", json=factories.lab_observation("B")).status_code == 201  # patient B
@@ -217,15 +217,52 @@ def test_heartbeat_when_nothing_happens(http: TestClient, receiver: Receiver) ->
     assert all(r.event == 0 for r in receiver.received[:3])
 
 
-def test_a_failed_handshake_puts_the_subscription_in_error(http: TestClient) -> None:
+def status_becomes(http: TestClient, sub_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    """The Subscription once its status is `status` (waited for)."""
+    deadline = time.monotonic() + timeout
+    while (now := http.get(f"/Subscription/{sub_id}").json())["status"] != status:
+        assert time.monotonic() < deadline, f"still {now['status']}, never {status}"
+        time.sleep(0.05)
+    result: dict[str, Any] = now
+    return result
+
+
+def test_an_answered_handshake_makes_the_subscription_active(http: TestClient, receiver: Receiver) -> None:
+    sub = subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url))
+    assert sub["status"] == "requested"
+    active = status_becomes(http, sub["id"], "active")
+    assert "error" not in active
+    (handshake,) = settle(receiver, 1)
+    shake = status_of(handshake)
+    assert (shake["type"], shake["status"]) == ("handshake", "requested")  # as sent, before the answer
+
+
+def test_a_refused_handshake_is_error_with_a_reason_and_nothing_else_is_sent_until_it_succeeds(
+    http: TestClient,
+) -> None:
     down = Receiver(status=500).start()
     try:
         sub = subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, down.url))
-        deadline = time.monotonic() + 30
-        while http.get(f"/Subscription/{sub['id']}").json()["status"] != "error":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        assert sub["status"] == "requested"
+        lab = http.post("/Observation", json=factories.lab_observation("A")).json()  # queued behind it
+        failed = status_becomes(http, sub["id"], "error")
+        assert "handshake" in failed["error"] and "500" in failed["error"], failed["error"]
+        down.wait_for(2)  # retried
         assert all(status_of(b)["type"] == "handshake" for b in [orjson.loads(r.body) for r in down.received])
+        assert http.get(f"/Subscription/{sub['id']}").json()["status"] == "error"
+        down.status = 200  # the receiver now answers: active, then the event queued meanwhile
+        status_becomes(http, sub["id"], "active")
+
+        def kinds() -> list[str]:
+            return [status_of(orjson.loads(r.body))["type"] for r in list(down.received)]
+
+        wait(lambda: "event-notification" in kinds(), 30, lambda: str(kinds()))
+        time.sleep(0.3)  # nothing more follows
+        got = kinds()
+        assert got[-1] == "event-notification" and set(got[:-1]) == {"handshake"}, got
+        last = orjson.loads(down.received[-1].body)
+        assert last["entry"][1]["resource"]["id"] == lab["id"]
+        assert status_of(last)["events-since-subscription-start"] == "1"
     finally:
         down.stop()
 
@@ -264,10 +301,7 @@ def test_a_very_long_code_filter_is_no_index_key_but_still_filters(
     http: TestClient, receiver: Receiver
 ) -> None:
     code = "x" * 300
-    sub = subscribe(
-        http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, f"code={code}")
-    )
-    assert sub["status"] == "active"
+    subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, f"code={code}"))
     http.post("/Observation", json=factories.lab_observation("A"))
     assert [status_of(b)["type"] for b in settle(receiver, 1)] == ["handshake"]
 
