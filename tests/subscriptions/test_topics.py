@@ -334,3 +334,40 @@ def test_a_transaction_with_both_types_of_a_topic_notifies_each(http: TestClient
     types = sorted(b["entry"][1]["resource"]["resourceType"] for b in got)
     assert types == ["DiagnosticReport", "Observation"]
     assert sorted(status_of(b)["events-since-subscription-start"] for b in got) == ["1", "2"]
+
+
+def with_max_count(body: dict[str, Any], count: Any) -> dict[str, Any]:
+    extension = {"url": f"{factories.BACKPORT}/backport-max-count", "valuePositiveInt": count}
+    return {**body, "channel": {**body["channel"], "extension": [extension]}}
+
+
+def test_max_count_limits_the_events_of_each_notification(http: TestClient, receiver: Receiver) -> None:
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, content="id-only")
+    sub = subscribe(http, with_max_count(body, 3))
+    status_becomes(http, sub["id"], "active")  # handshake answered
+    receiver.stop()  # the events pile up while the receiver is down
+    labs = [http.post("/Observation", json=factories.lab_observation("A")).json()["id"] for _ in range(5)]
+
+    def queued() -> str:
+        searchset = http.get(f"/Subscription/{sub['id']}/$status").json()
+        return str(status_of(searchset)["events-since-subscription-start"])
+
+    wait(lambda: queued() == "5", 30, queued)
+    receiver.start()  # same port
+    got = settle(receiver, 3)[1:]
+    numbers = [[e["event-number"]["valueString"] for e in status_of(b)["notification-event"]] for b in got]
+    assert numbers == [["1", "2", "3"], ["4", "5"]]
+    assert [status_of(b)["events-since-subscription-start"] for b in got] == ["3", "5"]
+    focus = [e["fullUrl"] for b in got for e in b["entry"][1:]]
+    assert focus == [f"{BASE}/Observation/{i}" for i in labs]
+    assert [r.event for r in receiver.received[1:]] == [1, 4]  # the first event of each
+
+
+def test_max_count_must_be_a_positive_int_up_to_1000(http: TestClient) -> None:
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, "http://127.0.0.1:9/hook")
+    for bad in (0, 1001, "3", True):
+        response = http.post("/Subscription", json=with_max_count(body, bad))
+        assert response.status_code == 400, (bad, response.text)
+        # 0 and wrong JSON types are refused by the positiveInt check of the validator, 1001 here
+        (where,) = response.json()["issue"][0]["expression"]
+        assert where.startswith("Subscription.channel.extension"), where
