@@ -319,6 +319,38 @@ def test_the_capability_statement_declares_the_topics_and_operations(http: TestC
     backport = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"
     assert definitions["status"] == f"{backport}/backport-subscription-status"
     assert definitions["events"] == f"{backport}/backport-subscription-events"
+    assert definitions["topic-list"] == f"{BASE}/OperationDefinition/Subscription-topic-list"
+    definition = http.get("/OperationDefinition/Subscription-topic-list").json()
+    assert (definition["code"], definition["resource"], definition["type"]) == (
+        "topic-list",
+        ["Subscription"],
+        True,
+    )
+
+
+def topic_list(http: TestClient, path: str = "/Subscription/$topic-list", **kw: Any) -> list[str]:
+    response = http.request(kw.pop("method", "GET"), path, **kw)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["meta"]["profile"] == [
+        "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-topic-canonical-urls"
+    ]
+    assert {p["name"] for p in body.get("parameter", [])} <= {"subscription-topic-canonical"}
+    return [p["valueCanonical"] for p in body.get("parameter", [])]
+
+
+def test_topic_list_names_the_topics_by_canonical_url(http: TestClient) -> None:
+    everything = sorted([factories.EMERGENCY_TOPIC, factories.NEW_RESULT_TOPIC])
+    assert topic_list(http) == everything  # the same as the CapabilityStatement's extensions
+    assert topic_list(http, f"/Subscription/$topic-list?url={factories.EMERGENCY_TOPIC}") == [
+        factories.EMERGENCY_TOPIC
+    ]
+    asked = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "url", "valueUri": factories.NEW_RESULT_TOPIC}],
+    }
+    assert topic_list(http, method="POST", json=asked) == [factories.NEW_RESULT_TOPIC]
+    assert topic_list(http, "/Subscription/$topic-list?url=http://example.org/none") == []
 
 
 def test_a_transaction_with_both_types_of_a_topic_notifies_each(http: TestClient, receiver: Receiver) -> None:
