@@ -186,8 +186,12 @@ class Deliverer:
         if sub.status not in ("requested", "active", "error"):
             return []
         pending = select(_D).where(_D.c.sub_id == sub.id, _D.c.state == "pending")
-        if sub.status == "requested":
-            pending = pending.where(_D.c.interaction == "handshake")
+        if sub.status != "active":  # a handshake still pending goes before anything queued
+            shake = tx.conn.execute(
+                pending.where(_D.c.interaction == "handshake").order_by(_D.c.pk).limit(1)
+            ).first()
+            if shake is not None or sub.status == "requested":
+                return [] if shake is None else [shake]
         limit = max(1, int(sub.max_count or 1)) if sub.topic else 1
         rows = list(tx.conn.execute(pending.order_by(_D.c.event_number, _D.c.pk).limit(limit)))
         if not rows or rows[0].interaction in SIGNALS:

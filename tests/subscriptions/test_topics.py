@@ -403,3 +403,40 @@ def test_max_count_must_be_a_positive_int_up_to_1000(http: TestClient) -> None:
         # 0 and wrong JSON types are refused by the positiveInt check of the validator, 1001 here
         (where,) = response.json()["issue"][0]["expression"]
         assert where.startswith("Subscription.channel.extension"), where
+
+
+def test_a_new_endpoint_shakes_hands_before_the_events_queued_for_the_old_one(
+    http: TestClient, receiver: Receiver
+) -> None:
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, content="id-only")
+    sub = subscribe(http, body)
+    status_becomes(http, sub["id"], "active")
+    receiver.wait_for(1)
+    receiver.stop()  # events pile up for the old endpoint
+    labs = [http.post("/Observation", json=factories.lab_observation("A")).json()["id"] for _ in range(3)]
+    moved = Receiver(status=500).start()
+    try:
+        changed = {**body, "id": sub["id"], "channel": {**body["channel"], "endpoint": moved.url}}
+        assert http.put(f"/Subscription/{sub['id']}", json=changed).json()["status"] == "requested"
+        assert "handshake" in status_becomes(http, sub["id"], "error")["error"]
+        moved.wait_for(2)  # the handshake, retried; never an event before it is answered
+        assert {status_of(orjson.loads(r.body))["type"] for r in list(moved.received)} == {"handshake"}
+        moved.status = 200
+        status_becomes(http, sub["id"], "active")
+
+        def events() -> list[str]:
+            return [
+                status_of(orjson.loads(r.body))["type"]
+                for r in list(moved.received)
+                if status_of(orjson.loads(r.body))["type"] != "handshake"
+            ]
+
+        wait(lambda: len(events()) == 3, 30, lambda: str(events()))
+        ids = [
+            orjson.loads(r.body)["entry"][1]["fullUrl"].rsplit("/", 1)[1]
+            for r in moved.received
+            if status_of(orjson.loads(r.body))["type"] == "event-notification"
+        ]
+        assert ids == labs
+    finally:
+        moved.stop()
