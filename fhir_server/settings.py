@@ -90,8 +90,10 @@ class Settings(BaseSettings):
     subscription_allow_loopback: bool = False
     subscription_timeout_seconds: float = 10.0
     subscription_retry_base_seconds: float = 1.0
-    subscription_retry_max_seconds: float = 300.0
-    subscription_max_failures: int = 5
+    # a receiver down for a few minutes stays active (10 failures take about 4 min with these), and
+    # once it is back the next try comes within a minute
+    subscription_retry_max_seconds: float = 60.0
+    subscription_max_failures: int = 10
     subscription_lease_seconds: float = 60.0  # a deliverer silent this long is presumed dead
     subscription_delivery_threads: int = 4
     subscription_keep_seconds: float = 24 * 3600.0  # sent notifications kept (Server-Sent Events resume)

@@ -118,7 +118,14 @@ def _resources(base: str) -> list[dict[str, Any]]:
                 **entry,
                 "extension": topics.capability_extensions(),  # the topics (subscriptions/shipped_topics.py)
                 "documentation": SUBSCRIPTIONS,
-                "operation": [*entry.get("operation", []), *SUBSCRIPTION_OPERATIONS],
+                "operation": [
+                    *entry.get("operation", []),
+                    *SUBSCRIPTION_OPERATIONS,
+                    {
+                        "name": "topic-list",
+                        "definition": f"{base}/OperationDefinition/{definitions.TOPIC_LIST}",
+                    },
+                ],
             }
     return out
 
@@ -136,7 +143,8 @@ SUBSCRIPTIONS = (
     "capabilitystatement-subscriptiontopic-canonical extensions, filters as backport-filter-criteria "
     "('name=value' or 'Type?name=value'; patient, code, category), content by backport-payload-content "
     "(empty, id-only, full-resource), backport-heartbeat-period, backport-timeout; rest-hook "
-    "notifications are history Bundles POSTed to the endpoint (handshake first), $status and $events. "
+    "notifications are history Bundles POSTed to the endpoint (the Subscription is requested until its "
+    "handshake is answered, then active), backport-max-count, $status, $events and $topic-list. "
     "Not supported: conditional update and patch of a Subscription."
 )
 _BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"

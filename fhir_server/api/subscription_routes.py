@@ -9,7 +9,8 @@
   `id` the event number, `Last-Event-ID` resumes after it; a comment every 15 s keeps it open.
 
 - `$status` (type and instance level) and `$events` (instance) of the Subscriptions Backport IG
-  (operations/subscription_status.py, subscription_events.py), GET or POST.
+  (operations/subscription_status.py, subscription_events.py), and `$topic-list` (type;
+  operations/subscription_topic_list.py), GET or POST.
 
 Only the Subscription's owner binds to it (`subscriptions/stream.py`); the connection reads the
 Subscription's queue itself, woken when this process queued something, else every second.
@@ -28,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import input_limits
 from ..errors import FhirError
-from ..operations import subscription_events, subscription_status
+from ..operations import subscription_events, subscription_status, subscription_topic_list
 from ..subscriptions import stream
 from .deps import Ctx, get_principal
 from .operation_call import answer
@@ -134,6 +135,11 @@ async def server_sent_events(request: Request, sub_id: str) -> StreamingResponse
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.api_route("/Subscription/$topic-list", methods=BOTH)
+async def topic_list(request: Request, ctx: Ctx) -> Response:
+    return await answer(request, ctx, subscription_topic_list.topic_list)
 
 
 @router.api_route("/Subscription/$status", methods=BOTH)

@@ -2,7 +2,8 @@
 
 `$ingest` (docs/ingest.md) and `$import` (docs/bulk-data.md, after the Bulk Data import proposal,
 https://github.com/smart-on-fhir/bulk-import/blob/master/import.md) have no published definition;
-`Observation-stats-series` is HL7's `Observation-stats` with our series inputs (docs/clinical-operations.md):
+`Observation-stats-series` is HL7's `Observation-stats` with our series inputs (docs/clinical-operations.md);
+`Subscription-topic-list` is the topic list of the Subscriptions Backport IG's first ballot (docs/subscriptions.md):
 the
 CapabilityStatement points at these, served at `[base]/OperationDefinition/[name]` without a token
 (like the CapabilityStatement itself).
@@ -13,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 STATS_SERIES = "Observation-stats-series"
-NAMES = ("ingest", "import", STATS_SERIES)
+TOPIC_LIST = "Subscription-topic-list"
+NAMES = ("ingest", "import", STATS_SERIES, TOPIC_LIST)
 
 
 def _param(
@@ -97,7 +99,42 @@ def definition(name: str, base: str) -> dict[str, Any]:
         }
     if name == STATS_SERIES:
         return _stats_series(base)
+    if name == TOPIC_LIST:
+        return _topic_list(base)
     raise KeyError(name)
+
+
+def _topic_list(base: str) -> dict[str, Any]:
+    """Subscription/$topic-list (operations/subscription_topic_list.py), after the Subscriptions
+    Backport IG's first ballot: the topics the caller may subscribe to."""
+    return _common(
+        TOPIC_LIST,
+        base,
+        "SubscriptionTopicList",
+        "The subscription topics this server supports that the caller may subscribe to (its token "
+        "may create Subscriptions and search and read every resource type of the topic), by "
+        "canonical URL. The same topics, all of them, are in the CapabilityStatement as "
+        "capabilitystatement-subscriptiontopic-canonical extensions (Subscriptions R5 Backport IG).",
+    ) | {
+        "affectsState": False,
+        "code": "topic-list",
+        "resource": ["Subscription"],
+        "system": False,
+        "type": True,
+        "instance": False,
+        "parameter": [
+            _param("url", "in", 0, "*", "uri", "Only these topic canonical URLs (if listed)"),
+            _param(
+                "return",
+                "out",
+                1,
+                "1",
+                "Parameters",
+                "Parameters (profile backport-subscription-topic-canonical-urls): one "
+                "subscription-topic-canonical (valueCanonical) per topic",
+            ),
+        ],
+    }
 
 
 def _stats_series(base: str) -> dict[str, Any]:

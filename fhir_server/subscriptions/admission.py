@@ -1,7 +1,9 @@
 """Admitting a Subscription when it is created, updated or deleted (https://hl7.org/fhir/R4/subscription.html#states).
 
 The client writes a Subscription with `status` requested (or off); the server checks it and sets
-`status` and `error` itself: a client may not set active or error. Checked, all as 400 at the
+`status` and `error` itself: a client may not set active or error. A topic-based rest-hook
+Subscription stays `requested` until its handshake is answered (handshake.py); the others are
+active at once. Checked, all as 400 at the
 element: the criteria (a valid search of one type, `criteria.py`, or a topic canonical with its
 filters, `filter_criteria.py`), the channel type (rest-hook,
 websocket, or Server-Sent Events declared with the backport channel-type extension), the payload (none, or JSON), each `header`
@@ -74,6 +76,7 @@ class Admitted:
             "content": topic.content if topic else None,
             "heartbeat_seconds": topic.heartbeat if topic else None,
             "timeout_seconds": topic.timeout if topic else None,
+            "max_count": topic.max_count if topic else None,
             **self.owner.columns(),
         }
         if topic is not None and topic.heartbeat:
@@ -102,9 +105,8 @@ class Admitted:
                         id=stored.res_id, criteria_type=part.res_type, **kept, **values, **criteria
                     )
                 )
-        started = before is None or before.status == "off" or before.topic != (topic and topic.topic.url)
-        if topic is not None and started and self.channel == "rest-hook" and self.status == "active":
-            handshake.queue(tx.conn, stored.res_id)  # a new, switched-on or re-topicked Subscription
+        if self.status == "requested":  # a topic rest-hook channel to (re)check: active once it answers
+            handshake.requeue(tx.conn, stored.res_id)
 
 
 def admit(
@@ -154,6 +156,13 @@ def admit(
         if not isinstance(header, str) or not _HEADER.fullmatch(header):
             raise Invalid("A channel header must be 'Name: value'", f"Subscription.channel.header[{n}]")
     active = "off" if status == "off" else "active"
+    if (
+        active == "active"
+        and topic is not None
+        and kind == "rest-hook"
+        and handshake.needed(tx.conn, prev, topic.topic.url, url)
+    ):
+        active = "requested"
     resource["status"] = active
     resource.pop("error", None)
     return Admitted(

@@ -27,6 +27,7 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +49,7 @@ POLL_SECONDS = 1.0
 CLAIM = 64  # Subscriptions claimed per look
 SWEEP_SECONDS = 300.0  # between deletions of old sent notifications
 _S, _D = tables.subscription, tables.subscription_delivery
+SIGNALS = ("handshake", "heartbeat")  # notifications that are no event
 _LIVE: weakref.WeakSet[Deliverer] = weakref.WeakSet()
 
 
@@ -117,7 +119,7 @@ class Deliverer:
                 tx.conn.execute(
                     select(_S.c.id)
                     .where(
-                        _S.c.status.in_(("active", "error")),
+                        _S.c.status.in_(("requested", "active", "error")),
                         _S.c.channel == "rest-hook",  # streaming channels are read by their connections
                         _S.c.retry_at <= now,
                         _S.c.lease_until <= now,
@@ -162,40 +164,54 @@ class Deliverer:
         while True:
             with self.store.read() as tx:
                 sub = tx.conn.execute(select(_S).where(_S.c.id == sub_id)).first()
-                head = None
-                if sub is not None and sub.status in ("active", "error"):
-                    head = tx.conn.execute(
-                        select(_D)
-                        .where(_D.c.sub_id == sub_id, _D.c.state == "pending")
-                        .order_by(_D.c.event_number, _D.c.pk)
-                        .limit(1)
-                    ).first()
-                request = None if head is None else self._request(tx, sub, head)
-            if sub is None or head is None:
+                batch = [] if sub is None else self._head(tx, sub)
+                request, withheld = (None, []) if not batch else self._request(tx, sub, batch)
+            if sub is None or not batch:
                 self._release(sub_id)
                 return
             if request is None:
-                self._settle(head.pk, "withheld")
+                self._settle([r.pk for r in batch], "withheld")
                 continue
             outcome = self._send(sub, request)
             if outcome.ok:
-                self._succeeded(sub, head.pk)
+                self._succeeded(sub, [r.pk for r in batch if r.pk not in withheld], withheld)
             else:
-                self._failed(sub, outcome.error or "failed")
+                self._failed(sub, outcome.error or "failed", handshake=batch[0].interaction == "handshake")
                 return
 
+    def _head(self, tx: Any, sub: Any) -> list[Any]:
+        """What to send next: the oldest pending notification; a `requested` Subscription sends only
+        its handshake; a topic's events go up to `max_count` in one notification (never a handshake
+        or heartbeat with them)."""
+        if sub.status not in ("requested", "active", "error"):
+            return []
+        pending = select(_D).where(_D.c.sub_id == sub.id, _D.c.state == "pending")
+        if sub.status != "active":  # a handshake still pending goes before anything queued
+            shake = tx.conn.execute(
+                pending.where(_D.c.interaction == "handshake").order_by(_D.c.pk).limit(1)
+            ).first()
+            if shake is not None or sub.status == "requested":
+                return [] if shake is None else [shake]
+        limit = max(1, int(sub.max_count or 1)) if sub.topic else 1
+        rows = list(tx.conn.execute(pending.order_by(_D.c.event_number, _D.c.pk).limit(limit)))
+        if not rows or rows[0].interaction in SIGNALS:
+            return rows[:1]
+        return list(takewhile(lambda r: r.interaction not in SIGNALS, rows))
+
     # ---------------- one notification ----------------
-    def _request(self, tx: Any, sub: Any, head: Any) -> dict[str, Any] | None:
-        """The HTTP request of one notification; None when its owner may not read what it carries."""
+    def _request(self, tx: Any, sub: Any, batch: list[Any]) -> tuple[dict[str, Any] | None, list[int]]:
+        """The HTTP request of one notification and the queued rows it leaves out (their owner may
+        not read them now); no request when it would carry nothing its owner may read."""
         if sub.topic:
-            return self._topic_request(tx, sub, head)
+            return self._topic_request(tx, sub, batch)
+        (head,) = batch
         principal = Owner.of_row(sub).principal()
         body: bytes | None = None
         method, url = "POST", sub.endpoint
         if head.interaction != "delete":
             version = readable_version(tx, principal, head.res_type, head.res_id, head.version)
             if version is None:
-                return None
+                return None, [head.pk]
             if sub.payload:
                 method, url = "PUT", f"{sub.endpoint.rstrip('/')}/{head.res_type}/{head.res_id}"
                 body = version.content
@@ -204,27 +220,36 @@ class Deliverer:
         headers = _headers(sub, head)
         if body is not None:
             headers["Content-Type"] = sub.payload.split(";")[0].strip()
-        return {"method": method, "url": url, "headers": headers, "content": body}
+        return {"method": method, "url": url, "headers": headers, "content": body}, []
 
-    def _topic_request(self, tx: Any, sub: Any, head: Any) -> dict[str, Any] | None:
-        """A topic's notification: its Bundle POSTed to the endpoint (None: the owner may not read it)."""
+    def _topic_request(self, tx: Any, sub: Any, batch: list[Any]) -> tuple[dict[str, Any] | None, list[int]]:
+        """A topic's notification: its Bundle POSTed to the endpoint, with the events of `batch` its
+        owner may read now (none of them: no request)."""
         events: list[notification.Event] = []
+        withheld: list[int] = []
+        head = batch[0]
         kind = head.interaction
-        if head.interaction not in ("handshake", "heartbeat"):
+        if head.interaction not in SIGNALS:
             kind = "event-notification"
-            event = readable_event(tx, Owner.of_row(sub).principal(), head, sub.content)
-            if event is None:
-                return None
-            events.append(event)
-        body = notification.encode(
-            notification.bundle(sub, self.settings.base, kind, int(head.event_number), events)
-        )
+            principal = Owner.of_row(sub).principal()
+            for row in batch:
+                event = readable_event(tx, principal, row, sub.content)
+                if event is None:
+                    withheld.append(row.pk)
+                else:
+                    events.append(event)
+            if not events:
+                return None, withheld
+        last = events[-1].number if events else int(head.event_number)
+        body = notification.encode(notification.bundle(sub, self.settings.base, kind, last, events))
         headers = _headers(sub, head)
+        if events:
+            headers["X-Subscription-Event"] = str(events[0].number)
         headers["Content-Type"] = (sub.payload or notification.MEDIA_TYPE).split(";")[0].strip()
         request: dict[str, Any] = {"method": "POST", "url": sub.endpoint, "headers": headers, "content": body}
         if sub.timeout_seconds:
             request["timeout"] = float(sub.timeout_seconds)
-        return request
+        return request, withheld
 
     def _send(self, sub: Any, request: dict[str, Any]) -> Outcome:
         if sub.channel != "rest-hook":
@@ -244,25 +269,29 @@ class Deliverer:
         return Outcome(False, f"the endpoint answered HTTP {response.status_code}")
 
     # ---------------- recording results ----------------
-    def _settle(self, pk: int, state: str) -> None:
+    def _settle(self, pks: list[int], state: str) -> None:
         with self.store.write() as tx:
-            tx.conn.execute(update(_D).where(_D.c.pk == pk).values(state=state, sent_at=now_us()))
+            tx.conn.execute(update(_D).where(_D.c.pk.in_(pks)).values(state=state, sent_at=now_us()))
 
-    def _succeeded(self, sub: Any, pk: int) -> None:
+    def _succeeded(self, sub: Any, sent: list[int], withheld: list[int]) -> None:
         now = now_us()
         until = now + int(self.settings.subscription_lease_seconds * 1e6)
         with self.store.write(WriteContext("server")) as tx:
-            tx.conn.execute(update(_D).where(_D.c.pk == pk).values(state="sent", sent_at=now))
+            tx.conn.execute(update(_D).where(_D.c.pk.in_(sent)).values(state="sent", sent_at=now))
+            if withheld:
+                tx.conn.execute(update(_D).where(_D.c.pk.in_(withheld)).values(state="withheld", sent_at=now))
             row = tx.conn.execute(select(_S.c.status).where(_S.c.id == sub.id)).first()
             values: dict[str, Any] = {"failures": 0, "retry_at": 0, "lease_until": until}
             if sub.heartbeat_seconds:  # a send is a sign of life: the next heartbeat one period on
                 values["beat_at"] = now + int(sub.heartbeat_seconds) * 1_000_000
-            if row is not None and row.status == "error":
+            if row is not None and row.status in ("error", "requested"):  # recovered, or shook hands
                 values.update(status="active", error=None)
                 _set_status(tx, sub.id, "active", None)
             tx.conn.execute(update(_S).where(_S.c.id == sub.id).values(**values))
 
-    def _failed(self, sub: Any, error: str) -> None:
+    def _failed(self, sub: Any, error: str, *, handshake: bool = False) -> None:
+        """A failed send: retried later; the Subscription goes to error after
+        `subscription_max_failures` in a row, or at once when it was its handshake."""
         settings = self.settings
         with self.store.write(WriteContext("server")) as tx:
             row = tx.conn.execute(select(_S.c.status, _S.c.failures).where(_S.c.id == sub.id)).first()
@@ -279,7 +308,10 @@ class Deliverer:
                 "lease_until": 0,
                 "error": error,
             }
-            if row.status == "active" and failures >= settings.subscription_max_failures:
+            if handshake and row.status == "requested":
+                values["status"] = "error"
+                _set_status(tx, sub.id, "error", f"The handshake failed: {error}")
+            elif row.status == "active" and failures >= settings.subscription_max_failures:
                 values["status"] = "error"
                 _set_status(tx, sub.id, "error", f"{failures} deliveries failed; the last: {error}")
             tx.conn.execute(update(_S).where(_S.c.id == sub.id).values(**values))

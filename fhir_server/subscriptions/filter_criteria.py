@@ -4,7 +4,8 @@
 it is `name=value` (every resource type of the topic with that filter) or `Type?name=value` (that
 type only); several are AND-ed. The channel's `backport-payload-content` (`_payload`) says how much
 a notification carries (empty, id-only, full-resource; default empty), `backport-heartbeat-period`
-and `backport-timeout` (on the channel) the heartbeat and the request timeout in seconds.
+and `backport-timeout` (on the channel) the heartbeat and the request timeout in seconds, and
+`backport-max-count` the most events one notification Bundle may carry (default one).
 Per resource type of the topic the result is one search (`criteria.Criteria`): the trigger's own
 search plus the filters, checked by the search parser, so a filter means what that search means.
 """
@@ -24,6 +25,8 @@ FILTER = f"{IG}/backport-filter-criteria"
 CONTENT = f"{IG}/backport-payload-content"
 HEARTBEAT = f"{IG}/backport-heartbeat-period"
 TIMEOUT = f"{IG}/backport-timeout"
+MAX_COUNT = f"{IG}/backport-max-count"
+MAX_EVENTS = 1000  # the most events one notification may carry
 CONTENTS = ("empty", "id-only", "full-resource")
 WHERE_FILTER = "Subscription.criteria.extension"
 MAX_SECONDS = 86400
@@ -36,6 +39,7 @@ class TopicCriteria:
     content: str
     heartbeat: int | None
     timeout: int | None
+    max_count: int | None = None  # events a notification may carry (None: one)
 
 
 def is_topic(text: object) -> bool:
@@ -77,8 +81,27 @@ def parse(resource: dict[str, Any], channel: dict[str, Any]) -> TopicCriteria:
                 "Subscription.channel.payload",
             )
     return TopicCriteria(
-        topic, tuple(parts), content, _seconds(channel, HEARTBEAT), _seconds(channel, TIMEOUT)
+        topic,
+        tuple(parts),
+        content,
+        _seconds(channel, HEARTBEAT),
+        _seconds(channel, TIMEOUT),
+        _max_count(channel),
     )
+
+
+def _max_count(channel: dict[str, Any]) -> int | None:
+    """`backport-max-count` (valuePositiveInt): the most events one notification Bundle carries."""
+    found = _extensions(channel, MAX_COUNT)
+    if not found:
+        return None
+    value = found[0].get("valuePositiveInt")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_EVENTS:
+        raise Invalid(
+            f"backport-max-count must be a valuePositiveInt, 1 to {MAX_EVENTS}",
+            "Subscription.channel.extension",
+        )
+    return value
 
 
 def _add_filter(topic: Topic, value: Any, extra: dict[str, list[tuple[str, str]]], where: str) -> None:

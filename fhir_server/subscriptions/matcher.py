@@ -39,7 +39,8 @@ from . import tables, topics
 from .owner import Owner
 
 NAME = "subscriptions"  # the consumer's durable position in change_consumer: keep it stable
-LIVE = ("active", "error")  # an erroring Subscription keeps queueing; delivery retries it
+# an erroring Subscription keeps queueing (delivery retries it); a requested one queues behind its handshake
+LIVE = ("requested", "active", "error")
 _S, _D, _M = tables.subscription, tables.subscription_delivery, tables.subscription_match
 Version = tuple[str, str, int]  # (type, id, version) of a written version
 # Set when a batch queued notifications (read after its commit, to wake the deliverers only then).

@@ -8,7 +8,8 @@ events queued so far. `subscription_delivery` is the per-subscription queue, num
 `subscription_match` remembers which resources a subscription last matched, so a delete is
 notified to the subscriptions the resource was in. A topic-based Subscription (filter_criteria.py)
 has one `subscription` row per resource type of its topic; a queued row's `interaction` may also
-be `handshake` or `heartbeat` (rest-hook only; not counted in `events`). Times are microseconds since the epoch.
+be `handshake` or `heartbeat` (rest-hook only; not counted in `events`). `status` is also
+`requested` while a topic rest-hook Subscription waits for its handshake (handshake.py). Times are microseconds since the epoch.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ subscription = Table(
     Column("heartbeat_seconds", Integer, nullable=True),  # topic: backport-heartbeat-period
     Column("timeout_seconds", Integer, nullable=True),  # topic: backport-timeout
     Column("beat_at", BigInteger, nullable=False, default=0),  # next heartbeat due (µs)
+    Column("max_count", Integer, nullable=True),  # topic: backport-max-count (None: one event a notification)
 )
 Index("ix_subscription_type_code", subscription.c.criteria_type, subscription.c.key_code)
 Index("ix_subscription_type_patient", subscription.c.criteria_type, subscription.c.key_patient)

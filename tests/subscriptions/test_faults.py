@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.interactions import create
 from fhir_server.interactions.context import Context
+from fhir_server.settings import Settings
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.bulk_support import BASE, settings_for
@@ -138,3 +139,58 @@ def test_a_worker_killed_during_a_delivery_loses_nothing(store: Store, tmp_path:
         hook.server.shutdown()
     assert hook.events == [1, 2, 2, 3, 4, 5], hook.events  # event 2 at least once, nothing lost, in order
     assert sub_id
+
+
+def test_a_receiver_down_30_s_then_up_gets_every_event_afterwards_in_order_gap_free(
+    store: Store, receiver: Receiver
+) -> None:
+    """Acceptance 2a as written: the receiver refuses connections for 30 s while events are written;
+    the Subscription stays active (the default 10 failures in a row would be needed for error; the
+    old default, 5, was reached after about 12 s), and once the
+    receiver is back on the same port every event arrives, in order, numbered 1..N without a gap.
+    Default retry settings but the backoff cap (5 s instead of 60 s, to keep the wait after the
+    restart short)."""
+    from tests.subscriptions.test_rest_hook import settings
+    from tests.subscriptions.test_topics import status_becomes, status_of, subscribe
+
+    defaults = Settings.model_fields
+    config = settings(  # the defaults but the backoff cap
+        subscription_retry_base_seconds=defaults["subscription_retry_base_seconds"].default,
+        subscription_retry_max_seconds=5.0,
+        subscription_max_failures=defaults["subscription_max_failures"].default,
+    )
+    with TestClient(create_app(config, store=store), base_url=BASE, raise_server_exceptions=False) as http:
+        assert http.put("/Patient/A", json={**factories.patient("A"), "id": "A"}).status_code == 201
+        body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, content="id-only")
+        sub = subscribe(http, body)
+        status_becomes(http, sub["id"], "active")  # the handshake was answered
+        receiver.wait_for(1)
+        receiver.stop()  # connection refused from now on
+        down = time.monotonic()
+        written: list[tuple[str, str]] = []  # (method, id) in the order written
+        while time.monotonic() - down < 30:
+            if written and len(written) % 3 == 2:  # an update of the last one created
+                last = written[-1][1]
+                obs = http.get(f"/Observation/{last}").json()
+                assert http.put(f"/Observation/{last}", json={**obs, "status": "amended"}).status_code == 200
+                written.append(("PUT", last))
+            else:
+                created = http.post("/Observation", json=factories.lab_observation("A"))
+                assert created.status_code == 201
+                written.append(("POST", created.json()["id"]))
+            assert http.get(f"/Subscription/{sub['id']}").json()["status"] == "active"
+            time.sleep(1.5)  # writes spread over the outage
+        assert http.get(f"/Subscription/{sub['id']}").json()["status"] == "active"
+        receiver.start()  # the same port
+        got = receiver.wait_for(1 + len(written), timeout=60)
+        time.sleep(0.5)
+        assert len(receiver.received) == 1 + len(written)  # nothing twice
+        statuses = [status_of(orjson.loads(r.body)) for r in got[1:]]
+        numbers = [s["notification-event"][0]["event-number"]["valueString"] for s in statuses]
+        assert numbers == [str(n) for n in range(1, len(written) + 1)]
+        assert [r.event for r in got[1:]] == list(range(1, len(written) + 1))
+        bundles = [orjson.loads(r.body) for r in got[1:]]
+        assert [
+            (b["entry"][1]["request"]["method"], b["entry"][1]["fullUrl"].rsplit("/", 1)[1]) for b in bundles
+        ] == written
+        status_becomes(http, sub["id"], "active")

@@ -270,3 +270,25 @@ def test_a_topic_notification_is_withheld_when_its_owner_can_no_longer_read_it_a
     bodies = [orjson.loads(r.body) for r in receivers[0].received[1:]]
     assert [b["entry"][1]["resource"]["id"] for b in bodies] == [kept["id"]]  # never the moved one
     assert moved["id"] not in orjson.dumps(bodies).decode()
+
+
+def test_topic_list_needs_a_subscription_scope_and_lists_only_the_topics_the_token_can_use(
+    http: TestClient,
+) -> None:
+    def listed(headers: Headers) -> list[str]:
+        response = http.get("/Subscription/$topic-list", headers=headers)
+        assert response.status_code == 200, response.text
+        return [p["valueCanonical"] for p in response.json().get("parameter", [])]
+
+    both = sorted([factories.EMERGENCY_TOPIC, factories.NEW_RESULT_TOPIC])
+    a = patient_token(http, "A", 1, f"patient/*.rs {OWN}")
+    b = patient_token(http, "B", 2, f"patient/*.rs {OWN}")
+    assert listed(a) == listed(b) == both  # two users of one client: the same topics
+    # vital signs only: the emergency topic (Observation), not new-result (also DiagnosticReport)
+    vitals = patient_token(http, "A", 1, f"patient/Observation.rs?category={VITALS} {OWN}")
+    assert listed(vitals) == [factories.EMERGENCY_TOPIC]
+    assert listed(operator(http, "system/*.cruds")) == both
+    no_subscriptions = patient_token(http, "A", 1, "patient/*.rs")
+    refused = http.get("/Subscription/$topic-list", headers=no_subscriptions)
+    assert refused.status_code == 403 and refused.json()["resourceType"] == "OperationOutcome"
+    assert http.get("/Subscription/$topic-list").status_code == 401  # no token at all

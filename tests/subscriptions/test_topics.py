@@ -15,7 +15,7 @@ from fhir_server.app import create_app
 from fhir_server.store.sql import Store
 from tests import factories
 from tests.conftest import BASE
-from tests.subscriptions.receiver import Received, Receiver
+from tests.subscriptions.receiver import Received, Receiver, wait
 from tests.subscriptions.test_rest_hook import settings
 
 PROFILE = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"
@@ -93,7 +93,7 @@ def test_new_result_topic_handshake_then_create_update_delete_with_gap_free_numb
     sub = subscribe(
         http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, "patient=Patient/A")
     )
-    assert sub["status"] == "active"
+    assert sub["status"] == "requested"  # until the handshake is answered
     lab = http.post("/Observation", json=factories.lab_observation("A")).json()
     vital = http.post("/Observation", json=factories.observation("A")).json()  # vital signs: not a result
     assert http.post("/Observation", json=factories.lab_observation("B")).status_code == 201  # patient B
@@ -217,15 +217,52 @@ def test_heartbeat_when_nothing_happens(http: TestClient, receiver: Receiver) ->
     assert all(r.event == 0 for r in receiver.received[:3])
 
 
-def test_a_failed_handshake_puts_the_subscription_in_error(http: TestClient) -> None:
+def status_becomes(http: TestClient, sub_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    """The Subscription once its status is `status` (waited for)."""
+    deadline = time.monotonic() + timeout
+    while (now := http.get(f"/Subscription/{sub_id}").json())["status"] != status:
+        assert time.monotonic() < deadline, f"still {now['status']}, never {status}"
+        time.sleep(0.05)
+    result: dict[str, Any] = now
+    return result
+
+
+def test_an_answered_handshake_makes_the_subscription_active(http: TestClient, receiver: Receiver) -> None:
+    sub = subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url))
+    assert sub["status"] == "requested"
+    active = status_becomes(http, sub["id"], "active")
+    assert "error" not in active
+    (handshake,) = settle(receiver, 1)
+    shake = status_of(handshake)
+    assert (shake["type"], shake["status"]) == ("handshake", "requested")  # as sent, before the answer
+
+
+def test_a_refused_handshake_is_error_with_a_reason_and_nothing_else_is_sent_until_it_succeeds(
+    http: TestClient,
+) -> None:
     down = Receiver(status=500).start()
     try:
         sub = subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, down.url))
-        deadline = time.monotonic() + 30
-        while http.get(f"/Subscription/{sub['id']}").json()["status"] != "error":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        assert sub["status"] == "requested"
+        lab = http.post("/Observation", json=factories.lab_observation("A")).json()  # queued behind it
+        failed = status_becomes(http, sub["id"], "error")
+        assert "handshake" in failed["error"] and "500" in failed["error"], failed["error"]
+        down.wait_for(2)  # retried
         assert all(status_of(b)["type"] == "handshake" for b in [orjson.loads(r.body) for r in down.received])
+        assert http.get(f"/Subscription/{sub['id']}").json()["status"] == "error"
+        down.status = 200  # the receiver now answers: active, then the event queued meanwhile
+        status_becomes(http, sub["id"], "active")
+
+        def kinds() -> list[str]:
+            return [status_of(orjson.loads(r.body))["type"] for r in list(down.received)]
+
+        wait(lambda: "event-notification" in kinds(), 30, lambda: str(kinds()))
+        time.sleep(0.3)  # nothing more follows
+        got = kinds()
+        assert got[-1] == "event-notification" and set(got[:-1]) == {"handshake"}, got
+        last = orjson.loads(down.received[-1].body)
+        assert last["entry"][1]["resource"]["id"] == lab["id"]
+        assert status_of(last)["events-since-subscription-start"] == "1"
     finally:
         down.stop()
 
@@ -264,10 +301,7 @@ def test_a_very_long_code_filter_is_no_index_key_but_still_filters(
     http: TestClient, receiver: Receiver
 ) -> None:
     code = "x" * 300
-    sub = subscribe(
-        http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, f"code={code}")
-    )
-    assert sub["status"] == "active"
+    subscribe(http, factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, f"code={code}"))
     http.post("/Observation", json=factories.lab_observation("A"))
     assert [status_of(b)["type"] for b in settle(receiver, 1)] == ["handshake"]
 
@@ -285,6 +319,38 @@ def test_the_capability_statement_declares_the_topics_and_operations(http: TestC
     backport = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"
     assert definitions["status"] == f"{backport}/backport-subscription-status"
     assert definitions["events"] == f"{backport}/backport-subscription-events"
+    assert definitions["topic-list"] == f"{BASE}/OperationDefinition/Subscription-topic-list"
+    definition = http.get("/OperationDefinition/Subscription-topic-list").json()
+    assert (definition["code"], definition["resource"], definition["type"]) == (
+        "topic-list",
+        ["Subscription"],
+        True,
+    )
+
+
+def topic_list(http: TestClient, path: str = "/Subscription/$topic-list", **kw: Any) -> list[str]:
+    response = http.request(kw.pop("method", "GET"), path, **kw)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["meta"]["profile"] == [
+        "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-topic-canonical-urls"
+    ]
+    assert {p["name"] for p in body.get("parameter", [])} <= {"subscription-topic-canonical"}
+    return [p["valueCanonical"] for p in body.get("parameter", [])]
+
+
+def test_topic_list_names_the_topics_by_canonical_url(http: TestClient) -> None:
+    everything = sorted([factories.EMERGENCY_TOPIC, factories.NEW_RESULT_TOPIC])
+    assert topic_list(http) == everything  # the same as the CapabilityStatement's extensions
+    assert topic_list(http, f"/Subscription/$topic-list?url={factories.EMERGENCY_TOPIC}") == [
+        factories.EMERGENCY_TOPIC
+    ]
+    asked = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "url", "valueUri": factories.NEW_RESULT_TOPIC}],
+    }
+    assert topic_list(http, method="POST", json=asked) == [factories.NEW_RESULT_TOPIC]
+    assert topic_list(http, "/Subscription/$topic-list?url=http://example.org/none") == []
 
 
 def test_a_transaction_with_both_types_of_a_topic_notifies_each(http: TestClient, receiver: Receiver) -> None:
@@ -300,3 +366,77 @@ def test_a_transaction_with_both_types_of_a_topic_notifies_each(http: TestClient
     types = sorted(b["entry"][1]["resource"]["resourceType"] for b in got)
     assert types == ["DiagnosticReport", "Observation"]
     assert sorted(status_of(b)["events-since-subscription-start"] for b in got) == ["1", "2"]
+
+
+def with_max_count(body: dict[str, Any], count: Any) -> dict[str, Any]:
+    extension = {"url": f"{factories.BACKPORT}/backport-max-count", "valuePositiveInt": count}
+    return {**body, "channel": {**body["channel"], "extension": [extension]}}
+
+
+def test_max_count_limits_the_events_of_each_notification(http: TestClient, receiver: Receiver) -> None:
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, content="id-only")
+    sub = subscribe(http, with_max_count(body, 3))
+    status_becomes(http, sub["id"], "active")  # handshake answered
+    receiver.stop()  # the events pile up while the receiver is down
+    labs = [http.post("/Observation", json=factories.lab_observation("A")).json()["id"] for _ in range(5)]
+
+    def queued() -> str:
+        searchset = http.get(f"/Subscription/{sub['id']}/$status").json()
+        return str(status_of(searchset)["events-since-subscription-start"])
+
+    wait(lambda: queued() == "5", 30, queued)
+    receiver.start()  # same port
+    got = settle(receiver, 3)[1:]
+    numbers = [[e["event-number"]["valueString"] for e in status_of(b)["notification-event"]] for b in got]
+    assert numbers == [["1", "2", "3"], ["4", "5"]]
+    assert [status_of(b)["events-since-subscription-start"] for b in got] == ["3", "5"]
+    focus = [e["fullUrl"] for b in got for e in b["entry"][1:]]
+    assert focus == [f"{BASE}/Observation/{i}" for i in labs]
+    assert [r.event for r in receiver.received[1:]] == [1, 4]  # the first event of each
+
+
+def test_max_count_must_be_a_positive_int_up_to_1000(http: TestClient) -> None:
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, "http://127.0.0.1:9/hook")
+    for bad in (0, 1001, "3", True):
+        response = http.post("/Subscription", json=with_max_count(body, bad))
+        assert response.status_code == 400, (bad, response.text)
+        # 0 and wrong JSON types are refused by the positiveInt check of the validator, 1001 here
+        (where,) = response.json()["issue"][0]["expression"]
+        assert where.startswith("Subscription.channel.extension"), where
+
+
+def test_a_new_endpoint_shakes_hands_before_the_events_queued_for_the_old_one(
+    http: TestClient, receiver: Receiver
+) -> None:
+    body = factories.topic_subscription(factories.NEW_RESULT_TOPIC, receiver.url, content="id-only")
+    sub = subscribe(http, body)
+    status_becomes(http, sub["id"], "active")
+    receiver.wait_for(1)
+    receiver.stop()  # events pile up for the old endpoint
+    labs = [http.post("/Observation", json=factories.lab_observation("A")).json()["id"] for _ in range(3)]
+    moved = Receiver(status=500).start()
+    try:
+        changed = {**body, "id": sub["id"], "channel": {**body["channel"], "endpoint": moved.url}}
+        assert http.put(f"/Subscription/{sub['id']}", json=changed).json()["status"] == "requested"
+        assert "handshake" in status_becomes(http, sub["id"], "error")["error"]
+        moved.wait_for(2)  # the handshake, retried; never an event before it is answered
+        assert {status_of(orjson.loads(r.body))["type"] for r in list(moved.received)} == {"handshake"}
+        moved.status = 200
+        status_becomes(http, sub["id"], "active")
+
+        def events() -> list[str]:
+            return [
+                status_of(orjson.loads(r.body))["type"]
+                for r in list(moved.received)
+                if status_of(orjson.loads(r.body))["type"] != "handshake"
+            ]
+
+        wait(lambda: len(events()) == 3, 30, lambda: str(events()))
+        ids = [
+            orjson.loads(r.body)["entry"][1]["fullUrl"].rsplit("/", 1)[1]
+            for r in moved.received
+            if status_of(orjson.loads(r.body))["type"] == "event-notification"
+        ]
+        assert ids == labs
+    finally:
+        moved.stop()

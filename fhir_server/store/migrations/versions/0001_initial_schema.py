@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 18:33:37.991197
+Create Date: 2026-12-03 22:19:17.391747
 """
 
 import sqlalchemy as sa
@@ -411,6 +411,7 @@ def upgrade() -> None:
         sa.Column("heartbeat_seconds", sa.Integer(), nullable=True),
         sa.Column("timeout_seconds", sa.Integer(), nullable=True),
         sa.Column("beat_at", sa.BigInteger(), nullable=False),
+        sa.Column("max_count", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", "criteria_type"),
     )
     with op.batch_alter_table("subscription", schema=None) as batch_op:
