@@ -20,7 +20,7 @@ from ..auth.account_session import Session
 from ..auth.login import LoginAttempt, LoginRefused, log_in
 from ..auth.server import AuthorizationServer
 from . import account_forms as forms
-from .auth_routes import server
+from .auth_routes import root, server
 
 router = APIRouter()
 ISSUER = "fhir-server"
@@ -30,7 +30,7 @@ ISSUER = "fhir-server"
 async def account_page(request: Request) -> Response:
     auth = server(request)
     session = await run_in_threadpool(forms.new_session, auth)
-    return forms.html(request, account_pages.sign_in(session.csrf), session=session)
+    return forms.html(request, account_pages.sign_in(session.csrf, root=root(request)), session=session)
 
 
 @router.post("/auth/account/login")
@@ -55,18 +55,27 @@ def _sign_in(
             message = (
                 f"Too many failed sign-in attempts. Please try again in {wait} second{'s' * (wait != 1)}."
             )
-            return forms.html(request, account_pages.sign_in(session.csrf, message), 429, retry_after=wait)
+            return forms.html(
+                request,
+                account_pages.sign_in(session.csrf, message, root=root(request)),
+                429,
+                retry_after=wait,
+            )
         message = "The username, password or code is not correct."
-        return forms.html(request, account_pages.sign_in(session.csrf, message), 401)
+        return forms.html(request, account_pages.sign_in(session.csrf, message, root=root(request)), 401)
     audit.note_event("login", failed=False, user=user.subject, detail="account")
     signed_in = forms.new_session(auth, user.pk, old=session)
-    page = account_pages.account(signed_in.csrf, user.username, totp_on=user.totp_secret is not None)
+    page = account_pages.account(
+        signed_in.csrf, user.username, root=root(request), totp_on=user.totp_secret is not None
+    )
     return forms.html(request, page, session=signed_in)
 
 
 def _expired(request: Request, auth: AuthorizationServer) -> Response:
     fresh = forms.new_session(auth)
-    return forms.html(request, account_pages.sign_in(fresh.csrf, forms.EXPIRED), 403, session=fresh)
+    return forms.html(
+        request, account_pages.sign_in(fresh.csrf, forms.EXPIRED, root=root(request)), 403, session=fresh
+    )
 
 
 Work = Callable[[Request, AuthorizationServer, Session, dict[str, str], str], Response]
@@ -103,7 +112,12 @@ def _account(
     if user is None:
         return _expired(request, auth)
     page = account_pages.account(
-        session.csrf, user.username, totp_on=user.totp_secret is not None, notice=notice, error=error
+        session.csrf,
+        user.username,
+        root=root(request),
+        totp_on=user.totp_secret is not None,
+        notice=notice,
+        error=error,
     )
     return forms.html(request, page, status, retry_after=retry_after)
 
@@ -162,7 +176,9 @@ def _setup(
         return _expired(request, auth)
     uri = totp.provisioning_uri(session.pending_totp, user.username, ISSUER)
     return forms.html(
-        request, account_pages.totp_setup(session.csrf, session.pending_totp, uri, error), status
+        request,
+        account_pages.totp_setup(session.csrf, session.pending_totp, uri, error, root=root(request)),
+        status,
     )
 
 
@@ -172,7 +188,7 @@ def _sign_out(
     with auth.store.write() as tx:
         account_session.close(tx.conn, session)
     fresh = forms.new_session(auth)
-    return forms.html(request, account_pages.sign_in(fresh.csrf, None), session=fresh)
+    return forms.html(request, account_pages.sign_in(fresh.csrf, None, root=root(request)), session=fresh)
 
 
 @router.post("/auth/account/password")
