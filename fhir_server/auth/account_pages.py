@@ -3,8 +3,9 @@
 Built like the login pages (`pages.py`): plain forms without JavaScript, a label for every input,
 errors announced (`role="alert"`, each field's problem tied to it with `aria-describedby`), stable
 ids for headless browsers, everything interpolated HTML-escaped. Every form carries the session's
-form token (`csrf`). A password is never put back into a page. Form actions and links start with
-`root`, the path of the base URL (`Settings.base_path`), so the pages work under it.
+form token (`csrf`). A password is never put back into a page. The TOTP set-up shows its key URI
+as an inline SVG QR code (`qr_code`). Form actions and links start with `root`, the path of the
+base URL (`Settings.base_path`), so the pages work under it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from html import escape
 
+from . import qr_code
 from .pages import _error, _page
 
 
@@ -165,7 +167,10 @@ def account(
 def totp_setup(csrf: str, secret: str, uri: str, error: str | None = None, *, root: str) -> str:
     grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
     body = (
-        "<p>Add this account to your authenticator app: open the link on your phone, or type the key.</p>\n"
+        "<p>Add this account to your authenticator app: scan the code, open the link on your phone, "
+        "or type the key.</p>\n"
+        '<div id="totp-qr" role="img" aria-label="QR code of the set-up link below, for your authenticator app">'
+        f"{qr_code.svg(uri)}</div>\n"
         f'<p>Key: <code id="totp-secret">{escape(grouped)}</code></p>\n'
         f'<p><a href="{escape(uri)}" id="totp-uri">{escape(uri)}</a></p>\n'
         + _error(error)
