@@ -189,5 +189,45 @@ def totp_setup(csrf: str, secret: str, uri: str, error: str | None = None, *, ro
     return _page("Set up two-step sign-in", body)
 
 
+def reset_form(
+    csrf: str,
+    token: str,
+    username: str,
+    *,
+    root: str,
+    problem: str | None = None,
+) -> str:
+    """The page of an operator-issued reset link: a new password, twice (the link's token rides along)."""
+    problems = {"new": problem} if problem else {}
+    body = (
+        f"<p>Choose a new password for <strong>{escape(username)}</strong>. "
+        "Apps you signed in to will need you to sign in again.</p>\n"
+        + _error("Please correct the field marked below." if problem else None)
+        + f'<form method="post" action="{escape(root)}/auth/reset" id="reset-form">\n'
+        + _token(csrf)
+        + f'<input type="hidden" name="token" value="{escape(token)}">\n'
+        + _field(
+            "new",
+            "New password (at least 8 characters)",
+            problems,
+            kind="password",
+            autocomplete="new-password",
+            extra=" autofocus",
+        )
+        + _field("new2", "New password again", {}, kind="password", autocomplete="new-password")
+        + '<button type="submit" id="reset">Set the new password</button>\n</form>'
+    )
+    return _page("Choose a new password", body)
+
+
+def reset_done(*, root: str) -> str:
+    body = (
+        '<p role="status" id="notice">Your password was changed. Sign in with it from your app.</p>\n'
+        f'<p><a href="{escape(root)}/auth/account" id="manage">Manage your account</a> '
+        "(password, two-step sign-in).</p>"
+    )
+    return _page("Password changed", body)
+
+
 def message(title: str, text: str) -> str:
     return _page(title, f'<p role="alert" id="error">{escape(text)}</p>')
