@@ -301,6 +301,17 @@ def _users_args(p: argparse.ArgumentParser) -> None:
     add.add_argument("--fhir-user", help="the FHIR resource of the user, e.g. Patient/123 or Practitioner/9")
     add.add_argument("--totp", action="store_true", help="require a one-time code (prints the secret once)")
     sub.add_parser("list", help="list users")
+    reset = sub.add_parser(
+        "reset-link", help="print a single-use link that lets the user set a new password (no mail is sent)"
+    )
+    reset.add_argument("username")
+    reset.add_argument(
+        "--hours", type=int, default=24, help="hours the link stays valid (default: 24, at most 168)"
+    )
+    reset.add_argument(
+        "--base-url",
+        help="the server's base URL the link starts with (default: FHIR_BASE_URL, else what `serve` recorded)",
+    )
 
 
 def _new_password() -> str:
@@ -314,10 +325,14 @@ def _new_password() -> str:
     return first
 
 
-@command("users", "create and list users who log in to SMART apps", _users_args)
+@command(
+    "users", "create and list users who log in to SMART apps, or make a password reset link", _users_args
+)
 def users_command(ns: argparse.Namespace, settings: Settings) -> int:
     from .auth import totp, users
 
+    if ns.action == "reset-link":
+        return _reset_link(ns, settings)
     store = _auth_store(settings)
     if ns.action == "list":
         with store.read() as tx:
@@ -339,6 +354,39 @@ def users_command(ns: argparse.Namespace, settings: Settings) -> int:
     if secret is not None:
         print(f"TOTP secret: {secret}  (shown only now)")
         print(f"TOTP URI:    {totp.provisioning_uri(secret, user.username, 'fhir-server')}")
+    return 0
+
+
+def _reset_link(ns: argparse.Namespace, settings: Settings) -> int:
+    """Print a password reset link for the user (auth/password_reset.py); the operator hands it over."""
+    import time
+
+    from . import base_url
+    from .audit.recorder import record_operator_event
+    from .auth import password_reset, users
+    from .store.sql import Store
+
+    if not 1 <= ns.hours <= password_reset.MAX_HOURS:
+        raise CommandError(f"--hours must be 1 to {password_reset.MAX_HOURS}")
+    base, source = base_url.for_operator(settings, ns.base_url)
+    engine = _existing_database(settings)
+    try:
+        store = Store(engine, base=base)
+        with store.write() as tx:
+            user = users.get_by_username(tx.conn, ns.username)
+            if user is None:
+                raise CommandError(f"no user {ns.username!r} (see `fhir-server users list`)")
+            link = password_reset.issue(tx.conn, user.pk, hours=ns.hours, now=int(time.time()))
+        if settings.audit:
+            record_operator_event(store, base, "password-reset-link", user=user.subject)
+    finally:
+        engine.dispose()
+    print(password_reset.url(base, link.token))
+    print(
+        f"single use, valid for {ns.hours} hour(s), replaces any earlier link of {user.username}; "
+        f"base URL from {source}; shown only now",
+        file=sys.stderr,
+    )
     return 0
 
 

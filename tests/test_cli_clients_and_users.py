@@ -106,3 +106,46 @@ def test_invites_add_prints_codes_once_and_list_shows_only_their_state(
     assert not any(c in line or c.replace("-", "") in line for c in codes for line in listed)
     assert cli.main(["invites", "add", "--days", "0"]) == 2
     assert "error: --days" in capsys.readouterr().err
+
+
+def test_users_reset_link_prints_a_single_use_link_under_the_base_url_and_audits_it(
+    database: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from fhir_server.app import create_app
+    from fhir_server.settings import Settings
+
+    monkeypatch.setenv("FHIR_AUDIT", "true")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert cli.main(["users", "add", "--username", "anna", "--fhir-user", "Patient/123"]) == 0
+    capsys.readouterr()
+    base = "http://testserver/fhir"
+    assert cli.main(["users", "reset-link", "anna", "--hours", "2", "--base-url", base]) == 0
+    printed = capsys.readouterr()
+    link = printed.out.strip()
+    assert re.fullmatch(rf"{re.escape(base)}/auth/reset\?token=[A-Za-z0-9_-]{{43}}", link), link
+    assert "single use, valid for 2 hour(s)" in printed.err and link not in printed.err
+    assert cli.main(["users", "reset-link", "nobody", "--base-url", base]) == 2
+    assert "no user 'nobody'" in capsys.readouterr().err
+    assert cli.main(["users", "reset-link", "anna", "--hours", "0"]) == 2
+    assert "error: --hours" in capsys.readouterr().err
+
+    settings = Settings(
+        database_url=database, base_url=base, data_dir=tmp_path / "data", allow_anonymous=False, audit=True
+    )
+    with TestClient(create_app(settings), base_url=base, follow_redirects=False) as http:
+        page = http.get(link)
+        assert page.status_code == 200 and 'id="reset-form"' in page.text
+        fields = dict(re.findall(r'name="(csrf|token)" value="([^"]*)"', page.text))
+        form = {**fields, "new": "a brand new passphrase", "new2": "a brand new passphrase"}
+        assert http.post(f"{base}/auth/reset", data=form).status_code == 200
+        assert http.get(link).status_code == 404
+        http.app.state.audit.flush()  # type: ignore[attr-defined]
+        store = http.app.state.auth.store  # type: ignore[attr-defined]
+    with store.read() as tx:
+        events = [json.loads(s.content) for s in tx.current_of_type("AuditEvent", limit=100)]
+    kinds = [(e.get("subtype") or [{}])[0].get("code") for e in events]
+    assert "password-reset-link" in kinds and "password-reset" in kinds, kinds

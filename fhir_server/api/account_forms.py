@@ -1,7 +1,7 @@
 """What the self-service pages share over HTTP: the session cookie, the posted form with its token, the page response.
 
 The session and its form token are `auth/account_session.py`; here they meet the request: the
-cookie (HttpOnly, SameSite=Strict, path `/auth`, Secure on https), the urlencoded form (the login
+cookie (HttpOnly, SameSite=Strict, path `/auth` below the base URL's path, Secure on https), the urlencoded form (the login
 pages' reader and limits), the client address (as the login throttle sees it) and the page headers
 of the login pages (no caching, no framing, a strict Content-Security-Policy).
 """
@@ -17,7 +17,7 @@ from ..auth import account_session
 from ..auth.account_session import Session
 from ..auth.oauth_error import OAuthError
 from ..auth.server import AuthorizationServer
-from .auth_routes import _PAGE_HEADERS, _form, server
+from .auth_routes import _PAGE_HEADERS, _form, root, server
 from .client_address import client_address
 
 COOKIE = "fhir_account_session"
@@ -34,7 +34,7 @@ def html(
             COOKIE,
             session.cookie,
             max_age=account_session.LIFETIME,
-            path="/auth",
+            path=root(request) + "/auth",
             secure=server(request).base.startswith("https://"),
             httponly=True,
             samesite="strict",

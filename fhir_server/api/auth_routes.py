@@ -56,6 +56,11 @@ def server(request: Request) -> AuthorizationServer:
     return auth
 
 
+def root(request: Request) -> str:
+    """The path of the base URL ("" or e.g. "/fhir"): the pages' links, form actions and cookie paths start with it."""
+    return server(request).settings.base_path
+
+
 async def _form(request: Request) -> list[tuple[str, str]]:
     """An application/x-www-form-urlencoded body, as ordered pairs (duplicates kept)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -106,12 +111,12 @@ def _render(step: Step, request: Request, session: str | None = None) -> Respons
     elif isinstance(step, LoginStep):
         retry = {"Retry-After": str(step.retry_after)} if step.retry_after else {}
         registration = server(request).settings.self_registration != "off"
-        page = pages.login(step, registration=registration)
+        page = pages.login(step, root=root(request), registration=registration)
         response = HTMLResponse(page, step.status, {**_PAGE_HEADERS, **retry})
     elif isinstance(step, PatientStep):
-        response = HTMLResponse(pages.patient_picker(step), 200, _PAGE_HEADERS)
+        response = HTMLResponse(pages.patient_picker(step, root=root(request)), 200, _PAGE_HEADERS)
     elif isinstance(step, ConsentStep):
-        response = HTMLResponse(pages.consent_page(step), 200, _PAGE_HEADERS)
+        response = HTMLResponse(pages.consent_page(step, root=root(request)), 200, _PAGE_HEADERS)
     else:
         assert isinstance(step, ErrorStep)
         response = HTMLResponse(pages.error_page(step), step.status, _PAGE_HEADERS)
@@ -120,7 +125,7 @@ def _render(step: Step, request: Request, session: str | None = None) -> Respons
             SESSION_COOKIE,
             session,
             max_age=PENDING_LIFETIME,
-            path="/auth",
+            path=root(request) + "/auth",
             secure=server(request).base.startswith("https://"),
             httponly=True,
             samesite="lax",

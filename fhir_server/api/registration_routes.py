@@ -18,7 +18,7 @@ from ..auth import account_pages, account_session, registration_form
 from ..auth.server import AuthorizationServer
 from ..operations.patient_registration import RegistrationRefused, register
 from . import account_forms as forms
-from .auth_routes import server
+from .auth_routes import root, server
 
 router = APIRouter()
 
@@ -40,7 +40,9 @@ async def register_page(request: Request) -> Response:
         return _closed(request)
     session = await run_in_threadpool(forms.new_session, auth)
     invite = auth.settings.self_registration == "invite"
-    return forms.html(request, account_pages.register(session.csrf, invite=invite), session=session)
+    return forms.html(
+        request, account_pages.register(session.csrf, root=root(request), invite=invite), session=session
+    )
 
 
 @router.post("/auth/register")
@@ -61,7 +63,7 @@ def _register(
         fresh = forms.new_session(auth)
         return forms.html(
             request,
-            account_pages.register(fresh.csrf, invite=invite, error=forms.EXPIRED),
+            account_pages.register(fresh.csrf, root=root(request), invite=invite, error=forms.EXPIRED),
             403,
             session=fresh,
         )
@@ -72,7 +74,7 @@ def _register(
     ) -> Response:
         audit.note_event("register", failed=True, detail=auth.settings.self_registration)
         page = account_pages.register(
-            session.csrf, invite=invite, values=values, problems=problems, error=error
+            session.csrf, root=root(request), invite=invite, values=values, problems=problems, error=error
         )
         return forms.html(request, page, status, retry_after=wait)
 
@@ -91,4 +93,4 @@ def _register(
     audit.note_event("register", failed=False, user=done.user.subject, detail=auth.settings.self_registration)
     with auth.store.write() as tx:
         account_session.close(tx.conn, session)
-    return forms.html(request, account_pages.registered(done.user.username), 201)
+    return forms.html(request, account_pages.registered(done.user.username, root=root(request)), 201)

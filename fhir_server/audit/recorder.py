@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from typing import Any
 
 from ..redacted_traceback import format_exception
@@ -31,6 +32,28 @@ CHANGE_POLL = 2.0
 CHANGE_BATCH = 500
 SWEEP_SECONDS = 3600.0  # between retention sweeps (and one at start)
 SOURCE = WriteContext("audit")
+
+
+def record_operator_event(store: Store, base: str, event: str, *, user: str | None = None) -> None:
+    """An operator command's event (a password reset link made, say), written at once in its own transaction."""
+    now_us = time.time_ns() // 1000
+    access = Access(
+        method="CLI",
+        interaction="auth",
+        res_type="",
+        path="",
+        request_id=uuid.uuid4().hex,
+        started_us=now_us,
+        event=event,
+        event_detail="operator",
+        event_user=user,
+        status=200,
+        ended_us=now_us,
+    )
+    with store.write(SOURCE) as tx:
+        tx.check_references = False
+        for audit_event in access_events.audit_events(access, base):
+            tx.create(audit_event, audit_event["id"])
 
 
 class _Flush:

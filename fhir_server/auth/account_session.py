@@ -79,6 +79,11 @@ def close_others(conn: Connection, session: Session) -> None:
     )
 
 
+def close_all(conn: Connection, user_pk: int) -> None:
+    """End every session of the user (after a password reset)."""
+    conn.execute(delete(account_session).where(account_session.c.user_pk == user_pk))
+
+
 def _set(conn: Connection, cookie: str, **values: object) -> None:
     conn.execute(
         update(account_session)

@@ -61,6 +61,15 @@ def keys(username: str, address: str) -> list[ThrottleKey]:
     ]
 
 
+def reset_keys(address: str) -> list[ThrottleKey]:
+    """The keys of one use of a password reset link: the link page per address (backoff like a
+    (user, address) pair) and the address count shared with logins."""
+    return [
+        ThrottleKey("pair", opaque_token.digest(f"reset:{address}"), PAIR),
+        ThrottleKey("address", opaque_token.digest(f"address:{address}"), ADDRESS),
+    ]
+
+
 def wait_seconds(conn: Connection, throttle_keys: Sequence[ThrottleKey], now: int) -> int:
     """Seconds before an attempt under these keys may be checked (0: now)."""
     by_digest = {key.digest: key.backoff for key in throttle_keys}

@@ -2,7 +2,8 @@
 
 Plain server-rendered forms that work without JavaScript and with assistive technology: every input
 has a label, errors are announced (`role="alert"`), buttons have stable ids so a headless browser
-can drive them. Everything interpolated is HTML-escaped.
+can drive them. Everything interpolated is HTML-escaped. Form actions and links start with `root`,
+the path of the base URL (`Settings.base_path`, "" or e.g. "/fhir"), so the pages work under it.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ def _handle(handle: str) -> str:
     return f'<input type="hidden" name="request" value="{escape(handle)}">\n'
 
 
-def login(step: LoginStep, *, registration: bool = False) -> str:
+def login(step: LoginStep, *, root: str, registration: bool = False) -> str:
     """The login form; `registration`: link to self-registration (opened beside the app's sign-in)."""
     body = (
         f"<p><strong>{escape(step.client_name)}</strong> asks to access health records. "
         "Please sign in.</p>\n"
         + _error(step.error)
-        + '<form method="post" action="/auth/login" id="login-form">\n'
+        + f'<form method="post" action="{escape(root)}/auth/login" id="login-form">\n'
         + _handle(step.handle)
         + '<label for="username">Username</label>\n'
         '<input type="text" id="username" name="username" autocomplete="username" required autofocus>\n'
@@ -54,18 +55,18 @@ def login(step: LoginStep, *, registration: bool = False) -> str:
         '<small id="totp-help">Six digits from your authenticator app.</small><br>\n'
         '<button type="submit" id="login">Sign in</button>\n</form>\n'
         + (
-            '<p><a href="/auth/register" id="register-link" target="_blank" rel="noopener noreferrer">'
+            f'<p><a href="{escape(root)}/auth/register" id="register-link" target="_blank" rel="noopener noreferrer">'
             "No account yet? Create one</a></p>\n"
             if registration
             else ""
         )
-        + '<p><a href="/auth/account" id="account-link" target="_blank" rel="noopener noreferrer">'
+        + f'<p><a href="{escape(root)}/auth/account" id="account-link" target="_blank" rel="noopener noreferrer">'
         "Change your password or set up two-step sign-in</a></p>"
     )
     return _page("Sign in", body)
 
 
-def patient_picker(step: PatientStep) -> str:
+def patient_picker(step: PatientStep, *, root: str) -> str:
     options = "".join(
         f'<label for="patient-{i}"><input type="radio" id="patient-{i}" name="patient" value="{escape(pid)}"'
         f"{' checked' if i == 0 else ''}> {escape(label)}</label>\n"
@@ -76,12 +77,12 @@ def patient_picker(step: PatientStep) -> str:
     body = (
         f"<p>Choose the patient whose record <strong>{escape(step.client_name)}</strong> will open.</p>\n"
         + _error(step.error)
-        + '<form method="post" action="/auth/patient" id="search-form" role="search">\n'
+        + f'<form method="post" action="{escape(root)}/auth/patient" id="search-form" role="search">\n'
         + _handle(step.handle)
         + '<label for="patient-search">Find a patient by name or id</label>\n'
         f'<input type="text" id="patient-search" name="q" value="{escape(step.query)}">\n'
         '<button type="submit" id="search-patients">Search</button>\n</form>\n'
-        '<form method="post" action="/auth/patient" id="patient-form">\n'
+        f'<form method="post" action="{escape(root)}/auth/patient" id="patient-form">\n'
         + _handle(step.handle)
         + f"<fieldset>\n<legend>Patients</legend>\n{options}</fieldset>\n"
         '<button type="submit" id="select-patient" name="action" value="select">Continue</button>\n</form>'
@@ -89,7 +90,7 @@ def patient_picker(step: PatientStep) -> str:
     return _page("Choose a patient", body)
 
 
-def consent_page(step: ConsentStep) -> str:
+def consent_page(step: ConsentStep, *, root: str) -> str:
     items = "".join(
         f'<label for="scope-{i}"><input type="checkbox" id="scope-{i}" name="scope" value="{escape(offer.scope)}" '
         f"checked> <span>{escape(offer.description)} <code>{escape(offer.scope)}</code></span></label>\n"
@@ -105,7 +106,7 @@ def consent_page(step: ConsentStep) -> str:
         f"<strong>{escape(step.client_name)}</strong> asks for the access below. "
         "Untick anything you do not want to allow.</p>\n"
         + patient
-        + '<form method="post" action="/auth/consent" id="consent-form">\n'
+        + f'<form method="post" action="{escape(root)}/auth/consent" id="consent-form">\n'
         + _handle(step.handle)
         + f"<fieldset>\n<legend>Requested access</legend>\n{items}</fieldset>\n"
         '<button type="submit" id="approve" name="decision" value="approve">Allow</button>\n'

@@ -1,12 +1,12 @@
 """Tables of the SMART authorization server (https://hl7.org/fhir/smart-app-launch/STU2.2/app-launch.html).
 
 Registered clients, users, pending authorization requests, authorization codes, refresh and access
-tokens, EHR launch contexts, used client-assertion `jti`s, failed logins, registration invites and
-the self-service pages' sessions. They live on the one shared MetaData. Secrets (client secrets,
-codes, refresh tokens, launch values, request ids, invite codes, session cookies) are
-stored only as SHA-256 digests; passwords as Argon2id hashes. Times are integer seconds since the
-Unix epoch. `grant_id` ties every token that came from one authorization code (or one
-client_credentials request) together, so they can be revoked together.
+tokens, EHR launch contexts, used client-assertion `jti`s, failed logins, registration invites,
+password reset links and the self-service pages' sessions. They live on the one shared MetaData.
+Secrets (client secrets, codes, refresh tokens, launch values, request ids, invite codes, reset
+links, session cookies) are stored only as SHA-256 digests; passwords as Argon2id hashes. Times
+are integer seconds since the Unix epoch. `grant_id` ties every token that came from one
+authorization code (or one client_credentials request) together, so they can be revoked together.
 """
 
 from __future__ import annotations
@@ -169,4 +169,18 @@ account_session = Table(
     Column("expires_at", BigInteger, nullable=False),
     Index("ix_account_session_expires", "expires_at"),
     Index("ix_account_session_user", "user_pk"),
+)
+
+# Operator-issued password reset links (fhir_server/auth/password_reset.py): single use, expiring,
+# the link's token stored as a digest; one open link per user (a new one replaces it).
+password_reset = Table(
+    "password_reset",
+    metadata,
+    Column("token_hash", DIGEST, primary_key=True),
+    Column("user_pk", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+    Index("ix_password_reset_expires", "expires_at"),
+    Index("ix_password_reset_user", "user_pk"),
 )

@@ -215,11 +215,23 @@ def test_any_paging_cursor_is_never_a_server_error(client: TestClient, cursor: s
             "/auth/account/password",
             "/auth/account/totp",
             "/auth/account/logout",
+            "/auth/reset",
         ]
     ),
     form=st.dictionaries(
         st.sampled_from(
-            ["grant_type", "code", "client_id", "username", "password", "token", "family", "csrf", "action"]
+            [
+                "grant_type",
+                "code",
+                "client_id",
+                "username",
+                "password",
+                "token",
+                "family",
+                "csrf",
+                "action",
+                "new",
+            ]
         )
         | any_text,
         any_text,
@@ -228,6 +240,11 @@ def test_any_paging_cursor_is_never_a_server_error(client: TestClient, cursor: s
 )
 def test_any_form_is_never_a_server_error(client: TestClient, path: str, form: dict[str, str]) -> None:
     assert client.post(path, data=form).status_code < 500
+
+
+@given(token=any_text)
+def test_any_password_reset_link_token_is_never_a_server_error(client: TestClient, token: str) -> None:
+    assert client.get("/auth/reset", params={"token": token}).status_code < 500
 
 
 def test_schemathesis_finds_no_server_error_on_any_served_operation(

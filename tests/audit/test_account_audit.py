@@ -74,3 +74,22 @@ def test_account_sign_in_password_change_and_totp_enrolment_are_recorded(http: T
         ("password-change", "0"),
         ("totp-enrol", "0"),
     ], seen
+
+
+def test_a_password_reset_through_an_operators_link_is_recorded(http: TestClient, store: Store) -> None:
+    from fhir_server.auth import password_reset, users
+    from tests.auth.smart_flow import hidden
+
+    assert register(http, "ada").status_code == 201
+    with store.write() as tx:
+        user = users.get_by_username(tx.conn, "ada")
+        assert user is not None
+        token = password_reset.issue(tx.conn, user.pk, now=int(time.time())).token
+    assert http.get(password_reset.PATH, params={"token": "not-the-token-" + "x" * 30}).status_code == 404
+    page = http.get(password_reset.PATH, params={"token": token})
+    form = {"csrf": hidden(page.text, "csrf"), "token": token, "new": NEW, "new2": NEW}
+    assert http.post(password_reset.PATH, data=form).status_code == 200
+    resets = [(s, o) for s, o, _ in outcomes(http) if s == "password-reset"]
+    assert resets == [("password-reset", "4"), ("password-reset", "0")], resets
+    done = next(e for e in trail(http) if subtype(e) == "password-reset" and e["outcome"] == "0")
+    assert any(a.get("altId") == user.subject for a in done["agent"]), done["agent"]

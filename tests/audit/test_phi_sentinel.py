@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
-from fhir_server.auth import totp
+from fhir_server.auth import password_reset, totp, users
 from fhir_server.store.sql import Store
 from fhir_server.structured_logs import JsonFormatter, RequestIdFilter
 from tests import factories
@@ -34,7 +34,7 @@ CHOSEN_ID = "Quizzlewick-Sentinel-Id-1"
 CLIENT_SIDE = ("httpx", "httpcore")
 BORN = "1931-03-17"
 USERNAME = "sentinel-user-5521"
-PASSWORDS = ("Sentinel-Pass-77123 words", "Sentinel-Pass-88234 words")
+PASSWORDS = ("Sentinel-Pass-77123 words", "Sentinel-Pass-88234 words", "Sentinel-Pass-99345 words")
 SENTINELS = (FAMILY, GIVEN, IDENTIFIER, NOTE, "marmoset", CHOSEN_ID, "1931-02-29", BORN, USERNAME, *PASSWORDS)
 
 
@@ -168,8 +168,10 @@ def test_no_log_line_carries_a_sentinel_or_a_token(
     page = http.get(Authorization().url())
     assert log_in(http, page.text, FAMILY, password=NOTE).status_code == 401
     http.post("/auth/token", data={"grant_type": "authorization_code", "code": NOTE, "client_id": "app"})
-    # the account pages: registration (a refused one too), sign-in, password change, TOTP enrolment
+    # the account pages: registration (a refused one too), sign-in, password change, TOTP enrolment,
+    # and a password reset through an operator's link (a refused new password too)
     account_secrets = _use_the_account_pages(http)
+    account_secrets += _reset_the_password(http, store)
     # deletes, conditional too
     http.delete("/Patient", params={"identifier": IDENTIFIER}, headers=doctor)
     http.delete(f"/Patient/{CHOSEN_ID}", headers=doctor)
@@ -195,7 +197,7 @@ def test_no_log_line_carries_a_sentinel_or_a_token(
 
 def _use_the_account_pages(http: TestClient) -> list[str]:
     """Register with the sentinels, sign in, change the password, enrol TOTP; returns the secrets seen."""
-    first, second = PASSWORDS
+    first, second, _ = PASSWORDS
     page = http.get("/auth/register")
     details = {"given": GIVEN, "family": FAMILY, "username": USERNAME}
     form = {
@@ -225,6 +227,26 @@ def _use_the_account_pages(http: TestClient) -> list[str]:
     confirmed = http.post("/auth/account/totp", data={"csrf": csrf, "action": "confirm", "code": code})
     assert confirmed.status_code == 200
     return [key, csrf, http.cookies["fhir_account_session"]]
+
+
+def _reset_the_password(http: TestClient, store: Store) -> list[str]:
+    """Open an operator's reset link, refuse a weak password, set the third one; returns the secrets seen."""
+    with store.write() as tx:
+        user = users.get_by_username(tx.conn, USERNAME)
+        assert user is not None
+        token = password_reset.issue(tx.conn, user.pk, now=int(time.time())).token
+    page = http.get(password_reset.PATH, params={"token": token})
+    assert page.status_code == 200
+    form = {
+        "csrf": hidden(page.text, "csrf"),
+        "token": token,
+        "new": USERNAME + "-x",
+        "new2": USERNAME + "-x",
+    }
+    assert http.post(password_reset.PATH, data=form).status_code == 400  # contains the username
+    form = {**form, "new": PASSWORDS[2], "new2": PASSWORDS[2]}
+    assert http.post(password_reset.PATH, data=form).status_code == 200
+    return [token, form["csrf"]]
 
 
 def orjson_line(resource: dict[str, Any]) -> bytes:

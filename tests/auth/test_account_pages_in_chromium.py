@@ -1,4 +1,4 @@
-"""A person registers, signs in to their account, changes the password and turns on TOTP in headless Chromium (docs/smart-on-fhir.md "Accounts").
+"""A person registers, signs in to their account, changes the password and turns on TOTP in headless Chromium (docs/smart-on-fhir.md "Accounts"), at the root and under a base URL with a path.
 
 The server runs in uvicorn on a localhost port, so the session cookie (HttpOnly, SameSite=Strict)
 and the form tokens go through a real browser's rules. Nothing is typed but what a person would.
@@ -28,14 +28,15 @@ FIRST = "my first passphrase"
 SECOND = "my second passphrase"
 
 
-@pytest.fixture
-def live_server(store: Store, smart_data_dir: Path) -> Iterator[str]:
+@pytest.fixture(params=["", "/fhir"], ids=["at-root", "under-a-path"])
+def live_server(store: Store, smart_data_dir: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server in uvicorn, at the root or under a base URL with a path (issue 15)."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}{request.param}"
     settings = Settings(
         base_url=base, data_dir=smart_data_dir, allow_anonymous=False, self_registration="open"
     )
-    with serving(create_app(settings, store=store), port):
+    with serving(create_app(settings, store=Store(store.engine, base=settings.base)), port):
         yield base
 
 
@@ -74,6 +75,8 @@ def test_register_change_the_password_and_turn_on_totp_in_a_browser(
     _wait_for_one_of(browser, "totp-secret")
     key = totp.decode_secret(browser.find_element(By.ID, "totp-secret").text.replace(" ", ""))
     assert browser.find_element(By.ID, "totp-uri").get_attribute("href").startswith("otpauth://totp/")
+    qr = browser.find_element(By.CSS_SELECTOR, "#totp-qr svg")  # the QR code, drawn inline
+    assert qr.is_displayed() and qr.size["width"] > 80
     fill(browser, code=totp.generate(key, time.time()))
     browser.find_element(By.ID, "totp-confirm").click()
     assert _wait_for_one_of(browser, "notice", "error") == "notice", browser.page_source

@@ -6,13 +6,15 @@ the form posted with the session cookie the page set.
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.auth import totp, users
+from fhir_server.auth import qr_code, totp, users
 from fhir_server.auth.login_throttle import PAIR
 from fhir_server.store.sql import Store
 from tests.auth.account_flow import (
@@ -164,9 +166,22 @@ def test_signing_out_ends_the_session(http: TestClient) -> None:
 
 
 def hidden_text(page: str, element_id: str) -> str:
-    import html
-    import re
-
     match = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', page)
     assert match, element_id
     return html.unescape(match.group(1))
+
+
+def test_the_totp_set_up_page_shows_the_key_uri_as_an_inline_svg_qr_code(http: TestClient) -> None:
+    setup = start_totp(http, sign_in(http, "anna").text)
+    assert setup.status_code == 200
+    href = re.search(r'<a href="([^"]*)" id="totp-uri"', setup.text)
+    assert href is not None
+    uri = html.unescape(href.group(1))
+    assert uri == hidden_text(setup.text, "totp-uri")
+    assert uri.startswith("otpauth://totp/fhir-server:anna?secret=")
+    secret = hidden_text(setup.text, "totp-secret").replace(" ", "")
+    assert f"secret={secret}&" in uri
+    figure = re.search(r'<div id="totp-qr" role="img" aria-label="[^"]+">(<svg .*?</svg>)</div>', setup.text)
+    assert figure is not None, setup.text
+    assert figure.group(1) == qr_code.svg(uri)  # the symbol of this page's own URI, drawn inline
+    assert "<img" not in setup.text and "<?xml" not in setup.text

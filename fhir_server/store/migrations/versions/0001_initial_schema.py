@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 22:19:17.391747
+Create Date: 2026-12-03 23:06:30.743830
 """
 
 import sqlalchemy as sa
@@ -300,6 +300,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("client_id"),
     )
     op.create_table(
+        "password_reset",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_pk", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.Column("used_at", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("token_hash"),
+    )
+    with op.batch_alter_table("password_reset", schema=None) as batch_op:
+        batch_op.create_index("ix_password_reset_expires", ["expires_at"], unique=False)
+        batch_op.create_index("ix_password_reset_user", ["user_pk"], unique=False)
+
+    op.create_table(
         "refresh_token",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("grant_id", sa.String(length=64), nullable=False),
@@ -545,6 +558,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_refresh_token_grant")
 
     op.drop_table("refresh_token")
+    with op.batch_alter_table("password_reset", schema=None) as batch_op:
+        batch_op.drop_index("ix_password_reset_user")
+        batch_op.drop_index("ix_password_reset_expires")
+
+    op.drop_table("password_reset")
     op.drop_table("oauth_client")
     with op.batch_alter_table("login_throttle", schema=None) as batch_op:
         batch_op.drop_index("ix_login_throttle_last_failure")
