@@ -106,8 +106,16 @@ class HourBounds:
         self.zone = zone
         self.suffixes: dict[int, str] = {}
         self.days: dict[int, str] = {}
+        self.texts: dict[tuple[int, int], str] = {}
 
     def _text(self, local_us: int, offset: int) -> str:
+        known = self.texts.get((local_us, offset))  # a bucket's end is mostly the next one's start
+        if known is not None:
+            return known
+        text = self.texts[(local_us, offset)] = self._format(local_us, offset)
+        return text
+
+    def _format(self, local_us: int, offset: int) -> str:
         suffix = self.suffixes.get(offset)
         if suffix is None:
             shown = datetime(2000, 1, 1, tzinfo=timezone(timedelta(microseconds=offset)))

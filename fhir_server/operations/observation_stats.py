@@ -245,10 +245,19 @@ def _aggregates(
         into["minimum"] = lowest if into["minimum"] is None else min(into["minimum"], lowest)
         into["maximum"] = highest if into["maximum"] is None else max(into["maximum"], highest)
         into["average"] = into["sum"] / into["count"]
-    return [
-        merged[k]
-        for k in sorted(merged, key=lambda k: tuple("" if v is None else str(v).zfill(24) for v in k))
-    ]
+    # (system, code, unit) are a few distinct texts: ranked once, so the sort compares integers
+    rank = {p: i for i, p in enumerate(sorted({k[:3] for k in merged}, key=lambda p: tuple(map(_order, p))))}
+    return [merged[k] for k in sorted(merged, key=lambda k: (rank[k[:3]], _order(k[3]), _order(k[4])))]
+
+
+def _order(v: Any) -> tuple[Any, ...]:
+    """The order of the aggregate rows: as the texts `str(v).zfill(24)` sort ('' for None), without
+    making them for the integers (a bucket key, an offset: 8,760 of each in a year of hours)."""
+    if v is None:
+        return (0, "")
+    if isinstance(v, int):
+        return (1, 0, -v) if v < 0 else (1, 1, v)  # zfill puts '-' first, then the digits
+    return (2, str(v).zfill(24))
 
 
 def _number(value: Any) -> float:
@@ -267,6 +276,7 @@ class _Builder:
 
     def __init__(self, subject: tuple[str, str], wanted: list[str]) -> None:
         self.wanted = wanted
+        self.simple = set(wanted) <= {"count", "average", "maximum", "minimum", "sum"}
         self.subject = _json({"reference": f"{subject[0]}/{subject[1]}"})
         self.shapes: dict[tuple[Any, Any, Any], tuple[bytes, list[tuple[str, bytes, bytes]]]] = {}
 
@@ -298,21 +308,20 @@ class _Builder:
         if shape is None:
             shape = self.shapes[key] = self._shape(*key)
         head, parts = shape
-        values = _values(row, self.wanted)
-        out = [head]
-        if period:
-            out += [b',"effectivePeriod":', _json(period)]
-        out.append(b',"component":[')
-        first = True
-        for stat, before, after in parts:
-            value = values[stat]
-            if value is None:
-                continue
-            if not first:
-                out.append(b",")
-            first = False
-            out += [before, _json(value), after]
-        out.append(b"]}}")
+        out = [head, b',"effectivePeriod":', _json(period)] if period else [head]
+        if self.simple:  # every statistic is a column of the row, never absent
+            comps = [
+                before + (_json(int(row["count"])) if stat == "count" else _json(float(row[stat]))) + after
+                for stat, before, after in parts
+            ]
+        else:
+            values = _values(row, self.wanted)
+            comps = [
+                before + _json(values[stat]) + after
+                for stat, before, after in parts
+                if values[stat] is not None
+            ]
+        out += [b',"component":[', b",".join(comps), b"]}}"]
         return orjson.Fragment(b"".join(out))
 
 
