@@ -20,10 +20,12 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from fhir_server.operations import calendar_buckets
 from fhir_server.search import ucum
 from fhir_server.search.observation_stats import HOUR
+from fhir_server.store import observation_rollup
 from tests import factories
 
 LOINC = "http://loinc.org"
@@ -517,10 +519,6 @@ def _edit(
 
 def _rollup_equals_a_rebuild(store: Any) -> None:
     """Every slot of observation_value_rollup (count > 0) equals one GROUP BY of the value rows now."""
-    from sqlalchemy import text
-
-    from fhir_server.store import observation_rollup
-
     keys = ", ".join(observation_rollup.KEYS)
     measures = ", ".join(observation_rollup.MEASURES)
     with store.engine.connect() as conn:

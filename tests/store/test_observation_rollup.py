@@ -1,9 +1,9 @@
-"""observation_value_rollup under concurrent writers of one slot (store/observation_rollup.py; issue 12, acceptance 5).
+"""observation_value_rollup under concurrent writers of one slot, reindexing and removal of index rows (store/observation_rollup.py; issue 12, acceptance 5).
 
 The oracle tests of the series (tests/operations/test_observation_stats.py) prove the slots exact
 after creates, updates and deletes one at a time; here two PostgreSQL transactions write value rows
-of the same 15-minute slot at once, the second while the first is still open, and the slot must
-count both (a recompute in the trigger's first snapshot would miss the other's committed value).
+of the same 15-minute slot at once, the second while the first is still open: the second waits for
+the first, and the slot counts both (and, after a delete racing an insert, exactly what is left).
 """
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, delete, text
 
-from fhir_server.store import observation_rollup
+from fhir_server.interactions import create
+from fhir_server.interactions.context import Context
+from fhir_server.settings import Settings
+from fhir_server.store import observation_rollup, tables
+from fhir_server.store.reindex import reindex
 from fhir_server.store.sql import Store
+from tests import factories
 
 SUBJECT = "Patient/rollup-race"
 AT = 1_711_846_800_000_000  # 2024-03-31T01:00:00Z: one slot from here on for 15 minutes
@@ -84,3 +89,21 @@ def test_two_writers_of_one_slot_both_count(store: Store) -> None:
     kept, rebuilt = _slots(engine)
     assert kept == rebuilt
     assert [(r[9], r[10], r[11], r[12]) for r in kept] == [(2, 100.0, 40.0, 60.0)]
+
+
+def test_reindex_and_expiry_keep_the_slots_exact(store: Store) -> None:
+    """`fhir-server reindex` (index rows out, then written again) and the removal of every index row
+    (as expiry does) go through the same triggers: the slots follow the value rows."""
+    ctx = Context(store=store, settings=Settings(base_url="http://testserver"))
+    with store.write() as tx:
+        pid = create.create(ctx, tx, "Patient", factories.patient()).stored.res_id
+        for minute, value in ((1, 60), (2, 70), (20, 80)):
+            obs = factories.observation(pid, value=value, effectiveDateTime=f"2024-03-05T10:{minute:02d}:00Z")
+            create.create(ctx, tx, "Observation", obs)
+    written, rebuilt = _slots(store.engine)
+    assert written == rebuilt and [r[9] for r in written] == [2, 1]  # two slots: 10:00-10:15, 10:15-10:30
+    with store.engine.begin() as conn:
+        conn.execute(delete(tables.idx_observation_value))
+    assert _slots(store.engine) == ([], [])
+    assert reindex(store.engine, batch=2) == 4
+    assert _slots(store.engine) == (written, rebuilt)
