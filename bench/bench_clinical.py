@@ -79,6 +79,7 @@ def load_heart_rate_year(url: str, minutes: int, seed: int) -> tuple[str, dict[s
         ).fetchone()
         if not exists:
             bs._add(out, pk, bs.make_patient(patient, rng), lu0 + pk)
+        conn.execute("ALTER TABLE idx_observation_value DISABLE TRIGGER USER")  # rollup: rebuilt below
         rng = random.Random(f"heart-rate-year-{seed}-{done}")
         for minute in range(done, minutes):
             pk += 1
@@ -93,7 +94,8 @@ def load_heart_rate_year(url: str, minutes: int, seed: int) -> tuple[str, dict[s
         bs.copy_rows(conn, out)
         conn.execute("SELECT setval(pg_get_serial_sequence('resource', 'pk'), %s)", (pk,))
         conn.commit()
-    print()
+        print()
+        bs.rebuild_rollup(conn)
     with psycopg.connect(bs.psycopg_url(url), autocommit=True) as conn:
         for name, _ in bs.COPY_TABLES.values():
             conn.execute(f"VACUUM (ANALYZE) {name}")

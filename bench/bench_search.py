@@ -60,7 +60,7 @@ from fhir_server.interactions.transaction import transaction
 from fhir_server.search import plan
 from fhir_server.search.index import COLUMNS, index_rows
 from fhir_server.settings import Settings
-from fhir_server.store import schema, tables
+from fhir_server.store import observation_rollup, schema, tables
 from fhir_server.store.engine import make_engine
 from fhir_server.store.migrate import upgrade
 from fhir_server.store.sql import Store, serialise
@@ -403,6 +403,16 @@ def _secondary_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
+def rebuild_rollup(conn: psycopg.Connection[Any]) -> None:
+    """observation_value_rollup from the value rows at once, then its triggers on again (they were off
+    for the COPY: store/observation_rollup.py)."""
+    print("  observation_value_rollup ...", flush=True)
+    for statement in observation_rollup.REBUILD:
+        conn.execute(statement)
+    conn.execute("ALTER TABLE idx_observation_value ENABLE TRIGGER USER")
+    conn.commit()
+
+
 def load(url: str, data: Dataset, batch: int, jobs: int) -> dict[str, Any]:
     """Migrate, then bulk-load the dataset by COPY (indexes rebuilt afterwards), then VACUUM ANALYZE."""
     t0 = time.perf_counter()
@@ -424,6 +434,8 @@ def load(url: str, data: Dataset, batch: int, jobs: int) -> dict[str, Any]:
         indexes = _secondary_indexes(conn)
         for name, _ in indexes:
             conn.execute(f"DROP INDEX {name}")
+        # the rollup's triggers would recompute every slot per COPY without the indexes: rebuilt after
+        conn.execute("ALTER TABLE idx_observation_value DISABLE TRIGGER USER")
         conn.commit()
         prng = random.Random(data.seed)
         out: Rows = {key: [] for key in COPY_TABLES}
@@ -454,6 +466,7 @@ def load(url: str, data: Dataset, batch: int, jobs: int) -> dict[str, Any]:
             print(f"  index {name} ...", flush=True)
             conn.execute(ddl)
             conn.commit()
+        rebuild_rollup(conn)
         t_index = time.perf_counter() - t0 - t_copy
     with psycopg.connect(psycopg_url(url), autocommit=True) as conn:
         for name, _ in COPY_TABLES.values():

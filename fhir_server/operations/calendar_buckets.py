@@ -8,6 +8,7 @@ the bucket's start and end here, as local times with their UTC offsets.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -94,6 +95,48 @@ def bounds(interval: str, key: int, offset: int, tz: ZoneInfo, months: list[int]
     else:
         start, end = in_zone(months[key - 1], tz), in_zone(months[key], tz)
     return fhir_datetime(start), fhir_datetime(end)
+
+
+class HourBounds:
+    """`bounds` of hourly buckets by arithmetic on the zone's offsets (`offsets`: they cover the data's
+    span and a day either side): the same text as `bounds("hour", ...)`, a tenth of the time, for the
+    8,760 buckets of a year."""
+
+    def __init__(self, zone: Zone) -> None:
+        self.zone = zone
+        self.suffixes: dict[int, str] = {}
+        self.days: dict[int, str] = {}
+        self.texts: dict[tuple[int, int], str] = {}
+
+    def _text(self, local_us: int, offset: int) -> str:
+        known = self.texts.get((local_us, offset))  # a bucket's end is mostly the next one's start
+        if known is not None:
+            return known
+        text = self.texts[(local_us, offset)] = self._format(local_us, offset)
+        return text
+
+    def _format(self, local_us: int, offset: int) -> str:
+        suffix = self.suffixes.get(offset)
+        if suffix is None:
+            shown = datetime(2000, 1, 1, tzinfo=timezone(timedelta(microseconds=offset)))
+            suffix = self.suffixes[offset] = fhir_datetime(shown)[19:]
+        days, rest = divmod(local_us, DAY)
+        if rest % SECOND:
+            return (_NAIVE_EPOCH + timedelta(microseconds=local_us)).isoformat() + suffix
+        day = self.days.get(days)
+        if day is None:
+            day = self.days[days] = (_NAIVE_EPOCH + timedelta(days=days)).date().isoformat()
+        seconds = rest // SECOND
+        return f"{day}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{suffix}"
+
+    def __call__(self, key: int, offset: int) -> tuple[str, str]:
+        start_us = key * HOUR - SHIFT - offset
+        end_us = start_us + HOUR
+        end_offset = self.zone.offsets[bisect_right(self.zone.changes, end_us)]
+        return self._text(start_us + offset, offset), self._text(end_us + end_offset, end_offset)
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def fhir_datetime(dt: datetime) -> str:

@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 
 from fhir_server.search import observation_values, parameters
-from fhir_server.store import tables
+from fhir_server.store import observation_rollup, tables
 
 _R = tables.resource
 SECOND = 1_000_000
@@ -51,6 +51,8 @@ WEEK = 7 * DAY
 # a whole number of weeks, ~19,000 years.
 SHIFT = 1_000_000 * WEEK
 EPOCH_TO_MONDAY = 3 * DAY  # 1970-01-01 was a Thursday; ISO weeks start on Monday
+SLOT = observation_rollup.SLOT  # 15 minutes: the slots of observation_value_rollup
+assert observation_rollup.SHIFT == SHIFT
 
 
 def _pid(code: str) -> int:
@@ -126,6 +128,7 @@ class Values:
     low: int | None = None
     high: int | None = None
     restrict: ColumnElement[bool] | None = None
+    within: ColumnElement[bool] | None = None  # a further condition on the value rows
 
     def subjects(self) -> list[str]:
         """The subject as the index holds it: relative, or absolute under the server base."""
@@ -147,6 +150,8 @@ class Values:
             out.append(
                 _V.c.resource_pk.in_(select(_R.c.pk).where(_R.c.res_type == "Observation", self.restrict))
             )
+        if self.within is not None:
+            out.append(self.within)
         return out
 
 
@@ -328,7 +333,12 @@ def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, granule: 
     # SHIFT (a whole number of weeks) keeps the division on positive numbers, as in bucket_key
     slot = ((rows.c.at + SHIFT) // granule).label("slot")
     part = select(*keys, slot, *cols).where(rows.c.at.is_not(None)).group_by(*keys, slot).subquery()
-    key, offset = bucket(part.c.slot * granule - SHIFT)
+    return _bucketed(part, bucket, granule)
+
+
+def _bucketed(part: Any, bucket: Callable[[Any], tuple[Any, Any]], width: int) -> Select[Any]:
+    """The partial sums of `part` (per system, code, unit, canon_code and `slot` of `width` µs) merged per bucket."""
+    key, offset = bucket(part.c.slot * width - SHIFT)
     outer = [
         part.c.system,
         part.c.code,
@@ -348,6 +358,65 @@ def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, granule: 
         func.max(part.c.canon_maximum).label("canon_maximum"),
     ]
     return select(*outer, *merged).group_by(*outer)
+
+
+def rolled_up(values: Values) -> bool:
+    """Whether the series of `values` can be summed from observation_value_rollup: one code with its
+    system (several codes may find one value twice, a panel and its component: value_rows drops the
+    second, the slots cannot) and no restriction of the caller's grants (a condition per Observation)."""
+    return values.restrict is None and len(values.codes) == 1 and values.codes[0][0] is not None
+
+
+def rollup_totals(values: Values, bucket: Callable[[Any], tuple[Any, Any]]) -> Select[Any]:
+    """`totals` of the series form from the 15-minute slots of observation_value_rollup
+    (store/observation_rollup.py; the zone's granule must be a multiple of SLOT): the slots wholly
+    inside [low, high], plus the values of the part-covered slots at either end, summed per slot."""
+    R = observation_rollup.observation_value_rollup
+    system, code = values.codes[0]
+    first = None if values.low is None else -((-(values.low + SHIFT)) // SLOT)  # first whole slot
+    last = None if values.high is None else (values.high + 1 + SHIFT) // SLOT - 1  # last whole slot
+    found = [R.c.subject.in_(values.subjects()), R.c.code == code, R.c.system == system, R.c.count > 0]
+    if first is not None:
+        found.append(R.c.slot >= first)
+    if last is not None:
+        found.append(R.c.slot <= last)
+    rolled = select(
+        func.nullif(R.c.value_system, "").label("system"),
+        R.c.value_code.label("code"),
+        func.nullif(R.c.unit, "").label("unit"),
+        func.nullif(R.c.canon_code, "").label("canon_code"),
+        R.c.slot,
+        *[R.c[m] for m in observation_rollup.MEASURES],
+    ).where(*found)
+    edges = []
+    if first is not None:
+        edges.append(_V.c.effective < first * SLOT - SHIFT)
+    if last is not None:
+        edges.append(_V.c.effective >= (last + 1) * SLOT - SHIFT)
+    if not edges:
+        part = rolled.subquery()
+        return _bucketed(part, bucket, SLOT)
+    edge = Values(values.subject, values.base, values.codes, values.low, values.high, within=or_(*edges))
+    rows = value_rows(edge)
+    keys = [rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code]
+    slot = ((rows.c.at + SHIFT) // SLOT).label("slot")
+    raw = (
+        select(
+            *keys,
+            slot,
+            func.count(rows.c.value).label("count"),
+            func.sum(rows.c.value).label("sum"),
+            func.min(rows.c.value).label("minimum"),
+            func.max(rows.c.value).label("maximum"),
+            func.count(rows.c.canon_value).label("canon_count"),
+            func.sum(rows.c.canon_value).label("canon_sum"),
+            func.min(rows.c.canon_value).label("canon_minimum"),
+            func.max(rows.c.canon_value).label("canon_maximum"),
+        )
+        .where(rows.c.at.is_not(None))
+        .group_by(*keys, slot)
+    )
+    return _bucketed(union_all(rolled, raw).subquery(), bucket, SLOT)
 
 
 def sources(rows: Any, limit: int | None) -> Select[Any]:

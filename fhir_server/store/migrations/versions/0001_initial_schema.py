@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 23:06:30.743830
+Create Date: 2026-12-03 23:06:35.851990
 """
 
 import sqlalchemy as sa
@@ -300,6 +300,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("client_id"),
     )
     op.create_table(
+        "observation_value_rollup",
+        sa.Column("subject", sa.String(length=512), nullable=False),
+        sa.Column("code", sa.String(length=255), nullable=False),
+        sa.Column("system", sa.String(length=255), nullable=False),
+        sa.Column("slot", sa.BigInteger(), nullable=False),
+        sa.Column("grp", sa.Integer(), nullable=False),
+        sa.Column("value_system", sa.String(length=255), nullable=False),
+        sa.Column("value_code", sa.String(length=255), nullable=False),
+        sa.Column("unit", sa.String(length=64), nullable=False),
+        sa.Column("canon_code", sa.String(length=64), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("sum", sa.Float(), nullable=False),
+        sa.Column("minimum", sa.Float(), nullable=True),
+        sa.Column("maximum", sa.Float(), nullable=True),
+        sa.Column("canon_count", sa.BigInteger(), nullable=False),
+        sa.Column("canon_sum", sa.Float(), nullable=False),
+        sa.Column("canon_minimum", sa.Float(), nullable=True),
+        sa.Column("canon_maximum", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint(
+            "subject",
+            "code",
+            "system",
+            "slot",
+            "grp",
+            "value_system",
+            "value_code",
+            "unit",
+            "canon_code",
+            name="pk_observation_value_rollup",
+        ),
+    )
+    op.create_table(
         "password_reset",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("user_pk", sa.BigInteger(), nullable=False),
@@ -486,7 +518,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     # ### end Alembic commands ###
-    # PostgreSQL only: extended statistics, column defaults, the full-text index (store/tables.py POSTGRES_*).
+    # PostgreSQL only: extended statistics, column defaults, the full-text index (store/tables.py POSTGRES_*),
+    # the triggers of observation_value_rollup (store/observation_rollup.py).
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "CREATE STATISTICS IF NOT EXISTS st_idx_token_code (mcv, dependencies) ON param_id, code, system FROM idx_token"
@@ -498,7 +531,17 @@ def upgrade() -> None:
             "ALTER TABLE idx_text ADD COLUMN IF NOT EXISTS fts_vector tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, body)) STORED"
         )
         op.execute("CREATE INDEX IF NOT EXISTS ix_idx_text_fts ON idx_text USING gin (fts_vector)")
-    # SQLite only: the FTS5 table of idx_text and its triggers (store/tables.py SQLITE_FULL_TEXT).
+        op.execute(
+            "CREATE OR REPLACE FUNCTION observation_rollup_refresh() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n  INSERT INTO observation_value_rollup (subject, code, system, slot, grp, value_system, value_code, unit, canon_code, count, sum, minimum, maximum, canon_count, canon_sum, canon_minimum, canon_maximum)\n  SELECT k.*, 0, 0, NULL, NULL, 0, 0, NULL, NULL FROM (SELECT DISTINCT c.subject, c.code, coalesce(c.system, ''), ((c.effective + 604800000000000000) / 900000000), c.grp, coalesce(c.value_system, ''), c.value_code, coalesce(c.unit, ''), coalesce(c.canon_code, '') FROM changed c WHERE c.effective IS NOT NULL) AS k (subject, code, system, slot, grp, value_system, value_code, unit, canon_code)\n  ORDER BY subject, code, system, slot, grp, value_system, value_code, unit, canon_code ON CONFLICT DO NOTHING;\n  PERFORM 1 FROM observation_value_rollup r WHERE (subject, code, system, slot, grp, value_system, value_code, unit, canon_code) IN (SELECT DISTINCT c.subject, c.code, coalesce(c.system, ''), ((c.effective + 604800000000000000) / 900000000), c.grp, coalesce(c.value_system, ''), c.value_code, coalesce(c.unit, ''), coalesce(c.canon_code, '') FROM changed c WHERE c.effective IS NOT NULL)\n  ORDER BY subject, code, system, slot, grp, value_system, value_code, unit, canon_code FOR UPDATE;\n  UPDATE observation_value_rollup r SET (count, sum, minimum, maximum, canon_count, canon_sum, canon_minimum, canon_maximum) = (s.m_count, s.m_sum, s.m_minimum, s.m_maximum, s.m_canon_count, s.m_canon_sum, s.m_canon_minimum, s.m_canon_maximum)\n  FROM (SELECT k.*, a.* FROM (SELECT DISTINCT c.subject, c.code, coalesce(c.system, ''), ((c.effective + 604800000000000000) / 900000000), c.grp, coalesce(c.value_system, ''), c.value_code, coalesce(c.unit, ''), coalesce(c.canon_code, '') FROM changed c WHERE c.effective IS NOT NULL) AS k (subject, code, system, slot, grp, value_system, value_code, unit, canon_code),\n      LATERAL (SELECT count(v.value), coalesce(sum(v.value), 0), min(v.value), max(v.value), count(v.canon_value), coalesce(sum(v.canon_value), 0), min(v.canon_value), max(v.canon_value) FROM idx_observation_value v WHERE v.subject = k.subject AND v.code = k.code AND v.grp = k.grp AND v.effective >= k.slot * 900000000 - 604800000000000000 AND v.effective < (k.slot + 1) * 900000000 - 604800000000000000 AND coalesce(v.system, '') = k.system AND coalesce(v.value_system, '') = k.value_system AND v.value_code = k.value_code AND coalesce(v.unit, '') = k.unit AND coalesce(v.canon_code, '') = k.canon_code)\n        AS a (m_count, m_sum, m_minimum, m_maximum, m_canon_count, m_canon_sum, m_canon_minimum, m_canon_maximum)) AS s\n  WHERE r.subject = s.subject AND r.code = s.code AND r.system = s.system AND r.slot = s.slot AND r.grp = s.grp AND r.value_system = s.value_system AND r.value_code = s.value_code AND r.unit = s.unit AND r.canon_code = s.canon_code;\n  RETURN NULL;\nEND $$"
+        )
+        op.execute(
+            "CREATE OR REPLACE TRIGGER observation_rollup_insert AFTER INSERT ON idx_observation_value REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION observation_rollup_refresh()"
+        )
+        op.execute(
+            "CREATE OR REPLACE TRIGGER observation_rollup_delete AFTER DELETE ON idx_observation_value REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION observation_rollup_refresh()"
+        )
+    # SQLite only: the FTS5 table of idx_text and its triggers (store/tables.py SQLITE_FULL_TEXT), the
+    # triggers of observation_value_rollup (store/observation_rollup.py).
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS idx_text_fts USING fts5(body, content='idx_text', content_rowid='id', tokenize='ascii')"
@@ -509,11 +552,19 @@ def upgrade() -> None:
         op.execute(
             "CREATE TRIGGER IF NOT EXISTS idx_text_fts_delete AFTER DELETE ON idx_text BEGIN INSERT INTO idx_text_fts(idx_text_fts, rowid, body) VALUES ('delete', old.id, old.body); END"
         )
+        op.execute(
+            "CREATE TRIGGER IF NOT EXISTS observation_rollup_insert AFTER INSERT ON idx_observation_value WHEN new.effective IS NOT NULL BEGIN INSERT OR IGNORE INTO observation_value_rollup (subject, code, system, slot, grp, value_system, value_code, unit, canon_code, count, sum, minimum, maximum, canon_count, canon_sum, canon_minimum, canon_maximum) VALUES (new.subject, new.code, coalesce(new.system, ''), ((new.effective + 604800000000000000) / 900000000), new.grp, coalesce(new.value_system, ''), new.value_code, coalesce(new.unit, ''), coalesce(new.canon_code, ''), 0, 0, NULL, NULL, 0, 0, NULL, NULL); UPDATE observation_value_rollup SET (count, sum, minimum, maximum, canon_count, canon_sum, canon_minimum, canon_maximum) = (SELECT count(v.value), coalesce(sum(v.value), 0), min(v.value), max(v.value), count(v.canon_value), coalesce(sum(v.canon_value), 0), min(v.canon_value), max(v.canon_value) FROM idx_observation_value v WHERE v.subject = new.subject AND v.code = new.code AND v.grp = new.grp AND v.effective >= ((new.effective + 604800000000000000) / 900000000) * 900000000 - 604800000000000000 AND v.effective < (((new.effective + 604800000000000000) / 900000000) + 1) * 900000000 - 604800000000000000 AND v.system IS new.system AND v.value_system IS new.value_system AND v.value_code = new.value_code AND v.unit IS new.unit AND v.canon_code IS new.canon_code) WHERE subject = new.subject AND code = new.code AND system = coalesce(new.system, '') AND slot = ((new.effective + 604800000000000000) / 900000000) AND grp = new.grp AND value_system = coalesce(new.value_system, '') AND value_code = new.value_code AND unit = coalesce(new.unit, '') AND canon_code = coalesce(new.canon_code, ''); END"
+        )
+        op.execute(
+            "CREATE TRIGGER IF NOT EXISTS observation_rollup_delete AFTER DELETE ON idx_observation_value WHEN old.effective IS NOT NULL BEGIN INSERT OR IGNORE INTO observation_value_rollup (subject, code, system, slot, grp, value_system, value_code, unit, canon_code, count, sum, minimum, maximum, canon_count, canon_sum, canon_minimum, canon_maximum) VALUES (old.subject, old.code, coalesce(old.system, ''), ((old.effective + 604800000000000000) / 900000000), old.grp, coalesce(old.value_system, ''), old.value_code, coalesce(old.unit, ''), coalesce(old.canon_code, ''), 0, 0, NULL, NULL, 0, 0, NULL, NULL); UPDATE observation_value_rollup SET (count, sum, minimum, maximum, canon_count, canon_sum, canon_minimum, canon_maximum) = (SELECT count(v.value), coalesce(sum(v.value), 0), min(v.value), max(v.value), count(v.canon_value), coalesce(sum(v.canon_value), 0), min(v.canon_value), max(v.canon_value) FROM idx_observation_value v WHERE v.subject = old.subject AND v.code = old.code AND v.grp = old.grp AND v.effective >= ((old.effective + 604800000000000000) / 900000000) * 900000000 - 604800000000000000 AND v.effective < (((old.effective + 604800000000000000) / 900000000) + 1) * 900000000 - 604800000000000000 AND v.system IS old.system AND v.value_system IS old.value_system AND v.value_code = old.value_code AND v.unit IS old.unit AND v.canon_code IS old.canon_code) WHERE subject = old.subject AND code = old.code AND system = coalesce(old.system, '') AND slot = ((old.effective + 604800000000000000) / 900000000) AND grp = old.grp AND value_system = coalesce(old.value_system, '') AND value_code = old.value_code AND unit = coalesce(old.unit, '') AND canon_code = coalesce(old.canon_code, ''); END"
+        )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE IF EXISTS idx_text_fts")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS observation_rollup_refresh() CASCADE")
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table("write_context")
     with op.batch_alter_table("used_jti", schema=None) as batch_op:
@@ -563,6 +614,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_password_reset_expires")
 
     op.drop_table("password_reset")
+    op.drop_table("observation_value_rollup")
     op.drop_table("oauth_client")
     with op.batch_alter_table("login_throttle", schema=None) as batch_op:
         batch_op.drop_index("ix_login_throttle_last_failure")

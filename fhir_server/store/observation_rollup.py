@@ -1,0 +1,169 @@
+"""Partial aggregates of Observation values per 15-minute UTC slot, kept by the database on every write of
+idx_observation_value (https://hl7.org/fhir/R4/observation-operation-stats.html; docs/clinical-operations.md).
+
+One row per (subject, code found by, system, slot, grp, value coding, unit, canonical unit): count, sum,
+minimum and maximum of the values as given and in UCUM canonical units. A slot is 15 minutes of UTC
+(`(effective + SHIFT) // SLOT`); every bucket of the `$stats` series (local hours, days, ISO weeks,
+months of a zone whose offsets and changes are whole quarter hours: +5:30, +5:45 and DST included)
+is a union of whole slots, so the series sums slots instead of values. Values without an instant
+(`effective` NULL) have no slot.
+
+Kept exact under creates, updates, deletes, reindexing, `$import` and expiry alike: triggers on
+idx_observation_value (so every path that writes index rows keeps it, COPY included) recompute each
+touched slot from the value rows themselves, never by adding or subtracting (a minimum cannot be
+subtracted). PostgreSQL: statement triggers with transition tables; the slot's row is inserted if
+missing, locked (FOR UPDATE, in key order) and only then recomputed, in a later statement whose
+snapshot sees every committed value, so two writers of one slot serialise instead of losing one's
+values. A slot emptied keeps its row with count 0 (deleting it would let a waiting writer miss it);
+readers skip those. SQLite: one writer at a time, row triggers.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import DDL, BigInteger, Column, Float, Integer, PrimaryKeyConstraint, String, Table, event
+
+from .tables import metadata
+
+SECOND = 1_000_000
+SLOT = 15 * 60 * SECOND  # µs
+# Added before integer division so it never sees a negative number: a whole number of weeks (as
+# search/observation_stats.SHIFT), so a slot starts on a quarter hour of UTC.
+SHIFT = 1_000_000 * 7 * 24 * 3600 * SECOND
+
+KEYS = ("subject", "code", "system", "slot", "grp", "value_system", "value_code", "unit", "canon_code")
+MEASURES = (
+    "count",
+    "sum",
+    "minimum",
+    "maximum",
+    "canon_count",
+    "canon_sum",
+    "canon_minimum",
+    "canon_maximum",
+)
+
+observation_value_rollup = Table(
+    "observation_value_rollup",
+    metadata,
+    Column("subject", String(512), nullable=False),
+    Column("code", String(255), nullable=False),  # the code the values are found by
+    Column("system", String(255), nullable=False),  # '' for none (keys cannot be NULL)
+    Column("slot", BigInteger, nullable=False),  # (effective + SHIFT) // SLOT
+    Column("grp", Integer, nullable=False),
+    Column("value_system", String(255), nullable=False),  # '' for none
+    Column("value_code", String(255), nullable=False),
+    Column("unit", String(64), nullable=False),  # '' for none
+    Column("canon_code", String(64), nullable=False),  # '' for none
+    Column("count", BigInteger, nullable=False),
+    Column("sum", Float, nullable=False),
+    Column("minimum", Float, nullable=True),
+    Column("maximum", Float, nullable=True),
+    Column("canon_count", BigInteger, nullable=False),
+    Column("canon_sum", Float, nullable=False),
+    Column("canon_minimum", Float, nullable=True),
+    Column("canon_maximum", Float, nullable=True),
+    PrimaryKeyConstraint(*KEYS, name="pk_observation_value_rollup"),
+)
+
+_SLOT_OF = f"(({{t}}.effective + {SHIFT}) / {SLOT})"
+_KEY_OF = (
+    "{t}.subject, {t}.code, coalesce({t}.system, ''), " + _SLOT_OF + ", {t}.grp, "
+    "coalesce({t}.value_system, ''), {t}.value_code, coalesce({t}.unit, ''), coalesce({t}.canon_code, '')"
+)
+_AGGREGATES = (
+    "count(v.value), coalesce(sum(v.value), 0), min(v.value), max(v.value), "
+    "count(v.canon_value), coalesce(sum(v.canon_value), 0), min(v.canon_value), max(v.canon_value)"
+)
+_KEY_LIST = ", ".join(KEYS)
+_ZEROS = "0, 0, NULL, NULL, 0, 0, NULL, NULL"
+_MEASURE_LIST = ", ".join(MEASURES)
+
+
+def _slot_rows(k: str, slot: str) -> str:
+    """The value rows (alias v) of the slot whose key columns are `k`.<key> and `slot`: an index range
+    scan of ix_idx_observation_value_find (subject, code, grp, effective)."""
+    return (
+        f"v.subject = {k}.subject AND v.code = {k}.code AND v.grp = {k}.grp"
+        f" AND v.effective >= {slot} * {SLOT} - {SHIFT} AND v.effective < ({slot} + 1) * {SLOT} - {SHIFT}"
+        f" AND coalesce(v.system, '') = {k}.system AND coalesce(v.value_system, '') = {k}.value_system"
+        f" AND v.value_code = {k}.value_code AND coalesce(v.unit, '') = {k}.unit"
+        f" AND coalesce(v.canon_code, '') = {k}.canon_code"
+    )
+
+
+_TOUCHED = f"SELECT DISTINCT {_KEY_OF.format(t='c')} FROM changed c WHERE c.effective IS NOT NULL"
+POSTGRES_ROLLUP = {
+    "observation_rollup_refresh": (
+        "CREATE OR REPLACE FUNCTION observation_rollup_refresh() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN\n"
+        f"  INSERT INTO observation_value_rollup ({_KEY_LIST}, {_MEASURE_LIST})\n"
+        f"  SELECT k.*, {_ZEROS} FROM ({_TOUCHED}) AS k ({_KEY_LIST})\n"
+        f"  ORDER BY {_KEY_LIST} ON CONFLICT DO NOTHING;\n"
+        f"  PERFORM 1 FROM observation_value_rollup r WHERE ({_KEY_LIST}) IN ({_TOUCHED})\n"
+        f"  ORDER BY {_KEY_LIST} FOR UPDATE;\n"
+        f"  UPDATE observation_value_rollup r SET ({_MEASURE_LIST}) = ({', '.join('s.m_' + m for m in MEASURES)})\n"
+        f"  FROM (SELECT k.*, a.* FROM ({_TOUCHED}) AS k ({_KEY_LIST}),\n"
+        f"      LATERAL (SELECT {_AGGREGATES} FROM idx_observation_value v WHERE {_slot_rows('k', 'k.slot')})\n"
+        f"        AS a ({', '.join('m_' + m for m in MEASURES)})) AS s\n"
+        "  WHERE " + " AND ".join(f"r.{k} = s.{k}" for k in KEYS) + ";\n"
+        "  RETURN NULL;\n"
+        "END $$"
+    ),
+    "observation_rollup_insert": (
+        "CREATE OR REPLACE TRIGGER observation_rollup_insert AFTER INSERT ON idx_observation_value "
+        "REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION observation_rollup_refresh()"
+    ),
+    "observation_rollup_delete": (
+        "CREATE OR REPLACE TRIGGER observation_rollup_delete AFTER DELETE ON idx_observation_value "
+        "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION observation_rollup_refresh()"
+    ),
+}
+
+
+def _sqlite_trigger(event_name: str, row: str) -> str:
+    slot = _SLOT_OF.format(t=row)
+    key = (
+        f"subject = {row}.subject AND code = {row}.code AND system = coalesce({row}.system, '')"
+        f" AND slot = {slot} AND grp = {row}.grp AND value_system = coalesce({row}.value_system, '')"
+        f" AND value_code = {row}.value_code AND unit = coalesce({row}.unit, '')"
+        f" AND canon_code = coalesce({row}.canon_code, '')"
+    )
+    same = (
+        f"v.subject = {row}.subject AND v.code = {row}.code AND v.grp = {row}.grp"
+        f" AND v.effective >= {slot} * {SLOT} - {SHIFT} AND v.effective < ({slot} + 1) * {SLOT} - {SHIFT}"
+        f" AND v.system IS {row}.system AND v.value_system IS {row}.value_system"
+        f" AND v.value_code = {row}.value_code AND v.unit IS {row}.unit AND v.canon_code IS {row}.canon_code"
+    )
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS observation_rollup_{event_name.lower()} AFTER {event_name} "
+        f"ON idx_observation_value WHEN {row}.effective IS NOT NULL BEGIN "
+        f"INSERT OR IGNORE INTO observation_value_rollup ({_KEY_LIST}, {_MEASURE_LIST}) "
+        f"VALUES ({_KEY_OF.format(t=row)}, {_ZEROS}); "
+        f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
+        f"(SELECT {_AGGREGATES} FROM idx_observation_value v WHERE {same}) WHERE {key}; "
+        "END"
+    )
+
+
+SQLITE_ROLLUP = {
+    "observation_rollup_insert": _sqlite_trigger("INSERT", "new"),
+    "observation_rollup_delete": _sqlite_trigger("DELETE", "old"),
+}
+POSTGRES_DROP = "DROP FUNCTION IF EXISTS observation_rollup_refresh() CASCADE"
+
+# Every slot from the value rows at once, and the table rebuilt from it in two statements (after a
+# bulk load that bypassed the triggers: bench/bench_clinical.py).
+GROUPED = (
+    f"SELECT {_KEY_OF.format(t='v')}, {_AGGREGATES} FROM idx_observation_value v "
+    "WHERE v.effective IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
+)
+REBUILD = (
+    "DELETE FROM observation_value_rollup",
+    f"INSERT INTO observation_value_rollup ({_KEY_LIST}, {_MEASURE_LIST}) {GROUPED}",
+)
+
+for _ddl in POSTGRES_ROLLUP.values():
+    event.listen(metadata, "after_create", DDL(_ddl).execute_if(dialect="postgresql"))
+for _ddl in SQLITE_ROLLUP.values():
+    event.listen(metadata, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
+event.listen(metadata, "after_drop", DDL(POSTGRES_DROP).execute_if(dialect="postgresql"))

@@ -1,0 +1,109 @@
+"""observation_value_rollup under concurrent writers of one slot, reindexing and removal of index rows (store/observation_rollup.py; issue 12, acceptance 5).
+
+The oracle tests of the series (tests/operations/test_observation_stats.py) prove the slots exact
+after creates, updates and deletes one at a time; here two PostgreSQL transactions write value rows
+of the same 15-minute slot at once, the second while the first is still open: the second waits for
+the first, and the slot counts both (and, after a delete racing an insert, exactly what is left).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, delete, text
+
+from fhir_server.interactions import create
+from fhir_server.interactions.context import Context
+from fhir_server.settings import Settings
+from fhir_server.store import observation_rollup, tables
+from fhir_server.store.reindex import reindex
+from fhir_server.store.sql import Store
+from tests import factories
+
+SUBJECT = "Patient/rollup-race"
+AT = 1_711_846_800_000_000  # 2024-03-31T01:00:00Z: one slot from here on for 15 minutes
+
+
+def _add_value(conn: Any, pk: int, value: float, minute: int) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO idx_observation_value (resource_pk, subject, system, code, grp, value_system,"
+            " value_code, effective, value, unit, canon_value, canon_code) VALUES (:pk, :subject,"
+            " 'http://loinc.org', '8867-4', 0, 'http://loinc.org', '8867-4', :at, :value, '/min', :value, '/min')"
+        ),
+        {"pk": pk, "subject": SUBJECT, "at": AT + minute * 60_000_000, "value": value},
+    )
+
+
+def _slots(engine: Engine) -> tuple[list[Any], list[Any]]:
+    """(the rollup's slots with values, one GROUP BY of the value rows now)."""
+    keys = ", ".join(observation_rollup.KEYS)
+    with engine.connect() as conn:
+        kept = conn.execute(
+            text(f"SELECT {keys}, count, sum, minimum, maximum FROM observation_value_rollup WHERE count > 0")
+        ).all()
+        rebuilt = conn.execute(text(observation_rollup.GROUPED)).all()
+    return sorted(tuple(r) for r in kept), sorted(tuple(r[:13]) for r in rebuilt)
+
+
+def _race(engine: Engine, first: Any, second: Any) -> None:
+    """Run `first(conn)` in an open transaction, then `second(conn)` in a thread (it waits on the
+    slot's row lock), commit the first, then let the second commit."""
+    one = engine.connect()
+    one.begin()
+    first(one)
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            with engine.begin() as two:
+                second(two)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join(timeout=1.0)
+    assert thread.is_alive(), "the second writer should wait for the first one's slot"
+    one.commit()
+    one.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and not errors, errors
+
+
+@pytest.mark.postgres
+def test_two_writers_of_one_slot_both_count(store: Store) -> None:
+    engine = store.engine
+    _race(engine, lambda c: _add_value(c, 1, 60.0, 1), lambda c: _add_value(c, 2, 90.0, 2))
+    kept, rebuilt = _slots(engine)
+    assert kept == rebuilt
+    assert [(r[9], r[10], r[11], r[12]) for r in kept] == [(2, 150.0, 60.0, 90.0)]
+    # a delete racing an insert into the same slot: the slot holds exactly what is left
+    _race(
+        engine,
+        lambda c: c.execute(text("DELETE FROM idx_observation_value WHERE resource_pk = 2")),
+        lambda c: _add_value(c, 3, 40.0, 3),
+    )
+    kept, rebuilt = _slots(engine)
+    assert kept == rebuilt
+    assert [(r[9], r[10], r[11], r[12]) for r in kept] == [(2, 100.0, 40.0, 60.0)]
+
+
+def test_reindex_and_expiry_keep_the_slots_exact(store: Store) -> None:
+    """`fhir-server reindex` (index rows out, then written again) and the removal of every index row
+    (as expiry does) go through the same triggers: the slots follow the value rows."""
+    ctx = Context(store=store, settings=Settings(base_url="http://testserver"))
+    with store.write() as tx:
+        pid = create.create(ctx, tx, "Patient", factories.patient()).stored.res_id
+        for minute, value in ((1, 60), (2, 70), (20, 80)):
+            obs = factories.observation(pid, value=value, effectiveDateTime=f"2024-03-05T10:{minute:02d}:00Z")
+            create.create(ctx, tx, "Observation", obs)
+    written, rebuilt = _slots(store.engine)
+    assert written == rebuilt and [r[9] for r in written] == [2, 1]  # two slots: 10:00-10:15, 10:15-10:30
+    with store.engine.begin() as conn:
+        conn.execute(delete(tables.idx_observation_value))
+    assert _slots(store.engine) == ([], [])
+    assert reindex(store.engine, batch=2) == 4
+    assert _slots(store.engine) == (written, rebuilt)
