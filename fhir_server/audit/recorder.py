@@ -2,7 +2,8 @@
 
 Requests hand their `Access` to a bounded in-memory queue and return; one background thread per
 process turns what is queued into AuditEvents and writes them in ONE transaction per batch (at most
-`batch` records, or what arrived within `interval` seconds). The same thread delivers the change
+`batch` records, or what arrived within `interval` seconds), through `Tx.record`: resource, version
+and index rows (`event_index.py`) in bulk, and no change event. The same thread delivers the change
 events to the audit consumer (`change_events.py`), after commits of this process or every
 `CHANGE_POLL` seconds (writes made by other processes). When the queue is full the request waits
 for room (back-pressure) rather than drop an audit record. A batch that cannot be written is
@@ -22,7 +23,7 @@ from ..redacted_traceback import format_exception
 from ..store import outbox
 from ..store.outbox import WriteContext
 from ..store.sql import Store
-from . import access_events, change_events, retention
+from . import access_events, change_events, event_index, retention
 from .access import Access
 
 log = logging.getLogger("fhir_server.audit")
@@ -150,9 +151,8 @@ class Recorder:
             return
         try:
             with self.store.write(SOURCE) as tx:
-                tx.check_references = False  # an AuditEvent names resources that may not exist
                 for event in events:
-                    tx.create(event, event["id"])
+                    tx.record(event, event["id"], event_index.rows(event))
             self.written += len(events)
         except Exception as exc:
             log.error("Writing audit records failed\n%s", format_exception(exc))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 18:33:37.991197
+Create Date: 2026-12-03 22:29:15.847254
 """
 
 import sqlalchemy as sa
@@ -379,7 +379,7 @@ def upgrade() -> None:
             ["xid", "txn"],
             unique=False,
             postgresql_where=sa.text("xid IS NOT NULL"),
-            sqlite_where=sa.text("xid IS NOT NULL"),
+            sqlite_where=sa.text("xid IS NULL"),
         )
 
     op.create_table(
@@ -522,9 +522,7 @@ def downgrade() -> None:
     op.drop_table("subscription")
     with op.batch_alter_table("resource_version", schema=None) as batch_op:
         batch_op.drop_index(
-            "ix_version_xid",
-            postgresql_where=sa.text("xid IS NOT NULL"),
-            sqlite_where=sa.text("xid IS NOT NULL"),
+            "ix_version_xid", postgresql_where=sa.text("xid IS NOT NULL"), sqlite_where=sa.text("xid IS NULL")
         )
         batch_op.drop_index("ix_version_updated")
         batch_op.drop_index("ix_version_type_updated")
