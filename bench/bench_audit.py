@@ -125,11 +125,40 @@ class Server:
                 conn.execute(text(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)"))
 
 
-def measure(server: Server, work: Callable[[], None], count: int) -> tuple[float, float]:
+def _threads_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by thread name (numbered names merged)."""
+    import threading
+
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        if tid is None:
+            continue
+        name = thread.name.split(" ")[0].rstrip("-0123456789_").split("(")[0] or "thread"
+        out[name] = out.get(name, 0.0) + _proc_cpu_path(f"/proc/self/task/{tid}/stat")
+    return out
+
+
+def _proc_cpu_path(path: str) -> float:
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+BREAKDOWN: dict[tuple[str, str, str], list[float]] = {}  # (op, mode, thread or "database") -> ms per op
+
+
+def measure(
+    server: Server, work: Callable[[], None], count: int, label: tuple[str, str] = ("", "")
+) -> tuple[float, float]:
     """CPU milliseconds per operation: this process plus the database backends, the flush included;
-    and the part of it spent in the audit recorder's thread (exact: its own thread CPU clock)."""
+    and the part of it spent in the audit recorder's thread (exact: its own thread CPU clock).
+    Where it went (each thread of this process by name, and the database) goes to BREAKDOWN."""
     pids = server.backends()
     before = {pid: _proc_cpu(pid) for pid in pids}
+    threads_before = _threads_cpu()
     recorder = server.app.state.audit
     recorder_before = recorder.cpu_seconds if recorder is not None else 0.0
     times = os.times()
@@ -137,7 +166,13 @@ def measure(server: Server, work: Callable[[], None], count: int) -> tuple[float
     server.settle()
     after = os.times()
     cpu = (after.user - times.user) + (after.system - times.system)
-    cpu += sum(_proc_cpu(pid) - before[pid] for pid in pids)
+    database = sum(_proc_cpu(pid) - before[pid] for pid in pids)
+    cpu += database
+    threads_after = _threads_cpu()
+    for name, seconds in threads_after.items():
+        spent = seconds - threads_before.get(name, 0.0)
+        BREAKDOWN.setdefault((*label, name), []).append(1000 * spent / count)
+    BREAKDOWN.setdefault((*label, "database"), []).append(1000 * database / count)
     recorded = (recorder.cpu_seconds - recorder_before) if recorder is not None else 0.0
     return 1000 * cpu / count, 1000 * recorded / count
 
@@ -169,6 +204,7 @@ def main() -> None:
     parser.add_argument(
         "--no-analyze", action="store_true", help="diagnostic: no background ANALYZE (store/autoanalyze.py)"
     )
+    parser.add_argument("--breakdown", action="store_true", help="CPU per op of each thread and the database")
     args = parser.parse_args()
     logging.getLogger("fhir_server").setLevel(logging.ERROR)
     os.environ.setdefault("FHIR_AUDIT", "true")
@@ -184,7 +220,7 @@ def main() -> None:
                 for mode in ("off", "on") if _ % 2 == 0 else ("on", "off"):
                     server = servers[mode]
                     work = phases(server, args.ops, rng)[op]
-                    total, recorder = measure(server, work, args.ops)
+                    total, recorder = measure(server, work, args.ops, (op, mode))
                     figures.setdefault((op, mode), []).append(total)
                     if mode == "on":
                         recorder_cpu.setdefault(op, []).append(recorder)
@@ -206,6 +242,14 @@ def main() -> None:
             f"{op:<10} {off:>10.3f} {on:>10.3f} {100 * (on / off - 1):>6.1f}% {thread:>10.3f} ({100 * thread / off:.1f}%)"
         )
     print(f"AuditEvents recorded with audit on: {recorded}")
+    if args.breakdown:
+        print("CPU ms per op by thread (median; /proc clock ticks, coarse) and database backends:")
+        for op in ("read", "search", "create"):
+            names = sorted({name for (o, _, name) in BREAKDOWN if o == op})
+            for name in names:
+                off = statistics.median(BREAKDOWN.get((op, "off", name), [0.0]))
+                on = statistics.median(BREAKDOWN.get((op, "on", name), [0.0]))
+                print(f"  {op:<8} {name:<22} off {off:>7.3f}  on {on:>7.3f}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ attribute writes and one queue put; the AuditEvents are built and written by `au
 
 from __future__ import annotations
 
-import queue
-
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
@@ -56,7 +54,5 @@ class AuditTrail(HttpMiddleware):
             record.ended_us = instant.now_us()
             if record.query is None and scope.get("query_string"):
                 record.query = scope["query_string"].decode("latin-1")
-            try:
-                self.recorder.queue.put_nowait(record)
-            except queue.Full:  # back-pressure: wait for room without blocking the event loop
+            if not self.recorder.offer(record):  # back-pressure: wait for room off the event loop
                 await run_in_threadpool(self.recorder.submit, record)

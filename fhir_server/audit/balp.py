@@ -187,13 +187,15 @@ def audit_event(
     description: str | None = None,
 ) -> dict[str, Any]:
     """One AuditEvent (R4) with a new id."""
+    end = instant.to_fhir(ended_us or started_us)
+    start = end if started_us == (ended_us or started_us) else instant.to_fhir(started_us)
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": new_id(),
         "type": type_,
         "action": action,
-        "period": {"start": instant.to_fhir(started_us), "end": instant.to_fhir(ended_us or started_us)},
-        "recorded": instant.to_fhir(ended_us or started_us),
+        "period": {"start": start, "end": end},
+        "recorded": end,
         "outcome": outcome(status),
         "agent": agents(who, base),
         "source": source(base),

@@ -4,7 +4,9 @@ Every stored version is a change event with its source (rest, transaction, batch
 who wrote it; a batch of events becomes one AuditEvent per (source, interaction, writer, patient):
 a REST write is one AuditEvent, a 1,000-entry transaction or an `$import` one per patient touched. The
 AuditEvents are written in the delivery's transaction, so each write is recorded exactly once.
-AuditEvents themselves (the trail's own writes) are not recorded again.
+The trail's own AuditEvents are written by `Tx.record`, whose versions are no change events, so they
+are never recorded again (nor seen by any other consumer); an AuditEvent event, should one ever be
+stored otherwise, is skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import orjson
 from ..store import outbox
 from ..store.outbox import ChangeEvent, WriteContext
 from ..store.sql import Tx
-from . import balp, patients
+from . import balp, event_index, patients
 
 AUDIT_TYPE = "AuditEvent"
 _STATUS = {"create": 201, "update": 200, "patch": 200, "delete": 204}
@@ -28,9 +30,8 @@ def listener(base: str) -> Callable[[list[ChangeEvent], Tx], None]:
     """The change-event listener that records `events` as AuditEvents through the delivery's `tx`."""
 
     def record(events: list[ChangeEvent], tx: Tx) -> None:
-        tx.check_references = False  # an AuditEvent names resources that may since be gone
-        for event in audit_events(tx, events, base):
-            tx.create(event, event["id"])
+        for event in audit_events(tx, events, base):  # no change events: never recorded again
+            tx.record(event, event["id"], event_index.rows(event))
 
     return record
 

@@ -1,8 +1,10 @@
 """Writing the audit trail off the request path, in batches (docs/audit.md).
 
-Requests hand their `Access` to a bounded in-memory queue and return; one background thread per
-process turns what is queued into AuditEvents and writes them in ONE transaction per batch (at most
-`batch` records, or what arrived within `interval` seconds). The same thread delivers the change
+Requests hand their `Access` to a bounded in-memory queue (a deque appended without waking anyone)
+and return; one background thread per process turns what is queued into AuditEvents and writes them
+in ONE transaction per batch (at most
+`batch` records, or what arrived within `interval` seconds), through `Tx.record`: resource, version
+and index rows (`event_index.py`) in bulk, and no change event. The same thread delivers the change
 events to the audit consumer (`change_events.py`), after commits of this process or every
 `CHANGE_POLL` seconds (writes made by other processes). When the queue is full the request waits
 for room (back-pressure) rather than drop an audit record. A batch that cannot be written is
@@ -13,17 +15,17 @@ counted in the log.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from ..redacted_traceback import format_exception
 from ..store import outbox
 from ..store.outbox import WriteContext
 from ..store.sql import Store
-from . import access_events, change_events, retention
+from . import access_events, change_events, event_index, retention
 from .access import Access
 
 log = logging.getLogger("fhir_server.audit")
@@ -51,9 +53,8 @@ def record_operator_event(store: Store, base: str, event: str, *, user: str | No
         ended_us=now_us,
     )
     with store.write(SOURCE) as tx:
-        tx.check_references = False
         for audit_event in access_events.audit_events(access, base):
-            tx.create(audit_event, audit_event["id"])
+            tx.record(audit_event, audit_event["id"], event_index.rows(audit_event))
 
 
 class _Flush:
@@ -77,7 +78,15 @@ class Recorder:
         self.store, self.base, self.batch, self.interval = store, base, batch, interval
         self.retention_days = retention_days
         self._next_sweep = 0.0
-        self.queue: queue.Queue[Access | _Flush | None] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        # Records waiting: appended by requests without a lock and without waking the thread (a
+        # wake per request cost the request more than its record: a thread switch each time); the
+        # thread takes them every `interval`, or at once when a batch is full, a flush or close asks.
+        self._pending: deque[Access] = deque()
+        self._flushes: list[_Flush] = []
+        self._wake = threading.Event()
+        self._room = threading.Condition()
+        self._stopping = False
         self.listener = change_events.listener(base)
         self._changed = threading.Event()
         self._retry: list[dict[str, Any]] = []
@@ -87,14 +96,28 @@ class Recorder:
         store.after_commit.append(self._committed)
         self._thread.start()
 
+    def offer(self, access: Access) -> bool:
+        """Queue one request's record unless the queue is full (then False: call `submit`)."""
+        pending = self._pending
+        if len(pending) >= self.queue_size:
+            self._wake.set()
+            return False
+        pending.append(access)
+        if len(pending) == self.batch:
+            self._wake.set()
+        return True
+
     def submit(self, access: Access) -> None:
-        """Queue one request's record (waits for room when the queue is full)."""
-        self.queue.put(access)
+        """Queue one request's record (waits for room when the queue is full: back-pressure)."""
+        while not self.offer(access):
+            with self._room:
+                self._room.wait(0.05)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything submitted before, and every change event committed before, is written."""
         marker = _Flush()
-        self.queue.put(marker)
+        self._flushes.append(marker)
+        self._wake.set()
         if not marker.done.wait(timeout):
             raise TimeoutError("the audit recorder did not flush in time")
 
@@ -102,7 +125,8 @@ class Recorder:
         """Write what is queued and stop the thread."""
         if not self._thread.is_alive():
             return
-        self.queue.put(None)
+        self._stopping = True
+        self._wake.set()
         self._thread.join(30)
         if self._committed in self.store.after_commit:
             self.store.after_commit.remove(self._committed)
@@ -112,33 +136,28 @@ class Recorder:
         if threading.current_thread() is not self._thread:
             self._changed.set()
 
+    def _take(self) -> list[Access]:
+        """Up to `batch` of the waiting records, oldest first."""
+        pending, taken = self._pending, list[Access]()
+        while pending and len(taken) < self.batch:
+            taken.append(pending.popleft())
+        return taken
+
     def _run(self) -> None:
         last_changes = time.monotonic()
         while True:
-            pending: list[Access] = []
-            flushes: list[_Flush] = []
-            stop = False
-            try:
-                item = self.queue.get(timeout=self.interval)
-            except queue.Empty:
-                item = _NOTHING
-            deadline = time.monotonic() + self.interval
-            while item is not _NOTHING:
-                if item is None:
-                    stop = True
-                    break
-                if isinstance(item, _Flush):
-                    flushes.append(item)
-                    break
-                pending.append(item)
-                if len(pending) >= self.batch:
-                    break
-                try:
-                    item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            stop = self._stopping
+            flushes, self._flushes = self._flushes, []  # a flush sees every record queued before it
             started = time.thread_time()
-            self._write(pending)
+            while True:
+                taken = self._take()
+                self._write(taken)
+                with self._room:
+                    self._room.notify_all()
+                if len(taken) < self.batch:
+                    break
             now = time.monotonic()
             if flushes:
                 self._changed.clear()
@@ -173,9 +192,8 @@ class Recorder:
             return
         try:
             with self.store.write(SOURCE) as tx:
-                tx.check_references = False  # an AuditEvent names resources that may not exist
                 for event in events:
-                    tx.create(event, event["id"])
+                    tx.record(event, event["id"], event_index.rows(event))
             self.written += len(events)
         except Exception as exc:
             log.error("Writing audit records failed\n%s", format_exception(exc))
@@ -224,6 +242,3 @@ class Recorder:
                     return
         except Exception as exc:
             log.error("Recording change events in the audit trail failed\n%s", format_exception(exc))
-
-
-_NOTHING: Any = object()

@@ -39,7 +39,8 @@ NOT_INDEXED = frozenset(("_id", "_lastUpdated"))  # served from the resource tab
 DERIVED: dict[str, tuple[Step, ...]] = {observation_values.RESOURCE_TYPE: (observation_values.rows,)}
 
 
-def _aux_param_id(sp: SearchParam) -> int | None:
+def aux_param_id(sp: SearchParam) -> int | None:
+    """The id under which a parameter's second kind of row goes (a reference's identifier), if any."""
     suffix = REGISTRY[sp.kind].aux_suffix
     return None if suffix is None else param_id(sp.resource_type, sp.code + suffix)
 
@@ -47,7 +48,7 @@ def _aux_param_id(sp: SearchParam) -> int | None:
 def _fallback_step(sp: SearchParam, extractor: compiler.Extractor) -> Step:
     values = VALUES[sp.kind]
     pid = sp.param_id
-    aux = _aux_param_id(sp)
+    aux = aux_param_id(sp)
 
     def fallback(resource: dict[str, Any], sink: RowSink) -> None:
         for found, fhir_type in extractor.typed_on(resource, resource):
@@ -59,7 +60,7 @@ def _fallback_step(sp: SearchParam, extractor: compiler.Extractor) -> Step:
 def _branch_step(sp: SearchParam, fn: compiler.Fn, fhir_type: str) -> Step:
     values = VALUES[sp.kind]
     pid = sp.param_id
-    aux = _aux_param_id(sp)
+    aux = aux_param_id(sp)
 
     def step(resource: dict[str, Any], sink: RowSink) -> None:
         found = fn([resource], resource)

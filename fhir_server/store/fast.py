@@ -27,6 +27,7 @@ import orjson
 import psycopg
 from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, LargeBinary, String
 
+from . import outbox
 from . import tables as t
 
 Row = tuple[Any, ...]
@@ -179,6 +180,11 @@ class _Postgres:
             name: f"COPY {name} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
             for name, cols in self.tables.items()
         }
+        # versions that are not change events: the xid column given (NULL), not its default
+        self.copy_sql["quiet_version"] = (
+            f"COPY resource_version ({', '.join(VERSION_COLUMNS)}, xid) FROM STDIN (FORMAT BINARY)"
+        )
+        self.types["quiet_version"] = [*self.types["resource_version"], "int8"]
         self.delete = [
             f"DELETE FROM {table.name} WHERE resource_pk IN (SELECT pk FROM s)"
             for table in t.INDEX_TABLES.values()
@@ -315,11 +321,29 @@ class _Postgres:
             found.update((r[0], r[1]) for r in raw.execute(sql, [v for ref in chunk for v in ref]).fetchall())
         return found
 
-    def _copy(self, raw: psycopg.Connection[Any], name: str, rows: list[Row]) -> None:
+    def write_quiet(self, conn: Connection, creates: list[NewResource], context: int) -> None:
+        """New resources whose versions are not change events (`outbox.QUIET_XID`): the audit
+        trail's AuditEvents. Keys in one statement, then one binary COPY per table."""
+        raw = _raw(conn)
+        if self.sequence is None:
+            row = raw.execute("SELECT pg_get_serial_sequence('resource', 'pk')").fetchone()
+            self.sequence = str(row[0]) if row else "resource_pk_seq"
+        cur = raw.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (self.sequence, len(creates))
+        )
+        pks = sorted(r[0] for r in cur.fetchall())
+        resources, versions, _, index = _rows(Batch(creates, context=context), pks)
+        self._copy(raw, "resource", resources)
+        quiet = outbox.QUIET_XID_POSTGRES
+        self._copy(raw, "resource_version", [(*v, quiet) for v in versions], "quiet_version")
+        for kind, kind_rows in index.items():
+            self._copy(raw, t.INDEX_TABLES[kind].name, _floats(kind, kind_rows))
+
+    def _copy(self, raw: psycopg.Connection[Any], name: str, rows: list[Row], sql: str = "") -> None:
         if not rows:
             return
-        with raw.cursor() as cur, cur.copy(self.copy_sql[name]) as copy:
-            copy.set_types(self.types[name])
+        with raw.cursor() as cur, cur.copy(self.copy_sql[sql or name]) as copy:
+            copy.set_types(self.types[sql or name])
             for row in rows:
                 copy.write_row(row)
 
@@ -334,6 +358,7 @@ class _Sqlite:
 
         self.resource_sql = insert("resource", RESOURCE_COLUMNS[1:])
         self.version_sql = insert("resource_version", VERSION_COLUMNS)
+        self.quiet_version_sql = insert("resource_version", (*VERSION_COLUMNS, "xid"))
         self.index_sql = {
             kind: insert(table.name, INDEX_COLUMNS[kind]) for kind, table in t.INDEX_TABLES.items()
         }
@@ -380,6 +405,23 @@ class _Sqlite:
             for kind, rows in index.items():
                 cur.executemany(self.index_sql[kind], rows)
             return {ref for ref in batch.refs if cur.execute(self.ref_sql, ref).fetchone() is not None}
+        finally:
+            cur.close()
+
+    def write_quiet(self, conn: Connection, creates: list[NewResource], context: int) -> None:
+        """New resources whose versions are not change events (`outbox.QUIET_XID`): the audit
+        trail's AuditEvents."""
+        cur = _raw(conn).cursor()
+        try:
+            pks = []
+            for c in creates:
+                cur.execute(self.resource_sql, (c.res_type, c.res_id, 1, c.last_updated, False, c.content))
+                pks.append(cur.lastrowid)
+            _, versions, _, index = _rows(Batch(creates, context=context), pks)
+            quiet = outbox.QUIET_XID_SQLITE
+            cur.executemany(self.quiet_version_sql, [(*v, quiet) for v in versions])
+            for kind, rows in index.items():
+                cur.executemany(self.index_sql[kind], rows)
         finally:
             cur.close()
 

@@ -14,6 +14,11 @@ Consumers (fhir_server/events) read events after their position, kept in `change
   (`xid < pg_snapshot_xmin(pg_current_snapshot())`,
   https://www.postgresql.org/docs/15/functions-info.html#FUNCTIONS-PG-SNAPSHOT), in (xid, txn)
   order: the position is (xid, txn), and no event can appear behind it later.
+
+A version written quietly (`Tx.record`: the AuditEvents the audit trail records) is no change event:
+its `xid` is NULL on PostgreSQL, where an event's is the writer's transaction id, and -1 on SQLite,
+where an event's is NULL (`QUIET_XID_*`); every read here leaves it out, and the partial index
+`ix_version_xid` holds events only, so a consumer's look never walks past quiet rows.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from sqlalchemy import Connection, and_, insert, select, text, update
 from . import tables as t
 
 Position = tuple[int, int]  # (xid, txn); xid is 0 on SQLite
+QUIET_XID_POSTGRES: int | None = None  # resource_version.xid of a version that is no change event
+QUIET_XID_SQLITE = -1
 START: Position = (0, 0)
 _CONTEXT_CACHE = 4096  # distinct write contexts remembered per store (ids of committed rows)
 
@@ -141,7 +148,7 @@ def _after(position: Position, sqlite: bool) -> Any:
     """The WHERE clause of the committed events after `position` (see the module docstring)."""
     xid, txn = position
     if sqlite:
-        return _V.txn > txn
+        return and_(_V.xid.is_(None), _V.txn > txn)
     after = (_V.xid > xid) | ((_V.xid == xid) & (_V.txn > txn))
     return and_(_V.xid.is_not(None), after, _VISIBLE)
 
@@ -168,7 +175,7 @@ def events_after(conn: Connection, position: Position, limit: int) -> list[Chang
 
 # `_after` as fixed SQL: a dispatcher runs this probe at every look, and building and compiling
 # the expression cost twice the query itself.
-_ANY_AFTER_SQLITE = text("SELECT 1 FROM resource_version WHERE txn > :txn LIMIT 1")
+_ANY_AFTER_SQLITE = text("SELECT 1 FROM resource_version WHERE xid IS NULL AND txn > :txn LIMIT 1")
 _ANY_AFTER_POSTGRES = text(
     "SELECT 1 FROM resource_version WHERE xid IS NOT NULL"
     " AND (xid > :xid OR (xid = :xid AND txn > :txn))"
@@ -233,7 +240,7 @@ def contents(conn: Connection, txns: list[int]) -> dict[int, bytes]:
 def latest(conn: Connection) -> Position:
     """The position of the newest event stored (committed or not yet visible), START when none."""
     if conn.dialect.name == "sqlite":
-        txn = conn.execute(select(_V.txn).order_by(_V.txn.desc()).limit(1)).scalar()
+        txn = conn.execute(select(_V.txn).where(_V.xid.is_(None)).order_by(_V.txn.desc()).limit(1)).scalar()
         return (0, int(txn)) if txn is not None else START
     row = conn.execute(
         select(_V.xid, _V.txn).where(_V.xid.is_not(None)).order_by(_V.xid.desc(), _V.txn.desc()).limit(1)

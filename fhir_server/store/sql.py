@@ -137,6 +137,7 @@ class Tx:
     # it, and a hidden target is refused like an unknown one (references are no existence oracle).
     visible: Callable[[Tx, set[tuple[str, str]]], set[tuple[str, str]]] | None = None
     _creates: list[fast.NewResource] = field(default_factory=list)
+    _quiet: list[fast.NewResource] = field(default_factory=list)  # `record`: no change events
     _reindex: list[tuple[int, fast.IndexRows]] = field(default_factory=list)
     _versions: list[tuple[Any, ...]] = field(default_factory=list)
     _refs: list[_RefCheck] = field(default_factory=list)
@@ -291,6 +292,17 @@ class Tx:
         )
         return stored
 
+    def record(self, resource: dict[str, Any], res_id: str, index: fast.IndexRows) -> Stored:
+        """Create a resource the server records for itself, whose version is NO change event
+        (store/outbox.py: consumers never see it): the audit trail's AuditEvents. `index` must be the
+        rows `search.index.index_tuples` would give the stored resource (the caller derives them
+        more cheaply; audit/event_index.py, with its oracle test). No reference is checked. Buffered
+        and written by `flush` in bulk (COPY on PostgreSQL); vread and history find it as usual."""
+        ts = self.now()
+        content = orjson.dumps(_as_stored(resource, res_id, 1, ts))
+        self._quiet.append(fast.NewResource(resource["resourceType"], res_id, ts, content, index, "POST"))
+        return Stored(resource["resourceType"], res_id, 1, ts, False, content, method="POST")
+
     def update(self, prev: Stored, resource: dict[str, Any], method: str = "PUT") -> Stored:
         """Write a new version on top of `prev` (current or deleted); VersionConflict if it moved on."""
         ts = self.now()
@@ -339,6 +351,11 @@ class Tx:
         """
         if not self.writable:
             return
+        if self._quiet:
+            quiet, self._quiet = self._quiet, []
+            assert self.sql is not None
+            self.sql.write_quiet(self.conn, quiet, self._context_id())
+            self.changes.add(fast.Batch(quiet))
         refs: list[_RefCheck] = []
         if check_references:
             refs, self._refs = self._refs, []

@@ -66,12 +66,13 @@ resource_version = Table(
     UniqueConstraint("resource_pk", "version", name="uq_version_resource_version"),
     Index("ix_version_type_updated", "res_type", "last_updated"),
     Index("ix_version_updated", "last_updated"),
+    # The change events (store/outbox.py): a quiet version's xid is NULL on PostgreSQL, -1 on SQLite.
     Index(
         "ix_version_xid",
         "xid",
         "txn",
         postgresql_where=text("xid IS NOT NULL"),
-        sqlite_where=text("xid IS NOT NULL"),
+        sqlite_where=text("xid IS NULL"),
     ),
 )
 

@@ -38,6 +38,11 @@ class Criteria:
     key_patient: str | None
 
 
+# Recorded by the server through `Tx.record`, whose versions are no change events (docs/audit.md):
+# a Subscription on them would never be notified, so it is refused.
+NO_CHANGE_EVENTS = frozenset({"AuditEvent"})
+
+
 def parse(text: object) -> Criteria:
     """The criteria of a Subscription; 400 (at Subscription.criteria) when it is no valid search."""
     if not isinstance(text, str) or not text.strip():
@@ -46,6 +51,10 @@ def parse(text: object) -> Criteria:
     res_type = res_type.rsplit("/", 1)[-1] if res_type.startswith(("http://", "https://")) else res_type
     if not is_resource_type(res_type):
         raise Invalid(f"The criteria must start with a resource type, not '{res_type[:64]}'", WHERE)
+    if res_type in NO_CHANGE_EVENTS:
+        raise Invalid(
+            f"{res_type} cannot be subscribed to: the server records them without change events", WHERE
+        )
     pairs = tuple(parse_qsl(q, keep_blank_values=True))
     for name, _value in pairs:
         if name.partition(":")[0] in query.RESULT_PARAMETERS or name in ("_format", "_pretty"):

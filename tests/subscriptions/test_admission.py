@@ -43,6 +43,7 @@ def _refused(http: TestClient, body: dict[str, Any], expression: str, status: in
         "NoSuchType?code=1",
         "",
         "http://example.org/topic/admission",  # a topic canonical this server does not know
+        "AuditEvent?action=R",  # recorded without change events (docs/audit.md)
     ],
 )
 def test_a_criteria_that_is_no_valid_search_is_refused(http: TestClient, criteria: str) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 23:06:35.851990
+Create Date: 2026-12-03 23:08:28.286706
 """
 
 import sqlalchemy as sa
@@ -424,7 +424,7 @@ def upgrade() -> None:
             ["xid", "txn"],
             unique=False,
             postgresql_where=sa.text("xid IS NOT NULL"),
-            sqlite_where=sa.text("xid IS NOT NULL"),
+            sqlite_where=sa.text("xid IS NULL"),
         )
 
     op.create_table(
@@ -587,9 +587,7 @@ def downgrade() -> None:
     op.drop_table("subscription")
     with op.batch_alter_table("resource_version", schema=None) as batch_op:
         batch_op.drop_index(
-            "ix_version_xid",
-            postgresql_where=sa.text("xid IS NOT NULL"),
-            sqlite_where=sa.text("xid IS NOT NULL"),
+            "ix_version_xid", postgresql_where=sa.text("xid IS NOT NULL"), sqlite_where=sa.text("xid IS NULL")
         )
         batch_op.drop_index("ix_version_updated")
         batch_op.drop_index("ix_version_type_updated")
