@@ -109,7 +109,6 @@ class Deliverer:
                     delete(_D).where(_D.c.state.in_(("sent", "withheld")), _D.c.queued_at < before)
                 ).rowcount
             )
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def claim_due(self) -> int:
         """Claim the Subscriptions with due notifications and drain each on the pool."""

@@ -220,7 +220,8 @@ def test_registrations_from_one_address_are_throttled(
     assert register(http, "first").status_code == 201
     assert register(http, "second").status_code == 201
     refused = register(http, "third")
-    assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 60
+    # the wait counts from the second registration: a slow machine may have spent a second since
+    assert refused.status_code == 429 and 58 <= int(refused.headers["retry-after"]) <= 60
     assert user_count(store) == 2
 
 
