@@ -31,6 +31,16 @@ class AccountRefused(Exception):
         self.retry_after = retry_after
 
 
+def check_new_password(new: str, repeated: str, username: str) -> None:
+    """Refuse a new password the policy rejects, or whose repetition differs."""
+    try:
+        password_policy.check(new, username)
+    except password_policy.WeakPassword as weak:
+        raise AccountRefused(str(weak)) from None
+    if new != repeated:
+        raise AccountRefused("The two new passwords differ.")
+
+
 def change_password(
     store: Store,
     session: Session,
@@ -56,12 +66,7 @@ def change_password(
         with store.write() as tx:
             login_throttle.record_failure(tx.conn, keys, now)
         raise AccountRefused("The current password is not correct.", 401)
-    try:
-        password_policy.check(new, user.username)
-    except password_policy.WeakPassword as weak:
-        raise AccountRefused(str(weak)) from None
-    if new != repeated:
-        raise AccountRefused("The two new passwords differ.")
+    check_new_password(new, repeated, user.username)
     if new == current:
         raise AccountRefused("The new password must differ from the current one.")
     new_hash = passwords.hash_password(new)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, insert, select, update
 
 from ..store.sql import Store
-from . import account, account_session, login_throttle, opaque_token, password_policy, passwords, users
+from . import account, account_session, login_throttle, opaque_token, passwords, users
 from .account import AccountRefused
 from .tables import password_reset
 from .users import User
@@ -100,12 +100,7 @@ def reset(
 ) -> User:
     """Spend the link and set the new password; ends the user's grants and sessions."""
     user = check_link(store, token, address=address, clock=clock)
-    try:
-        password_policy.check(new, user.username)
-    except password_policy.WeakPassword as weak:
-        raise AccountRefused(str(weak)) from None
-    if new != repeated:
-        raise AccountRefused("The two new passwords differ.")
+    account.check_new_password(new, repeated, user.username)
     new_hash = passwords.hash_password(new)
     now = int(clock())
     with store.write() as tx:

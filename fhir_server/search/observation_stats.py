@@ -309,16 +309,9 @@ def aggregate(
     return select(*out, *cols).group_by(*group).order_by(*group)
 
 
-def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, granule: int = 1) -> Select[Any]:
-    """Plain GROUP BY (no window) per (system, code, unit, canon_code[, bucket, offset]): count, sum,
-    minimum, maximum of the values as given and in canonical units; a code with several units is then
-    merged over its units in canonical units by the caller (sums, minima and maxima merge exactly).
-
-    With a bucket, the values are first summed per `granule` (µs; Zone.granule: no bucket boundary
-    or offset change inside one), a GROUP BY on one integer, and only those partial sums are
-    bucketed, so the zone's CASE runs once per granule instead of once per value."""
-    keys = [rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code]
-    cols = [
+def _measures(rows: Any) -> list[Any]:
+    """Count, sum, minimum and maximum of the values as given and in canonical units (they merge exactly)."""
+    return [
         func.count(rows.c.value).label("count"),
         func.sum(rows.c.value).label("sum"),
         func.min(rows.c.value).label("minimum"),
@@ -328,6 +321,18 @@ def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, granule: 
         func.min(rows.c.canon_value).label("canon_minimum"),
         func.max(rows.c.canon_value).label("canon_maximum"),
     ]
+
+
+def totals(rows: Any, bucket: Callable[[Any], tuple[Any, Any]] | None, granule: int = 1) -> Select[Any]:
+    """Plain GROUP BY (no window) per (system, code, unit, canon_code[, bucket, offset]): count, sum,
+    minimum, maximum of the values as given and in canonical units; a code with several units is then
+    merged over its units in canonical units by the caller (sums, minima and maxima merge exactly).
+
+    With a bucket, the values are first summed per `granule` (µs; Zone.granule: no bucket boundary
+    or offset change inside one), a GROUP BY on one integer, and only those partial sums are
+    bucketed, so the zone's CASE runs once per granule instead of once per value."""
+    keys = [rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code]
+    cols = _measures(rows)
     if bucket is None:
         return select(*keys, *cols).group_by(*keys)
     # SHIFT (a whole number of weeks) keeps the division on positive numbers, as in bucket_key
@@ -400,22 +405,7 @@ def rollup_totals(values: Values, bucket: Callable[[Any], tuple[Any, Any]]) -> S
     rows = value_rows(edge)
     keys = [rows.c.system, rows.c.code, rows.c.unit, rows.c.canon_code]
     slot = ((rows.c.at + SHIFT) // SLOT).label("slot")
-    raw = (
-        select(
-            *keys,
-            slot,
-            func.count(rows.c.value).label("count"),
-            func.sum(rows.c.value).label("sum"),
-            func.min(rows.c.value).label("minimum"),
-            func.max(rows.c.value).label("maximum"),
-            func.count(rows.c.canon_value).label("canon_count"),
-            func.sum(rows.c.canon_value).label("canon_sum"),
-            func.min(rows.c.canon_value).label("canon_minimum"),
-            func.max(rows.c.canon_value).label("canon_maximum"),
-        )
-        .where(rows.c.at.is_not(None))
-        .group_by(*keys, slot)
-    )
+    raw = select(*keys, slot, *_measures(rows)).where(rows.c.at.is_not(None)).group_by(*keys, slot)
     return _bucketed(union_all(rolled, raw).subquery(), bucket, SLOT)
 
 
