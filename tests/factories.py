@@ -197,3 +197,24 @@ def lab_observation(patient_id: str, code: str = "2345-7", value: float = 5.5) -
     obs = observation(patient_id, code=code, value=value)
     obs["category"][0]["coding"][0]["code"] = "laboratory"
     return obs
+
+
+def audit_event(audit_id: str, patient_id: str = "p1") -> dict[str, Any]:
+    """An AuditEvent of a read, shaped as the audit trail records it (audit/balp.py)."""
+    from fhir_server.audit import balp
+
+    return {
+        **balp.audit_event(
+            type_=balp.REST,
+            subtype=balp.restful_subtype("read"),
+            action="R",
+            started_us=1_764_824_400_000_000,
+            ended_us=1_764_824_400_001_000,
+            status=200,
+            who=None,
+            base="http://example.org/fhir",
+            entities=[balp.patient_entity(patient_id)],
+            description="HTTP 200 GET read Patient",
+        ),
+        "id": audit_id,
+    }

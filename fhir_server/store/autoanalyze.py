@@ -58,18 +58,34 @@ _SQLITE_SIZES = "SELECT tbl, max(CAST(stat AS INTEGER)), 0 FROM sqlite_stat1 GRO
 
 
 class Changes:
-    """Rows one database transaction wrote, per table and per resource type (counted at flush)."""
+    """Rows one database transaction wrote, per table and per resource type (counted at flush).
 
-    __slots__ = ("rows", "types")
+    Rows the server records for itself (`Tx.record`: the audit trail) are a steady trickle, not a
+    load: they count for their type's steps (`TYPE_STEPS`, which then analyze the tables they wrote
+    to) but not toward a table's changed rows, which PostgreSQL's own autovacuum follows. Counted,
+    every few hundred reads of a small database started a pass over every table (bench/bench_audit.py:
+    about half of the audit trail's cost of a read, docs/audit.md)."""
+
+    __slots__ = ("rows", "types", "recorded")
 
     def __init__(self) -> None:
         self.rows: Counter[str] = Counter()
         self.types: Counter[str] = Counter()
+        self.recorded: Counter[str] = Counter()  # rows per table of recorded resources (not in `rows`)
 
-    def add(self, batch: Any) -> None:
-        """Count a `store.fast.Batch` written (stale index rows deleted are not counted)."""
+    def add(self, batch: Any, *, recorded: bool = False) -> None:
+        """Count a `store.fast.Batch` written (stale index rows deleted are not counted);
+        `recorded`: the server's own records (see the class)."""
         written = len(batch.creates) + len(batch.versions)
         if not written and not batch.reindex:
+            return
+        if recorded:
+            self.recorded["resource"] += written
+            self.recorded["resource_version"] += written
+            for create in batch.creates:
+                self.types[create.res_type] += 1
+                for kind, index in create.index.items():
+                    self.recorded[_INDEX_TABLE[kind]] += len(index)
             return
         rows, types = self.rows, self.types
         rows["resource"] += written
@@ -100,6 +116,7 @@ class Analyzer:
         self.analyzed: list[tuple[str, float]] = []  # (table, seconds) of the last pass
         self._cond = threading.Condition()
         self._pending: Counter[str] = Counter()  # rows changed since this process analyzed the table
+        self._recorded: Counter[str] = Counter()  # of them, recorded rows: counted once a pass runs
         self._forced: set[str] = set()
         self._types: Counter[str] = Counter()  # rows written per type since the process started
         self._rows: dict[str, float] = {}  # rows per table at its last ANALYZE, as the last pass saw
@@ -112,17 +129,19 @@ class Analyzer:
 
     def committed(self, changes: Changes) -> None:
         """Note a committed transaction's changes (cheap: called on the request path)."""
-        if not changes.rows:
+        if not changes.rows and not changes.types:
             return
         with self._cond:
             self._last_commit = now = time.monotonic()
             pending = self._pending
             pending.update(changes.rows)
+            self._recorded.update(changes.recorded)
             for rtype, n in changes.types.items():
                 before = self._types[rtype]
                 self._types[rtype] = before + n
                 if any(before < step <= before + n for step in TYPE_STEPS):
                     self._forced.update(name for name, rows in pending.items() if rows)
+                    self._forced.update(name for name, rows in self._recorded.items() if rows)
             due = bool(self._forced) or any(
                 pending[name] >= threshold(self._rows.get(name, 0.0)) / 2 for name in changes.rows
             )  # half: the server's counts may add other processes' writes
@@ -163,8 +182,8 @@ class Analyzer:
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
-                pending, forced = self._pending, self._forced
-                self._pending, self._forced = Counter(), set()
+                pending, forced = self._pending + self._recorded, self._forced
+                self._pending, self._recorded, self._forced = Counter(), Counter(), set()
                 self._due_since, self._running = 0.0, True
             left: Counter[str] = pending
             started = time.monotonic()

@@ -355,7 +355,7 @@ class Tx:
             quiet, self._quiet = self._quiet, []
             assert self.sql is not None
             self.sql.write_quiet(self.conn, quiet, self._context_id())
-            self.changes.add(fast.Batch(quiet))
+            self.changes.add(fast.Batch(quiet), recorded=True)
         refs: list[_RefCheck] = []
         if check_references:
             refs, self._refs = self._refs, []

@@ -132,3 +132,45 @@ def test_a_pass_that_finds_another_process_analyzing_tries_again_after_it(store:
         other.commit()
     assert analyzer.wait_idle(WAIT)
     assert (_analyzed_rows(store, "resource", started) or 0) >= 600
+
+
+def _record_audit_events(store: Store, count: int, per_transaction: int = 50) -> None:
+    """`count` AuditEvents written as the audit recorder writes them (`Tx.record`)."""
+    from fhir_server.audit import event_index
+
+    for first in range(0, count, per_transaction):
+        with store.write() as tx:
+            for i in range(first, min(count, first + per_transaction)):
+                body = factories.audit_event(f"a{i}")
+                tx.record(body, body["id"], event_index.rows(body))
+
+
+def test_recorded_rows_alone_do_not_start_a_pass_below_their_type_step(store: Store) -> None:
+    """The audit trail's steady trickle (Tx.record) is left to autovacuum: many more rows than the
+    threshold, written as recorded resources, start no pass of this process's analyzer.
+    Fails on the code that counted recorded rows like any write (a pass ran)."""
+    analyzer = _fresh(store)
+    _record_audit_events(store, autoanalyze.TYPE_STEPS[0] - 1)  # 999 AuditEvents: about 20k index rows
+    assert analyzer.wait_idle(WAIT)
+    assert analyzer.passes == 0
+
+
+def test_recorded_rows_count_once_their_type_passes_a_step(store: Store) -> None:
+    """...but a type's first 1,000 recorded rows analyze the tables they wrote to, as for any type."""
+    analyzer = _fresh(store)
+    started = time.time()
+    _record_audit_events(store, autoanalyze.TYPE_STEPS[0])
+    assert analyzer.wait_idle(WAIT)
+    assert analyzer.passes >= 1
+    assert (_analyzed_rows(store, "resource", started) or 0) >= autoanalyze.TYPE_STEPS[0]
+
+
+def test_recorded_rows_are_counted_apart_from_written_rows() -> None:
+    changes = autoanalyze.Changes()
+    index: Any = {"token": [("a",), ("b",)], "reference": [("c",)]}
+    changes.add(
+        fast.Batch(creates=[fast.NewResource("AuditEvent", "1", 0, b"", index, "POST")]), recorded=True
+    )
+    assert changes.rows == {}
+    assert changes.types == {"AuditEvent": 1}
+    assert changes.recorded == {"resource": 1, "resource_version": 1, "idx_token": 2, "idx_reference": 1}
