@@ -66,7 +66,7 @@ class Changes:
     every few hundred reads of a small database started a pass over every table (bench/bench_audit.py:
     about half of the audit trail's cost of a read, docs/audit.md)."""
 
-    __slots__ = ("rows", "types", "recorded")
+    __slots__ = ("recorded", "rows", "types")
 
     def __init__(self) -> None:
         self.rows: Counter[str] = Counter()
