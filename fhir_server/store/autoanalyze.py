@@ -79,15 +79,7 @@ class Changes:
         written = len(batch.creates) + len(batch.versions)
         if not written and not batch.reindex:
             return
-        if recorded:
-            self.recorded["resource"] += written
-            self.recorded["resource_version"] += written
-            for create in batch.creates:
-                self.types[create.res_type] += 1
-                for kind, index in create.index.items():
-                    self.recorded[_INDEX_TABLE[kind]] += len(index)
-            return
-        rows, types = self.rows, self.types
+        rows, types = self.recorded if recorded else self.rows, self.types
         rows["resource"] += written
         rows["resource_version"] += written
         for create in batch.creates:
