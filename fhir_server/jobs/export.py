@@ -11,6 +11,7 @@ of DELETE entries. Warnings of a lenient kick-off go to an OperationOutcome `err
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,16 +122,19 @@ class _Run:
             since=params.get("since"),
             after=after,
         )
-        for found in found_rows:
-            if found.deleted:
-                self.deleted.write(_deleted_line(rtype, found.res_id))
-            else:
-                writer.write(elements.subset(found.content, keep) if keep is not None else found.content)
-                self.exported += 1
-            rows += 1
-            if rows >= settings.bulk_checkpoint_rows or time.monotonic() - last_time > CHECKPOINT_SECONDS:
-                self.checkpoint(index, found.pk, writer)
-                rows, last_time = 0, time.monotonic()
+        # Closed here when the loop stops early (LeaseLost at a checkpoint, a failed write): left to
+        # the garbage collector, its three connections and their server-side cursors stayed open.
+        with contextlib.closing(found_rows):
+            for found in found_rows:
+                if found.deleted:
+                    self.deleted.write(_deleted_line(rtype, found.res_id))
+                else:
+                    writer.write(elements.subset(found.content, keep) if keep is not None else found.content)
+                    self.exported += 1
+                rows += 1
+                if rows >= settings.bulk_checkpoint_rows or time.monotonic() - last_time > CHECKPOINT_SECONDS:
+                    self.checkpoint(index, found.pk, writer)
+                    rows, last_time = 0, time.monotonic()
         writer.close()
         self.done.extend(writer.finished)
         if writer.finished or self.deleted.count:

@@ -206,3 +206,24 @@ def test_an_ingest_whose_worker_keeps_dying_leaves_its_task_failed(
     body = task.resource()
     assert body["status"] == "failed"
     assert "stopped 3 times" in body["statusReason"]["text"]
+
+
+def test_an_export_that_loses_its_lease_returns_its_connections_at_once(
+    store: Store, settings: Settings
+) -> None:
+    """The snapshot stream of a run stopped by LeaseLost is closed when the run stops, not when the
+    garbage collector frees its traceback: its connections (server-side cursors on PostgreSQL) are
+    back in the pool while the exception is still held. Left open, they blocked the test fixture's
+    TRUNCATE until it ended those sessions, and the stream's later close raised AdminShutdown in an
+    unrelated test's setup. Fails on the code before contextlib.closing in export_type."""
+    put(store, *[factories.patient(f"P{i}") for i in range(30)])
+    created = _export_job(store, _type="Patient")
+    owner = job.worker_id()
+    claimed = job.claim(store, created.id, owner, settings.job_lease_seconds)
+    assert claimed is not None
+    checked_out = store.engine.pool.checkedout()
+    checks = iter([True, False])  # the lease is lost at the 2nd checkpoint, mid-stream
+    with pytest.raises(handlers.LeaseLost) as stopped:
+        export.run(store, settings, claimed, owner, lambda: next(checks))
+    assert stopped.value.__traceback__ is not None  # the frames (and the stream) are still referenced
+    assert store.engine.pool.checkedout() == checked_out
