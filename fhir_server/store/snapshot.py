@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,7 +222,7 @@ def stream(
     transaction_time: int,
     since: int | None,
     after: int = 0,
-) -> Iterator[Found]:
+) -> Generator[Found, None, None]:
     """Resources of a type meeting `conditions` as of `transaction_time`, pk ascending, after `after`.
 
     Without `since`, deleted resources are left out; with it, resources changed after `since` come
