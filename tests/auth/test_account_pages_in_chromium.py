@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from fhir_server.app import create_app
 from fhir_server.auth import totp, users
@@ -47,6 +49,22 @@ def fill(driver: WebDriver, **fields: str) -> None:
         element.send_keys(value)
 
 
+def submit(driver: WebDriver, button: str) -> None:
+    """Click a form's button and wait until the page it was on is gone: the answer page is looked at
+    only then (the form page may carry an id the wait looks for, e.g. its own `error` banner). A mark
+    set on the old page's window is gone in the new document's."""
+    driver.execute_script("window.__submitted = true")
+    driver.find_element(By.ID, button).click()
+
+    def gone(d: WebDriver) -> bool:
+        try:
+            return bool(d.execute_script("return window.__submitted === undefined"))
+        except WebDriverException:  # the page is between documents
+            return False
+
+    WebDriverWait(driver, 30).until(gone)
+
+
 @pytest.mark.slow
 def test_register_change_the_password_and_turn_on_totp_in_a_browser(
     live_server: str, browser: WebDriver, store: Store
@@ -54,21 +72,21 @@ def test_register_change_the_password_and_turn_on_totp_in_a_browser(
     browser.get(f"{live_server}/auth/register")
     _wait_for_one_of(browser, "register")
     fill(browser, given="Mary", family="Seacole", username="mary", password=FIRST, password2="typo" + FIRST)
-    browser.find_element(By.ID, "register").click()
+    submit(browser, "register")
     assert _wait_for_one_of(browser, "password2-problem", "done") == "password2-problem"
     assert browser.find_element(By.ID, "username").get_attribute("value") == "mary"  # kept, the passwords not
     assert browser.find_element(By.ID, "password").get_attribute("value") == ""
     fill(browser, password=FIRST, password2=FIRST)
-    browser.find_element(By.ID, "register").click()
+    submit(browser, "register")
     assert _wait_for_one_of(browser, "done", "error") == "done", browser.page_source
 
     browser.find_element(By.ID, "manage").click()
     _wait_for_one_of(browser, "account-login")
     fill(browser, username="mary", password=FIRST)
-    browser.find_element(By.ID, "account-login").click()
+    submit(browser, "account-login")
     assert _wait_for_one_of(browser, "change-password", "error") == "change-password", browser.page_source
     fill(browser, current=FIRST, new=SECOND, new2=SECOND)
-    browser.find_element(By.ID, "change-password").click()
+    submit(browser, "change-password")
     assert _wait_for_one_of(browser, "notice", "error") == "notice", browser.page_source
 
     browser.find_element(By.ID, "totp-start").click()
@@ -78,7 +96,7 @@ def test_register_change_the_password_and_turn_on_totp_in_a_browser(
     qr = browser.find_element(By.CSS_SELECTOR, "#totp-qr svg")  # the QR code, drawn inline
     assert qr.is_displayed() and qr.size["width"] > 80
     fill(browser, code=totp.generate(key, time.time()))
-    browser.find_element(By.ID, "totp-confirm").click()
+    submit(browser, "totp-confirm")
     assert _wait_for_one_of(browser, "notice", "error") == "notice", browser.page_source
     assert browser.find_element(By.ID, "totp-state").text == "on"
 
