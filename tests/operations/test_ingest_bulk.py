@@ -169,6 +169,37 @@ def test_each_device_is_written_once_per_run_and_observations_refer_to_it(
     assert stored_types(store) == types
 
 
+def test_two_chunks_in_flight_together_keep_the_meaning_of_one_chunk_at_a_time(
+    store: Store, app_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With FHIR_INGEST_PIPELINE=2 on PostgreSQL the second chunk's transaction starts while the first
+    is still open (the first waits for it here), and a record in both still becomes one resource;
+    SQLite writes one at a time whatever the setting."""
+    create_patient(store)
+    rows = _csv(tmp_path / "r.csv", range(3)).read_text().splitlines(keepends=True)
+    path = write(tmp_path / "overlap.csv", "".join([rows[0], rows[1], rows[2], rows[2], rows[3]]))
+    perform = ingest_bulk.BulkIngest._perform
+    second_started = threading.Event()
+    calls: list[int] = []
+    overlapped: list[bool] = []
+
+    def watched(self: ingest_bulk.BulkIngest, tx: Any, chunk: Any, out: Any) -> Any:
+        calls.append(len(calls))
+        if len(calls) == 1:  # the first chunk's transaction: is the second one started meanwhile?
+            overlapped.append(second_started.wait(0.5 if store.sqlite else 10))
+        else:
+            second_started.set()
+        return perform(self, tx, chunk, out)
+
+    monkeypatch.setattr(ingest_bulk.BulkIngest, "_perform", watched)
+    pipelined = app_settings.model_copy(update={"ingest_pipeline": 2})
+    tally = _ingest(store, pipelined, path, chunk=2)  # [0 1] [1 2]: record 1 in both
+    assert overlapped == [not store.sqlite]
+    assert sum(_identifiers(store).values()) == 3 and set(_identifiers(store).values()) == {1}
+    assert (tally.created, tally.existing, tally.problems) == (3 + 2, 1, [])
+    assert stored_types(store) == Counter({"Patient": 1, "Observation": 3, "Provenance": 2})
+
+
 def test_a_record_about_a_patient_that_does_not_exist_is_a_problem(
     store: Store, app_settings: Settings, tmp_path: Path
 ) -> None:
