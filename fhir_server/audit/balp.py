@@ -10,14 +10,14 @@ Role agent and the observer. Logins and tokens are DICOM "User Authentication" (
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import os
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from .. import instant
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
@@ -92,6 +92,31 @@ def outcome(status: int) -> str:
     if status < 400:
         return "0"
     return "4" if status < 500 else "8"
+
+
+@functools.lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def timestamp(us: int) -> str:
+    """`instant.to_fhir(us)`, the formatted second kept for the next events (the same second, mostly)."""
+    seconds, micro = divmod(us, 1_000_000)
+    return f"{_second(seconds)}.{micro:06d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _shared(who: Who | None, base: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    return agents(who, base), source(base)
+
+
+def _agents_and_source(who: Who | None, base: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """`agents(who, base)` and `source(base)`, built once per caller and shared by its events
+    (nothing changes an AuditEvent once built: it is serialised and indexed as it is)."""
+    try:
+        return _shared(who, base)
+    except TypeError:  # a caller attribute that is not hashable
+        return agents(who, base), source(base)
 
 
 def agents(who: Who | None, base: str) -> list[dict[str, Any]]:
@@ -187,8 +212,9 @@ def audit_event(
     description: str | None = None,
 ) -> dict[str, Any]:
     """One AuditEvent (R4) with a new id."""
-    end = instant.to_fhir(ended_us or started_us)
-    start = end if started_us == (ended_us or started_us) else instant.to_fhir(started_us)
+    end = timestamp(ended_us or started_us)
+    start = end if started_us == (ended_us or started_us) else timestamp(started_us)
+    agent, source_ = _agents_and_source(who, base)
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": new_id(),
@@ -197,8 +223,8 @@ def audit_event(
         "period": {"start": start, "end": end},
         "recorded": end,
         "outcome": outcome(status),
-        "agent": agents(who, base),
-        "source": source(base),
+        "agent": agent,
+        "source": source_,
     }
     if subtype is not None:
         event["subtype"] = [subtype]

@@ -1,11 +1,58 @@
-"""The patients a resource is about: its Patient compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html)."""
+"""The patients a resource is about: its Patient compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html).
+
+A resource is in a Patient's compartment when one of its type's compartment parameters has a local
+`Patient/<id>` reference row (`search/index.py`). Rather than build each parameter's rows, the
+branches of their compiled expressions are run here once per type's plan: a branch that reads an
+element the resource lacks is skipped, a branch `Type.element` of References (or its
+`.where(resolve() is Patient)`: 87 of the 100) is read directly with `reference.index_target`
+for a single Reference, and any other branch gives its elements to the reference type's `values`.
+tests/audit/test_patients.py checks this against the rows of `param_tuples` over HL7's
+examples and Synthea's resources.
+"""
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
+from ..fhirpath import compiler
+from ..search import parameters
 from ..search.compartment import patient_compartment_params
-from ..search.index import param_tuples
+from ..search.index import NOT_INDEXED, param_tuples
+from ..search.types import reference
+
+# One branch of a compartment parameter: (first element it reads or None, its compiled function, its
+# FHIR type, the parameter's code, whether it is `Type.element` or `Type.element.where(resolve() is
+# Patient)` of References: read directly). fn None: not compiled (`param_tuples`, always run).
+Branch = tuple[str | None, compiler.Fn | None, str, str, bool]
+
+
+@functools.cache
+def _plan(res_type: str) -> tuple[Branch, ...]:
+    """The branches of the Patient compartment parameters of one type (built once per type)."""
+    out: list[Branch] = []
+    direct = re.compile(rf"{re.escape(res_type)}\.(\w+)(?:\.where\(resolve\(\) is Patient\))?")
+    for code in patient_compartment_params(res_type):
+        sp = parameters.get(res_type, code)
+        if sp is None or sp.code in NOT_INDEXED or not sp.expression or sp.kind != reference.KIND:
+            out.append((None, None, "", code, False))  # not the usual shape: the general path
+            continue
+        extractor = compiler.compile_expression(sp.expression, res_type)
+        if extractor.branches is None:
+            out.append((None, None, "", code, False))
+            continue
+        plain = direct.fullmatch(sp.expression)
+        for fn, fhir_type in extractor.branches:
+            key = compiler.first_key(fn)
+            simple = (
+                plain is not None
+                and len(extractor.branches) == 1
+                and fhir_type == "Reference"
+                and key == plain.group(1)
+            )
+            out.append((key, fn, fhir_type, code, simple))
+    return tuple(out)
 
 
 def of_resource(resource: dict[str, Any]) -> set[str]:
@@ -17,9 +64,34 @@ def of_resource(resource: dict[str, Any]) -> set[str]:
         rid = resource.get("id")
         return {rid} if isinstance(rid, str) else set()
     out: set[str] = set()
-    for code in patient_compartment_params(res_type):
-        for row in param_tuples(resource, code).get("reference", []):
-            # (param_id, grp, target_type, target_id, url): url is None for a local reference
-            if row[2] == "Patient" and row[4] is None:
-                out.add(str(row[3]))
+    for key, fn, fhir_type, code, simple in _plan(res_type):
+        if fn is None:
+            _add(out, param_tuples(resource, code).get(reference.KIND, ()))
+            continue
+        if simple:
+            value = resource.get(key)  # type: ignore[arg-type]
+            if value is None:
+                continue
+            ref = value.get("reference") if value.__class__ is dict and "resourceType" not in value else None
+            if ref.__class__ is str:
+                # one Reference: `values` gives the row of index_target(ref) alone, and a local
+                # Patient reference passes `where(resolve() is Patient)` (the type before its id)
+                target = reference.index_target(ref)
+                if target is not None and target[0] == "Patient" and target[2] is None:
+                    out.add(str(target[1]))
+                continue
+        elif key is not None and key not in resource:
+            continue
+        found = fn([resource], resource)
+        if found:
+            sink: dict[str, list[tuple[Any, ...]]] = {reference.KIND: [], "token": []}
+            reference.values(found, fhir_type, 0, 0, sink)
+            _add(out, sink[reference.KIND])
     return out
+
+
+def _add(out: set[str], rows: Any) -> None:
+    for row in rows:
+        # (param_id, grp, target_type, target_id, url): url is None for a local reference
+        if row[2] == "Patient" and row[4] is None:
+            out.add(str(row[3]))
