@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,29 +18,23 @@ def test_timestamps_are_the_fhir_instants(us: int, later: int) -> None:
     assert balp.timestamp(us + later) == instant.to_fhir(us + later)  # the second kept, or not
 
 
-def test_the_agents_and_source_of_one_caller_are_built_once_and_as_agents_builds_them() -> None:
-    who = balp.Who("app", "user-1", "Practitioner/7", None)
-    first = balp.audit_event(
+def _event(who: balp.Who, started_us: int) -> dict[str, Any]:
+    return balp.audit_event(
         type_=balp.REST,
         subtype=None,
         action="R",
-        started_us=1,
-        ended_us=2,
+        started_us=started_us,
+        ended_us=started_us + 1,
         status=200,
         who=who,
         base="http://x",
         entities=[],
     )
-    second = balp.audit_event(
-        type_=balp.REST,
-        subtype=None,
-        action="R",
-        started_us=3,
-        ended_us=4,
-        status=200,
-        who=balp.Who("app", "user-1", "Practitioner/7", None),
-        base="http://x",
-        entities=[],
-    )
+
+
+def test_the_agents_and_source_of_one_caller_are_built_once_and_as_agents_builds_them() -> None:
+    who = balp.Who("app", "user-1", "Practitioner/7", None)
+    first = _event(who, 1)
+    second = _event(balp.Who("app", "user-1", "Practitioner/7", None), 3)
     assert first["agent"] == balp.agents(who, "http://x") and first["source"] == balp.source("http://x")
     assert second["agent"] is first["agent"]
