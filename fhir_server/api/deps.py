@@ -37,6 +37,9 @@ async def get_principal(request: Request) -> AuthPrincipal:
             note_client(ANONYMOUS.client_id)
             return ANONYMOUS
         raise Unauthorized("An access token is required", headers={"WWW-Authenticate": realm})
+    # The token is checked on the primary (a token issued a moment ago may not be on a replica yet),
+    # whatever reader the context this request started from names (store/replicas.py).
+    replicas.reader.set(None)
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -109,6 +110,8 @@ def test_the_interaction_context_carries_the_principal(store: Store) -> None:
     ctx = Context(store=store, settings=Settings(base_url=BASE))
     request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(context=ctx)))
     principal = Principal(client_id="c", kind="system")
-    got = deps.get_context(request, principal)
+    # in a copy of the context: get_context names the request's reader (store/replicas.py), which
+    # must not stay set in this thread for later tests' requests
+    got = contextvars.copy_context().run(deps.get_context, request, principal)
     assert got.principal is principal and got.store is store
     assert ctx.principal is None
