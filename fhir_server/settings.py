@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     bulk_import_max_upload_bytes: int = 1024**3  # an ndjson body POSTed to $import
     ingest_max_upload_bytes: int = 4 * 1024**3  # a file POSTed to $ingest (Apple Health exports are large)
     # chunks of one ingest in flight at once on PostgreSQL (operations/ingest_bulk.py "Pipelined"):
-    # 2 writes ~10-17% more records/s for ~22 MiB more memory
+    # 2 writes up to ~17% more records/s for ~22 MiB more memory
     ingest_pipeline: int = 1
     # SMART authorization server (fhir_server/auth): token lifetimes, CORS for browser apps, admin API.
     access_token_seconds: int = 3600

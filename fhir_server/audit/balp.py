@@ -106,17 +106,10 @@ def timestamp(us: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _shared(who: Who | None, base: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    return agents(who, base), source(base)
-
-
 def _agents_and_source(who: Who | None, base: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """`agents(who, base)` and `source(base)`, built once per caller and shared by its events
-    (nothing changes an AuditEvent once built: it is serialised and indexed as it is)."""
-    try:
-        return _shared(who, base)
-    except TypeError:  # a caller attribute that is not hashable
-        return agents(who, base), source(base)
+    """`agents(who, base)` and `source(base)`, built once per caller (a frozen `Who` of strings) and
+    shared by its events (nothing changes an AuditEvent once built: it is serialised and indexed as it is)."""
+    return agents(who, base), source(base)
 
 
 def agents(who: Who | None, base: str) -> list[dict[str, Any]]:

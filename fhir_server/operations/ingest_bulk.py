@@ -35,7 +35,7 @@ Records found already present are not validated again: nothing of them is writte
 
 Pipelined (PostgreSQL, `FHIR_INGEST_PIPELINE=2`; off by default): two chunks are in flight at once,
 each in its own transaction on its own connection, so one chunk's Python work (lookup, validation,
-index rows) runs while the database writes the other: 10-17% more records/s for about 22 MiB more
+index rows) runs while the database writes the other: up to ~17% more records/s for about 22 MiB more
 peak memory (bench/README.md "Idempotent writes").
 The meaning is unchanged because the chunks serialise where it matters: a record's lock key is held
 until its transaction commits, so a record in both chunks waits for the first and then finds it (as
@@ -137,9 +137,9 @@ class BulkIngest:
     def write(self, on_chunk: Callable[[Tally], None] | None = None) -> Tally:
         """Write every chunk of the run (skipping the chunks a resumed job's tally has seen).
 
-        On PostgreSQL `Settings.ingest_pipeline` chunks are in flight at once (default 1), each in its own transaction on its own
-        connection: while one waits for its COPY and commit, the next is resolved, validated and
-        indexed (see the module docstring, "Pipelined"). Outcomes are applied, and `on_chunk` called,
+        On PostgreSQL `Settings.ingest_pipeline` chunks (default 1) are in flight at once, each in its
+        own transaction on its own connection: while one waits for its COPY and commit, the next is
+        resolved, validated and indexed (see the module docstring, "Pipelined"). Outcomes are applied, and `on_chunk` called,
         in chunk order."""
         depth = 1 if self.ctx.store.sqlite else max(1, self.ctx.settings.ingest_pipeline)
         with bulk_collection(), ThreadPoolExecutor(depth, thread_name_prefix="ingest-chunk") as pool:
