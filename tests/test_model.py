@@ -47,3 +47,33 @@ def test_a_backspace_escape_is_rejected_and_an_escaped_backslash_before_b_is_not
     assert _verdict(orjson.loads(backspace), backspace) is not None
     backslash_b = b'{"resourceType":"Patient","name":[{"family":"a\\\\bc"}]}'
     assert _verdict(orjson.loads(backslash_b), backslash_b) is None
+
+
+def _r4b_model_types() -> frozenset[str]:
+    """The resource types the R4B models define (how `model.resource_types` used to list them)."""
+    import importlib
+    import pkgutil
+
+    import fhir.resources.R4B as r4b
+
+    names: set[str] = set()
+    for info in pkgutil.iter_modules(r4b.__path__):
+        if info.name.startswith(("fhirtypes", "fhirprimitive", "_")):
+            continue
+        for attr in vars(importlib.import_module(f"{r4b.__name__}.{info.name}")).values():
+            rtype = getattr(attr, "__resource_type__", None)
+            resource = isinstance(attr, type) and any(b.__name__ == "Resource" for b in attr.__mro__[1:])
+            if resource and rtype == attr.__name__:
+                names.add(rtype)
+    return frozenset(names)
+
+
+def test_the_stored_types_are_the_r4b_models_types_less_r4b_only_plus_r4_only() -> None:
+    """HL7's resource-types code system gives the same 145 types as the R4B models adjusted by hand."""
+    expected = (
+        _r4b_model_types() - {"Parameters", "Resource", "DomainResource"} - model.R4B_ONLY
+    ) | model.R4_ONLY
+    assert model.resource_types() == expected
+    assert "Parameters" not in model.resource_types() and "Observation" in model.resource_types()
+    assert model.has_r4b_model("Observation") and not model.has_r4b_model("SubstanceProtein")
+    assert not model.has_r4b_model("Citation")  # R4B-only: not served at all
