@@ -1,15 +1,15 @@
 """Warm a server process before it takes requests.
 
-The first request would otherwise pay for one-time work: importing every R4B model (the resource
-type list, ~5 s), the UCUM tables behind quantity indexing (~1 s) and the compiled search index
-plans. A benchmark or a user would see that as a slow first request per worker.
+The first request would otherwise pay for one-time work: the validator's compiled definitions,
+the UCUM tables behind quantity indexing (~1 s) and the compiled search index plans. A benchmark or a user would see that as a slow first request per worker.
 
 Then the ~400,000 objects loaded so far are frozen out of the cyclic garbage collector
 (https://docs.python.org/3/library/gc.html#gc.freeze): they live as long as the process, and every
 full collection would otherwise walk them all, a pause of about 0.2 s in the middle of requests.
 
 `bulk_collection()` spaces collections out while a bulk job allocates millions of short-lived
-containers (parsed lines, model instances, index rows).
+containers (parsed lines, model instances, index rows); `chunked_collection()` runs them between a
+chunked job's chunks instead.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from . import model, validation
@@ -65,3 +65,30 @@ def bulk_collection() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+# Generation-0 threshold while a chunked writer runs: only a safety net (a chunk of 1,000 records
+# leaves ~170,000 containers alive until it is written); the collections run between chunks.
+CHUNKED_GC_THRESHOLD = (1_000_000, 20, 100)
+
+
+@contextmanager
+def chunked_collection() -> Iterator[Callable[[], None]]:
+    """Collect between the chunks of a bulk writer (call the function it gives after each chunk).
+
+    Collections walk the objects alive at the time. In the middle of a chunk that is all of its
+    records, resources and index rows: `fhir-server ingest` spent 2.4 s of 27 in 348 generation-0
+    collections per 100,000 records at `BULK_GC_THRESHOLD`. After a chunk its objects are freed
+    by their reference counts, and a collection walks only what outlives it. Restores the old
+    setting."""
+    before = gc.get_threshold()
+    gc.set_threshold(*CHUNKED_GC_THRESHOLD)
+    try:
+        yield _between_chunks
+    finally:
+        gc.set_threshold(*before)
+
+
+def _between_chunks() -> None:
+    """Collect the young generation, and the middle one every `CHUNKED_GC_THRESHOLD[1]` times."""
+    gc.collect(1 if gc.get_count()[1] >= CHUNKED_GC_THRESHOLD[1] else 0)

@@ -77,11 +77,15 @@ def _composite_step(sp: SearchParam, extractor: compiler.Extractor) -> Step | No
         composite.ComponentPlan(c.expression, sp.resource_type, VALUES[c.type], c.type) for c in sp.components
     )
     pid = sp.param_id
+    by_type: dict[str, list[compiler.Extractor]] = {}  # the components' extractors per element type
 
     def step(resource: dict[str, Any], sink: RowSink) -> None:
         grp = 1
         for found, fhir_type in extractor.typed_on(resource, resource):
-            grp = composite.values(found, fhir_type, pid, grp, sink, plans, resource)
+            extractors = by_type.get(fhir_type)
+            if extractors is None:
+                extractors = by_type[fhir_type] = [c.extractor(fhir_type) for c in plans]
+            grp = composite.values(found, fhir_type, pid, grp, sink, plans, resource, extractors)
 
     return step
 

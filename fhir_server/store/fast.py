@@ -99,13 +99,17 @@ _FLOAT_POS = {
 def _index_tuples(pk: int, index: IndexRows, out: dict[str, list[Row]]) -> None:
     """Append (pk, *values) rows; `index` holds row tuples (search.index.index_tuples) or row dicts."""
     for kind, rows in index.items():
-        bucket = out.setdefault(kind, [])
+        bucket = out.get(kind)
+        if bucket is None:
+            bucket = out[kind] = []
         if rows and isinstance(rows[0], dict):
             get = _GET[kind]
             single = len(INDEX_COLUMNS[kind]) == 2
             bucket.extend((pk, get(row)) if single else (pk, *get(row)) for row in rows)
         else:
-            bucket.extend((pk, *row) for row in rows)
+            append = bucket.append  # a plain loop: a third cheaper than extend(generator)
+            for row in rows:
+                append((pk, *row))
 
 
 def _rows(batch: Batch, pks: Sequence[int]) -> tuple[list[Row], list[Row], list[int], dict[str, list[Row]]]:
@@ -218,7 +222,10 @@ class _Postgres:
         total = 2 * n + len(batch.versions)
         total += sum(len(rows) for c in batch.creates for rows in c.index.values())
         total += sum(len(rows) for _, idx in batch.reindex for rows in idx.values())
-        refs = sorted(batch.refs)
+        # A resource this batch creates exists once it is written: only the others are looked up
+        # (a chunk's Provenance names its thousand new Observations).
+        new = {(c.res_type, c.res_id) for c in batch.creates}
+        refs = sorted(batch.refs - new)
         try:
             if total < COPY_MIN_ROWS:
                 # The n-th create's key is -n until the sequence gives the real one (in the statement).
@@ -233,7 +240,6 @@ class _Postgres:
             if exc.diag.constraint_name == "uq_resource_type_id":
                 raise DuplicateId() from None
             raise
-        new = {(c.res_type, c.res_id) for c in batch.creates}
         return found | (batch.refs & new)
 
     def _one_statement(
@@ -404,7 +410,10 @@ class _Sqlite:
             cur.executemany(self.version_sql, versions)
             for kind, rows in index.items():
                 cur.executemany(self.index_sql[kind], rows)
-            return {ref for ref in batch.refs if cur.execute(self.ref_sql, ref).fetchone() is not None}
+            new = {(c.res_type, c.res_id) for c in batch.creates}
+            others = batch.refs - new  # what this batch creates exists
+            found = {ref for ref in others if cur.execute(self.ref_sql, ref).fetchone() is not None}
+            return found | (batch.refs & new)
         finally:
             cur.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -198,6 +199,33 @@ def test_two_chunks_in_flight_together_keep_the_meaning_of_one_chunk_at_a_time(
     assert sum(_identifiers(store).values()) == 3 and set(_identifiers(store).values()) == {1}
     assert (tally.created, tally.existing, tally.problems) == (3 + 2, 1, [])
     assert stored_types(store) == Counter({"Patient": 1, "Observation": 3, "Provenance": 2})
+
+
+def test_chunks_in_flight_together_run_with_a_short_gil_switch_interval_restored_after(
+    store: Store, app_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While two chunks are in flight on PostgreSQL the interval is 1 ms (so a chunk back from a
+    round trip soon gets the GIL); it is restored after the run, also when nested runs overlap."""
+    create_patient(store)
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    perform = ingest_bulk.BulkIngest._perform
+
+    def watched(self: ingest_bulk.BulkIngest, tx: Any, chunk: Any, out: Any) -> Any:
+        seen.append(sys.getswitchinterval())
+        return perform(self, tx, chunk, out)
+
+    monkeypatch.setattr(ingest_bulk.BulkIngest, "_perform", watched)
+    path = _csv(tmp_path / "two.csv", range(4))
+    pipelined = app_settings.model_copy(update={"ingest_pipeline": 2})
+    with ingest_bulk._quick_switching():  # another run already in flight keeps it short
+        _ingest(store, pipelined, path, chunk=2)
+        assert sys.getswitchinterval() == min(before, 0.001)
+    assert sys.getswitchinterval() == before
+    expected = before if store.sqlite else min(before, 0.001)  # SQLite writes a chunk at a time
+    assert seen and set(seen) == {min(before, 0.001)}
+    _ingest(store, pipelined, _csv(tmp_path / "more.csv", range(4, 8)), chunk=2)
+    assert seen[-1] == expected and sys.getswitchinterval() == before
 
 
 def test_a_record_about_a_patient_that_does_not_exist_is_a_problem(

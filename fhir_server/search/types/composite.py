@@ -50,9 +50,13 @@ def values(
     sink: RowSink,
     components: Sequence[ComponentPlan],
     root: dict[str, Any],
+    extractors: Sequence[Extractor] | None = None,
 ) -> int:
-    """Index each element's components under grp, grp+1, ...; returns the next free grp."""
-    extractors = [c.extractor(fhir_type) for c in components]
+    """Index each element's components under grp, grp+1, ...; returns the next free grp.
+
+    `extractors`: the components' compiled extractors for `fhir_type`, when the caller keeps them."""
+    if extractors is None:
+        extractors = [c.extractor(fhir_type) for c in components]
     # the later components (values) are the selective ones: look for a missing one from the end
     order = range(len(components) - 1, -1, -1)
     for element in elements:
