@@ -98,8 +98,18 @@ class _Devices:
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str, str], DeviceInfo] = {}
+        self._raw: dict[tuple[str, str, str], DeviceInfo] = {}  # by the attributes as written
 
     def get(self, source_name: str, source_version: str, device: str) -> DeviceInfo:
+        raw = (source_name, source_version, device)
+        hit = self._raw.get(raw)
+        if hit is None:
+            if len(self._raw) > 10_000:
+                self._raw.clear()
+            hit = self._raw[raw] = self._stripped(source_name, source_version, device)
+        return hit
+
+    def _stripped(self, source_name: str, source_version: str, device: str) -> DeviceInfo:
         device = _POINTER.sub("", device) if device else ""
         key = (source_name, source_version, device)
         hit = self._cache.get(key)
@@ -124,44 +134,90 @@ def _device_info(source_name: str, source_version: str, device: str) -> DeviceIn
     )
 
 
+# What the parser hands over: the root's tag as it starts, then each child of the root as it ends
+# (its tag, its attributes, and for a Correlation the attributes of the Records inside it).
+_Ended = tuple[str, dict[str, str], list[dict[str, str]] | None]
+_CHUNK = 16 * 1024  # bytes fed to the parser at a time (as ElementTree.iterparse reads)
+
+
+class _Target:
+    """An ``XMLParser`` target that keeps only attributes: no Element tree is built."""
+
+    __slots__ = ("attrs", "depth", "events", "nested")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.attrs: dict[str, str] = {}
+        self.nested: list[dict[str, str]] | None = None
+        self.events: list[str | _Ended] = []
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        depth = self.depth = self.depth + 1
+        if depth == 2:
+            self.attrs = attrib
+            self.nested = [] if tag == "Correlation" else None
+        elif depth > 2:
+            if tag == "Record" and self.nested is not None:
+                self.nested.append(attrib)
+        else:
+            self.events.append(tag)
+
+    def end(self, tag: str) -> None:
+        depth = self.depth = self.depth - 1
+        if depth == 1:
+            self.events.append((tag, self.attrs, self.nested))
+
+
+def _events(fh: IO[bytes]) -> Iterator[str | _Ended]:
+    """The parse events of the stream, as ``ElementTree.iterparse`` would order them: those before a
+    syntax error in a chunk come out first, then the :class:`ET.ParseError` is raised."""
+    target = _Target()
+    parser = ET.XMLParser(target=target)
+    events = target.events
+    while True:
+        data = fh.read(_CHUNK)
+        if not data:
+            break
+        error: ET.ParseError | None = None
+        try:
+            parser.feed(data)
+        except ET.ParseError as exc:
+            error = exc
+        ready = events[:]
+        events.clear()
+        yield from ready
+        if error is not None:
+            raise error
+    parser.close()  # raises for a document cut short
+    yield from events
+
+
 def read_export(fh: IO[bytes], ctx: ReadContext) -> Iterator[Sample]:
     """Samples from an export.xml byte stream; malformed XML ends the stream with a problem."""
     devices = _Devices()
     counts = ctx.counts
     ordinal: dict[str, int] = {}
-    depth = 0
-    root: ET.Element | None = None
     last = "HealthData"
     try:
-        for event, elem in ET.iterparse(fh, events=("start", "end")):
-            if event == "start":
-                depth += 1
-                if depth == 1:
-                    root = elem
-                    if elem.tag != "HealthData":
-                        ctx.problem(
-                            elem.tag, f"not an Apple Health export: root element <{elem.tag}>", "fatal"
-                        )
-                        return
+        for event in _events(fh):
+            if isinstance(event, str):  # the root starts
+                if event != "HealthData":
+                    ctx.problem(event, f"not an Apple Health export: root element <{event}>", "fatal")
+                    return
                 continue
-            depth -= 1
-            if depth != 1:
-                continue
-            tag = elem.tag
+            tag, attrs, nested = event
             n = ordinal[tag] = ordinal.get(tag, 0) + 1
             last = f"HealthData/{tag}[{n}]"
             if tag == "Record":
                 counts["records"] += 1
-                sample = _record(elem, last, devices, ctx)
+                sample = _record(attrs, last, devices, ctx)
                 if sample is not None:
                     yield sample
             elif tag == "Correlation":
                 counts["records"] += 1
-                sample = _correlation(elem, last, devices, ctx)
+                sample = _correlation(attrs, nested or [], last, devices, ctx)
                 if sample is not None:
                     yield sample
-            assert root is not None
-            root.clear()
     except ET.ParseError as exc:
         line, column = exc.position
         what = "truncated" if "no element found" in str(exc) else "malformed"
@@ -169,13 +225,13 @@ def read_export(fh: IO[bytes], ctx: ReadContext) -> Iterator[Sample]:
         ctx.problem(line, f"{what} XML at column {column}{after}: {exc}", "fatal")
 
 
-def _record(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
-    get = elem.attrib.get
+def _record(attrs: dict[str, str], path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
+    get = attrs.get
     hk_type = get("type", "")
     metric = QUANTITY_TYPES.get(hk_type)
     if metric is None:
         if hk_type == SLEEP_TYPE:
-            return _sleep(elem, path, devices, ctx)
+            return _sleep(attrs, path, devices, ctx)
         if hk_type in BP_PARTS:
             # Exports repeat each correlation's parts as top-level records: the panel covers them.
             ctx.skip(hk_type)
@@ -195,12 +251,14 @@ def _record(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) ->
             ctx.problem(path, f"non-numeric value {raw!r} for {hk_type}")
             ctx.counts["rejected"] += 1
             return None
+    start_text, end_text = get("startDate", ""), get("endDate", "")
+    start = apple_datetime(start_text)
     return Sample(
         metric,
-        apple_datetime(get("startDate", "")),
+        start,
         value,
         get("unit"),
-        apple_datetime(get("endDate", "")) or None,
+        (start if end_text == start_text else apple_datetime(end_text)) or None,
         (),
         devices.get(get("sourceName", ""), get("sourceVersion", ""), get("device", "")),
         None,
@@ -208,8 +266,8 @@ def _record(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) ->
     )
 
 
-def _sleep(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
-    get = elem.attrib.get
+def _sleep(attrs: dict[str, str], path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
+    get = attrs.get
     stage = get("value", "")
     if stage not in SLEEP_STAGES:
         ctx.problem(path, f"unknown sleep stage {stage!r}")
@@ -231,18 +289,21 @@ def _sleep(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) -> 
     return Sample(metric, start, value, "min", end, (), device, None, path)
 
 
-def _correlation(elem: ET.Element, path: str, devices: _Devices, ctx: ReadContext) -> Sample | None:
-    get = elem.attrib.get
+def _correlation(
+    attrs: dict[str, str], records: list[dict[str, str]], path: str, devices: _Devices, ctx: ReadContext
+) -> Sample | None:
+    """A blood pressure panel from a Correlation's attributes and those of the Records inside it."""
+    get = attrs.get
     if get("type") != BP_CORRELATION:
         ctx.skip(get("type") or "Correlation")
         return None
     parts: list[Component] = []
     device = get("device", "")
-    for child in elem.iter("Record"):
-        device = device or child.attrib.get("device", "")
-        key = BP_PARTS.get(child.attrib.get("type", ""))
+    for child in records:
+        device = device or child.get("device", "")
+        key = BP_PARTS.get(child.get("type", ""))
         if key is not None:
-            parts.append(Component(key, child.attrib.get("value", ""), child.attrib.get("unit")))
+            parts.append(Component(key, child.get("value", ""), child.get("unit")))
     if len(parts) != 2:
         ctx.problem(path, f"blood pressure correlation has {len(parts)} of its 2 readings")
         ctx.counts["rejected"] += 1

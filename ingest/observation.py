@@ -83,6 +83,15 @@ _FHIR_DATETIME = re.compile(
 _COMPACT_OFFSET = re.compile(r"([+-])(\d\d)(\d\d)$")
 
 
+# The usual full form ``YYYY-MM-DDThh:mm:ss`` + ``Z`` or ``+hh:mm`` is checked piecewise: the clock
+# against these sets, the date and the zone against the general path once each (memoised).
+_CLOCKS = frozenset(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+_SECONDS = frozenset(f"{s:02d}" for s in range(60))
+_DATES: dict[str, bool] = {}  # "YYYY-MM-DDT" -> valid
+_ZONES: dict[str, bool] = {}  # "Z", "+01:00" -> valid
+_MEMO_LIMIT = 10_000
+
+
 def fhir_datetime(text: str, default_tz: tzinfo | None = None) -> str:
     """``text`` as a FHIR dateTime, keeping its time zone; raise :class:`SampleError`.
 
@@ -90,6 +99,39 @@ def fhir_datetime(text: str, default_tz: tzinfo | None = None) -> str:
     8601 forms (space separator, ``+0100`` offsets, no seconds) are normalised. A time without a
     zone takes ``default_tz`` or is rejected: FHIR requires a zone whenever a time is given.
     """
+    n = len(text)
+    if (n == 25 or n == 20) and text[11:17] in _CLOCKS and text[17:19] in _SECONDS:
+        # Valid exactly when its date, clock and zone each are (the FHIR pattern and
+        # datetime.fromisoformat check them independently): then returned as is, as below.
+        date_ok = _DATES.get(text[:11])
+        if date_ok is None:
+            date_ok = _memo(_DATES, text[:11], _unchanged(text[:11] + "00:00:00Z"))
+        if date_ok:
+            zone_ok = _ZONES.get(text[19:])
+            if zone_ok is None:
+                zone_ok = _memo(_ZONES, text[19:], _unchanged("2000-01-01T00:00:00" + text[19:]))
+            if zone_ok:
+                return text
+    return _fhir_datetime(text, default_tz)
+
+
+def _memo(memo: dict[str, bool], key: str, value: bool) -> bool:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def _unchanged(text: str) -> bool:
+    """True when the general path returns ``text`` itself (a valid FHIR dateTime as written)."""
+    try:
+        return _fhir_datetime(text) == text
+    except SampleError:
+        return False
+
+
+def _fhir_datetime(text: str, default_tz: tzinfo | None = None) -> str:
+    """:func:`fhir_datetime` without its fast path (the general rules)."""
     s = text.strip()
     if not s:
         raise SampleError("missing date/time")
@@ -124,11 +166,23 @@ def _instant(s: str) -> datetime | None:
     return datetime.fromisoformat(s) if len(s) > 10 else None
 
 
+# A resolved sample's fields (measure, start, end, value, unit, components) and its value text.
+_Parts = tuple[
+    Measure, str, str | None, int | float | None, str, tuple[tuple[Measure, int | float, str], ...], str
+]
+
+
 def resolve(sample: Sample, default_tz: tzinfo | None = None) -> Resolved:
     """Code a sample and normalise its unit, value and times; raise :class:`SampleError`."""
+    m, start, end, value, unit, components, _ = _resolve(sample, default_tz)
+    return Resolved(m, start, end, value, unit, components)
+
+
+def _resolve(sample: Sample, default_tz: tzinfo | None) -> _Parts:
     m, unit = _measure(sample.metric, sample.unit)
     start = fhir_datetime(sample.start, default_tz)
-    end = fhir_datetime(sample.end, default_tz) if sample.end else None
+    # An end written as the start is the same time: no period (fhir_datetime is a pure function).
+    end = fhir_datetime(sample.end, default_tz) if sample.end and sample.end != sample.start else None
     if end == start:
         end = None
     if end is not None:
@@ -148,11 +202,12 @@ def resolve(sample: Sample, default_tz: tzinfo | None = None) -> Resolved:
         if not parts:
             raise SampleError(f"{m.key} has no components")
         parts.sort(key=lambda p: m.components.index(p[0].key))
-        return Resolved(m, start, end, None, unit, tuple(parts))
+        text = "/".join(units.format_number(v) for _, v, _ in parts)
+        return m, start, end, None, unit, tuple(parts), text
     if sample.value is None or (isinstance(sample.value, str) and not sample.value.strip()):
         raise SampleError(f"missing value for {m.key!r}")
-    value, unit = _value(m, unit, sample.value)
-    return Resolved(m, start, end, value, unit)
+    value, unit, text = _value_and_text(m, unit, sample.value)
+    return m, start, end, value, unit, (), text
 
 
 def _measure(metric: str, unit_text: str | None) -> tuple[Measure, str]:
@@ -180,19 +235,87 @@ def _value(m: Measure, unit: str, raw: Number) -> tuple[int | float, str]:
     return units.json_number(value), unit
 
 
+# (text value, unit, measure key, measure units) -> (JSON value, unit, value text): all that
+# _value reads, memoised (values repeat: heart rates, step counts). Errors are not memoised.
+_VALUES: dict[tuple[str, str, str, tuple[str, ...]], tuple[int | float, str, str]] = {}
+
+
+def _value_and_text(m: Measure, unit: str, raw: Number) -> tuple[int | float, str, str]:
+    """:func:`_value` and :func:`units.format_number` of the value."""
+    if type(raw) is not str:  # 72, 72.0 and Decimal("72") are equal keys but different values
+        value, unit = _value(m, unit, raw)
+        return value, unit, units.format_number(value)
+    key = (raw, unit, m.key, m.units)
+    hit = _VALUES.get(key)
+    if hit is None:
+        value, canonical = _value(m, unit, raw)
+        hit = (value, canonical, units.format_number(value))
+        if len(_VALUES) >= _MEMO_LIMIT:
+            _VALUES.clear()
+        _VALUES[key] = hit
+    return hit
+
+
 def identifier_value(resolved: Resolved, *, source: str, device_key: str, patient: str) -> str:
     """Stable hash of (source, device, patient, LOINC code, time, value, unit)."""
-    parts = (
+    return _identifier(
         source,
         device_key,
         patient,
         resolved.measure.code,
         resolved.start,
-        resolved.end or "",
+        resolved.end,
         resolved.value_text(),
         resolved.unit if not resolved.components else ",".join(u for _, _, u in resolved.components),
     )
+
+
+def _identifier(
+    source: str, device_key: str, patient: str, code: str, start: str, end: str | None, value: str, unit: str
+) -> str:
+    parts = (source, device_key, patient, code, start, end or "", value, unit)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class _Codes:
+    """A measure's ``meta.profile``, category and code as strings, for building fresh dicts fast.
+
+    Equal to ``Measure.profiles``, ``category_concept()`` and ``codeable_concept()`` (a test
+    checks every measure).
+    """
+
+    __slots__ = ("category", "category_display", "codings", "display", "measure", "profiles")
+
+    def __init__(self, m: Measure) -> None:
+        self.measure = m
+        self.profiles = tuple(m.profiles)
+        self.category = m.category
+        self.category_display = mapping.CATEGORY_DISPLAY.get(m.category, m.category)
+        self.codings = ((m.code, m.display), *m.extra_codes)
+        self.display = m.display
+
+    def category_concept(self) -> dict[str, Any]:
+        return {
+            "coding": [
+                {"system": mapping.CATEGORY_SYSTEM, "code": self.category, "display": self.category_display}
+            ]
+        }
+
+    def codeable_concept(self) -> dict[str, Any]:
+        codings = [{"system": mapping.LOINC_SYSTEM, "code": c, "display": d} for c, d in self.codings]
+        return {"coding": codings, "text": self.display}
+
+
+_CODES: dict[int, _Codes] = {}  # id(measure) -> its codes (holding the measure: the id stays its own)
+
+
+def _codes(m: Measure) -> _Codes:
+    hit = _CODES.get(id(m))
+    if hit is None or hit.measure is not m:
+        if len(_CODES) >= _MEMO_LIMIT:
+            _CODES.clear()
+        hit = _CODES[id(m)] = _Codes(m)
+    return hit
 
 
 def _quantity_dict(value: int | float, unit: str) -> dict[str, Any]:
@@ -208,28 +331,46 @@ def build(
     status: str = "final",
 ) -> dict[str, Any]:
     """The Observation dict for a resolved sample."""
-    m = resolved.measure
+    r = resolved
+    return _build(
+        r.measure, r.start, r.end, r.value, r.unit, r.components, patient_ref, identifier, device_ref, status
+    )
+
+
+def _build(
+    m: Measure,
+    start: str,
+    end: str | None,
+    value: int | float | None,
+    unit: str,
+    components: tuple[tuple[Measure, int | float, str], ...],
+    patient_ref: str,
+    identifier: str,
+    device_ref: str | None,
+    status: str,
+) -> dict[str, Any]:
+    codes = _codes(m)
     obs: dict[str, Any] = {"resourceType": "Observation"}
-    if m.profiles:
-        obs["meta"] = {"profile": m.profiles}
+    if codes.profiles:
+        obs["meta"] = {"profile": list(codes.profiles)}
     obs["identifier"] = [{"system": INGEST_SYSTEM, "value": identifier}]
     obs["status"] = status
-    obs["category"] = [m.category_concept()]
-    obs["code"] = m.codeable_concept()
+    obs["category"] = [codes.category_concept()]
+    obs["code"] = codes.codeable_concept()
     obs["subject"] = {"reference": patient_ref}
-    if resolved.end is None:
-        obs["effectiveDateTime"] = resolved.start
+    if end is None:
+        obs["effectiveDateTime"] = start
     else:
-        obs["effectivePeriod"] = {"start": resolved.start, "end": resolved.end}
+        obs["effectivePeriod"] = {"start": start, "end": end}
     if device_ref is not None:
         obs["device"] = {"reference": device_ref}
-    if resolved.components:
+    if components:
         obs["component"] = [
-            {"code": cm.codeable_concept(), "valueQuantity": _quantity_dict(v, u)}
-            for cm, v, u in resolved.components
+            {"code": _codes(cm).codeable_concept(), "valueQuantity": _quantity_dict(v, u)}
+            for cm, v, u in components
         ]
-    elif resolved.value is not None:
-        obs["valueQuantity"] = _quantity_dict(resolved.value, resolved.unit)
+    elif value is not None:
+        obs["valueQuantity"] = _quantity_dict(value, unit)
     return obs
 
 
@@ -246,13 +387,32 @@ def entry(
     ``patient_ref`` is used unless the sample names its own patient; ``device_ref`` defaults to
     the sample's Device fullUrl (the Device entry must then be in the same bundle).
     """
-    resolved = resolve(sample, default_tz)
-    patient = sample.patient or patient_ref
     device = sample.device
-    ident = identifier_value(
-        resolved, source=source, device_key=device.key if device else "", patient=patient
+    if device is None:
+        return entry_with_device(sample, source, patient_ref, "", device_ref, default_tz)
+    return entry_with_device(
+        sample,
+        source,
+        patient_ref,
+        device.key,
+        device.full_url if device_ref is None else device_ref,
+        default_tz,
     )
-    if device_ref is None and device is not None:
-        device_ref = device.full_url
-    resource = build(resolved, patient_ref=patient, identifier=ident, device_ref=device_ref)
+
+
+def entry_with_device(
+    sample: Sample,
+    source: str,
+    patient_ref: str,
+    device_key: str,
+    device_ref: str | None,
+    default_tz: tzinfo | None,
+) -> Entry:
+    """:func:`entry` with the sample's device key and reference already known (``""`` and ``None``
+    without a device): a run computes them once per Device, not once per sample."""
+    m, start, end, value, unit, components, text = _resolve(sample, default_tz)
+    patient = sample.patient or patient_ref
+    unit_text = unit if not components else ",".join(u for _, _, u in components)
+    ident = _identifier(source, device_key, patient, m.code, start, end, text, unit_text)
+    resource = _build(m, start, end, value, unit, components, patient, ident, device_ref, "final")
     return conditional_create(resource, INGEST_SYSTEM, ident)

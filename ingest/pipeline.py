@@ -12,8 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ingest.bundle import DEFAULT_BATCH_SIZE, BatchWriter, Entry
 from ingest.device import DeviceInfo
-from ingest.observation import Sample, SampleError
-from ingest.observation import entry as observation_entry
+from ingest.observation import Sample, SampleError, entry_with_device
 from ingest.provenance import ProvenanceSpec, now_instant
 from ingest.report import IngestResult, Problem, Severity
 
@@ -294,21 +293,40 @@ class IngestRun:
         """(Observation entry, its Device entry or None, where in the file) of each usable sample;
         a sample that cannot be one is a problem. One Device entry per device; counted at the end."""
         ctx, counts = self.ctx, self.ctx.counts
+        source, patient_ref, default_tz = self.source, self.patient_ref, ctx.default_tz
         device_entries: dict[DeviceInfo, Entry] = {}
+        # Adapters hand out the same DeviceInfo object again and again: its key, fullUrl and Entry
+        # are found once per object (by id; the value holds the object, so the id stays its own).
+        known: dict[int, _KnownDevice] = {}
         for sample in self._samples(ctx):
+            device = sample.device
+            if device is None:
+                info = None
+            else:
+                info = known.get(id(device))
+                if info is None or info.device is not device:
+                    if len(known) >= _KNOWN_DEVICES:
+                        known.clear()
+                    info = known[id(device)] = _KnownDevice(device)
             try:
-                entry = observation_entry(
-                    sample, source=self.source, patient_ref=self.patient_ref, default_tz=ctx.default_tz
-                )
+                if info is None:
+                    entry = entry_with_device(sample, source, patient_ref, "", None, default_tz)
+                else:
+                    entry = entry_with_device(
+                        sample, source, patient_ref, info.key, info.full_url, default_tz
+                    )
             except SampleError as exc:
                 ctx.problem(sample.location, str(exc))
                 counts["rejected"] += 1
                 continue
             dev: Entry | None = None
-            if sample.device is not None:
-                dev = device_entries.get(sample.device)
+            if info is not None:
+                dev = info.entry
                 if dev is None:
-                    dev = device_entries[sample.device] = sample.device.entry()
+                    dev = device_entries.get(info.device)
+                    if dev is None:
+                        dev = device_entries[info.device] = info.device.entry()
+                    info.entry = dev
             yield entry, dev, sample.location
         counts["devices"] = len(device_entries)
 
@@ -321,6 +339,21 @@ class IngestRun:
         """Run to the end and collect bundles, problems and counts."""
         bundles = list(self)
         return IngestResult(bundles=bundles, problems=self.ctx.problems, counts=self.ctx.counts)
+
+
+_KNOWN_DEVICES = 1000
+
+
+class _KnownDevice:
+    """A DeviceInfo object of a run, with its key and fullUrl, and its Entry once a sample used it."""
+
+    __slots__ = ("device", "entry", "full_url", "key")
+
+    def __init__(self, device: DeviceInfo) -> None:
+        self.device = device
+        self.key = device.key
+        self.full_url = device.full_url
+        self.entry: Entry | None = None
 
 
 def _file_label(path: Path) -> str:

@@ -127,9 +127,16 @@ def canonical_unit(text: str, aliases: Mapping[str, str] | None = None) -> str:
     raise UnitError(f"unknown unit {text!r}")
 
 
+# The UCUM codes this module itself names (aliases, display names, conversion factors): valid, so
+# they need no parse (a test parses each); a run with only these never loads the UCUM grammar.
+_KNOWN_UCUM = frozenset({*ALIASES.values(), *DISPLAY, *(code for pair in _FACTORS for code in pair)})
+
+
 @lru_cache(maxsize=4096)
 def is_ucum(code: str) -> bool:
     """True when ``code`` is a syntactically valid UCUM expression made of known UCUM atoms."""
+    if code in _KNOWN_UCUM:
+        return True
     if not code or code != code.strip():
         return False
     try:
