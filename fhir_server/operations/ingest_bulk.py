@@ -153,7 +153,9 @@ class BulkIngest:
         ):
             flight: deque[_Flight] = deque()
             try:
-                for n, chunk in enumerate(self._chunks(), 1):
+                n = 0  # not enumerate(): it keeps its last (n, chunk) tuple for reuse
+                for chunk in self._chunks():
+                    n += 1
                     if n <= self.tally.seen:
                         continue
                     flight.append(self._start(pool, n, chunk, inline=depth == 1))

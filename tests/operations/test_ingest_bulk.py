@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +229,35 @@ def test_chunks_in_flight_together_run_with_a_short_gil_switch_interval_restored
     assert seen and set(seen) == {min(before, 0.001)}
     _ingest(store, pipelined, _csv(tmp_path / "more.csv", range(4, 8)), chunk=2)
     assert seen[-1] == expected and sys.getswitchinterval() == before
+
+
+def test_a_written_chunk_is_garbage_when_the_collection_between_chunks_runs(
+    store: Store, app_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collection between chunks is cheap only if the chunk just written is no longer alive
+    (an `enumerate` over the chunks kept the last one in its cached result tuple)."""
+    create_patient(store)
+    alive: list[int] = []
+    real = ingest_bulk.chunked_collection
+
+    @contextmanager
+    def counting() -> Iterator[Callable[[], None]]:
+        with real() as between_chunks:
+
+            def between() -> None:
+                alive.append(sum(isinstance(o, ingest_bulk._Record) for o in gc.get_objects()))
+                between_chunks()
+
+            yield between
+
+    monkeypatch.setattr(ingest_bulk, "chunked_collection", counting)
+    tally = _ingest(
+        store,
+        app_settings.model_copy(update={"ingest_pipeline": 1}),
+        _csv(tmp_path / "six.csv", range(6)),
+        chunk=2,
+    )
+    assert tally.created == 6 + 3 and alive == [0, 0, 0]
 
 
 def test_a_record_about_a_patient_that_does_not_exist_is_a_problem(
