@@ -28,7 +28,8 @@ Shared core (stable API)
 
 ``ingest.units``
     ``canonical_unit(text, aliases=None) -> str`` (alias or UCUM -> UCUM code, raises
-    ``UnitError``); ``is_ucum(code) -> bool``; ``convert(Decimal, from_ucum, to_ucum) -> Decimal``;
+    ``UnitError``); ``is_ucum(code) -> bool``; ``convert(Decimal, from_ucum, to_ucum) -> Decimal``
+    (raises ``UnitError``, or its subclass ``ValueRangeError`` for a value too large or small to convert);
     ``parse_number(text) -> Decimal`` (raises ``ValueError``); ``json_number(Decimal) -> int | float``;
     ``format_number(n) -> str``; ``display(code) -> str``; ``UCUM_SYSTEM``.
 

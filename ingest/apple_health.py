@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import IO
@@ -168,27 +168,50 @@ class _Target:
             self.events.append((tag, self.attrs, self.nested))
 
 
+_DECLARED_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+
+
+class _EncodingError(Exception):
+    """The XML declaration names an encoding the parser cannot read."""
+
+    def __init__(self, cause: Exception, head: bytes) -> None:
+        m = _DECLARED_ENCODING.match(head)
+        what = f"encoding {m.group(1).decode('ascii', 'replace')!r}" if m else "the encoding"
+        super().__init__(f"{what} of the XML declaration cannot be read: {type(cause).__name__}: {cause}")
+
+
 def _events(fh: IO[bytes]) -> Iterator[str | _Ended]:
     """The parse events of the stream, as ``ElementTree.iterparse`` would order them: those before a
-    syntax error in a chunk come out first, then the :class:`ET.ParseError` is raised."""
+    syntax error in a chunk come out first, then the :class:`ET.ParseError` (or, for an unusable
+    encoding in the XML declaration, :class:`_EncodingError`) is raised."""
     target = _Target()
     parser = ET.XMLParser(target=target)
     events = target.events
+    head = b""  # the start of the document, where the XML declaration is
     while True:
         data = fh.read(_CHUNK)
         if not data:
             break
-        error: ET.ParseError | None = None
+        if not head:
+            head = data
+        error: ET.ParseError | _EncodingError | None = None
         try:
             parser.feed(data)
         except ET.ParseError as exc:
             error = exc
+        except (LookupError, ValueError) as exc:  # UnicodeError is a ValueError
+            # Only the codec of the XML declaration's encoding raises these (expat asks Python for
+            # an encoding it does not know itself): unknown, not a text codec, multi-byte...
+            error = _EncodingError(exc, head)
         ready = events[:]
         events.clear()
         yield from ready
         if error is not None:
             raise error
-    parser.close()  # raises for a document cut short
+    try:
+        parser.close()  # raises for a document cut short
+    except (LookupError, ValueError) as exc:
+        raise _EncodingError(exc, head) from exc
     yield from events
 
 
@@ -218,6 +241,8 @@ def read_export(fh: IO[bytes], ctx: ReadContext) -> Iterator[Sample]:
                 sample = _correlation(attrs, nested or [], last, devices, ctx)
                 if sample is not None:
                     yield sample
+    except _EncodingError as exc:
+        ctx.problem(1, f"unreadable XML: {exc}", "fatal")
     except ET.ParseError as exc:
         line, column = exc.position
         what = "truncated" if "no element found" in str(exc) else "malformed"
@@ -251,6 +276,10 @@ def _record(attrs: dict[str, str], path: str, devices: _Devices, ctx: ReadContex
             ctx.problem(path, f"non-numeric value {raw!r} for {hk_type}")
             ctx.counts["rejected"] += 1
             return None
+        except ArithmeticError:  # decimal.Overflow: beyond the decimal context's exponents
+            ctx.problem(path, f"value {raw!r} for {hk_type} is out of range")
+            ctx.counts["rejected"] += 1
+            return None
     start_text, end_text = get("startDate", ""), get("endDate", "")
     start = apple_datetime(start_text)
     return Sample(
@@ -279,14 +308,28 @@ def _sleep(attrs: dict[str, str], path: str, devices: _Devices, ctx: ReadContext
         return None
     start, end = apple_datetime(get("startDate", "")), apple_datetime(get("endDate", ""))
     try:
-        minutes = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+        begins, ends = datetime.fromisoformat(start), datetime.fromisoformat(end)
     except ValueError:
         ctx.problem(path, f"invalid sleep interval {get('startDate')!r} - {get('endDate')!r}")
         ctx.counts["rejected"] += 1
         return None
+    if (begins.tzinfo is None) != (ends.tzinfo is None):
+        # One end without a zone: it takes the run's default zone (as the Observation's times
+        # will), or it is the problem the Observation would have.
+        if ctx.default_tz is None:
+            naive = get("startDate") if begins.tzinfo is None else get("endDate")
+            ctx.problem(path, f"date/time {naive!r} has a time but no time zone (the other end has one)")
+            ctx.counts["rejected"] += 1
+            return None
+        begins, ends = _zoned(begins, ctx.default_tz), _zoned(ends, ctx.default_tz)
+    minutes = (ends - begins).total_seconds() / 60
     value = Decimal(repr(round(minutes, 3)))
     device = devices.get(get("sourceName", ""), get("sourceVersion", ""), get("device", ""))
     return Sample(metric, start, value, "min", end, (), device, None, path)
+
+
+def _zoned(dt: datetime, tz: tzinfo) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=tz)
 
 
 def _correlation(

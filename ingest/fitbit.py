@@ -240,7 +240,8 @@ class _Reader:
         yield self.sample("respiratory_rate", str(day["dateTime"]), rate, "/min", here)
 
 
-_MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
+# OverflowError: a time moved past datetime's years, a timedelta or int() of an infinity...
+_MALFORMED = (AttributeError, KeyError, TypeError, ValueError, OverflowError)
 _Producer = Callable[[Any, str], Iterator[Sample]]
 
 

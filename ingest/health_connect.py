@@ -68,7 +68,8 @@ class HealthConnectAdapter:
                     continue
                 try:
                     yield from handler(rec, where, ctx)
-                except (KeyError, TypeError, ValueError) as exc:
+                except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                    # OverflowError: a time moved out of datetime's years, int() of an infinity...
                     ctx.problem(where, f"malformed {kind} record: {exc!r}")
                     ctx.counts["rejected"] += 1
         if not found and not ctx.problems:
@@ -267,7 +268,10 @@ def _sleep(rec: Mapping[str, Any], where: str, ctx: ReadContext) -> Iterator[Sam
 
 
 def _minutes(start: str, end: str) -> float:
-    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60, 3)
+    begins, ends = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    if (begins.tzinfo is None) != (ends.tzinfo is None):
+        raise ValueError(f"one of start {start!r} and end {end!r} has a time zone and the other none")
+    return round((ends - begins).total_seconds() / 60, 3)
 
 
 _HANDLERS: dict[str, Callable[[Mapping[str, Any], str, ReadContext], Iterator[Sample]]] = {

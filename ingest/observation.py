@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -227,12 +228,25 @@ def _value(m: Measure, unit: str, raw: Number) -> tuple[int | float, str]:
     if unit not in m.units:
         try:
             value = units.convert(value, unit, m.unit)
+        except units.ValueRangeError as exc:
+            raise SampleError(
+                f"value {_shown(raw)} for {m.key!r} is out of range (converting {unit!r} to {m.unit!r})"
+            ) from exc
         except units.UnitError as exc:
             raise SampleError(f"unit {unit!r} does not fit {m.key!r} (wants {m.unit!r})") from exc
         unit = m.unit
     if value < 0:
         raise SampleError(f"negative value {raw!r} for {m.key!r}")
-    return units.json_number(value), unit
+    number = units.json_number(value)
+    if type(number) is float and (math.isinf(number) or (number == 0 and value != 0)):
+        # Beyond what a float holds (1e400 would become inf, 1e-400 zero): no number to write.
+        raise SampleError(f"value {_shown(raw)} for {m.key!r} is out of range")
+    return number, unit
+
+
+def _shown(raw: Number) -> str:
+    """A value for a message, as written: ``'1e400'`` (a Decimal as its text, not its repr)."""
+    return repr(str(raw)) if isinstance(raw, Decimal) else repr(raw)
 
 
 # (text value, unit, measure key, measure units) -> (JSON value, unit, value text): all that

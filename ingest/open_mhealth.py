@@ -83,7 +83,8 @@ class OpenMHealthAdapter:
                 continue
             try:
                 sample = _sample(point, where, ctx)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                # OverflowError: a duration beyond datetime's years, or infinite (1e400 in JSON)
                 ctx.problem(where, f"malformed data point: {exc!r}")
                 ctx.counts["rejected"] += 1
                 continue

@@ -16,6 +16,10 @@ class UnitError(ValueError):
     """A unit that is not UCUM, not a known alias, or not convertible to the wanted unit."""
 
 
+class ValueRangeError(UnitError):
+    """A value too large (or too small) to be converted to the wanted unit."""
+
+
 # Vendor / human spellings -> UCUM code. Looked up exactly first, then case-folded.
 ALIASES: dict[str, str] = {
     "bpm": "/min",
@@ -206,9 +210,19 @@ def format_number(n: int | float | Decimal) -> str:
 
 
 def convert(value: Decimal, from_code: str, to_code: str) -> Decimal:
-    """``value`` in UCUM ``from_code`` expressed in UCUM ``to_code``; raise :class:`UnitError` if impossible."""
+    """``value`` in UCUM ``from_code`` expressed in UCUM ``to_code``; raise :class:`UnitError` if impossible
+    (:class:`ValueRangeError` when the value is too large or too small for the conversion)."""
     if from_code == to_code:
         return value
+    try:
+        return _convert(value, from_code, to_code)
+    except ArithmeticError as exc:  # decimal's InvalidOperation, Overflow...: beyond its exponent/precision
+        raise ValueRangeError(
+            f"{value} {from_code!r} is out of range for a conversion to {to_code!r}"
+        ) from exc
+
+
+def _convert(value: Decimal, from_code: str, to_code: str) -> Decimal:
     factor = _FACTORS.get((from_code, to_code))
     if factor is not None:
         return _tidy(value * factor)
@@ -221,11 +235,17 @@ def convert(value: Decimal, from_code: str, to_code: str) -> Decimal:
         q = reg.Quantity(float(value), reg.from_ucum(from_code)).to(reg.from_ucum(to_code))
     except Exception as exc:
         raise UnitError(f"cannot convert {from_code!r} to {to_code!r}") from exc
-    return _tidy(Decimal(repr(float(q.magnitude))))
+    magnitude = float(q.magnitude)
+    if not math.isfinite(magnitude):
+        raise ValueRangeError(f"{value} {from_code!r} is out of range for a conversion to {to_code!r}")
+    return _tidy(Decimal(repr(magnitude)))
 
 
 def _tidy(d: Decimal) -> Decimal:
-    """Round conversion noise to 10 significant digits and drop trailing zeros of the fraction."""
+    """Round conversion noise to 10 significant digits and drop trailing zeros of the fraction.
+
+    Raises ``decimal.InvalidOperation`` for a value beyond the context's precision or exponents.
+    """
     if d == 0:
         return Decimal(0)
     digits = 10 - d.adjusted() - 1

@@ -9,6 +9,7 @@ Referenced Content Item Identifier) and the element path for problem reports.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -78,6 +79,9 @@ def _number(item: Dataset) -> tuple[Decimal | None, Dataset | None, str | None]:
         return None, None, f"Numeric Value (0040,A30A) {raw!r} is not a number"
     if not value.is_finite():
         return None, None, f"Numeric Value (0040,A30A) {raw!r} is not finite"
+    if not value.is_zero() and float(value) in (0.0, math.inf, -math.inf):
+        # Its JSON number would be written as infinity or zero (1E400, 1E-400).
+        return None, None, f"Numeric Value (0040,A30A) {raw!r} is out of range"
     return value, _first(measured, "MeasurementUnitsCodeSequence"), None
 
 

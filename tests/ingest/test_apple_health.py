@@ -255,3 +255,102 @@ def test_heart_rate_values_survive_the_export(values: list[int]) -> None:
     )
     assert [int(s.value) for s in samples] == values  # type: ignore[arg-type]
     assert [s.start for s in samples] == [f"2024-03-01T08:00:{i:02d}-03:00" for i in range(len(values))]
+
+
+_NEXT_HR = hk_record("HKQuantityTypeIdentifierHeartRate", "72", "2024-03-01 08:05:00 +0100", unit="count/min")
+
+
+def _observation_values(result: object) -> list[object]:
+    return [o["valueQuantity"]["value"] for o in result.resources_of("Observation")]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "naive"),
+    [
+        ("2024-03-01 01:30:00 +0100", "2024-03-01 02:00:00", "2024-03-01 02:00:00"),
+        ("2024-03-01 01:30:00", "2024-03-01 02:00:00 +0100", "2024-03-01 01:30:00"),
+    ],
+)
+def test_sleep_with_a_zone_on_one_end_only_is_a_problem_and_the_next_records_are_read(
+    tmp_path: Path, start: str, end: str, naive: str
+) -> None:
+    sleep = hk_record(
+        "HKCategoryTypeIdentifierSleepAnalysis", "HKCategoryValueSleepAnalysisAsleepREM", start, end
+    )
+    path = write(tmp_path / "export.xml", _APPLE_HEAD + sleep + _NEXT_HR + _APPLE_TAIL)
+    result = ingest_file(path, "apple-health", PATIENT, recorded=RECORDED)
+    [problem] = result.problems
+    assert (problem.file, problem.location, problem.severity) == (
+        "export.xml",
+        "HealthData/Record[1]",
+        "error",
+    )
+    assert repr(naive) in problem.message and "time zone" in problem.message
+    assert result.counts["rejected"] == 1
+    assert _observation_values(result) == [72]
+
+
+def test_sleep_with_a_zone_on_one_end_only_takes_the_default_zone_for_the_other(tmp_path: Path) -> None:
+    sleep = hk_record(
+        "HKCategoryTypeIdentifierSleepAnalysis",
+        "HKCategoryValueSleepAnalysisAsleepREM",
+        "2024-03-01 01:30:00 +0000",
+        "2024-03-01 03:00:00",
+    )
+    path = write(tmp_path / "export.xml", _APPLE_HEAD + sleep + _APPLE_TAIL)
+    result = ingest_file(path, "apple-health", PATIENT, default_tz=timezone(timedelta(hours=1)))
+    assert result.problems == []
+    [obs] = result.resources_of("Observation")
+    assert obs["effectivePeriod"] == {
+        "start": "2024-03-01T01:30:00+00:00",
+        "end": "2024-03-01T03:00:00+01:00",
+    }
+    assert obs["valueQuantity"]["value"] == 30.0
+
+
+@pytest.mark.parametrize(
+    ("hk_type", "value", "unit"),
+    [
+        ("HKQuantityTypeIdentifierHeight", "1e30", "ft"),  # an exact factor
+        ("HKQuantityTypeIdentifierHeartRate", "1e30", "/s"),
+        ("HKQuantityTypeIdentifierBodyMass", "1e40", "mg"),  # through the UCUM library
+        ("HKQuantityTypeIdentifierBodyTemperature", "1e400", "K"),
+        ("HKQuantityTypeIdentifierBodyMass", "1e400", "g"),  # no conversion, but no float holds it
+        ("HKQuantityTypeIdentifierHeartRate", "1e-400", "count/min"),  # nor this one (but 0)
+        ("HKQuantityTypeIdentifierOxygenSaturation", "1e999999", "%"),
+        ("HKQuantityTypeIdentifierOxygenSaturation", "1e400", "%"),
+    ],
+)
+def test_a_value_out_of_range_is_a_problem_and_the_next_records_are_read(
+    tmp_path: Path, hk_type: str, value: str, unit: str
+) -> None:
+    record = hk_record(hk_type, value, "2024-03-01 08:00:00 +0100", unit=unit)
+    path = write(tmp_path / "export.xml", _APPLE_HEAD + record + _NEXT_HR + _APPLE_TAIL)
+    result = ingest_file(path, "apple-health", PATIENT, recorded=RECORDED)
+    [problem] = result.problems
+    assert (problem.location, problem.severity) == ("HealthData/Record[1]", "error")
+    assert "out of range" in problem.message
+    if hk_type != "HKQuantityTypeIdentifierOxygenSaturation":  # that one is shown as a percentage
+        assert repr(value) in problem.message
+    assert result.counts["rejected"] == 1
+    assert _observation_values(result) == [72]
+
+
+@pytest.mark.parametrize(
+    "encoding", ["bogus", "x" * 300, "rot13", "UTF-32", "utf-7", "shift_jis", "idna", "undefined", "punycode"]
+)
+@pytest.mark.parametrize("packaging", ["xml", "zip"])
+def test_an_unusable_encoding_in_the_xml_declaration_is_one_fatal_problem(
+    tmp_path: Path, encoding: str, packaging: str
+) -> None:
+    text = _APPLE_HEAD.replace('encoding="UTF-8"', f'encoding="{encoding}"') + _NEXT_HR + _APPLE_TAIL
+    path = (
+        write(tmp_path / "export.xml", text)
+        if packaging == "xml"
+        else write_apple_zip(tmp_path / "export.zip", text)
+    )
+    result = ingest_file(path, "apple-health", PATIENT, recorded=RECORDED)
+    [problem] = result.problems
+    assert (problem.file, problem.location, problem.severity) == (path.name, 1, "fatal")
+    assert "encoding" in problem.message and encoding[:20] in problem.message
+    assert result.bundles == []

@@ -300,3 +300,21 @@ def test_any_wide_csv_round_trips_cell_for_cell(
     assert [{k: v for k, v in r.items() if v} for r in back] == [
         {k: v for k, v in r.items() if v} for r in original
     ]
+
+
+def test_values_out_of_range_are_problems_at_their_line_and_the_next_rows_are_read(tmp_path: Path) -> None:
+    text = (
+        "date,metric,value,unit\n"
+        "2024-03-01T08:00:00Z,body_height,1e30,ft\n"  # line 2: needs a conversion
+        "2024-03-01T08:00:00Z,body_temperature,1e400,K\n"
+        "2024-03-01T08:00:00Z,heart_rate,1e400,/min\n"  # no conversion, but no float holds it
+        "2024-03-01T08:00:00Z,blood_pressure,1e400/80,mmHg\n"
+        "2024-03-01T08:00:00Z,heart_rate,72,/min\n"
+    )
+    result = _ingest(tmp_path, text)
+    by_line = {p.location: p.message for p in result.problems}
+    assert set(by_line) == {2, 3, 4, 5}
+    assert all("out of range" in m for m in by_line.values()), by_line
+    assert "'1e30'" in by_line[2] and "'1e400'" in by_line[4]
+    assert result.counts["rejected"] == 4
+    assert [o["valueQuantity"]["value"] for o in result.resources_of("Observation")] == [72]

@@ -259,6 +259,8 @@ def _iterparse_export(fh: io.BytesIO, ctx: ReadContext) -> list[Sample]:
         what = "truncated" if "no element found" in str(exc) else "malformed"
         after = f" after {last}" if ordinal else ""
         ctx.problem(line, f"{what} XML at column {column}{after}: {exc}", "fatal")
+    except (LookupError, ValueError) as exc:  # the XML declaration names an unusable encoding
+        ctx.problem(1, f"unreadable XML: {apple_health._EncodingError(exc, fh.getvalue())}", "fatal")
     return out
 
 
@@ -286,7 +288,7 @@ _JUNK = ["", "<", ">", "&bogus;", "</Other>", "<x>", '"', "\x00", "<!-- c -->", 
 
 def _both(data: bytes) -> None:
     old_ctx, new_ctx = ReadContext(file="x"), ReadContext(file="x")
-    expected = _outcome(_iterparse_export, io.BytesIO(data), old_ctx)  # a bad encoding raises
+    expected = _outcome(_iterparse_export, io.BytesIO(data), old_ctx)
     got = _outcome(lambda: list(read_export(io.BytesIO(data), new_ctx)))
     assert got == expected
     assert new_ctx.problems == old_ctx.problems
@@ -301,7 +303,7 @@ def _both(data: bytes) -> None:
 )
 @example(len(_EXPORT), 0, "")
 @example(len(_EXPORT) - 3, 0, "")
-@example(32, 1, "")  # encoding="TF-8": LookupError, from both
+@example(32, 1, "")  # encoding="TF-8": one fatal problem (LookupError), from both
 def test_events_and_problems_are_those_of_iterparse(cut: int, skip: int, junk: str) -> None:
     _both(_EXPORT[:cut] + junk.encode() + _EXPORT[cut + skip :])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -117,3 +118,34 @@ def test_intraday_heart_rate_keeps_every_minute(tmp_path: Path, values: list[int
     assert [(o["effectiveDateTime"], o["valueQuantity"]["value"]) for o in obs] == [
         (f"2024-03-01T10:{i:02d}:00-07:00", v) for i, v in enumerate(values)
     ]
+
+
+def test_times_and_durations_out_of_range_are_problems_and_other_entries_are_kept(tmp_path: Path) -> None:
+    doc = {
+        "activities-steps": [{"dateTime": "9999-12-31", "value": "10"}],
+        "activities-steps-intraday": {
+            "dataset": [{"time": "23:58:00", "value": 7}, {"time": "23:59:00", "value": 8}],
+            "datasetInterval": 1,
+            "datasetType": "minute",
+        },
+        "sleep": [
+            {
+                "startTime": "2024-02-29T23:00:00.000",
+                "endTime": "2024-03-01T06:00:00.000",
+                "minutesAsleep": 390,
+                "levels": {
+                    "data": [{"dateTime": "2024-02-29T23:00:00.000", "level": "deep", "seconds": "S"}]
+                },
+            }
+        ],
+    }
+    text = json.dumps(doc).replace('"S"', "1e400")  # an infinity as Python's json reads it
+    result = ingest_file(write(tmp_path / "fitbit.json", text), "fitbit", PATIENT, options=PLUS_ONE)
+    where = {p.location: p.message for p in result.problems}
+    assert set(where) == {"$['activities-steps-intraday'].dataset[1]", "$['sleep'][0]"}, where
+    assert all("OverflowError" in m for m in where.values())
+    kept = [
+        (o["code"]["coding"][0]["code"], o["valueQuantity"]["value"])
+        for o in result.resources_of("Observation")
+    ]
+    assert kept == [("41950-7", 10), ("55423-8", 7), ("93832-4", 390)]

@@ -136,3 +136,73 @@ def test_heart_rate_samples_keep_their_values_and_zone(tmp_path: Path, bpm: list
     assert [o["effectiveDateTime"] for o in obs] == [
         f"2024-03-01T03:{30 + i:02d}:00-03:30" for i in range(len(bpm))
     ]
+
+
+def _hc_record(rec_id: str, start: str, end: str | None, data: dict) -> dict:
+    return {"id": rec_id, "app": HC_APP, "start": start, "end": end, "data": data}
+
+
+def test_values_times_and_stages_out_of_range_are_problems_and_the_next_records_are_read(
+    tmp_path: Path,
+) -> None:
+    good = _hc_record("h-9", "2024-03-01T06:31:00Z", None, {"height": {"inMeters": 1.75}})
+    doc = {
+        "height": [
+            _hc_record("h-1", "2024-03-01T06:30:00Z", None, {"height": {"inFeet": "1e30"}}),
+            good,
+        ],
+        "weight": [_hc_record("w-1", "2024-03-01T06:30:00Z", None, {"weight": {"inKilograms": "1e400"}})],
+        "heartRate": [
+            _hc_record(
+                "hr-1",
+                "0001-01-01T00:00:00Z",
+                None,
+                {
+                    "startZoneOffset": "-01:00",
+                    "samples": [{"time": "0001-01-01T00:00:00+00:00", "beatsPerMinute": 60}],
+                },
+            )
+        ],
+        "sleepSession": [
+            _hc_record(
+                "sl-1",
+                "2024-02-29T22:00:00Z",
+                "2024-03-01T05:00:00Z",
+                {
+                    "stages": [
+                        {
+                            "startTime": "2024-02-29T22:00:00Z",
+                            "endTime": "2024-02-29T23:00:00Z",
+                            "stage": "STAGE",
+                        }
+                    ]
+                },
+            ),
+            _hc_record(
+                "sl-2",
+                "2024-02-29T22:00:00Z",
+                "2024-03-01T05:00:00Z",
+                {
+                    "stages": [
+                        {"startTime": "2024-02-29T22:00:00Z", "endTime": "2024-02-29T23:00:00", "stage": 4}
+                    ]
+                },
+            ),
+        ],
+    }
+    text = json.dumps(doc).replace('"STAGE"', "1e400")  # an infinity as Python's json reads it
+    result = ingest_file(write(tmp_path / "hc.json", text), "health-connect", PATIENT)
+    where = {p.location: p.message for p in result.problems}
+    assert set(where) == {
+        "$.height[0]",
+        "$.weight[0]",
+        "$.heartRate[0]",
+        "$.sleepSession[0]",
+        "$.sleepSession[1]",
+    }, where
+    assert "out of range" in where["$.height[0]"] and "'1e30'" in where["$.height[0]"]
+    assert "out of range" in where["$.weight[0]"]
+    assert "OverflowError" in where["$.heartRate[0]"] and "OverflowError" in where["$.sleepSession[0]"]
+    assert "time zone" in where["$.sleepSession[1]"]
+    assert all(p.severity == "error" for p in result.problems)
+    assert [o["valueQuantity"]["value"] for o in result.resources_of("Observation")] == [175]

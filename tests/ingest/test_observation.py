@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
@@ -98,6 +100,19 @@ def test_panel_needs_components_and_orders_them() -> None:
         (Sample("heart_rate", "2024-01-01T10:00:00Z", 5, end="2024-01-01T09:00:00Z"), "before start"),
         (Sample("heart_rate", "2024-02-30", 5), "invalid date"),
         (Sample("heart_rate", "", 5), "missing date"),
+        (
+            Sample("heart_rate", "2024-01-01", "1e30", "/s"),
+            r"value '1e30' for 'heart_rate' is out of range \(conv",
+        ),
+        (Sample("body_height", "2024-01-01", "1e30", "ft"), "out of range"),
+        (Sample("body_temperature", "2024-01-01", "1e400", "K"), "out of range"),
+        (Sample("heart_rate", "2024-01-01", "1e400"), "value '1e400' for 'heart_rate' is out of range"),
+        (Sample("heart_rate", "2024-01-01", Decimal("1E+400")), "out of range"),
+        (Sample("heart_rate", "2024-01-01", "1e-400"), "out of range"),
+        (
+            Sample("blood_pressure", "2024-01-01", components=(Component("systolic_bp", "1e400", "mmHg"),)),
+            "value '1e400' for 'systolic_bp' is out of range",
+        ),
     ],
 )
 def test_unusable_samples_raise_a_sample_error_that_says_why(sample: Sample, words: str) -> None:
@@ -140,3 +155,45 @@ def test_naive_times_need_a_zone(moment: datetime) -> None:
     with pytest.raises(SampleError, match="zone"):
         fhir_datetime(moment.isoformat(timespec="seconds"))
     assert fhir_datetime(moment.isoformat(timespec="seconds"), UTC).endswith("+00:00")
+
+
+_TIMES = st.sampled_from(
+    [
+        "2024-01-01",
+        "2024-01-01T08:00:00Z",
+        "2024-01-01T09:00:00+05:00",
+        "2024-01-01T08:30:00",
+        "2024-01-01 08:00:00 +0100",
+        "2024-01-01 08:00:00",
+        "0001-01-01T00:00:00",
+        "9999-12-31T23:59:59-14:00",
+        "",
+        "soon",
+    ]
+)
+_VALUES = st.one_of(
+    st.sampled_from(["72", "1e30", "1e400", "-1e400", "1e-400", "1e999999", "nan", "inf"]),
+    st.from_regex(r"\A[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][+-]?\d{1,7})?\Z"),
+    st.text(max_size=12),
+    st.integers(),
+    st.floats(),
+    st.decimals(),
+)
+
+
+@given(
+    st.sampled_from(["heart_rate", "body_weight", "body_height", "body_temperature", "sleep_rem", "bmi"]),
+    _VALUES,
+    st.sampled_from([None, "lb", "g", "mg", "ft", "m", "degF", "K", "h", "s", "/s", "count"]),
+    _TIMES,
+    st.one_of(st.none(), _TIMES),
+    st.sampled_from([None, UTC, timezone(timedelta(hours=-7))]),
+)
+def test_any_sample_resolves_or_raises_a_sample_error(
+    metric: str, value: object, unit: str | None, start: str, end: str | None, tz: timezone | None
+) -> None:
+    try:
+        resolved = resolve(Sample(metric, start, value, unit, end), tz)  # type: ignore[arg-type]
+    except SampleError:
+        return
+    assert resolved.value is not None and math.isfinite(resolved.value)

@@ -78,3 +78,31 @@ def test_temperature_units_map_to_ucum(tmp_path: Path, celsius: int, fahrenheit:
     )
     assert obs["valueQuantity"]["code"] == ("[degF]" if fahrenheit else "Cel")
     assert obs["valueQuantity"]["value"] == value
+
+
+def test_durations_and_values_out_of_range_are_problems_and_the_next_points_are_read(tmp_path: Path) -> None:
+    points, _ = open_mhealth_points()
+    good = points[0]
+
+    def steps(n: int, duration: str) -> dict:
+        frame = {
+            "time_interval": {
+                "start_date_time": "2024-03-01T08:00:00Z",
+                "duration": {"value": "D", "unit": "sec"},
+            }
+        }
+        point = json.loads(json.dumps(good))
+        point["header"]["schema_id"]["name"] = "step-count"
+        point["header"]["id"] = f"00000000-0000-4000-8000-9{n:011d}"
+        point["body"] = {"step_count": 10, "effective_time_frame": frame}
+        return json.loads(json.dumps(point).replace('"D"', duration))
+
+    huge_value = json.loads(json.dumps(good))
+    huge_value["body"]["heart_rate"]["value"] = "1e400"
+    doc = [steps(1, "1e400"), steps(2, "1e300"), steps(3, "NaN"), huge_value, good]
+    result = ingest_file(write(tmp_path / "omh.json", doc), "open-mhealth", PATIENT)
+    where = {p.location: p.message for p in result.problems}
+    assert set(where) == {"$[0]", "$[1]", "$[2]", "$[3].body.heart_rate"}, where
+    assert "OverflowError" in where["$[0]"] and "OverflowError" in where["$[1]"]
+    assert "out of range" in where["$[3].body.heart_rate"]
+    assert [o["code"]["coding"][0]["code"] for o in result.resources_of("Observation")] == ["8867-4"]

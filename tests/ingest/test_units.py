@@ -78,3 +78,46 @@ def test_format_number_reads_back_as_the_same_json_number(n: int | float) -> Non
     back = units.json_number(units.parse_number(units.format_number(n)))
     assert back == n
     assert type(back) is type(n)
+
+
+@pytest.mark.parametrize(
+    ("value", "src", "dst"),
+    [
+        ("1e30", "[lb_av]", "kg"),  # an exact factor: more digits than the decimal context holds
+        ("1e30", "[degF]", "Cel"),
+        ("1e27", "/s", "/min"),
+        ("1e400", "[ft_i]", "cm"),
+        ("1e999999", "[in_i]", "cm"),  # beyond the context's largest exponent
+        ("1e400", "K", "Cel"),  # through the UCUM library: no float holds it
+        ("-1e400", "mg", "kg"),
+    ],
+)
+def test_converting_a_value_out_of_range_is_a_value_range_error(value: str, src: str, dst: str) -> None:
+    with pytest.raises(units.ValueRangeError, match="out of range"):
+        units.convert(units.parse_number(value), src, dst)
+
+
+_CONVERSIONS = sorted({*units._FACTORS, ("[degF]", "Cel"), ("Cel", "[degF]"), ("K", "Cel"), ("mg", "kg")})
+_NUMBERS = st.one_of(
+    st.from_regex(r"\A[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})([eE][+-]?\d{1,8})?\Z"),
+    st.text(max_size=30),
+    st.sampled_from(
+        ["inf", "-inf", "nan", "NaN", "sNaN", "Infinity", "1e400", "-1e400", "1e-400", "1e999999999"]
+    ),
+)
+
+
+@given(_NUMBERS, st.sampled_from(_CONVERSIONS))
+def test_any_numeric_text_converts_or_raises_only_the_modules_errors(
+    text: str, pair: tuple[str, str]
+) -> None:
+    try:
+        value = units.parse_number(text)
+    except ValueError:
+        return
+    try:
+        out = units.convert(value, *pair)
+    except units.UnitError:
+        return
+    assert out.is_finite()
+    units.json_number(out)

@@ -194,3 +194,19 @@ def test_registered_as_the_dicom_format(sr_path: Path) -> None:
     ctx = ReadContext(file=sr_path.name)
     assert len(ADAPTER.ingest(sr_path, ctx, PATIENT)) == 1
     assert ctx.counts["observations"] == len(EXPECTED)
+
+
+@pytest.mark.parametrize("numeric", ["1E400", "-1E400", "1E-400"])
+def test_sr_value_no_json_number_holds_is_a_problem_and_the_other_measurements_are_kept(
+    tmp_path: Path, numeric: str
+) -> None:
+    ds = pydicom.dcmread(_testdata("test-SR.dcm"))
+    item = ds.ContentSequence[1].ContentSequence[1]
+    item.MeasuredValueSequence[0].NumericValue = numeric
+    path = tmp_path / "sr.dcm"
+    ds.save_as(path)
+    result = ingest_dicom(path, PATIENT)
+    errors = [p for p in result.problems if p.severity == "error"]
+    assert [(p.location, p.severity) for p in errors] == [("ContentSequence[1].ContentSequence[1]", "error")]
+    assert "out of range" in errors[0].message and numeric in errors[0].message
+    assert [o["valueQuantity"]["value"] for o in result.resources_of("Observation")] == [3]
