@@ -13,9 +13,12 @@ parameter, the compiled extractor's branches and the values() of the parameter's
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from fhir_server.fhirpath import compiler
 from fhir_server.search import observation_values, parameters
@@ -57,6 +60,9 @@ def _fallback_step(sp: SearchParam, extractor: compiler.Extractor) -> Step:
     return fallback
 
 
+_READS_ROOT = ("%resource", "%rootResource", "%context")
+
+
 def _branch_step(sp: SearchParam, fn: compiler.Fn, fhir_type: str) -> Step:
     values = VALUES[sp.kind]
     pid = sp.param_id
@@ -67,6 +73,9 @@ def _branch_step(sp: SearchParam, fn: compiler.Fn, fhir_type: str) -> Step:
         if found:
             values(found, fhir_type, pid, 0, sink, aux)
 
+    # A branch that starts with a path step reads only that top-level element (resolve() reads the
+    # reference's text), unless its expression names the root: then its rows depend on that element alone.
+    step.element_only = not any(v in (sp.expression or "") for v in _READS_ROOT)  # type: ignore[attr-defined]
     return step
 
 
@@ -113,6 +122,7 @@ class Plan:
     by_key: dict[str, tuple[Step, ...]]
     always: tuple[Step, ...]
     last: tuple[Step, ...] = ()
+    remembered: frozenset[str] = frozenset()  # keys whose steps read that element alone
 
 
 @functools.cache
@@ -147,7 +157,12 @@ def plan(resource_type: str) -> Plan:
                 key = compiler.first_key(fn)
                 target = always if key is None else by_key.setdefault(key, [])
                 target.append(_branch_step(sp, fn, fhir_type))
-    return Plan({k: tuple(v) for k, v in by_key.items()}, tuple(always), DERIVED.get(resource_type, ()))
+    remembered = frozenset(
+        k for k, steps in by_key.items() if all(getattr(s, "element_only", False) for s in steps)
+    )
+    return Plan(
+        {k: tuple(v) for k, v in by_key.items()}, tuple(always), DERIVED.get(resource_type, ()), remembered
+    )
 
 
 def index_rows(resource: dict[str, Any]) -> IndexRows:
@@ -167,15 +182,75 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
     sink: RowSink = {kind: [] for kind in COLUMNS}
     for step in steps.always:
         step(resource, sink)
-    by_key = steps.by_key
+    by_key, remembered = steps.by_key, _remembered(resource_type)
     for key in resource:
         keyed = by_key.get(key)
-        if keyed is not None:
+        if keyed is None:
+            continue
+        if key in remembered:
+            _element_rows(resource_type, key, resource, keyed, sink, remembered)
+        else:
             for step in keyed:
                 step(resource, sink)
     for step in steps.last:
         step(resource, sink)
     return {kind: list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows}
+
+
+# Rows of elements by their JSON (see `_element_rows`): a bounded table, emptied when full. A key
+# whose first `_PROBE` lookups found less than a fifth remembered (identifiers, times) is not
+# remembered any more in this process: each miss costs its JSON and a table entry.
+_ELEMENT_ROWS: dict[tuple[str, str, str], tuple[tuple[str, list[tuple[Any, ...]]], ...]] = {}
+_ELEMENT_ROWS_MAX = 20_000
+_PROBE = 2_000
+_probes: dict[tuple[str, str], list[int]] = {}  # (type, key) -> [lookups, found]
+
+
+@functools.cache
+def _remembered(resource_type: str) -> set[str]:
+    """The keys of a type whose rows are remembered (the plan's, less those that do not repeat)."""
+    return set(plan(resource_type).remembered)
+
+
+def _element_rows(
+    resource_type: str,
+    key: str,
+    resource: dict[str, Any],
+    steps: tuple[Step, ...],
+    sink: RowSink,
+    remembered: set[str],
+) -> None:
+    """Append the rows of the steps keyed by `key`, which read `resource[key]` alone: remembered by
+    that element's JSON, since wearable and ingest records repeat their code, category, subject,
+    device and profile (13% of `index_tuples` for Apple Health Observations)."""
+    try:
+        blob = orjson.dumps(resource[key]).decode()
+    except (TypeError, orjson.JSONEncodeError):  # not JSON (a Decimal, a huge int): not remembered
+        blob = "null"
+    if "null" in blob:  # orjson writes NaN and infinities as null: such a value is not remembered
+        for step in steps:
+            step(resource, sink)
+        return
+    memo_key = (resource_type, key, blob)
+    rows = _ELEMENT_ROWS.get(memo_key)
+    probe = _probes.get((resource_type, key))
+    if probe is None:
+        probe = _probes[(resource_type, key)] = [0, 0]
+    if probe[0] < _PROBE:
+        probe[0] += 1
+        probe[1] += rows is not None
+        if probe[0] == _PROBE and probe[1] * 5 < _PROBE:
+            remembered.discard(key)
+    if rows is None:
+        own: RowSink = defaultdict(list)
+        for step in steps:
+            step(resource, own)
+        rows = tuple((kind, found) for kind, found in own.items() if found)
+        if len(_ELEMENT_ROWS) >= _ELEMENT_ROWS_MAX:
+            _ELEMENT_ROWS.clear()
+        _ELEMENT_ROWS[memo_key] = rows
+    for kind, found in rows:
+        sink[kind].extend(found)
 
 
 @functools.cache
