@@ -146,7 +146,8 @@ def validate(resource: Any, *, location: str = "", parsed_from: bytes | None = N
 
 def check_envelope(resource: Any, *, location: str = "", parsed_from: bytes | None = None) -> None:
     """The checks before any definition applies: a JSON object of a type we serve, a valid id, and
-    no control characters in strings (https://hl7.org/fhir/R4/datatypes.html#string)."""
+    no control characters in strings (https://hl7.org/fhir/R4/datatypes.html#string). The strings
+    are walked only when the JSON text (`parsed_from`, else orjson's) may hold one."""
     if not isinstance(resource, dict):
         raise Invalid("The body must be a JSON object holding a FHIR resource", location or "$this")
     rtype = resource.get("resourceType")
@@ -160,7 +161,7 @@ def check_envelope(resource: Any, *, location: str = "", parsed_from: bytes | No
     if rid is not None and (not isinstance(rid, str) or not ID_RE.match(rid)):
         raise Invalid(f"Invalid id '{rid}': 1-64 characters of A-Z a-z 0-9 - .", f"{location or rtype}.id")
     bad = None
-    if parsed_from is None or _may_hold_control_character(parsed_from):
+    if _may_hold_control_character(parsed_from if parsed_from is not None else _json_text(resource)):
         bad = _control_character(resource, location or rtype)
     if bad is not None:
         raise Invalid("Strings may not contain control characters other than tab, CR and LF", bad)
@@ -195,7 +196,18 @@ def _may_hold_control_character(text: bytes) -> bool:
     """False when JSON text cannot decode to a string with a character below U+0020 (RFC 8259 section 7:
     such characters appear in strings only escaped, as \\u00XX, \\b, \\f, \\n, \\r or \\t; n, r
     and t are allowed). True is only a maybe (e.g. an escaped backslash before a b)."""
-    return b"\\u00" in text or b"\\b" in text or b"\\f" in text
+    # each escape starts with a backslash: one fast scan clears most texts
+    return b"\\" in text and (b"\\u00" in text or b"\\b" in text or b"\\f" in text)
+
+
+def _json_text(resource: dict[str, Any]) -> bytes:
+    """The resource as JSON text, which holds every string `_control_character` looks at (orjson
+    writes str, dict and list subclasses too), each character below U+0020 escaped as RFC 8259
+    says; b"\\u00" (a maybe) when orjson cannot serialise it."""
+    try:
+        return orjson.dumps(resource)
+    except (TypeError, orjson.JSONEncodeError):
+        return b"\\u00"
 
 
 def _control_character(node: Any, path: str) -> str | None:

@@ -7,6 +7,8 @@ Each expression is parsed once (fhir_server/fhirpath/syntax.py) and split at its
    element, computed once and cached (e.g. `contained.contained.empty()` without `contained`);
 2. the project's FHIRPath compiler (`fhir_server.fhirpath.compiler`), when it handles the operand;
 3. fhirpathpy, parsed once, with its R4 model.
+An expression or operand that reads nothing but its focus's members has its results remembered by
+the JSON of those members (operand_results.py).
 A few universal invariants are checked natively by the walk (NATIVE), and the hot ones of every
 resource and Reference/Period have native evaluations of their exact R4 text (`_NATIVE_EXPRESSIONS`). An invariant fails only when it
 evaluates to `false`; one the engines cannot evaluate is a warning, never an error.
@@ -38,6 +40,8 @@ from fhir_server.fhirpath.syntax import (
     parse,
     render,
 )
+
+from . import operand_results, valid_subtrees
 
 # ele-1 (a value or children): the walk refuses empty objects and arrays, and the primitive
 # regexes refuse empty strings; ext-1 (extension or value[x], not both): the walk checks Extension;
@@ -143,26 +147,40 @@ class _Operand:
     typed: bool = False  # uses is/as/ofType: the project's compiler decides those statically, wrong on a
     # Resource-typed element such as Bundle.entry.resource (its type is only known at run time)
     empty: dict[tuple[str, str], Any] = field(default_factory=dict)
-    # whether an element with these JSON names has one the operand reads (the same few shapes recur)
-    reads: dict[tuple[str, ...], bool] = field(default_factory=dict)
+    # per shape (an element's JSON names, the same few recur): whether the operand reads one of
+    # them, and the ones its result is a function of (None: the result is not remembered)
+    reads: dict[tuple[str, ...], tuple[bool, tuple[str, ...] | None]] = field(default_factory=dict)
+    pure: frozenset[str] | None = None  # operand_results.pure_reads
+    results: operand_results.Results = field(default_factory=operand_results.Results)
 
     def evaluate(self, item: Any, type_path: str, resource: Any, root: Any) -> Any:
         if self.deps is not None and item.__class__ is dict:
             names = tuple(item)
-            reads = self.reads.get(names)
-            if reads is None:
+            shape = self.reads.get(names)
+            if shape is None:
                 reads = any(
                     (key[1:] if key[:1] == "_" else key).startswith(d) for key in names for d in self.deps
                 )
+                members = operand_results.members_read(names, self.pure) if self.pure is not None else None
                 if len(self.reads) >= 1024:
                     self.reads.clear()
-                self.reads[names] = reads
+                shape = self.reads[names] = (reads, members)
+            reads, members = shape
+            rtype = resource.get("resourceType", "") if isinstance(resource, dict) else ""
             if not reads:
-                rtype = resource.get("resourceType", "") if isinstance(resource, dict) else ""
                 cached = self.empty.get((rtype, type_path), self)
                 if cached is self:
                     cached = self.empty[(rtype, type_path)] = self._run({}, type_path, resource, root)
                 return cached
+            if members is not None:
+                key = operand_results.key_of(item, members, rtype, type_path)
+                if key is not None:
+                    known = self.results.get(key, self)
+                    if known is self:
+                        known = self._run(item, type_path, resource, root)
+                        if known is not _ERROR:
+                            self.results.put(key, known)
+                    return known
         return self._run(item, type_path, resource, root)
 
     def _run(self, item: Any, type_path: str, resource: Any, root: Any) -> Any:
@@ -230,7 +248,7 @@ def _plan(node: Node) -> Plan:
         return (node.op, _plan(node.left), _plan(node.right))
     node = _fhir_types(node)
     text = _CALL_QUOTES.sub(r"\1(", render(node))  # fhirpathpy takes `name` quoting on members only
-    return _Operand(text, _deps(node), typed=_typed(node))
+    return _Operand(text, _deps(node), typed=_typed(node), pure=operand_results.pure_reads(node))
 
 
 def _typed(node: Any) -> bool:
@@ -375,6 +393,9 @@ class Invariant:
     expression: str
     plan: Plan | None
     native: Callable[[Any, Any], bool | None] | None = None
+    # results by the JSON the expression reads, when that is all it reads (operand_results.py)
+    results: operand_results.Results | None = None
+    context: bool = True  # whether it may read outside its focus (valid_subtrees.reads_context)
 
     def holds(self, item: Any, type_path: str, resource: Any, root: Any) -> bool | None:
         """True/False, or None when the expression could not be evaluated."""
@@ -384,10 +405,31 @@ class Invariant:
                 return answer
         if self.plan is None:
             return None
+        key = None
+        if self.results is not None and item.__class__ is dict:
+            rtype = resource.get("resourceType", "") if isinstance(resource, dict) else ""
+            key = self.results.key(item, rtype, type_path)
+            if key is not None:
+                known = self.results.get(key, None)
+                if known is not None:
+                    return known
         result = _run_plan(self.plan, item, type_path, resource, root)
         if result is _ERROR:
             return None
-        return result is not False
+        answer = result is not False
+        if key is not None and self.results is not None:
+            self.results.put(key, answer)
+        return answer
+
+
+@cache
+def _results(expression: str) -> operand_results.Results | None:
+    """The table of an expression's results when it reads nothing but members of its focus."""
+    try:
+        reads = operand_results.pure_reads(parse(expression))
+    except Exception:
+        return None
+    return operand_results.Results(reads) if reads is not None else None
 
 
 @cache
@@ -410,5 +452,7 @@ def compile_constraints(
             continue
         plan = _compiled_plan(expression)
         native = _NATIVE_EXPRESSIONS.get((key, expression))
-        out.append(Invariant(key, c.get("severity", "error"), c.get("human", key), expression, plan, native))
+        severity, human = c.get("severity", "error"), c.get("human", key)
+        context = valid_subtrees.reads_context(expression)
+        out.append(Invariant(key, severity, human, expression, plan, native, _results(expression), context))
     return tuple(out)

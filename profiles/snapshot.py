@@ -51,6 +51,8 @@ class Element:
     children: dict[str, Element] = field(default_factory=dict)
     keys: dict[str, tuple[Element, TypeRef]] = field(default_factory=dict)  # JSON name -> (child, type)
     required: tuple[Element, ...] = ()
+    # each required child with the JSON names that make it present (`_name` too for a primitive)
+    required_names: tuple[tuple[Element, tuple[str, ...]], ...] = ()
     xml_attr: bool = False  # representation xmlAttr: an XML attribute (element id, Extension.url)
 
 
@@ -158,6 +160,14 @@ def _finish(e: Element) -> None:
         e.keys.update(_json_names(child))
         _finish(child)
     e.required = tuple(c for c in e.children.values() if c.min > 0)
+    e.required_names = tuple(
+        (
+            c,
+            tuple(n for n, (k, _t) in e.keys.items() if k is c)
+            + tuple("_" + n for n, (k, t) in e.keys.items() if k is c and t.code in primitives.NAMES),
+        )
+        for c in e.required
+    )
     for s in e.slices:
         _finish(s)
 
@@ -224,8 +234,17 @@ def compiled(url: str) -> Definition | None:
 def forget(url: str) -> None:
     """Drop a compiled definition (its StructureDefinition changed)."""
     _compiled.pop(url.split("|", 1)[0], None)
+    _by_type.clear()
+
+
+_by_type: dict[str, Definition] = {}
 
 
 def for_type(type_name: str) -> Definition | None:
     """The compiled base definition of a resource or datatype."""
-    return compiled(definitions.base_url(type_name))
+    found = _by_type.get(type_name)
+    if found is None:
+        found = compiled(definitions.base_url(type_name))
+        if found is not None:
+            _by_type[type_name] = found
+    return found

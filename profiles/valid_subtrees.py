@@ -11,6 +11,12 @@ and was not tainted is remembered here, and the next walk of the same value in t
 skipped. Issues are never remembered (their expressions name the place), so an invalid value is
 walked and reported every time.
 
+A JSON member is remembered whole (`whole`: its array shape, cardinality, items and slices, e.g.
+a vital sign's `category` with its VSCat slice: one look-up), unless it is an array holding a null
+(whose verdict depends on the `_name` member beside it) or longer than MAX_ITEMS; on a miss, the
+items of an array of several are looked up one by one. Invariant results are remembered apart,
+by the JSON they read (operand_results.py); `forget_all` empties both.
+
 The key holds the compiled `Element` itself, so it stays alive while remembered (a stored profile
 recompiled later has new elements and never meets an old entry). The table is bounded: when full
 it starts again empty.
@@ -23,30 +29,41 @@ from typing import Any
 
 import orjson
 
+from . import operand_results
+
 MAX_ENTRIES = 20_000
 MAX_BYTES = 2048  # a larger value is walked every time (rarely repeated, and costly to keep)
+MAX_ITEMS = 32  # a longer array is not kept whole (its text is seldom under MAX_BYTES): item by item
 _valid: dict[tuple[Any, ...], bool] = {}
 
 _CONTEXT_TOKENS = ("%resource", "%rootResource", "%context", "resolve(")
 
 
-def key_of(
-    element: Any, type_ref: Any, profile_pass: bool, warnings: bool, resource: Any, value: Any
+KNOWN: tuple[Any, ...] = ("known valid",)
+
+
+def lookup(
+    element: Any,
+    type_ref: Any,
+    profile_pass: bool,
+    warnings: bool,
+    resource: Any,
+    value: Any,
+    whole: bool = False,
 ) -> tuple[Any, ...] | None:
-    """The remembered-value key of `value` walked at `element`, or None when it is not kept."""
+    """The remembered-value key of `value` walked at `element` (`whole`: the element's whole JSON
+    member, its array and cardinality included; else one of its values); None when it is not kept,
+    KNOWN when it is known valid."""
     try:
         blob = orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
         return None
     if len(blob) > MAX_BYTES:
         return None
     rtype = resource.get("resourceType") if resource.__class__ is dict else None
     # as text: orjson's bytes keep their 4 KB buffer, the str is compact
-    return (element, id(type_ref), profile_pass, warnings, rtype, blob.decode())
-
-
-def known_valid(key: tuple[Any, ...]) -> bool:
-    return key in _valid
+    key = (element, id(type_ref), profile_pass, warnings, rtype, whole, blob.decode())
+    return KNOWN if key in _valid else key
 
 
 def remember(key: tuple[Any, ...]) -> None:
@@ -56,8 +73,9 @@ def remember(key: tuple[Any, ...]) -> None:
 
 
 def forget_all() -> None:
-    """Empty the table (benchmarks measure the walk without it)."""
+    """Empty the table, and the invariant operands' results (benchmarks measure the walk without them)."""
     _valid.clear()
+    operand_results.forget_all()
 
 
 @lru_cache(maxsize=4096)

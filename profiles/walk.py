@@ -72,25 +72,22 @@ class Walk:
         resource: Any,
         root: Any,
     ) -> None:
-        present: set[int] = set()
         choice_seen: dict[int, str] = {}
         is_resource = "." not in owner.path and "resourceType" in value
         for key, item in value.items():
-            if key == "resourceType" and is_resource:
-                continue
-            if key[:1] == "_":
-                hit = keys.get(key[1:])
-                if hit is None or hit[1].code not in primitives.NAMES:
-                    self.error(f"Unknown element '{key}'", "structure", f"{where}.{key}")
-                    continue
-                present.add(id(hit[0]))
-                self.primitive_extension(item, f"{where}.{key}", hit[0].array)
-                continue
             hit = keys.get(key)
             if hit is None:
-                if self.profile_pass:
-                    continue  # the base pass reports unknown elements
-                self.error(f"Unknown element '{key}'", "structure", f"{where}.{key}")
+                if key == "resourceType" and is_resource:
+                    continue
+                if key[:1] == "_":
+                    hit = keys.get(key[1:])
+                    if hit is None or hit[1].code not in primitives.NAMES:
+                        self.error(f"Unknown element '{key}'", "structure", f"{where}.{key}")
+                    else:
+                        self.primitive_extension(item, f"{where}.{key}", hit[0].array)
+                    continue
+                if not self.profile_pass:  # the base pass reports unknown elements
+                    self.error(f"Unknown element '{key}'", "structure", f"{where}.{key}")
                 continue
             child, tref = hit
             if child.choice:
@@ -102,10 +99,12 @@ class Walk:
                         f"{where}.{key}",
                     )
                 choice_seen[id(child)] = key
-            present.add(id(child))
-            self.element(child, tref, item, f"{where}.{key}", resource, root, value.get("_" + key))
-        for child in owner.required if owner.children else ():
-            if id(child) not in present:
+            self.element(child, tref, item, where, key, resource, root, value)
+        for child, names in owner.required_names:
+            for name in names:
+                if name in value:
+                    break
+            else:
                 label = f"{child.name}[x]" if child.choice else child.name
                 self.error(
                     f"Missing required element '{label}' (minimum {child.min})",
@@ -130,7 +129,55 @@ class Walk:
     # ---------------------------------------------------------------- elements
 
     def element(
-        self, e: Element, tref: TypeRef, value: Any, where: str, resource: Any, root: Any, ext: Any
+        self,
+        e: Element,
+        tref: TypeRef,
+        value: Any,
+        parent_at: str,
+        key: str,
+        resource: Any,
+        root: Any,
+        parent: dict[str, Any],
+    ) -> None:
+        """Walk the member `key` of the JSON object `parent` (at `parent_at`): its array shape,
+        cardinality, each value and the slices. A whole member found valid before in the same place
+        (valid_subtrees.py) is not walked again."""
+        cls = value.__class__
+        if (
+            cls is dict or (cls is list and 0 < len(value) <= valid_subtrees.MAX_ITEMS and None not in value)
+        ) and tref.code not in _RESOURCE_TYPES:  # (`_key` beside it matters for a null item only)
+            memo = valid_subtrees.lookup(
+                e, tref, self.profile_pass, self.warnings, resource, value, whole=True
+            )
+            if memo is valid_subtrees.KNOWN:
+                return
+            if memo is not None:
+                found, outer_taint = len(self.issues), self.tainted
+                self.tainted = False
+                # a lone value's own key would repeat this one: walk it without
+                self._element(
+                    e, tref, value, f"{parent_at}.{key}", resource, root, None, cls is dict or len(value) == 1
+                )
+                if not self.tainted and len(self.issues) == found:
+                    valid_subtrees.remember(memo)
+                self.tainted = self.tainted or outer_taint
+                return
+        if not e.array and value is not None and e.max > 0 and not e.slices and not isinstance(value, list):
+            self.value(e, tref, value, f"{parent_at}.{key}", resource, root)  # _element on one value
+            return
+        ext = parent.get("_" + key)
+        self._element(e, tref, value, f"{parent_at}.{key}", resource, root, ext, False)
+
+    def _element(
+        self,
+        e: Element,
+        tref: TypeRef,
+        value: Any,
+        where: str,
+        resource: Any,
+        root: Any,
+        ext: Any,
+        lone: bool,
     ) -> None:
         if e.array:
             if not isinstance(value, list):
@@ -157,7 +204,10 @@ class Walk:
                         "null is only allowed in an array of primitives with extensions", "structure", at
                     )
                 continue
-            self.value(e, tref, item, at, resource, root)
+            if lone:
+                self._value(e, tref, item, at, resource, root)
+            else:
+                self.value(e, tref, item, at, resource, root)
         if e.slices:
             self.slices(e, tref, items, paths, where, resource, root)
 
@@ -165,11 +215,11 @@ class Walk:
         if item.__class__ is not dict or tref.code in _RESOURCE_TYPES:
             self._value(e, tref, item, at, resource, root)
             return
-        key = valid_subtrees.key_of(e, tref, self.profile_pass, self.warnings, resource, item)
+        key = valid_subtrees.lookup(e, tref, self.profile_pass, self.warnings, resource, item)
+        if key is valid_subtrees.KNOWN:
+            return
         if key is None:
             self._value(e, tref, item, at, resource, root)
-            return
-        if valid_subtrees.known_valid(key):
             return
         found, outer_taint = len(self.issues), self.tainted
         self.tainted = False
@@ -265,7 +315,7 @@ class Walk:
     def invariant(self, inv: Any, item: Any, type_path: str, at: str, resource: Any, root: Any) -> None:
         if inv.severity != "error" and not self.warnings:
             return
-        if valid_subtrees.invariant_reads_context(inv.key, inv.expression, item):
+        if inv.context and valid_subtrees.invariant_reads_context(inv.key, inv.expression, item):
             self.tainted = True
         holds = inv.holds(item, type_path, resource, root)
         if holds is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -9,7 +10,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhir_server import model
+from fhir_server import model, spec_package
 from fhir_server.errors import Invalid
 
 
@@ -47,6 +48,83 @@ def test_a_backspace_escape_is_rejected_and_an_escaped_backslash_before_b_is_not
     assert _verdict(orjson.loads(backspace), backspace) is not None
     backslash_b = b'{"resourceType":"Patient","name":[{"family":"a\\\\bc"}]}'
     assert _verdict(orjson.loads(backslash_b), backslash_b) is None
+
+
+# ---------------------------------------------------------------- control characters without the JSON text
+
+_ENVELOPE_EXAMPLES = [
+    orjson.loads(p.read_bytes())
+    for p in sorted(spec_package.ensure().glob("*.json"))
+    if p.name.split("-", 1)[0] in {"Patient", "Observation", "Questionnaire", "Bundle", "Composition"}
+]
+_INJECTED = st.sampled_from([chr(c) for c in range(0x20)] + ["\x7f", "\\", "\\b", "\u2028", "é", "😀"])
+
+
+def _string_places(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths to every string value, and (as `(*path, None)`) to every object, where a key can go."""
+    out: list[tuple[Any, ...]] = []
+    if isinstance(node, str):
+        return [path]
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    if isinstance(node, dict):
+        out.append((*path, None))
+    for key, value in items:
+        if key != "resourceType" and not (path == () and key == "id"):
+            out += _string_places(value, (*path, key))
+    return out
+
+
+def _envelope(resource: dict[str, Any], parsed_from: bytes | None) -> str | None:
+    try:
+        model.check_envelope(resource, parsed_from=parsed_from)
+    except Invalid as exc:
+        return f"{exc.message} @ {exc.issues[0].expression if exc.issues else ''}"
+    return None
+
+
+@given(st.data())
+def test_the_envelope_without_text_finds_what_the_walk_finds(data: st.DataObject) -> None:
+    """Without the JSON text, check_envelope walks only when orjson's text of the resource may hold a
+    control character: it rejects exactly what the walk alone rejects, at the same place, for HL7's
+    examples with characters put into strings (and keys) at random, and for values orjson refuses."""
+    resource = copy.deepcopy(data.draw(st.sampled_from(_ENVELOPE_EXAMPLES)))
+    chars = st.sampled_from(data.draw(st.lists(_INJECTED, min_size=1, max_size=2)))  # often one kind
+    for _ in range(data.draw(st.integers(0, 3))):
+        path = data.draw(st.sampled_from(_string_places(resource)))
+        parent = resource
+        for key in path[:-2] if path[-1] is None else path[:-1]:
+            parent = parent[key]
+        char = data.draw(chars)
+        if path[-1] is None:  # a key holding the character, with a string value
+            target = parent[path[-2]] if len(path) > 1 else parent
+            target["x" + char] = data.draw(st.sampled_from(["plain", "a" + char]))
+            continue
+        text = parent[path[-1]]
+        at = data.draw(st.integers(0, len(text)))
+        parent[path[-1]] = text[:at] + char + text[at:]
+    if data.draw(st.booleans()):  # something orjson cannot write: the walk decides alone
+        resource["extension"] = [
+            {"url": "http://x", "valueString": data.draw(st.sampled_from(["ok", "b\x01"]))}
+        ]
+        resource["_unserialisable"] = data.draw(st.sampled_from([{1, 2}, 2**70, {1: "x"}, "\ud800"]))
+    assert _envelope(resource, None) == _envelope(resource, b"\\u00")  # b"\\u00": always walk
+
+
+def test_a_control_character_is_found_without_the_text() -> None:
+    for code in range(0x20):  # each one alone (orjson writes \b, \f, \n, \r, \t short)
+        patient = {"resourceType": "Patient", "name": [{"family": "a", "given": ["b", "c" + chr(code)]}]}
+        expected = _envelope(patient, b"\\u00")
+        assert _envelope(patient, None) == expected, code
+        assert (expected is None) == (chr(code) in "\t\r\n")
+    patient = {"resourceType": "Patient", "name": [{"family": "a", "given": ["b", "c\x1f"]}]}
+    assert _envelope(patient, None) == (
+        "Strings may not contain control characters other than tab, CR and LF @ ('Patient.name[0].given[1]',)"
+    )
+    patient["name"][0]["given"][1] = "c\t\r\n"
+    assert _envelope(patient, None) is None
+    patient["_odd"] = {1, 2}  # orjson refuses it: the walk runs
+    patient["name"][0]["family"] = "\x00"
+    assert _envelope(patient, None) is not None
 
 
 def _r4b_model_types() -> frozenset[str]:

@@ -152,3 +152,103 @@ def test_remembering_never_changes_what_is_found(data: st.DataObject) -> None:
     expected = [cold(r) for r in sequence]
     valid_subtrees.forget_all()
     assert [issues(r) for r in sequence] == expected
+
+
+# ---------------------------------------------------------------- whole members and remembered invariant results
+
+_VITALS = ["heartrate", "bodyweight", "oxygensat", "resprate", "bodytemp", "vitalsigns"]
+
+
+def _vital(draw: Any) -> dict[str, Any]:
+    """An ingest-like vital sign: the same code, category, subject and meta in every record."""
+    profile = f"http://hl7.org/fhir/StructureDefinition/{draw(st.sampled_from(_VITALS))}"
+    obs = factories.observation(
+        "p1",
+        value=draw(st.sampled_from([60, 61, 72.5, 0, -1])),
+        meta={"profile": [profile]},
+        identifier=[{"system": "urn:x", "value": draw(st.sampled_from(["a", "b"]))}],
+        device={"reference": "Device/d"},
+    )
+    if draw(st.booleans()):
+        obs.pop("effectiveDateTime")
+        obs["effectivePeriod"] = {
+            "start": "2024-03-05T10:00:00Z",
+            "end": draw(st.sampled_from(["2024-03-05", "2024-03-04T10:00:00Z", "2024-03-05T11:00:00Z"])),
+        }
+    return obs
+
+
+def _reshape(resource: Any, draw: Any) -> Any:
+    """Structural changes a leaf replacement does not make: a member dropped, an array item repeated
+    or dropped, an array unwrapped, a single value wrapped in an array, a member given `_` twin."""
+    changed = copy.deepcopy(resource)
+    for _ in range(draw(st.integers(0, 2))):
+        places = [p for p in _leaves(changed) if p]
+        if not places:
+            break
+        path = draw(st.sampled_from(places))
+        parent = changed
+        for key in path[:-1]:
+            parent = parent[key]
+        last, value = path[-1], parent[path[-1]]
+        kind = draw(st.sampled_from(["drop", "repeat", "unwrap", "wrap", "twin", "null"]))
+        if kind == "drop":
+            del parent[last]
+        elif kind == "repeat" and isinstance(value, list) and value:
+            value.append(copy.deepcopy(value[draw(st.integers(0, len(value) - 1))]))
+        elif kind == "unwrap" and isinstance(value, list) and value:
+            parent[last] = value[0]
+        elif kind == "wrap":
+            parent[last] = [value]
+        elif kind == "twin" and isinstance(parent, dict) and isinstance(last, str):
+            parent["_" + last] = draw(
+                st.sampled_from([{"extension": [{"url": "http://x", "valueString": "y"}]}, [None], None, {}])
+            )
+        elif kind == "null" and isinstance(value, list):
+            value.append(None)
+    return changed
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_whole_members_and_invariant_results_never_change_what_is_found(data: st.DataObject) -> None:
+    """Vital signs as ingest writes them (profiles with slices and invariants) and HL7's examples,
+    reshaped and with leaves replaced: each one's issues with every table warm equal its issues
+    walked cold (no remembered member, value or invariant result)."""
+    sequence = []
+    for _ in range(data.draw(st.integers(2, 6))):
+        base = (
+            _vital(data.draw)
+            if data.draw(st.booleans())
+            else _LOADED[data.draw(st.integers(0, len(_LOADED) - 1))]
+        )
+        sequence.append(_reshape(_mutate(base, data.draw), data.draw))
+    sequence += [copy.deepcopy(r) for r in sequence]
+    expected = [cold(r) for r in sequence]
+    valid_subtrees.forget_all()
+    assert [issues(r) for r in sequence] == expected
+
+
+def test_a_valid_member_is_remembered_whole_and_each_record_adds_only_its_new_members() -> None:
+    """category (with the vital signs slice), code, subject, meta: one entry each per pass; the
+    next record with the same members walks only its own identifier."""
+    first = factories.observation("p1", meta={"profile": [HEARTRATE]}, identifier=[{"value": "1"}])
+    assert errors(first) == []
+    remembered = set(valid_subtrees._valid)
+    whole = {(key[0].path, key[2]) for key in remembered if key[5]}
+    assert {("Observation.category", False), ("Observation.category", True)} <= whole
+    second = factories.observation("p1", meta={"profile": [HEARTRATE]}, identifier=[{"value": "2"}])
+    assert errors(second) == []
+    new = set(valid_subtrees._valid) - remembered
+    assert new and all(key[0].path == "Observation.identifier" for key in new), new
+
+
+def test_an_array_with_a_null_is_never_remembered_whole() -> None:
+    """A null item is allowed only beside a `_name` array of extensions: the same array without it
+    is an error, whatever was walked before."""
+    ext = {"extension": [{"url": "http://example.org/x", "valueString": "y"}]}
+    with_twin = {"resourceType": "Patient", "name": [{"given": ["a", None], "_given": [None, ext]}]}
+    assert errors(with_twin) == []
+    alone = {"resourceType": "Patient", "name": [{"given": ["a", None]}]}
+    assert [i.expression for i in errors(alone)] == [("Patient.name[0].given[1]",)]
+    assert issues(alone) == cold(alone)
