@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     bulk_import_max_upload_bytes: int = 1024**3  # an ndjson body POSTed to $import
     ingest_max_upload_bytes: int = 4 * 1024**3  # a file POSTed to $ingest (Apple Health exports are large)
     # chunks of one ingest in flight at once on PostgreSQL (operations/ingest_bulk.py "Pipelined"):
-    # 2 writes up to ~17% more records/s for ~22 MiB more memory
-    ingest_pipeline: int = 1
+    # with 2 one chunk is prepared while the other is written, ~10-20% more records/s than 1 for
+    # ~20 MiB more memory (bench/README.md "Idempotent writes")
+    ingest_pipeline: int = 2
     # SMART authorization server (fhir_server/auth): token lifetimes, CORS for browser apps, admin API.
     access_token_seconds: int = 3600
     refresh_token_days: int = 90  # offline_access; online_access lasts as long as the login (8 hours)

@@ -33,10 +33,12 @@ describe the ingest and are written by the server, as the job's Task is (and as 
 whole job ran as the server).
 Records found already present are not validated again: nothing of them is written.
 
-Pipelined (PostgreSQL, `FHIR_INGEST_PIPELINE=2`; off by default): two chunks are in flight at once,
-each in its own transaction on its own connection, so one chunk's Python work (lookup, validation,
-index rows) runs while the database writes the other: up to ~17% more records/s for about 22 MiB more
-peak memory (bench/README.md "Idempotent writes").
+Pipelined (PostgreSQL, `FHIR_INGEST_PIPELINE`, 2 by default; 1 writes a chunk at a time): two chunks
+are in flight at once, each in its own transaction on its own connection, so one chunk's Python work
+(lookup, validation, index rows) runs while the database writes the other. Only one chunk WRITES at a
+time (`_Turn`: from its COPY to its commit): two chunks copying into the same indexes at once cost
+the client and the database a fifth more CPU each and gained nothing. About 10-20% more records/s
+than one chunk at a time, for about 20 MiB more peak memory (bench/README.md "Idempotent writes").
 The meaning is unchanged because the chunks serialise where it matters: a record's lock key is held
 until its transaction commits, so a record in both chunks waits for the first and then finds it (as
 two ingests of one file do); outcomes are applied in chunk order and a resumed job restarts after
@@ -106,6 +108,26 @@ class _Flight:
     refused: FhirError | None = None
 
 
+class _Turn:
+    """A chunk's turn to write: taken before its COPY, kept until its transaction ended (the lock is
+    taken once however often `Store.transact` runs the chunk again)."""
+
+    __slots__ = ("held", "lock")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock, self.held = lock, False
+
+    def take(self) -> None:
+        if not self.held:
+            self.lock.acquire()
+            self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.lock.release()
+
+
 @dataclass(frozen=True)
 class _Parameter:
     """The token search parameter a type's conditional creates use (e.g. Observation `identifier`)."""
@@ -132,6 +154,7 @@ class BulkIngest:
         self.devices: dict[str, str] = {}  # Device fullUrl -> Device/id, for the whole run
         self.patients: dict[str, bool] = {}  # Patient reference -> exists and may be written for
         self._parameters: dict[tuple[str, str], _Parameter] = {}
+        self._writing = threading.Lock()  # held by the chunk writing (see `_Turn`)
         # A requester confined to patient compartments writes records only about those patients.
         records = self.grants.get("Observation") if self.grants is not None else None
         self.confined = (records.compartments or None) if records is not None else None
@@ -140,7 +163,7 @@ class BulkIngest:
     def write(self, on_chunk: Callable[[Tally], None] | None = None) -> Tally:
         """Write every chunk of the run (skipping the chunks a resumed job's tally has seen).
 
-        On PostgreSQL `Settings.ingest_pipeline` chunks (default 1) are in flight at once, each in its
+        On PostgreSQL `Settings.ingest_pipeline` chunks (default 2) are in flight at once, each in its
         own transaction on its own connection: while one waits for its COPY and commit, the next is
         resolved, validated and indexed (see the module docstring, "Pipelined"). Outcomes are applied, and `on_chunk` called,
         in chunk order."""
@@ -204,10 +227,14 @@ class BulkIngest:
             return flight
 
         def work() -> _Outcome:
-            return self.ctx.store.transact(
-                lambda tx: self._perform(tx, writable, _Outcome(problems=list(outcome.problems))),
-                self.ctx.write_context("ingest:command"),
-            )
+            turn = _Turn(self._writing)
+            try:
+                return self.ctx.store.transact(
+                    lambda tx: self._perform(tx, writable, _Outcome(problems=list(outcome.problems)), turn),
+                    self.ctx.write_context("ingest:command"),
+                )
+            finally:
+                turn.release()
 
         if inline:
             done: Future[_Outcome] = Future()
@@ -318,9 +345,10 @@ class BulkIngest:
                 kept.append(record)
         return kept
 
-    def _perform(self, tx: Tx, chunk: list[_Record], out: _Outcome) -> _Outcome:
+    def _perform(self, tx: Tx, chunk: list[_Record], out: _Outcome, turn: _Turn) -> _Outcome:
         """Resolve and write one chunk in `tx`: run again from scratch on contention (Store.transact),
-        so it changes nothing outside `tx` and `out`."""
+        so it changes nothing outside `tx` and `out`. Its writes (COPY, checks, commit) wait for
+        `turn`: one chunk writes at a time while the next one is resolved, validated and indexed."""
         bulk_write.commit_asynchronously(tx)
         self.ctx.store.lock_all(tx, [_lock_key(r.entry) for r in chunk])
         device_ids = {
@@ -380,6 +408,7 @@ class BulkIngest:
             tx.create(resource, rid)
             if resource["resourceType"] == "Observation":
                 records.append(("Observation", rid))
+        turn.take()
         tx.flush()
         if self.grants is not None:
             enforce.check_written_together(tx, self.grants, records)
