@@ -202,6 +202,7 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
 # remembered any more in this process: each miss costs its JSON and a table entry.
 _ELEMENT_ROWS: dict[tuple[str, str, str], tuple[tuple[str, list[tuple[Any, ...]]], ...]] = {}
 _ELEMENT_ROWS_MAX = 20_000
+_ELEMENT_MAX_BYTES = 2048
 _PROBE = 2_000
 _probes: dict[tuple[str, str], list[int]] = {}  # (type, key) -> [lookups, found]
 
@@ -227,7 +228,9 @@ def _element_rows(
         blob = orjson.dumps(resource[key]).decode()
     except (TypeError, orjson.JSONEncodeError):  # not JSON (a Decimal, a huge int): not remembered
         blob = "null"
-    if "null" in blob:  # orjson writes NaN and infinities as null: such a value is not remembered
+    # orjson writes NaN and infinities as null: such a value is not remembered, nor a large one
+    # (a Provenance's thousand targets: each new, and a table of them grew by 300 MB per million)
+    if "null" in blob or len(blob) > _ELEMENT_MAX_BYTES:
         for step in steps:
             step(resource, sink)
         return
