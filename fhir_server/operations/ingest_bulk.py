@@ -476,9 +476,10 @@ def _quick_switching() -> Iterator[None]:
     (https://docs.python.org/3/library/sys.html#sys.setswitchinterval).
 
     A chunk waiting on its connection needs the GIL back after each round trip (about 25 per
-    chunk: a COPY per table, the lookup, the commit), and waits up to the interval for the chunk
-    that is computing to yield it: at 5 ms that held each chunk's writes ~0.1 s longer.
-    Process-wide, so it is set by the first pipelined run and restored by the last."""
+    chunk: a COPY per table, the lookup, the commit), and may wait up to the interval for the chunk
+    that is computing to yield it: up to ~0.1 s per chunk at 5 ms. Measured, the difference was
+    within the noise of four runs (bench/README.md "Idempotent writes"). Process-wide, so it is set
+    by the first pipelined run and restored by the last."""
     global _switching_users, _switching_before
     with _switching_lock:
         if _switching_users == 0:
