@@ -17,6 +17,7 @@ Re-runnable: `.venv/bin/python scripts/gen_search_registry.py`.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,56 @@ def search_parameters(types: set[str]) -> dict[str, list[dict[str, Any]]]:
             registry[base].append(parameter_entry(sp, expression, by_url))
     for entries in registry.values():
         entries.sort(key=lambda e: e["code"])
+        for entry in entries:
+            parts = unions(entries).get(entry["code"])
+            if parts:
+                entry["parts"] = list(parts)
     return registry
+
+
+def unions(entries: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """The parameters of one type whose expression is exactly the union of others' expressions.
+
+    Observation `combo-code` is `Observation.code | Observation.component.code`: the rows of `code`
+    and `component-code` together are its rows, so the server searches it over theirs and writes
+    none of its own. The same holds for a composite whose element expression is the union of other
+    composites' with the same components (`combo-code-value-quantity` = `code-value-quantity` |
+    `component-code-value-quantity`): a composite matches within one parameter's rows, so each part
+    numbers its elements (`grp`) on its own. In R4 these are the six `combo-` parameters of
+    Observation: a quarter of an Observation's index rows.
+    """
+    branches = {e["code"]: split_union(e["expression"]) for e in entries if e["expression"]}
+    by_code = {e["code"]: e for e in entries}
+
+    def shape(entry: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(c["type"], c["expression"]) for c in entry.get("components", ())]
+
+    found: dict[str, tuple[str, ...]] = {}
+    for code, mine in branches.items():
+        if len(mine) < 2:
+            continue
+        candidates = sorted(
+            other
+            for other, theirs in branches.items()
+            if other != code
+            and len(theirs) < len(mine)
+            and set(theirs) <= set(mine)
+            and by_code[other]["type"] == by_code[code]["type"]
+            and shape(by_code[other]) == shape(by_code[code])
+        )
+        for size in range(2, len(candidates) + 1):
+            cover = next(
+                (
+                    chosen
+                    for chosen in itertools.combinations(candidates, size)
+                    if sorted(b for other in chosen for b in branches[other]) == sorted(mine)
+                ),
+                None,
+            )
+            if cover is not None:
+                found[code] = cover
+                break
+    return found
 
 
 def compartment_patient(types: set[str]) -> dict[str, list[str]]:

@@ -48,6 +48,10 @@ class SearchParam:
     comparators: tuple[str, ...] = ()
     modifiers: tuple[str, ...] = ()
     search_type: str = ""  # the search/types REGISTRY entry searching it, when not `type` (see SPECIAL)
+    # Codes of the parameters whose expressions together are exactly this one's (Observation
+    # `combo-code` = `code` | `component-code`): their rows answer it, it has none of its own
+    # (scripts/gen_search_registry.py `unions`).
+    parts: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -76,6 +80,11 @@ def param_id(resource_type: str, code: str) -> int:
     return zlib.crc32(f"{resource_type}.{code}".encode()) & 0x7FFFFFFF
 
 
+def row_ids(sp: SearchParam) -> tuple[int, ...]:
+    """The param_ids of the index rows that answer `sp`: its own, or its `parts`'."""
+    return tuple(param_id(sp.resource_type, code) for code in sp.parts) or (sp.param_id,)
+
+
 @functools.cache
 def _registry() -> Mapping[str, Mapping[str, SearchParam]]:
     raw = orjson.loads(DATA.read_bytes())
@@ -96,6 +105,7 @@ def _registry() -> Mapping[str, Mapping[str, SearchParam]]:
                 url=e.get("url", ""),
                 comparators=tuple(e.get("comparators", ())),
                 modifiers=tuple(e.get("modifiers", ())),
+                parts=tuple(e.get("parts", ())),
             )
         for code, (url, search_type, left_out) in SPECIAL.items():
             if resource_type not in left_out and code not in params:

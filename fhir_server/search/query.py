@@ -294,7 +294,16 @@ class _Parser:
             targets.extend(t for t in (sp.targets or ()) if t not in targets)
         first = found[0][1]
         components = tuple(_component_type(c) for c in (first.components or ()))
-        return Param(code, kind, types, tuple(sp.param_id for _, sp in found), tuple(targets), components)
+        ids = tuple(i for t, sp in found for i in self._row_ids(t, sp, ""))
+        return Param(code, kind, types, ids, tuple(targets), components)
+
+    def _row_ids(self, resource_type: str, sp: Any, suffix: str) -> tuple[int, ...]:
+        """The param_ids of the rows that answer `sp` (or its `suffix` pseudo-parameter): its own, or
+        those of the parameters it is the union of (`SearchParam.parts`)."""
+        parts = getattr(sp, "parts", ())
+        if not parts and not suffix:
+            return (sp.param_id,)
+        return tuple(self.registry.param_id(resource_type, code + suffix) for code in parts or (sp.code,))
 
     def has_param(self, resource_type: str, code: str) -> bool:
         if code in ("_id", "_lastUpdated") or code.startswith("_has"):
@@ -303,7 +312,7 @@ class _Parser:
 
     def aux_ids(self, param: Param, suffix: str) -> tuple[int, ...]:
         scope = param.resource_types or self.all_types()
-        return tuple(self.registry.param_id(t, param.code + suffix) for t in scope)
+        return tuple(i for t in scope for i in self._row_ids(t, self.registry.get(t, param.code), suffix))
 
     # ---- criteria ----
 
@@ -416,7 +425,11 @@ class _Parser:
         if target is not None and not is_resource_type(target):
             raise _unknown(name, f"unknown resource type '{target}'")
         if code == "*":
-            ids = tuple(sp.param_id for sp in _params_of(self.registry, source) if sp.type == "reference")
+            ids = tuple(
+                sp.param_id
+                for sp in _params_of(self.registry, source)
+                if sp.type == "reference" and not getattr(sp, "parts", ())  # parts: no rows of its own
+            )
             return Include(source, "*", ids, target, iterate, reverse)
         param = self.resolve((source,), code, name)
         if param.type != "reference":

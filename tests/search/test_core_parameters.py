@@ -131,10 +131,10 @@ def _probe(param: parameters.SearchParam, resource: dict[str, Any]) -> str | Non
     rows = index.index_rows(resource)
     if param.type == "composite":
         return _composite(param, rows)
-    kinds = {param.kind}
-    for kind in kinds:
+    ids = parameters.row_ids(param)  # a `combo-` parameter is answered by its parts' rows
+    for kind in (param.kind,):
         for row in rows.get(kind, []):
-            if row["param_id"] == param.param_id:
+            if row["param_id"] in ids:
                 value = _format(kind, row)
                 if value is not None:
                     return value
@@ -142,11 +142,12 @@ def _probe(param: parameters.SearchParam, resource: dict[str, Any]) -> str | Non
 
 
 def _composite(param: parameters.SearchParam, rows: dict[str, list[dict[str, Any]]]) -> str | None:
-    groups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    groups: dict[tuple[int, int], list[tuple[str, dict[str, Any]]]] = {}
+    ids = parameters.row_ids(param)  # each part numbers its elements (grp) on its own
     for kind, kind_rows in rows.items():
         for row in kind_rows:
-            if row.get("param_id") == param.param_id:  # value rows have none
-                groups.setdefault(row["grp"], []).append((kind, row))
+            if row.get("param_id") in ids:  # value rows have none
+                groups.setdefault((row["param_id"], row["grp"]), []).append((kind, row))
     for grp_rows in groups.values():
         parts = []
         for comp in param.components:

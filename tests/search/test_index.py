@@ -152,12 +152,36 @@ def test_blood_pressure_component_composite_pairs_code_and_value_by_grp() -> Non
     assert {q["canon_code"] for q in quantities} == {"g.m-1.s-2"}
 
 
-def test_blood_pressure_combo_composite_numbers_the_resource_then_its_components() -> None:
+def test_blood_pressure_combo_composite_has_no_rows_of_its_own_its_parts_answer_it() -> None:
     bp = example("Observation-blood-pressure")
-    tokens = rows(bp, "token", "combo-code-value-quantity")
-    quantities = rows(bp, "quantity", "combo-code-value-quantity")
-    # grp 1 is the Observation itself: it has no value, so its code is not indexed for the composite
-    assert {t["grp"] for t in tokens} == {2, 3} == {q["grp"] for q in quantities}
+    assert parameters.get("Observation", "combo-code-value-quantity").parts == (  # type: ignore[union-attr]
+        "code-value-quantity",
+        "component-code-value-quantity",
+    )
+    for kind in ("token", "quantity"):
+        assert rows(bp, kind, "combo-code-value-quantity") == []
+        # the Observation itself has no value: its part has no rows; the components are numbered 1, 2
+        assert rows(bp, kind, "code-value-quantity") == []
+        assert {r["grp"] for r in rows(bp, kind, "component-code-value-quantity")} == {1, 2}
+
+
+def test_combo_code_rows_are_those_of_code_and_component_code() -> None:
+    bp = example("Observation-blood-pressure")
+    assert rows(bp, "token", "combo-code") == []
+    codes = {r["code"] for code in ("code", "component-code") for r in rows(bp, "token", code)}
+    assert {"85354-9", "8480-6", "8462-4"} <= codes
+
+
+def test_codeable_concept_text_gets_a_row_only_when_no_coding_has_it_as_display() -> None:
+    concept = {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body Weight"}]}
+    same = {"resourceType": "Observation", "status": "final", "code": {**concept, "text": "body weight"}}
+    other = {"resourceType": "Observation", "status": "final", "code": {**concept, "text": "Weight"}}
+    coding_row = {"grp": 0, "system": "http://loinc.org", "code": "29463-7", "display": "body weight"}
+    assert rows(same, "token", "code") == [coding_row]
+    assert rows(other, "token", "code") == [
+        coding_row,
+        {"grp": 0, "system": None, "code": None, "display": "weight"},
+    ]
 
 
 def test_blood_pressure_code_value_quantity_is_not_written_without_a_value() -> None:

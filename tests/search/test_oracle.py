@@ -59,7 +59,7 @@ GIVEN = ["Ann", "Anne", "Bob", "Émile", "Zoe"]
 SYSTEMS = ["http://loinc.org", "http://acme.org/codes"]
 CODES = ["1234-5", "8480-6", "2345-7"]
 DISPLAYS = ["Hemoglobin", "Hb A1c", "Glucose", "glucose fasting"]
-TEXTS = ["Blood glucose", "hemo stuff"]
+TEXTS = ["Blood glucose", "hemo stuff", "glucose"]  # "glucose": a coding's display too
 QVALUES = [5.4, 5.35, 5.45, 5.5, 0.0054, 100.0, 99.5, 100.5, 1000.0, 1.0, 2.5]
 UNITS: list[tuple[str | None, str | None, str | None]] = [
     (UCUM, "mg", "mg"),
@@ -449,6 +449,23 @@ EXTRACT: dict[tuple[str, str], tuple[str, Callable[[dict[str, Any]], list[Any]]]
         lambda r: dates_of(r.get("effectiveDateTime"), r.get("effectiveInstant"), r.get("effectivePeriod")),
     ),
     ("Observation", "value-quantity"): ("quantity", lambda r: quantities(r.get("valueQuantity"))),
+    # `combo-` parameters are searched over their parts' rows (SearchParam.parts): the oracle reads the JSON
+    ("Observation", "combo-code"): (
+        "token",
+        lambda r: [
+            t
+            for cc in [r.get("code"), *(c.get("code") for c in r.get("component", []))]
+            for t in concept_tokens(cc)
+        ],
+    ),
+    ("Observation", "combo-value-quantity"): (
+        "quantity",
+        lambda r: [
+            q
+            for v in [r.get("valueQuantity"), *(c.get("valueQuantity") for c in r.get("component", []))]
+            for q in quantities(v)
+        ],
+    ),
     ("Encounter", "status"): ("token", status),
     ("Encounter", "class"): ("token", lambda r: coding_tokens(r["class"])),
     ("Encounter", "date"): ("date", lambda r: dates_of(r.get("period"))),
@@ -499,6 +516,10 @@ COMPOSITE = {
     ],
     ("Observation", "component-code-value-quantity"): lambda r: [
         (concept_tokens(c.get("code")), quantities(c.get("valueQuantity"))) for c in r.get("component", [])
+    ],
+    ("Observation", "combo-code-value-quantity"): lambda r: [
+        (concept_tokens(e.get("code")), quantities(e.get("valueQuantity")))
+        for e in [r, *r.get("component", [])]
     ],
 }
 
@@ -816,6 +837,10 @@ def criterion_for(draw: st.DrawFn, rtype: str) -> tuple[str, str]:
             lambda: ("value-quantity", one_of_values(draw, quantity_value())),
             lambda: ("code-value-quantity", f"{draw(code_value())}${draw(quantity_value())}"),
             lambda: ("component-code-value-quantity", f"{draw(code_value())}${draw(quantity_value())}"),
+            lambda: ("combo-code-value-quantity", f"{draw(code_value())}${draw(quantity_value())}"),
+            lambda: ("combo-code" + draw(st.sampled_from(["", ":not"])), one_of_values(draw, code_value())),
+            lambda: ("combo-code:text", draw(st.sampled_from(["hemo", "Glucose", "blood", "hb a"]))),
+            lambda: ("combo-value-quantity", one_of_values(draw, quantity_value())),
             lambda: ("subject:Patient.name", one_of_values(draw, string_value())),
             lambda: ("patient.gender", draw(st.sampled_from(["male", "female"]))),
             lambda: ("patient.general-practitioner.family", one_of_values(draw, string_value())),
@@ -823,7 +848,17 @@ def criterion_for(draw: st.DrawFn, rtype: str) -> tuple[str, str]:
             lambda: ("patient._id", patient_id(draw)),
             lambda: (
                 draw(
-                    st.sampled_from(["date", "value-quantity", "subject", "encounter", "code-value-quantity"])
+                    st.sampled_from(
+                        [
+                            "date",
+                            "value-quantity",
+                            "subject",
+                            "encounter",
+                            "code-value-quantity",
+                            "combo-code",
+                            "combo-code-value-quantity",
+                        ]
+                    )
                 )
                 + ":missing",
                 draw(st.sampled_from(["true", "false"])),
@@ -890,7 +925,7 @@ SORTS = {
         "general-practitioner",
         "identifier",
     ],
-    "Observation": ["date", "code", "value-quantity", "status", "subject", "_lastUpdated"],
+    "Observation": ["date", "code", "combo-code", "value-quantity", "status", "subject", "_lastUpdated"],
     "Encounter": ["date", "status", "patient"],
     "MedicationStatement": ["effective", "status"],
     "DocumentReference": ["date", "description"],

@@ -182,3 +182,60 @@ def test_the_audit_trail_has_no_full_text() -> None:
         {"resourceType": "AuditEvent", "outcomeDesc": "sentinel words", "text": {"div": "<div>x</div>"}}
     )
     assert "text" not in rows
+
+
+def test_union_parameters_are_the_observation_combos_and_cover_their_expressions_exactly() -> None:
+    gen = generator()
+    found = {
+        (t, sp.code): sp.parts
+        for t in parameters.resource_types()
+        for sp in parameters.for_type(t).values()
+        if sp.parts
+    }
+    assert found == {
+        ("Observation", "combo-code"): ("code", "component-code"),
+        ("Observation", "combo-code-value-concept"): ("code-value-concept", "component-code-value-concept"),
+        ("Observation", "combo-code-value-quantity"): (
+            "code-value-quantity",
+            "component-code-value-quantity",
+        ),
+        ("Observation", "combo-data-absent-reason"): ("component-data-absent-reason", "data-absent-reason"),
+        ("Observation", "combo-value-concept"): ("component-value-concept", "value-concept"),
+        ("Observation", "combo-value-quantity"): ("component-value-quantity", "value-quantity"),
+    }
+    for (t, code), parts in found.items():
+        sp = parameters.for_type(t)[code]
+        theirs = [b for part in parts for b in gen.split_union(parameters.for_type(t)[part].expression)]
+        assert sorted(theirs) == sorted(gen.split_union(sp.expression))
+        assert parameters.row_ids(sp) == tuple(param_id(t, part) for part in parts)
+        # the parts are of the union's type and, for composites, have its components
+        for part in parts:
+            other = parameters.for_type(t)[part]
+            assert other.type == sp.type and not other.parts
+            assert [(c.type, c.expression) for c in other.components] == [
+                (c.type, c.expression) for c in sp.components
+            ]
+
+
+def test_a_composite_over_the_same_elements_with_other_components_is_not_a_union() -> None:
+    gen = generator()
+
+    def entry(code: str, expression: str, value: str) -> dict[str, object]:
+        components = [
+            {"code": "c", "type": "token", "expression": "code"},
+            {"code": "v", "type": "quantity", "expression": value},
+        ]
+        return {"code": code, "type": "composite", "expression": expression, "components": components}
+
+    entries = [
+        entry("both", "X | X.part", "value.as(Quantity)"),
+        entry("root", "X", "value.as(Quantity)"),
+        entry("parts", "X.part", "value.as(SampledData)"),  # another value component
+        {"code": "t", "type": "token", "expression": "X.a | X.b"},
+        {"code": "a", "type": "token", "expression": "X.a"},
+        {"code": "b", "type": "string", "expression": "X.b"},  # another type
+    ]
+    assert gen.unions(entries) == {}
+    entries[2] = entry("parts", "X.part", "value.as(Quantity)")
+    entries[5] = {"code": "b", "type": "token", "expression": "X.b"}
+    assert gen.unions(entries) == {"both": ("parts", "root"), "t": ("a", "b")}

@@ -1,7 +1,7 @@
 """Token search parameters (https://hl7.org/fhir/R4/search.html#token).
 
 Index rows (param_id, grp, system, code, display): Coding -> one row; CodeableConcept -> one row per
-coding plus (None, None, text) when it has text; Identifier -> (system, value, type.text) plus, per
+coding plus (None, None, text) when it has text that no coding has as its display; Identifier -> (system, value, type.text) plus, per
 Identifier.type coding, an `:of-type` row (type system, type code, identifier value) under the
 auxiliary param id; ContactPoint -> (None, value, None) (its system is not a URI, `use` is not
 indexed); boolean -> (None, "true"/"false", None); code, string, id, uri... -> (None, value, None).
@@ -89,19 +89,14 @@ def values(
         if kind == "CodeableConcept":
             if element.__class__ is not dict:
                 continue
+            displays = []
             for coding in _list(element.get("coding")):
                 if coding.__class__ is dict:
-                    rows.append(
-                        (
-                            param_id,
-                            grp,
-                            _s(coding.get("system")),
-                            _s(coding.get("code")),
-                            _lower(coding.get("display")),
-                        )
-                    )
+                    display = _lower(coding.get("display"))
+                    rows.append((param_id, grp, _s(coding.get("system")), _s(coding.get("code")), display))
+                    displays.append(display)
             text = _lower(element.get("text"))
-            if text is not None:
+            if text is not None and text not in displays:  # else a coding's row answers `:text` already
                 rows.append((param_id, grp, None, None, text))
         elif kind == "Coding":
             if element.__class__ is dict:
