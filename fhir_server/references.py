@@ -23,6 +23,26 @@ def walk(node: Any, path: str, *, contained: bool = False) -> Iterator[tuple[dic
             yield from walk(item, f"{path}[{i}]", contained=contained)
 
 
+def values(node: Any, out: list[str] | None = None) -> list[str]:
+    """The `reference` strings `walk(node, ...)` yields (outside `contained`), in its order, without
+    their paths: what a write checks for every resource it stores (`walk` gives the path of one
+    that fails, see store/sql.py `_RefCheck`)."""
+    if out is None:
+        out = []
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            out.append(ref)
+        for key, value in node.items():
+            if key != "reference" and key != "contained" and isinstance(value, (dict, list)):
+                values(value, out)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)):
+                values(item, out)
+    return out
+
+
 def local_target(reference: str, base: str = "") -> tuple[str, str] | None:
     """(type, id) when `reference` points to a resource on this server (relative, or under `base`)."""
     if base and reference.startswith(base + "/"):

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Connection, CursorResult, Engine, Executable, func, select, text
 
-from .. import instant
+from .. import instant, references
 from ..errors import Conflict, Issue, Unprocessable
 from ..references import local_target, walk
 from ..search.index import index_tuples
@@ -120,8 +120,18 @@ def _as_stored(resource: dict[str, Any], rid: str, version: int, last_updated: i
 
 @dataclass
 class _RefCheck:
+    """A reference a write made to a resource on this server: the `n`-th of `references.values` of
+    the stored resource `content`. Its FHIRPath is found only for the message when it fails."""
+
     target: tuple[str, str]
-    path: str
+    res_type: str
+    content: bytes
+    n: int
+
+    @property
+    def path(self) -> str:
+        found = list(walk(orjson.loads(self.content), self.res_type))
+        return f"{found[self.n][1]}.reference"
 
 
 @dataclass
@@ -285,7 +295,7 @@ class Tx:
         as_stored = _as_stored(resource, rid, 1, ts)
         content = orjson.dumps(as_stored)
         stored = Stored(resource["resourceType"], rid, 1, ts, False, content, method=method)
-        self._remember_refs(resource)
+        self._remember_refs(as_stored, content)
         # Indexing only reads: the dict gives the rows orjson.loads(content) would.
         self._creates.append(
             fast.NewResource(stored.res_type, rid, ts, content, index_tuples(as_stored), method)
@@ -309,7 +319,7 @@ class Tx:
         version = prev.version + 1
         as_stored = _as_stored(resource, prev.res_id, version, ts)
         content = orjson.dumps(as_stored)
-        self._remember_refs(resource)
+        self._remember_refs(as_stored, content)
         self._write_version(prev, version, ts, False, content, method)
         self._reindex.append((prev.pk, index_tuples(as_stored)))
         return Stored(prev.res_type, prev.res_id, version, ts, False, content, prev.pk, method)
@@ -333,14 +343,15 @@ class Tx:
             )
         self._versions.append((prev.pk, prev.res_type, prev.res_id, version, ts, deleted, method, content))
 
-    def _remember_refs(self, resource: dict[str, Any]) -> None:
+    def _remember_refs(self, stored: dict[str, Any], content: bytes) -> None:
+        """Note the local references of a resource written as `stored` (serialised: `content`)."""
         if not self.check_references:
             return
-        rtype = resource["resourceType"]
-        for element, path in walk(resource, rtype):
-            target = local_target(element["reference"], self.base)
+        base = self.base
+        for n, reference in enumerate(references.values(stored)):
+            target = local_target(reference, base)
             if target is not None:
-                self._refs.append(_RefCheck(target, f"{path}.reference"))
+                self._refs.append(_RefCheck(target, stored["resourceType"], content, n))
 
     def flush(self, check_references: bool = True) -> None:
         """Write buffered creates, versions and index rows; check buffered references.

@@ -78,3 +78,23 @@ def test_a_batch_holds_each_resource_once(store: Store) -> None:
     patient = {**factories.patient(), "id": "p1"}
     with pytest.raises(ValueError):
         bulk_write.write(store, [patient, patient])
+
+
+def test_a_missing_reference_is_named_by_its_path_among_others(store: Store) -> None:
+    """The store notes references without their paths (store/sql.py `_RefCheck`) and finds the path
+    of one that fails from the stored resource: the second missing target of three references."""
+    from fhir_server.errors import Unprocessable
+
+    with store.write() as tx:
+        tx.create({**factories.patient("Here"), "id": "here"}, "here")
+    obs = factories.observation("here")
+    obs["performer"] = [{"reference": "Patient/here"}, {"reference": "Practitioner/ghost"}]
+    with pytest.raises(Unprocessable) as failed, store.write() as tx:
+        tx.create(obs)
+    issues = failed.value.issues
+    assert [(i.message, i.expression) for i in issues] == [
+        (
+            "Reference to Practitioner/ghost, which does not exist on this server",
+            ("Observation.performer[1].reference",),
+        )
+    ]
