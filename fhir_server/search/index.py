@@ -99,6 +99,31 @@ def _composite_step(sp: SearchParam, extractor: compiler.Extractor) -> Step | No
     return step
 
 
+def _composite_gate(sp: SearchParam, extractor: compiler.Extractor) -> str | None:
+    """A top-level element without which a composite parameter has no row, if there is one.
+
+    `Observation.component` selects nothing without `component`. The resource itself
+    (`code-value-quantity`: `Observation`) has a row only when every component gives one, so a
+    component that reads a single top-level element gates it (`value.as(Quantity)`: `valueQuantity`):
+    most Observations skip the composites of the value types they do not have."""
+    if extractor.branches is None or len(extractor.branches) != 1:
+        return None
+    fn, focus = extractor.branches[0]
+    key = compiler.first_key(fn)
+    if key is not None:
+        return key
+    if sp.expression != sp.resource_type:
+        return None
+    for component in reversed(sp.components):  # the values are the selective components
+        compiled = compiler.compile_expression(component.expression, sp.resource_type, focus)
+        if compiled.branches is None:  # not compiled to branches: reads anything
+            continue
+        keys = {compiler.first_key(f) for f, _ in compiled.branches}
+        if len(keys) == 1 and None not in keys:
+            return keys.pop()
+    return None
+
+
 def _document_step(sp: SearchParam) -> tuple[str | None, Step] | None:
     """The step of a parameter indexed from the whole resource (full text), and the key it needs."""
     search_type = REGISTRY.get(sp.kind)
@@ -123,6 +148,7 @@ class Plan:
     always: tuple[Step, ...]
     last: tuple[Step, ...] = ()
     remembered: frozenset[str] = frozenset()  # keys whose steps read that element alone
+    gated: tuple[tuple[str, Step], ...] = ()  # (key, step): composites that give no row without key
 
 
 @functools.cache
@@ -135,6 +161,7 @@ def plan(resource_type: str) -> Plan:
     """
     by_key: dict[str, list[Step]] = {}
     always: list[Step] = []
+    gated: list[tuple[str, Step]] = []
     for sp in parameters.for_type(resource_type).values():
         whole = _document_step(sp)
         if whole is not None:
@@ -147,7 +174,11 @@ def plan(resource_type: str) -> Plan:
         if sp.kind in REGISTRY and REGISTRY[sp.kind].components:
             step = _composite_step(sp, extractor)
             if step is not None:
-                always.append(step)
+                gate = _composite_gate(sp, extractor)
+                if gate is None:
+                    always.append(step)
+                else:
+                    gated.append((gate, step))
         elif sp.kind not in VALUES:
             continue
         elif extractor.branches is None:
@@ -161,7 +192,11 @@ def plan(resource_type: str) -> Plan:
         k for k, steps in by_key.items() if all(getattr(s, "element_only", False) for s in steps)
     )
     return Plan(
-        {k: tuple(v) for k, v in by_key.items()}, tuple(always), DERIVED.get(resource_type, ()), remembered
+        {k: tuple(v) for k, v in by_key.items()},
+        tuple(always),
+        DERIVED.get(resource_type, ()),
+        remembered,
+        tuple(gated),
     )
 
 
@@ -182,6 +217,9 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
     sink: RowSink = {kind: [] for kind in COLUMNS}
     for step in steps.always:
         step(resource, sink)
+    for key, step in steps.gated:
+        if key in resource:
+            step(resource, sink)
     by_key, remembered = steps.by_key, _remembered(resource_type)
     for key in resource:
         keyed = by_key.get(key)
