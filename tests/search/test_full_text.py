@@ -75,6 +75,65 @@ def test_content_keeps_what_a_person_reads_not_ids_references_and_uris() -> None
     ]  # fmt: skip
 
 
+def test_content_words_remembered_per_element_are_the_words_of_the_whole_content() -> None:
+    """`content_words` remembers each top-level element's words by its JSON (the `_content` index
+    step uses it); the oracle is `words(content(...))` over HL7's examples and Synthea, each resource
+    seen twice so that the second time its elements come from the table."""
+    from tests.search.test_index_remembered import _resources
+
+    resources = _resources()
+    for _ in range(2):
+        differ = [
+            r.get("id")
+            for r in resources
+            if full_text.content_words(r) != full_text.words(full_text.content(r))
+        ]
+        assert differ == []
+    # the same JSON under another name has other words: `text.div` is a narrative, `note.div` is not
+    narrative = {"div": "<b>bold</b> &amp; x"}
+    for _ in range(2):
+        both = {"resourceType": "Observation", "text": narrative, "note": narrative}
+        assert full_text.content_words(both) == ["bold", "x", "b", "bold", "b", "amp", "x"]
+    long = {"resourceType": "Observation", "note": [{"text": " ".join(["w"] * 20_000)}]}
+    assert full_text.document_words(full_text.content_words(long)) == full_text.document(
+        full_text.content(long)
+    )
+
+
+_JSON = st.recursive(
+    st.one_of(
+        st.text(max_size=12),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.none(),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["text", "div", "data", "contentType", "id", "value", "display"]),
+            children,
+            max_size=4,
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(["code", "text", "meta", "data", "note", "valueQuantity"]), _JSON, max_size=5
+    )
+)
+def test_content_words_of_any_shape_are_the_words_of_its_content(fields: dict[str, object]) -> None:
+    """Including values orjson writes alike (NaN and infinity as null) or cannot write (huge ints)."""
+    for resource_type in ("Observation", "Binary"):
+        resource = {"resourceType": resource_type, **fields}
+        for _ in range(2):
+            assert full_text.content_words(resource) == full_text.words(full_text.content(resource))
+
+
 def test_documents_are_capped() -> None:
     doc = full_text.document(" ".join(["w"] * 20_000) + " " + "x" * 65)
     assert len(doc.split()) == full_text.MAX_WORDS

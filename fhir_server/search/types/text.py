@@ -33,7 +33,7 @@ def _narrative(resource: dict[str, Any], param_id: int, sink: RowSink) -> None:
 
 
 def _content(resource: dict[str, Any], param_id: int, sink: RowSink) -> None:
-    body = full_text.document(full_text.content(resource))
+    body = full_text.document_words(full_text.content_words(resource))
     if body:
         sink[KIND].append((param_id, body))
 
