@@ -154,10 +154,10 @@ def search_parameters(types: set[str]) -> dict[str, list[dict[str, Any]]]:
             registry[base].append(parameter_entry(sp, expression, by_url))
     for entries in registry.values():
         entries.sort(key=lambda e: e["code"])
+        found = unions(entries)
         for entry in entries:
-            parts = unions(entries).get(entry["code"])
-            if parts:
-                entry["parts"] = list(parts)
+            if entry["code"] in found:
+                entry["parts"] = list(found[entry["code"]])
     return registry
 
 
