@@ -133,8 +133,14 @@ def wait_streaming(replica: Cluster, timeout: float = 30.0) -> None:
 
 
 def wait_caught_up(primary: Cluster, replica: Cluster, timeout: float = 30.0) -> None:
-    """Until the replica has replayed everything the primary has written so far."""
-    target = primary.sql("SELECT pg_current_wal_lsn()::text")
+    """Until the replica has replayed everything the primary has written so far.
+
+    The target is the WAL *insert* position: these clusters commit with `synchronous_commit = off`, so
+    a commit record may sit in the primary's WAL buffers, past `pg_current_wal_lsn()` (the write
+    position), until the WAL writer flushes it; only then is it streamed. Waiting for the write
+    position let a read right after the wait miss a committed row.
+    """
+    target = primary.sql("SELECT pg_current_wal_insert_lsn()::text")
     deadline = time.monotonic() + timeout
     while not replica.sql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"):
         if time.monotonic() > deadline:
