@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 23:08:28.286706
+Create Date: 2026-12-04 18:34:54.611990
 """
 
 import sqlalchemy as sa
@@ -524,6 +524,7 @@ def upgrade() -> None:
         op.execute(
             "CREATE STATISTICS IF NOT EXISTS st_idx_token_code (mcv, dependencies) ON param_id, code, system FROM idx_token"
         )
+        op.execute("ALTER TABLE idx_token ALTER COLUMN code SET (n_distinct = -0.2)")
         op.execute(
             "ALTER TABLE resource_version ALTER COLUMN xid SET DEFAULT (pg_current_xact_id()::text::bigint)"
         )
