@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, any_, bindparam, cast, false, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, Dialect, Select, any_, bindparam, false, select
+from sqlalchemy.types import UserDefinedType
 
 from fhir_server.search.query import Filter, SearchQuery
 from fhir_server.search.types.base import of_params
@@ -58,13 +58,13 @@ def statement(
     parameter (`ids`) whose code is one of `codes` (cut to the indexed length), within `restrict`. On PostgreSQL the codes
     travel as ONE array parameter (`= ANY`): an IN list of 500 parameters costs more to compile and
     send than the lookup costs to run. The array goes as its text literal (`array_literal`), which
-    costs a tenth of psycopg's list adaptation (2.2 ms per 1,000 codes)."""
+    costs a tenth of psycopg's list adaptation (2.2 ms per 1,000 codes), typed `_ArrayLiteral`."""
     t = tables.idx_token
     r = tables.resource
     wanted = sorted({c[:MAX] for c in codes})
     conds: list[ColumnElement[bool]] = [
         of_params(t.c.param_id, ids),
-        t.c.code == any_(cast(bindparam("codes", array_literal(wanted), type_=String), ARRAY(String)))
+        t.c.code == any_(bindparam("codes", array_literal(wanted), type_=_ArrayLiteral()))
         if postgres
         else t.c.code.in_(wanted),
         r.c.res_type == res_type,
@@ -77,6 +77,26 @@ def statement(
         .select_from(t.join(r, r.c.pk == t.c.resource_pk))
         .where(*conds)
     )
+
+
+class _ArrayLiteral(UserDefinedType[str]):
+    """A varchar[] bound as its text literal, rendered `%(codes)s::VARCHAR[]`: PostgreSQL reads the
+    array when the statement is bound and plans it as a constant, which `= ANY` hashes
+    (https://www.postgresql.org/docs/15/functions-comparisons.html).
+
+    Bound as a String and then CAST (what SQLAlchemy renders for a String: `%(codes)s::VARCHAR`), the
+    array stayed an expression, array_in being STABLE, so every candidate row was compared with the
+    codes one by one: 137 ms instead of 1.5 ms for 500 codes against 4,000 rows of the parameter.
+    """
+
+    cache_ok = True
+    render_bind_cast = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "VARCHAR[]"
+
+    def literal_processor(self, dialect: Dialect) -> Any:
+        return lambda value: "'" + value.replace("'", "''") + "'"
 
 
 def array_literal(values: Sequence[str]) -> str:
