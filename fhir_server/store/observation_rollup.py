@@ -10,12 +10,13 @@ is a union of whole slots, so the series sums slots instead of values. Values wi
 
 Kept exact under creates, updates, deletes, reindexing, `$import` and expiry alike: triggers on
 idx_observation_value (so every path that writes index rows keeps it, COPY included) recompute each
-touched slot from the value rows themselves, never by adding or subtracting (a minimum cannot be
-subtracted). PostgreSQL: statement triggers with transition tables; the slot's row is inserted if
+touched slot from the value rows themselves, never by subtracting (a minimum cannot be subtracted). PostgreSQL: statement triggers with transition tables; the slot's row is inserted if
 missing, locked (FOR UPDATE, in key order) and only then recomputed, in a later statement whose
 snapshot sees every committed value, so two writers of one slot serialise instead of losing one's
 values. A slot emptied keeps its row with count 0 (deleting it would let a waiting writer miss it);
-readers skip those. SQLite: one writer at a time, row triggers.
+readers skip those. SQLite: one writer at a time, row triggers; there a value row added is added to
+its slot's measures (a recompute per row made a slot's inserts quadratic), a value row removed
+recomputes its slot.
 """
 
 from __future__ import annotations
@@ -120,34 +121,72 @@ POSTGRES_ROLLUP = {
 }
 
 
-def _sqlite_trigger(event_name: str, row: str) -> str:
-    slot = _SLOT_OF.format(t=row)
-    key = (
-        f"subject = {row}.subject AND code = {row}.code AND system = coalesce({row}.system, '')"
-        f" AND slot = {slot} AND grp = {row}.grp AND value_system = coalesce({row}.value_system, '')"
-        f" AND value_code = {row}.value_code AND unit = coalesce({row}.unit, '')"
-        f" AND canon_code = coalesce({row}.canon_code, '')"
-    )
-    same = (
-        f"v.subject = {row}.subject AND v.code = {row}.code AND v.grp = {row}.grp"
-        f" AND v.effective >= {slot} * {SLOT} - {SHIFT} AND v.effective < ({slot} + 1) * {SLOT} - {SHIFT}"
-        f" AND v.system IS {row}.system AND v.value_system IS {row}.value_system"
-        f" AND v.value_code = {row}.value_code AND v.unit IS {row}.unit AND v.canon_code IS {row}.canon_code"
-    )
+_ROLLUP = "observation_value_rollup"
+
+
+def _sqlite_key(row: str) -> str:
+    """The rollup row of the slot of value row `row` (new, old)."""
     return (
-        f"CREATE TRIGGER IF NOT EXISTS observation_rollup_{event_name.lower()} AFTER {event_name} "
-        f"ON idx_observation_value WHEN {row}.effective IS NOT NULL BEGIN "
+        f"subject = {row}.subject AND code = {row}.code AND system = coalesce({row}.system, '')"
+        f" AND slot = {_SLOT_OF.format(t=row)} AND grp = {row}.grp"
+        f" AND value_system = coalesce({row}.value_system, '') AND value_code = {row}.value_code"
+        f" AND unit = coalesce({row}.unit, '') AND canon_code = coalesce({row}.canon_code, '')"
+    )
+
+
+def _sqlite_ensure(row: str) -> str:
+    return (
         f"INSERT OR IGNORE INTO observation_value_rollup ({_KEY_LIST}, {_MEASURE_LIST}) "
         f"VALUES ({_KEY_OF.format(t=row)}, {_ZEROS}); "
-        f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
-        f"(SELECT {_AGGREGATES} FROM idx_observation_value v WHERE {same}) WHERE {key}; "
-        "END"
+    )
+
+
+def _added(measure: str, value: str) -> str:
+    """`measure`'s new value once `value` (new.value, new.canon_value; NULL: no value) is added."""
+    kind = measure.removeprefix("canon_")
+    if kind == "count":
+        return f"{measure} + ({value} IS NOT NULL)"
+    if kind == "sum":
+        return f"{measure} + coalesce({value}, 0)"
+    beyond = "<" if kind == "minimum" else ">"
+    return (
+        f"CASE WHEN {value} IS NULL THEN {measure} WHEN {measure} IS NULL OR {value} {beyond} {measure}"
+        f" THEN {value} ELSE {measure} END"
+    )
+
+
+def _sqlite_insert_trigger() -> str:
+    """A value row added: its slot's measures are adjusted by its value (exact for the count, the
+    minimum and the maximum; the sum adds in a different order than a recompute would, which moves
+    only its last bits). A recompute per row made a slot's inserts quadratic: 775 of the 1,270 ms of a
+    500-Observation transaction into slots already holding 2,000 values."""
+    sets = ", ".join(
+        f"{m} = {_added(m, 'new.canon_value' if m.startswith('canon_') else 'new.value')}" for m in MEASURES
+    )
+    return (
+        "CREATE TRIGGER IF NOT EXISTS observation_rollup_insert AFTER INSERT "
+        "ON idx_observation_value WHEN new.effective IS NOT NULL BEGIN "
+        + _sqlite_ensure("new")
+        + f"UPDATE observation_value_rollup SET {sets} WHERE {_sqlite_key('new')}; END"
+    )
+
+
+def _sqlite_delete_trigger() -> str:
+    """A value row removed: its slot is recomputed from the value rows left (a minimum cannot be
+    subtracted)."""
+    return (
+        "CREATE TRIGGER IF NOT EXISTS observation_rollup_delete AFTER DELETE "
+        "ON idx_observation_value WHEN old.effective IS NOT NULL BEGIN "
+        + _sqlite_ensure("old")
+        + f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
+        f"(SELECT {_AGGREGATES} FROM idx_observation_value v "
+        f"WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}) WHERE {_sqlite_key('old')}; END"
     )
 
 
 SQLITE_ROLLUP = {
-    "observation_rollup_insert": _sqlite_trigger("INSERT", "new"),
-    "observation_rollup_delete": _sqlite_trigger("DELETE", "old"),
+    "observation_rollup_insert": _sqlite_insert_trigger(),
+    "observation_rollup_delete": _sqlite_delete_trigger(),
 }
 POSTGRES_DROP = "DROP FUNCTION IF EXISTS observation_rollup_refresh() CASCADE"
 

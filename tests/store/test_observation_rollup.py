@@ -107,3 +107,48 @@ def test_reindex_and_expiry_keep_the_slots_exact(store: Store) -> None:
     assert _slots(store.engine) == ([], [])
     assert reindex(store.engine, batch=2) == 4
     assert _slots(store.engine) == (written, rebuilt)
+
+
+def _steps_of_one_more_value(conn: Any, pk: int, value: float) -> int:
+    """SQLite virtual-machine steps (in hundreds) of inserting one value row into the slot, its trigger
+    included: a measure of work that does not depend on the machine's speed or load."""
+    raw = conn.connection.driver_connection
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    raw.set_progress_handler(count, 100)
+    try:
+        _add_value(conn, pk, value, 7)
+    finally:
+        raw.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_sqlite_adds_a_value_to_a_full_slot_as_cheaply_as_to_an_empty_one(tmp_path: Any) -> None:
+    """SQLite's row trigger adds a new value to its slot's measures instead of recomputing the slot:
+    a recompute per row made a slot's inserts quadratic (775 ms of a 1,270 ms transaction of 500
+    Observations into slots of 2,000 values). Fails on the recomputing trigger (the 2,002nd value
+    cost 923 hundred steps, the first 2). Deletes still recompute, and the slot stays equal to a rebuild."""
+    from fhir_server.store.engine import make_engine
+    from fhir_server.store.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'rollup.db'}")
+    upgrade(engine)
+    try:
+        with engine.begin() as conn:
+            first = _steps_of_one_more_value(conn, 1, 60.0)
+            for pk in range(2, 2002):
+                _add_value(conn, pk, float(pk % 90), pk % 15)
+            full = _steps_of_one_more_value(conn, 3000, 61.5)
+        assert full < 2 * first + 5, (first, full)
+        kept, rebuilt = _slots(engine)
+        assert kept == rebuilt and kept[0][9] == 2002
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM idx_observation_value WHERE resource_pk IN (1, 3000, 89)"))
+        kept, rebuilt = _slots(engine)
+        assert kept == rebuilt and kept[0][9:13] == (1999, rebuilt[0][10], 0.0, 89.0)
+    finally:
+        engine.dispose()
