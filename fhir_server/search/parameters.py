@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import orjson
 
@@ -80,9 +81,16 @@ def param_id(resource_type: str, code: str) -> int:
     return zlib.crc32(f"{resource_type}.{code}".encode()) & 0x7FFFFFFF
 
 
-def row_ids(sp: SearchParam) -> tuple[int, ...]:
-    """The param_ids of the index rows that answer `sp`: its own, or its `parts`'."""
-    return tuple(param_id(sp.resource_type, code) for code in sp.parts) or (sp.param_id,)
+def row_ids(
+    sp: Any, resource_type: str, suffix: str = "", ids: Callable[[str, str], int] = param_id
+) -> tuple[int, ...]:
+    """The param_ids of the index rows that answer `sp` of `resource_type` (or its `suffix`
+    pseudo-parameter, e.g. `:text`): its own, or those of the parameters it is the union of
+    (`SearchParam.parts`). `ids` numbers a (type, code): the query passes its registry's."""
+    parts = getattr(sp, "parts", ())
+    if not parts and not suffix:
+        return (sp.param_id,)
+    return tuple(ids(resource_type, code + suffix) for code in parts or (sp.code,))
 
 
 @functools.cache

@@ -23,6 +23,7 @@ from fhir_server.errors import Invalid
 from fhir_server.instant import now_us as _now_us
 from fhir_server.model import is_resource_type, resource_types
 from fhir_server.search import cursor_signing
+from fhir_server.search.parameters import row_ids
 from fhir_server.search.types import REGISTRY
 from fhir_server.search.types.base import Parsing
 from fhir_server.search.types.composite import CompositeValue
@@ -298,12 +299,7 @@ class _Parser:
         return Param(code, kind, types, ids, tuple(targets), components)
 
     def _row_ids(self, resource_type: str, sp: Any, suffix: str) -> tuple[int, ...]:
-        """The param_ids of the rows that answer `sp` (or its `suffix` pseudo-parameter): its own, or
-        those of the parameters it is the union of (`SearchParam.parts`)."""
-        parts = getattr(sp, "parts", ())
-        if not parts and not suffix:
-            return (sp.param_id,)
-        return tuple(self.registry.param_id(resource_type, code + suffix) for code in parts or (sp.code,))
+        return row_ids(sp, resource_type, suffix, self.registry.param_id)
 
     def has_param(self, resource_type: str, code: str) -> bool:
         if code in ("_id", "_lastUpdated") or code.startswith("_has"):

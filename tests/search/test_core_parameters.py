@@ -131,7 +131,9 @@ def _probe(param: parameters.SearchParam, resource: dict[str, Any]) -> str | Non
     rows = index.index_rows(resource)
     if param.type == "composite":
         return _composite(param, rows)
-    ids = parameters.row_ids(param)  # a `combo-` parameter is answered by its parts' rows
+    ids = parameters.row_ids(
+        param, param.resource_type
+    )  # a `combo-` parameter is answered by its parts' rows
     for kind in (param.kind,):
         for row in rows.get(kind, []):
             if row["param_id"] in ids:
@@ -143,7 +145,7 @@ def _probe(param: parameters.SearchParam, resource: dict[str, Any]) -> str | Non
 
 def _composite(param: parameters.SearchParam, rows: dict[str, list[dict[str, Any]]]) -> str | None:
     groups: dict[tuple[int, int], list[tuple[str, dict[str, Any]]]] = {}
-    ids = parameters.row_ids(param)  # each part numbers its elements (grp) on its own
+    ids = parameters.row_ids(param, param.resource_type)  # each part numbers its elements (grp) on its own
     for kind, kind_rows in rows.items():
         for row in kind_rows:
             if row.get("param_id") in ids:  # value rows have none

@@ -207,7 +207,7 @@ def test_union_parameters_are_the_observation_combos_and_cover_their_expressions
         sp = parameters.for_type(t)[code]
         theirs = [b for part in parts for b in gen.split_union(parameters.for_type(t)[part].expression)]
         assert sorted(theirs) == sorted(gen.split_union(sp.expression))
-        assert parameters.row_ids(sp) == tuple(param_id(t, part) for part in parts)
+        assert parameters.row_ids(sp, t) == tuple(param_id(t, part) for part in parts)
         # the parts are of the union's type and, for composites, have its components
         for part in parts:
             other = parameters.for_type(t)[part]
