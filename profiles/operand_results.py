@@ -15,11 +15,9 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-import orjson
-
+from fhir_server.element_memo import Table, key_text
 from fhir_server.fhirpath.syntax import Binary, Call, EmptySet, Index, Literal, Member, Node, TypeOp, Var
 
-MAX_BYTES = 2048  # JSON read by an operand beyond this is evaluated every time
 MAX_ENTRIES = 1024  # per operand; when full the table starts again empty
 
 
@@ -61,13 +59,8 @@ def key_of(
     own_type = item.get("resourceType")
     if own_type is not None and own_type.__class__ is not str:
         return None
-    try:
-        blob = orjson.dumps([item[m] for m in members])
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return None
-    if len(blob) > MAX_BYTES:
-        return None
-    return (rtype, type_path, own_type, members, blob.decode())
+    text = key_text([item[m] for m in members])
+    return None if text is None else (rtype, type_path, own_type, members, text)
 
 
 class Results:
@@ -77,8 +70,8 @@ class Results:
 
     def __init__(self, reads: frozenset[str] = frozenset()) -> None:
         self.reads = reads  # what the expression reads (`pure_reads`), for `key`
-        self.shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # JSON names -> members_read
-        self.table: dict[tuple[Any, ...], Any] = {}
+        self.shapes: Table[tuple[str, ...], tuple[str, ...]] = Table(MAX_ENTRIES)  # names -> members_read
+        self.table: Table[tuple[Any, ...], Any] = Table(MAX_ENTRIES)
         _every.add(self)
 
     def key(self, item: dict[str, Any], rtype: str, type_path: str) -> tuple[Any, ...] | None:
@@ -86,18 +79,14 @@ class Results:
         names = tuple(item)
         members = self.shapes.get(names)
         if members is None:
-            if len(self.shapes) >= MAX_ENTRIES:
-                self.shapes.clear()
-            members = self.shapes[names] = members_read(names, self.reads)
+            members = self.shapes.put(names, members_read(names, self.reads))
         return key_of(item, members, rtype, type_path)
 
     def get(self, key: tuple[Any, ...], default: Any) -> Any:
         return self.table.get(key, default)
 
     def put(self, key: tuple[Any, ...], result: Any) -> None:
-        if len(self.table) >= MAX_ENTRIES:
-            self.table.clear()
-        self.table[key] = result
+        self.table.put(key, result)
 
 
 _every: weakref.WeakSet[Results] = weakref.WeakSet()

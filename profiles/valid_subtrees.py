@@ -27,14 +27,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import orjson
+from fhir_server.element_memo import Table, key_text
 
 from . import operand_results
 
 MAX_ENTRIES = 20_000
-MAX_BYTES = 2048  # a larger value is walked every time (rarely repeated, and costly to keep)
-MAX_ITEMS = 32  # a longer array is not kept whole (its text is seldom under MAX_BYTES): item by item
-_valid: dict[tuple[Any, ...], bool] = {}
+MAX_ITEMS = 32  # a longer array is not kept whole (its text is seldom under element_memo.MAX_BYTES): item by item
+_valid: Table[tuple[Any, ...], bool] = Table(MAX_ENTRIES)
 
 _CONTEXT_TOKENS = ("%resource", "%rootResource", "%context", "resolve(")
 
@@ -54,22 +53,16 @@ def lookup(
     """The remembered-value key of `value` walked at `element` (`whole`: the element's whole JSON
     member, its array and cardinality included; else one of its values); None when it is not kept,
     KNOWN when it is known valid."""
-    try:
-        blob = orjson.dumps(value)
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return None
-    if len(blob) > MAX_BYTES:
+    text = key_text(value)
+    if text is None:
         return None
     rtype = resource.get("resourceType") if resource.__class__ is dict else None
-    # as text: orjson's bytes keep their 4 KB buffer, the str is compact
-    key = (element, id(type_ref), profile_pass, warnings, rtype, whole, blob.decode())
+    key = (element, id(type_ref), profile_pass, warnings, rtype, whole, text)
     return KNOWN if key in _valid else key
 
 
 def remember(key: tuple[Any, ...]) -> None:
-    if len(_valid) >= MAX_ENTRIES:
-        _valid.clear()
-    _valid[key] = True
+    _valid.put(key, True)
 
 
 def forget_all() -> None:

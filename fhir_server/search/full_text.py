@@ -32,8 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from fhir_server.element_memo import Table, key_text
 from fhir_server.errors import Invalid
 
 MAX_WORDS = 16_383
@@ -118,27 +117,19 @@ def content_words(resource: dict[str, Any]) -> list[str]:
         if k == "resourceType" or (k == "data" and binary):
             continue
         if (v.__class__ is dict or v.__class__ is list) and k != "meta":  # meta: lastUpdated differs
-            try:
-                blob = orjson.dumps(v)
-            except (TypeError, orjson.JSONEncodeError):  # not JSON (a Decimal, a huge int)
-                blob = b"null"
-            # orjson writes NaN and infinities as null: such an element is not remembered
-            if b"null" not in blob and len(blob) <= _ELEMENT_MAX_BYTES:
-                key = (k, blob)
+            text = key_text(v)
+            if text is not None:
+                key = (k, text)
                 found = _ELEMENT_WORDS.get(key)
                 if found is None:
-                    if len(_ELEMENT_WORDS) >= _ELEMENT_WORDS_MAX:
-                        _ELEMENT_WORDS.clear()
-                    found = _ELEMENT_WORDS[key] = tuple(_element_words(k, v))
+                    found = _ELEMENT_WORDS.put(key, tuple(_element_words(k, v)))
                 out.extend(found)
                 continue
         out.extend(_element_words(k, v))
     return out
 
 
-_ELEMENT_WORDS: dict[tuple[str, bytes], tuple[str, ...]] = {}
-_ELEMENT_WORDS_MAX = 5_000  # emptied when full: at most ~10 MB of elements of up to 2 KB
-_ELEMENT_MAX_BYTES = 2048
+_ELEMENT_WORDS: Table[tuple[str, str], tuple[str, ...]] = Table(5_000)  # ~10 MB of elements of <= 2 KB
 
 
 def _element_words(key: str, value: Any) -> list[str]:

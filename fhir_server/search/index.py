@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from fhir_server.element_memo import Table, key_text
 from fhir_server.fhirpath import compiler
 from fhir_server.search import observation_values, parameters
 from fhir_server.search.parameters import SearchParam, param_id
@@ -238,9 +237,7 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
 # Rows of elements by their JSON (see `_element_rows`): a bounded table, emptied when full. A key
 # whose first `_PROBE` lookups found less than a fifth remembered (identifiers, times) is not
 # remembered any more in this process: each miss costs its JSON and a table entry.
-_ELEMENT_ROWS: dict[tuple[str, str, str], tuple[tuple[str, list[tuple[Any, ...]]], ...]] = {}
-_ELEMENT_ROWS_MAX = 20_000
-_ELEMENT_MAX_BYTES = 2048
+_ELEMENT_ROWS: Table[tuple[str, str, str], tuple[tuple[str, list[tuple[Any, ...]]], ...]] = Table(20_000)
 _PROBE = 2_000
 _probes: dict[tuple[str, str], list[int]] = {}  # (type, key) -> [lookups, found]
 
@@ -262,17 +259,12 @@ def _element_rows(
     """Append the rows of the steps keyed by `key`, which read `resource[key]` alone: remembered by
     that element's JSON, since wearable and ingest records repeat their code, category, subject,
     device and profile (13% of `index_tuples` for Apple Health Observations)."""
-    try:
-        blob = orjson.dumps(resource[key]).decode()
-    except (TypeError, orjson.JSONEncodeError):  # not JSON (a Decimal, a huge int): not remembered
-        blob = "null"
-    # orjson writes NaN and infinities as null: such a value is not remembered, nor a large one
-    # (a Provenance's thousand targets: each new, and a table of them grew by 300 MB per million)
-    if "null" in blob or len(blob) > _ELEMENT_MAX_BYTES:
+    text = key_text(resource[key])  # None: not remembered (element_memo), e.g. a Provenance's
+    if text is None:  # thousand targets (each new: a table of them grew by 300 MB per million)
         for step in steps:
             step(resource, sink)
         return
-    memo_key = (resource_type, key, blob)
+    memo_key = (resource_type, key, text)
     rows = _ELEMENT_ROWS.get(memo_key)
     probe = _probes.get((resource_type, key))
     if probe is None:
@@ -286,10 +278,7 @@ def _element_rows(
         own: RowSink = defaultdict(list)
         for step in steps:
             step(resource, own)
-        rows = tuple((kind, found) for kind, found in own.items() if found)
-        if len(_ELEMENT_ROWS) >= _ELEMENT_ROWS_MAX:
-            _ELEMENT_ROWS.clear()
-        _ELEMENT_ROWS[memo_key] = rows
+        rows = _ELEMENT_ROWS.put(memo_key, tuple((kind, found) for kind, found in own.items() if found))
     for kind, found in rows:
         sink[kind].extend(found)
 
