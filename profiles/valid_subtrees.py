@@ -32,7 +32,7 @@ from fhir_server.element_memo import Table, key_text
 from . import operand_results
 
 MAX_ENTRIES = 20_000
-MAX_ITEMS = 32  # a longer array is not kept whole (its text is seldom under element_memo.MAX_BYTES): item by item
+MAX_ITEMS = 32  # a longer array is not kept whole (its text is seldom under 2 KB): item by item
 _valid: Table[tuple[Any, ...], bool] = Table(MAX_ENTRIES)
 
 _CONTEXT_TOKENS = ("%resource", "%rootResource", "%context", "resolve(")
