@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from fhir_server.warmup import CHUNKED_GC_THRESHOLD, chunked_collection
+from fhir_server.warmup import CHUNKED_GC_THRESHOLD, CHUNKS_PER_COLLECTION, chunked_collection
 
 
 class _Node:
@@ -21,6 +21,9 @@ def test_a_chunked_writer_collects_the_cycles_of_a_chunk_between_chunks_and_rest
         gone = weakref.ref(node)
         del node
         assert gone() is not None  # no collection in the middle of a chunk
+        for _ in range(CHUNKS_PER_COLLECTION - 1):
+            between_chunks()
+            assert gone() is not None  # nor after each chunk: a collection walks the one in flight
         between_chunks()
         assert gone() is None
     assert gc.get_threshold() == before
