@@ -10,12 +10,13 @@ is a union of whole slots, so the series sums slots instead of values. Values wi
 
 Kept exact under creates, updates, deletes, reindexing, `$import` and expiry alike: triggers on
 idx_observation_value (so every path that writes index rows keeps it, COPY included) recompute each
-touched slot from the value rows themselves, never by subtracting (a minimum cannot be subtracted). PostgreSQL: statement triggers with transition tables; the slot's row is inserted if
-missing, locked (FOR UPDATE, in key order) and only then recomputed, in a later statement whose
-snapshot sees every committed value, so two writers of one slot serialise instead of losing one's
-values. A slot emptied keeps its row with count 0 (deleting it would let a waiting writer miss it);
-readers skip those. SQLite: one writer at a time, row triggers; there a value row added is added to
-its slot's measures (a recompute per row made a slot's inserts quadratic), a value row removed
+touched slot from the value rows themselves, never by subtracting (a minimum cannot be subtracted).
+PostgreSQL: statement triggers with transition tables; the slot's row is inserted if missing, locked
+(FOR UPDATE, in key order) and only then recomputed, in a later statement whose snapshot sees every
+committed value, so two writers of one slot serialise instead of losing one's values. A slot emptied
+keeps its row with count 0 (deleting it would let a waiting writer miss it); readers skip those.
+SQLite: one writer at a time, row triggers; a row inserted is added to its slot's measures rather
+than the slot recomputed (a recompute per row made a slot's inserts quadratic), a row deleted
 recomputes its slot.
 """
 
