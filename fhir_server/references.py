@@ -30,17 +30,38 @@ def values(node: Any, out: list[str] | None = None) -> list[str]:
     if out is None:
         out = []
     if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str):
-            out.append(ref)
-        for key, value in node.items():
-            if key != "reference" and key != "contained" and isinstance(value, (dict, list)):
-                values(value, out)
+        _dict_values(node, out)
     elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, (dict, list)):
-                values(item, out)
+        _list_values(node, out)
     return out
+
+
+_PRIMITIVES = (str, int, float, bool)
+_NOT_WALKED = frozenset(("reference", "contained"))
+
+
+def _dict_values(node: dict[str, Any], out: list[str]) -> None:
+    # Primitive values are passed over by their class first: most of a resource's values are.
+    ref = node.get("reference")
+    if isinstance(ref, str):
+        out.append(ref)
+    for key, value in node.items():
+        cls = value.__class__
+        if cls in _PRIMITIVES or key in _NOT_WALKED:
+            continue
+        if cls is dict or isinstance(value, dict):
+            _dict_values(value, out)
+        elif cls is list or isinstance(value, list):
+            _list_values(value, out)
+
+
+def _list_values(node: list[Any], out: list[str]) -> None:
+    for item in node:
+        cls = item.__class__
+        if cls is dict or isinstance(item, dict):
+            _dict_values(item, out)
+        elif cls is list or isinstance(item, list):
+            _list_values(item, out)
 
 
 def local_target(reference: str, base: str = "") -> tuple[str, str] | None:

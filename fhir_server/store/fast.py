@@ -220,8 +220,9 @@ class _Postgres:
             self.sequence = str(row[0]) if row else "resource_pk_seq"
         n = len(batch.creates)
         total = 2 * n + len(batch.versions)
-        total += sum(len(rows) for c in batch.creates for rows in c.index.values())
-        total += sum(len(rows) for _, idx in batch.reindex for rows in idx.values())
+        if total < COPY_MIN_ROWS:  # else COPY anyway: a chunk of a thousand is not counted again
+            total += sum(len(rows) for c in batch.creates for rows in c.index.values())
+            total += sum(len(rows) for _, idx in batch.reindex for rows in idx.values())
         # A resource this batch creates exists once it is written: only the others are looked up
         # (a chunk's Provenance names its thousand new Observations).
         new = {(c.res_type, c.res_id) for c in batch.creates}
