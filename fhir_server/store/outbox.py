@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, text, update
+from sqlalchemy import Connection, Select, and_, insert, select, text, tuple_, update
 
 from . import tables as t
 
@@ -149,28 +149,42 @@ def _after(position: Position, sqlite: bool) -> Any:
     xid, txn = position
     if sqlite:
         return and_(_V.xid.is_(None), _V.txn > txn)
-    after = (_V.xid > xid) | ((_V.xid == xid) & (_V.txn > txn))
-    return and_(_V.xid.is_not(None), after, _VISIBLE)
+    # A row comparison: PostgreSQL starts the scan of `ix_version_xid` (xid, txn) AT the position.
+    # Written as `xid > :xid OR (xid = :xid AND txn > :txn)` it walked every event before the
+    # position (or fetched and sorted every event after it) for each batch of 500.
+    return and_(_V.xid.is_not(None), tuple_(_V.xid, _V.txn) > tuple_(xid, txn), _VISIBLE)
+
+
+def events_query(position: Position, limit: int, sqlite: bool) -> Select[Any]:
+    """The statement `events_after` runs: the events after `position`, in delivery order."""
+    q = select(*_EVENT_COLUMNS).join_from(t.resource_version, t.write_context, _C.id == _V.context)
+    q = q.where(_after(position, sqlite))
+    q = q.order_by(_V.txn) if sqlite else q.order_by(_V.xid, _V.txn)
+    return q.limit(limit)
 
 
 def events_after(conn: Connection, position: Position, limit: int) -> list[ChangeEvent]:
     """Up to `limit` committed events after `position`, in delivery order (see module docstring)."""
-    sqlite = conn.dialect.name == "sqlite"
-    q = select(*_EVENT_COLUMNS).join_from(t.resource_version, t.write_context, _C.id == _V.context)
-    q = q.where(_after(position, sqlite))
-    q = q.order_by(_V.txn) if sqlite else q.order_by(_V.xid, _V.txn)
-    return [
-        ChangeEvent(
-            row.res_type,
-            row.res_id,
-            row.version,
-            interaction(row.method, row.version, row.deleted),
-            row.last_updated,
-            WriteContext(row.source, row.client_id, row.subject, row.fhir_user, row.patient),
-            (row.xid or 0, row.txn),
+    rows = conn.execute(events_query(position, limit, conn.dialect.name == "sqlite")).all()
+    contexts: dict[tuple[Any, ...], WriteContext] = {}  # a batch has a few: one object each
+    out: list[ChangeEvent] = []
+    for txn, xid, res_type, res_id, version, last_updated, deleted, method, *who in rows:
+        key = tuple(who)
+        context = contexts.get(key)
+        if context is None:
+            context = contexts[key] = WriteContext(*key)
+        out.append(
+            ChangeEvent(
+                res_type,
+                res_id,
+                version,
+                interaction(method, version, deleted),
+                last_updated,
+                context,
+                (xid or 0, txn),
+            )
         )
-        for row in conn.execute(q.limit(limit))
-    ]
+    return out
 
 
 # `_after` as fixed SQL: a dispatcher runs this probe at every look, and building and compiling
@@ -178,7 +192,7 @@ def events_after(conn: Connection, position: Position, limit: int) -> list[Chang
 _ANY_AFTER_SQLITE = text("SELECT 1 FROM resource_version WHERE xid IS NULL AND txn > :txn LIMIT 1")
 _ANY_AFTER_POSTGRES = text(
     "SELECT 1 FROM resource_version WHERE xid IS NOT NULL"
-    " AND (xid > :xid OR (xid = :xid AND txn > :txn))"
+    " AND (xid, txn) > (:xid, :txn)"
     " AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint LIMIT 1"
 )
 

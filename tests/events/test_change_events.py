@@ -436,3 +436,47 @@ def test_contents_are_each_version_s_stored_json_in_batches_and_empty_for_a_dele
     assert orjson.loads(by_version[(updated.res_id, 1)])["name"][0]["family"] == f"c{tag}0"
     assert by_version[(deleted.res_id, deleted.version)] == b""
     assert orjson.loads(by_version[(created[519].res_id, 1)])["id"] == created[519].res_id
+
+
+def _rows_read(plan: dict[str, Any], table: str) -> int:
+    """Rows the scans of `table` in an EXPLAIN (ANALYZE, FORMAT JSON) plan produced or threw away."""
+    own = 0
+    if plan.get("Relation Name") == table:
+        own = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+        own += plan.get("Rows Removed by Index Recheck", 0)
+    return own + sum(_rows_read(child, table) for child in plan.get("Plans", ()))
+
+
+def test_a_batch_of_events_reads_only_its_own_rows_wherever_the_position_is(store: Store) -> None:
+    """`outbox.events_after` starts its index scan at the consumer's position: a batch costs its own
+    rows however many events lie before or after the position. (Its condition was
+    `xid > :xid OR (xid = :xid AND txn > :txn)`, which PostgreSQL could not start an index scan
+    at: each batch walked every event before the position, or fetched and sorted every event after
+    it; a million-record `$ingest` spent most of its audit trail's time there. Fails on that code.)
+    On SQLite the position is a txn: an index search from it, in its order."""
+    for i in range(30):
+        with store.write() as tx:
+            for j in range(40):
+                tx.create(factories.patient(family=f"batch{i}x{j}"))
+    probe = Probe()
+    events = _caught_up(store, probe)
+    assert len(events) >= 1200
+    limit = 10
+    with store.engine.connect() as conn:
+        for position in (events[len(events) // 3].position, events[2 * len(events) // 3].position):
+            statement = outbox.events_query(position, limit, store.sqlite)
+            sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            if store.sqlite:
+                conn.exec_driver_sql("ANALYZE resource_version")
+                plan = " | ".join(str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+                assert "SEARCH resource_version USING" in plan, plan
+                assert "txn>?" in plan or "rowid>?" in plan, plan
+                assert "TEMP B-TREE" not in plan, plan
+            else:
+                conn.exec_driver_sql("ANALYZE resource_version")
+                explained = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).scalar_one()
+                read = _rows_read(explained[0]["Plan"], "resource_version")
+                assert read <= limit, f"{read} rows of resource_version read for a batch of {limit}"
+            got = outbox.events_after(conn, position, limit)
+            after = [e for e in events if e.position > position][:limit]
+            assert [e.position for e in got] == [e.position for e in after]
