@@ -114,7 +114,10 @@ def content_words(resource: dict[str, Any]) -> list[str]:
     out: list[str] = []
     binary = resource.get("resourceType") == "Binary"
     for k, v in resource.items():
-        if k == "resourceType" or (k == "data" and binary):
+        if k == "resourceType" or (k == "data" and binary) or k in _MACHINE_KEYS:
+            continue  # (a machine key's value is left out, as `_strings` leaves it out)
+        if v.__class__ is str:  # status, effectiveDateTime...: its words, as `_element_words` finds them
+            out.extend(words(v))
             continue
         if (v.__class__ is dict or v.__class__ is list) and k != "meta":  # meta: lastUpdated differs
             text = key_text(v)
