@@ -259,7 +259,8 @@ def contents(conn: Connection, txns: list[int]) -> dict[int, bytes]:
             rows = conn.execute(_CONTENTS_POSTGRES, {"txns": chunk})
         else:
             rows = conn.execute(select(_V.txn, _V.content).where(_V.txn.in_(chunk)))
-        out.update({int(r.txn): bytes(r.content or b"") for r in rows})
+        for txn, content in rows:  # tuples: a Row's attributes cost more than the rest of the loop
+            out[int(txn)] = content if content.__class__ is bytes else bytes(content or b"")
     return out
 
 
