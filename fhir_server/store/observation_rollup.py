@@ -16,8 +16,9 @@ PostgreSQL: statement triggers with transition tables; the slot's row is inserte
 committed value, so two writers of one slot serialise instead of losing one's values. A slot emptied
 keeps its row with count 0 (deleting it would let a waiting writer miss it); readers skip those.
 SQLite: one writer at a time, row triggers; a row inserted is added to its slot's measures rather
-than the slot recomputed (a recompute per row made a slot's inserts quadratic), a row deleted
-recomputes its slot.
+than the slot recomputed (a recompute per row made a slot's inserts quadratic); a row deleted is
+subtracted from the count and the sum, and recomputes its slot only when it held the slot's minimum
+or maximum.
 """
 
 from __future__ import annotations
@@ -172,16 +173,41 @@ def _sqlite_insert_trigger() -> str:
     )
 
 
+def _removed(measure: str, value: str) -> str:
+    """`measure`'s new value once `value` (old.value, old.canon_value; NULL: no value), strictly inside
+    the slot's extremes, is taken out: only the count and the sum change."""
+    kind = measure.removeprefix("canon_")
+    if kind == "count":
+        return f"{measure} - ({value} IS NOT NULL)"
+    if kind == "sum":
+        return f"{measure} - coalesce({value}, 0)"
+    return measure
+
+
 def _sqlite_delete_trigger() -> str:
-    """A value row removed: its slot is recomputed from the value rows left (a minimum cannot be
-    subtracted)."""
+    """A value row removed: a value strictly between its slot's minimum and maximum (or none) is
+    subtracted from the count and the sum; a value at an extreme recomputes the slot from the value
+    rows left (a minimum cannot be subtracted). A recompute per row made deleting a slot's values
+    quadratic; now a slot recomputes only when an extreme leaves it."""
+    # Never NULL: a slot without values counted (its row just made by the ensure, say) is recomputed.
+    extreme = "(count = 0 AND canon_count = 0) OR " + " OR ".join(
+        f"({v} IS NOT NULL AND ({p}minimum IS NULL OR {p}maximum IS NULL"
+        f" OR {v} <= {p}minimum OR {v} >= {p}maximum))"
+        for v, p in (("old.value", ""), ("old.canon_value", "canon_"))
+    )
+    sets = ", ".join(
+        f"{m} = {_removed(m, 'old.canon_value' if m.startswith('canon_') else 'old.value')}"
+        for m in MEASURES
+        if m.removeprefix("canon_") in ("count", "sum")
+    )
     return (
         "CREATE TRIGGER IF NOT EXISTS observation_rollup_delete AFTER DELETE "
         "ON idx_observation_value WHEN old.effective IS NOT NULL BEGIN "
         + _sqlite_ensure("old")
-        + f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
+        + f"UPDATE observation_value_rollup SET {sets} WHERE {_sqlite_key('old')} AND NOT ({extreme}); "
+        f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
         f"(SELECT {_AGGREGATES} FROM idx_observation_value v "
-        f"WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}) WHERE {_sqlite_key('old')}; END"
+        f"WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}) WHERE {_sqlite_key('old')} AND ({extreme}); END"
     )
 
 

@@ -9,6 +9,7 @@ the first, and the slot counts both (and, after a delete racing an insert, exact
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -109,9 +110,9 @@ def test_reindex_and_expiry_keep_the_slots_exact(store: Store) -> None:
     assert _slots(store.engine) == (written, rebuilt)
 
 
-def _steps_of_one_more_value(conn: Any, pk: int, value: float) -> int:
-    """SQLite virtual-machine steps (in hundreds) of inserting one value row into the slot, its trigger
-    included: a measure of work that does not depend on the machine's speed or load."""
+def _steps(conn: Any, statement: Callable[[], Any]) -> int:
+    """SQLite virtual-machine steps (in hundreds) of running `statement`, its triggers included: a
+    measure of work that does not depend on the machine's speed or load."""
     raw = conn.connection.driver_connection
     steps = [0]
 
@@ -121,17 +122,30 @@ def _steps_of_one_more_value(conn: Any, pk: int, value: float) -> int:
 
     raw.set_progress_handler(count, 100)
     try:
-        _add_value(conn, pk, value, 7)
+        statement()
     finally:
         raw.set_progress_handler(None, 100)
     return steps[0]
+
+
+def _steps_of_one_more_value(conn: Any, pk: int, value: float) -> int:
+    """VM steps (hundreds) of inserting one value row into the slot."""
+    return _steps(conn, lambda: _add_value(conn, pk, value, 7))
+
+
+def _steps_of_removing(conn: Any, pk: int) -> int:
+    """VM steps (hundreds) of deleting one value row."""
+    return _steps(
+        conn,
+        lambda: conn.execute(text("DELETE FROM idx_observation_value WHERE resource_pk = :pk"), {"pk": pk}),
+    )
 
 
 def test_sqlite_adds_a_value_to_a_full_slot_as_cheaply_as_to_an_empty_one(tmp_path: Any) -> None:
     """SQLite's row trigger adds a new value to its slot's measures instead of recomputing the slot:
     a recompute per row made a slot's inserts quadratic (775 ms of a 1,270 ms transaction of 500
     Observations into slots of 2,000 values). Fails on the recomputing trigger (the 2,002nd value
-    cost 923 hundred steps, the first 2). Deletes still recompute, and the slot stays equal to a rebuild."""
+    cost 923 hundred steps, the first 2). After deletes the slot stays equal to a rebuild."""
     from fhir_server.store.engine import make_engine
     from fhir_server.store.migrate import upgrade
 
@@ -150,5 +164,43 @@ def test_sqlite_adds_a_value_to_a_full_slot_as_cheaply_as_to_an_empty_one(tmp_pa
             conn.execute(text("DELETE FROM idx_observation_value WHERE resource_pk IN (1, 3000, 89)"))
         kept, rebuilt = _slots(engine)
         assert kept == rebuilt and kept[0][9:13] == (1999, rebuilt[0][10], 0.0, 89.0)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_removes_a_value_from_a_full_slot_as_cheaply_as_from_a_small_one(tmp_path: Any) -> None:
+    """SQLite's delete trigger subtracts a value lying strictly between its slot's minimum and maximum
+    from the count and the sum, and recomputes the slot only when a minimum or maximum leaves it: a
+    recompute per row made deleting a slot's values quadratic. Fails on the recomputing trigger (a
+    value of the 2,000-value slot cost as many steps as the slot has rows). The slot stays equal to a
+    GROUP BY rebuild after middle values, extremes and finally every value are removed."""
+    from fhir_server.store.engine import make_engine
+    from fhir_server.store.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'rollup.db'}")
+    upgrade(engine)
+    try:
+        with engine.begin() as conn:
+            for pk, value in ((1, 10.0), (2, 20.0), (3, 30.0)):
+                _add_value(conn, pk, value, 1)
+            small = _steps_of_removing(conn, 2)  # 20 lies between 10 and 30
+            for pk in range(10, 2010):
+                _add_value(conn, pk, float(pk % 90), pk % 15)
+            full = _steps_of_removing(conn, 1045)  # 55: between the slot's 0 and 89
+        assert full < 2 * small + 5, (small, full)
+        kept, rebuilt = _slots(engine)
+        assert kept == rebuilt and kept[0][9] == 2001
+        with engine.begin() as conn:  # extremes: every 0 and 89, and the 10 and 30 that are not
+            conn.execute(
+                text(
+                    "DELETE FROM idx_observation_value WHERE resource_pk IN (1, 3) OR resource_pk % 90 IN (0, 89)"
+                )
+            )
+        kept, rebuilt = _slots(engine)
+        assert kept == rebuilt and kept[0][11:13] == (1.0, 88.0)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM idx_observation_value"))
+        kept, rebuilt = _slots(engine)
+        assert kept == rebuilt == []
     finally:
         engine.dispose()
