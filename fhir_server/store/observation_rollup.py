@@ -8,10 +8,10 @@ months of a zone whose offsets and changes are whole quarter hours: +5:30, +5:45
 is a union of whole slots, so the series sums slots instead of values. Values without an instant
 (`effective` NULL) have no slot.
 
-Kept exact under creates, updates, deletes, reindexing, `$import` and expiry alike: triggers on
-idx_observation_value (so every path that writes index rows keeps it, COPY included) recompute each
-touched slot from the value rows themselves, never by subtracting (a minimum cannot be subtracted).
-PostgreSQL: statement triggers with transition tables; the slot's row is inserted if missing, locked
+Kept exact under creates, updates, deletes, reindexing, `$import` and expiry alike, by triggers on
+idx_observation_value (so every path that writes index rows keeps it, COPY included). A minimum
+cannot be subtracted: a slot whose minimum or maximum may have left is recomputed from the value
+rows themselves. PostgreSQL: statement triggers with transition tables; the slot's row is inserted if missing, locked
 (FOR UPDATE, in key order) and only then recomputed, in a later statement whose snapshot sees every
 committed value, so two writers of one slot serialise instead of losing one's values. A slot emptied
 keeps its row with count 0 (deleting it would let a waiting writer miss it); readers skip those.
@@ -173,32 +173,20 @@ def _sqlite_insert_trigger() -> str:
     )
 
 
-def _removed(measure: str, value: str) -> str:
-    """`measure`'s new value once `value` (old.value, old.canon_value; NULL: no value), strictly inside
-    the slot's extremes, is taken out: only the count and the sum change."""
-    kind = measure.removeprefix("canon_")
-    if kind == "count":
-        return f"{measure} - ({value} IS NOT NULL)"
-    if kind == "sum":
-        return f"{measure} - coalesce({value}, 0)"
-    return measure
-
-
 def _sqlite_delete_trigger() -> str:
     """A value row removed: a value strictly between its slot's minimum and maximum (or none) is
     subtracted from the count and the sum; a value at an extreme recomputes the slot from the value
     rows left (a minimum cannot be subtracted). A recompute per row made deleting a slot's values
     quadratic; now a slot recomputes only when an extreme leaves it."""
+    values = (("old.value", ""), ("old.canon_value", "canon_"))  # each with its measures' prefix
     # Never NULL: a slot without values counted (its row just made by the ensure, say) is recomputed.
     extreme = "(count = 0 AND canon_count = 0) OR " + " OR ".join(
         f"({v} IS NOT NULL AND ({p}minimum IS NULL OR {p}maximum IS NULL"
         f" OR {v} <= {p}minimum OR {v} >= {p}maximum))"
-        for v, p in (("old.value", ""), ("old.canon_value", "canon_"))
+        for v, p in values
     )
     sets = ", ".join(
-        f"{m} = {_removed(m, 'old.canon_value' if m.startswith('canon_') else 'old.value')}"
-        for m in MEASURES
-        if m.removeprefix("canon_") in ("count", "sum")
+        f"{p}count = {p}count - ({v} IS NOT NULL), {p}sum = {p}sum - coalesce({v}, 0)" for v, p in values
     )
     return (
         "CREATE TRIGGER IF NOT EXISTS observation_rollup_delete AFTER DELETE "
