@@ -18,6 +18,7 @@ Re-runnable: `.venv/bin/python scripts/gen_search_registry.py`.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -152,13 +153,69 @@ def search_parameters(types: set[str]) -> dict[str, list[dict[str, Any]]]:
             if sp.get("expression") and not expression:
                 print(f"warning: {sp['id']}: no part of the expression applies to {base}", file=sys.stderr)
             registry[base].append(parameter_entry(sp, expression, by_url))
-    for entries in registry.values():
+    for resource_type, entries in registry.items():
         entries.sort(key=lambda e: e["code"])
         found = unions(entries)
+        joined = root_composites(entries, resource_type)
         for entry in entries:
             if entry["code"] in found:
                 entry["parts"] = list(found[entry["code"]])
+            if entry["code"] in joined:
+                entry["joined"] = list(joined[entry["code"]])
     return registry
+
+
+# Types an element can have that a search type writes no rows for (search/types/quantity.py: Range
+# and SampledData are not indexed); a branch selecting only such a type adds nothing to a parameter.
+UNINDEXED = {"quantity": ("Range", "SampledData")}
+_AS = re.compile(r"^\(\s*(.+?)\s+as\s+(\w+)\s*\)$")
+
+
+def _branch(expression: str, resource_type: str) -> str:
+    """One union branch written relative to the resource: `(Observation.value as Quantity)` and
+    `value.as(Quantity)` both become `value.as(quantity)` (type names compared without case:
+    `dateTime` is `DateTime`)."""
+    expression = expression.strip()
+    found = _AS.match(expression)
+    if found:
+        expression = f"{found.group(1)}.as({found.group(2)})"
+    if expression.startswith(resource_type + "."):
+        expression = expression[len(resource_type) + 1 :]
+    return re.sub(r"\.as\((\w+)\)", lambda m: f".as({m.group(1).lower()})", expression)
+
+
+def root_composites(entries: list[dict[str, Any]], resource_type: str) -> dict[str, tuple[str, ...]]:
+    """The composites on the resource itself whose components are the type's own parameters.
+
+    Observation `code-value-quantity` is the Observation with its `code` and `value.as(Quantity)`:
+    one element per resource, so its match is a `code` row and a `value-quantity` row of the same
+    Observation, and it needs no rows of its own (a resource matches when the rows of the component
+    parameters match, search/types/composite.py). A component counts as its parameter (the one its
+    definition names, same code and type) when their expressions select the same indexed values:
+    the same branches, or the parameter's extra ones selecting only types its search type does not
+    index (`value-quantity` also selects SampledData). `code-value-string` is not such a composite:
+    `value-string` also reads `CodeableConcept.text`.
+    """
+    by_code = {e["code"]: e for e in entries}
+    found: dict[str, tuple[str, ...]] = {}
+    for e in entries:
+        if e["type"] != "composite" or e["expression"] != resource_type or not e.get("components"):
+            continue
+        codes = []
+        for c in e["components"]:
+            param = by_code.get(c["code"])
+            if param is None or param["type"] != c["type"]:
+                break
+            mine = {_branch(b, resource_type) for b in split_union(c["expression"])}
+            theirs = {_branch(b, resource_type) for b in split_union(param["expression"])}
+            skipped = tuple(t.lower() for t in UNINDEXED.get(c["type"], ()))
+            extra = {b for b in theirs - mine if not b.endswith(tuple(f".as({t})" for t in skipped))}
+            if not mine <= theirs or extra:
+                break
+            codes.append(c["code"])
+        else:
+            found[e["code"]] = tuple(codes)
+    return found
 
 
 def unions(entries: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:

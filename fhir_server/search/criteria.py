@@ -19,7 +19,7 @@ from fhir_server.errors import Invalid
 from fhir_server.search import chains
 from fhir_server.search.paging import PkBound
 from fhir_server.search.query import Chain, Criterion, Filter, MissingValue, Param, SearchQuery
-from fhir_server.search.types import REGISTRY
+from fhir_server.search.types import REGISTRY, composite
 from fhir_server.search.types.base import SqlContext, of_params
 from fhir_server.store import tables
 
@@ -122,14 +122,13 @@ class Planner:
     def missing(self, p: Param, pk: Any, missing: bool) -> ColumnElement[bool]:
         if p.on_resource_table:
             return false() if missing else true()
-        if REGISTRY[p.type].components:  # present when its first component has rows
-            kinds = p.components[:1] or ("token",)
-            t = tables.INDEX_TABLES[kinds[0]].alias()
+        if REGISTRY[p.type].components:
+            options = composite.present(p)
         else:
             t = tables.INDEX_TABLES[p.type].alias()
-        present = _member(
-            pk, select(t.c.resource_pk).where(of_params(t.c.param_id, p.ids)), not missing, self.after_for(pk)
-        )
+            options = [[select(t.c.resource_pk).where(of_params(t.c.param_id, p.ids))]]
+        after = self.after_for(pk)
+        present = or_(*(and_(*(_member(pk, rows, not missing, after) for rows in o)) for o in options))
         return not_(present) if missing else present
 
 

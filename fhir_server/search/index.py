@@ -167,8 +167,8 @@ def plan(resource_type: str) -> Plan:
             key, doc_step = whole
             (always if key is None else by_key.setdefault(key, [])).append(doc_step)
             continue
-        if sp.code in NOT_INDEXED or not sp.expression or sp.parts:  # parts: searched over their rows
-            continue
+        if sp.code in NOT_INDEXED or not sp.expression or sp.parts or sp.joined:
+            continue  # parts, joined: searched over other parameters' rows
         extractor = compiler.compile_expression(sp.expression, resource_type)
         if sp.kind in REGISTRY and REGISTRY[sp.kind].components:
             step = _composite_step(sp, extractor)

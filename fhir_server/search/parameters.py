@@ -53,6 +53,10 @@ class SearchParam:
     # `combo-code` = `code` | `component-code`): their rows answer it, it has none of its own
     # (scripts/gen_search_registry.py `unions`).
     parts: tuple[str, ...] = ()
+    # Codes of the parameters whose rows answer each component of a composite on the resource itself
+    # (Observation `code-value-quantity`: `code`, `value-quantity`): it has none of its own either
+    # (scripts/gen_search_registry.py `root_composites`, search/types/composite.py).
+    joined: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -82,15 +86,39 @@ def param_id(resource_type: str, code: str) -> int:
 
 
 def row_ids(
-    sp: Any, resource_type: str, suffix: str = "", ids: Callable[[str, str], int] = param_id
+    sp: Any,
+    resource_type: str,
+    suffix: str = "",
+    ids: Callable[[str, str], int] = param_id,
+    lookup: Callable[[str, str], Any] | None = None,
 ) -> tuple[int, ...]:
     """The param_ids of the index rows that answer `sp` of `resource_type` (or its `suffix`
     pseudo-parameter, e.g. `:text`): its own, or those of the parameters it is the union of
-    (`SearchParam.parts`). `ids` numbers a (type, code): the query passes its registry's."""
+    (`SearchParam.parts`); none for a composite answered by its components' rows (`joined_ids`).
+    `ids` numbers a (type, code) and `lookup` finds a parameter: the query passes its registry's."""
     parts = getattr(sp, "parts", ())
     if not parts and not suffix:
-        return (sp.param_id,)
-    return tuple(ids(resource_type, code + suffix) for code in parts or (sp.code,))
+        return () if getattr(sp, "joined", ()) else (sp.param_id,)
+    find = get if lookup is None else lookup
+    codes = [c for c in parts if not getattr(find(resource_type, c), "joined", ())] if parts else [sp.code]
+    return tuple(ids(resource_type, code + suffix) for code in codes)
+
+
+def joined_ids(
+    sp: Any,
+    resource_type: str,
+    ids: Callable[[str, str], int] = param_id,
+    lookup: Callable[[str, str], Any] | None = None,
+) -> tuple[tuple[int, ...], ...]:
+    """Per composite on the resource itself among `sp` and the parameters it is the union of
+    (`SearchParam.joined`), the param_ids of its components' parameters, in component order."""
+    find = get if lookup is None else lookup
+    found = [sp] if not getattr(sp, "parts", ()) else [find(resource_type, code) for code in sp.parts]
+    return tuple(
+        tuple(ids(resource_type, code) for code in joined)
+        for joined in (getattr(f, "joined", ()) for f in found)
+        if joined
+    )
 
 
 @functools.cache
@@ -114,6 +142,7 @@ def _registry() -> Mapping[str, Mapping[str, SearchParam]]:
                 comparators=tuple(e.get("comparators", ())),
                 modifiers=tuple(e.get("modifiers", ())),
                 parts=tuple(e.get("parts", ())),
+                joined=tuple(e.get("joined", ())),
             )
         for code, (url, search_type, left_out) in SPECIAL.items():
             if resource_type not in left_out and code not in params:

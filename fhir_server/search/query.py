@@ -23,7 +23,7 @@ from fhir_server.errors import Invalid
 from fhir_server.instant import now_us as _now_us
 from fhir_server.model import is_resource_type, resource_types
 from fhir_server.search import cursor_signing
-from fhir_server.search.parameters import row_ids
+from fhir_server.search.parameters import joined_ids, row_ids
 from fhir_server.search.types import REGISTRY
 from fhir_server.search.types.base import Parsing
 from fhir_server.search.types.composite import CompositeValue
@@ -100,6 +100,9 @@ class Param:
     ids: tuple[int, ...]
     targets: tuple[str, ...] = ()
     components: tuple[str, ...] = ()  # component types of a composite
+    # Per composite on the resource itself answered by its components' parameters' rows: their
+    # param_ids in component order (search/parameters.py `joined_ids`).
+    joined: tuple[tuple[int, ...], ...] = ()
 
     @property
     def on_resource_table(self) -> bool:
@@ -296,10 +299,13 @@ class _Parser:
         first = found[0][1]
         components = tuple(_component_type(c) for c in (first.components or ()))
         ids = tuple(i for t, sp in found for i in self._row_ids(t, sp, ""))
-        return Param(code, kind, types, ids, tuple(targets), components)
+        joined = tuple(
+            j for t, sp in found for j in joined_ids(sp, t, self.registry.param_id, self.registry.get)
+        )
+        return Param(code, kind, types, ids, tuple(targets), components, joined)
 
     def _row_ids(self, resource_type: str, sp: Any, suffix: str) -> tuple[int, ...]:
-        return row_ids(sp, resource_type, suffix, self.registry.param_id)
+        return row_ids(sp, resource_type, suffix, self.registry.param_id, self.registry.get)
 
     def has_param(self, resource_type: str, code: str) -> bool:
         if code in ("_id", "_lastUpdated") or code.startswith("_has"):

@@ -150,6 +150,17 @@ def _composite(param: parameters.SearchParam, rows: dict[str, list[dict[str, Any
         for row in kind_rows:
             if row.get("param_id") in ids:  # value rows have none
                 groups.setdefault((row["param_id"], row["grp"]), []).append((kind, row))
+    # a composite on the resource itself is answered by its components' parameters' rows
+    for joined in parameters.joined_ids(param, param.resource_type):
+        found = []
+        for comp, pid in zip(param.components, joined, strict=True):
+            values = [_format(comp.type, r) for r in rows.get(comp.type, []) if r["param_id"] == pid]
+            values = [v[2:] if comp.type == "date" else v for v in values if v]
+            if not values:
+                break
+            found.append(values[0])
+        else:
+            return "$".join(found)
     for grp_rows in groups.values():
         parts = []
         for comp in param.components:

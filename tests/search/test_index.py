@@ -160,7 +160,8 @@ def test_blood_pressure_combo_composite_has_no_rows_of_its_own_its_parts_answer_
     )
     for kind in ("token", "quantity"):
         assert rows(bp, kind, "combo-code-value-quantity") == []
-        # the Observation itself has no value: its part has no rows; the components are numbered 1, 2
+        # the part on the Observation itself has no rows either (`code` and `value-quantity` answer
+        # it); the components are numbered 1, 2
         assert rows(bp, kind, "code-value-quantity") == []
         assert {r["grp"] for r in rows(bp, kind, "component-code-value-quantity")} == {1, 2}
 
@@ -184,12 +185,6 @@ def test_codeable_concept_text_gets_a_row_only_when_no_coding_has_it_as_display(
     ]
 
 
-def test_blood_pressure_code_value_quantity_is_not_written_without_a_value() -> None:
-    bp = example("Observation-blood-pressure")
-    assert rows(bp, "token", "code-value-quantity") == []
-    assert rows(bp, "quantity", "code-value-quantity") == []
-
-
 def test_component_value_quantity_indexes_every_component() -> None:
     assert sorted(
         values(example("Observation-blood-pressure"), "quantity", "component-value-quantity", "value")
@@ -199,10 +194,66 @@ def test_component_value_quantity_indexes_every_component() -> None:
     ]
 
 
-def test_observation_code_value_quantity_composite_on_the_resource() -> None:
+def test_observation_code_value_quantity_has_no_rows_its_components_parameters_answer_it() -> None:
     observation = example("Observation-example")
-    assert {t["grp"] for t in rows(observation, "token", "code-value-quantity")} == {1}
-    assert values(observation, "quantity", "code-value-quantity", "value") == [185.0]
+    assert parameters.get("Observation", "code-value-quantity").joined == ("code", "value-quantity")  # type: ignore[union-attr]
+    for kind in ("token", "quantity"):
+        assert rows(observation, kind, "code-value-quantity") == []
+    assert {t["code"] for t in rows(observation, "token", "code")} == {
+        "29463-7",
+        "3141-9",
+        "27113001",
+        "body-weight",
+    }
+    assert values(observation, "quantity", "value-quantity", "value") == [185.0]
+
+
+JOINED = sorted(
+    (sp.resource_type, sp.code)
+    for t in parameters.resource_types()
+    for sp in parameters.for_type(t).values()
+    if sp.joined
+)
+
+
+@pytest.mark.parametrize(("resource_type", "code"), JOINED)
+def test_a_joined_composite_s_component_rows_are_its_component_parameters_rows(
+    resource_type: str, code: str
+) -> None:
+    """What each component of the composite gives on the resource itself (its expression and its
+    type's values(), as a composite with rows of its own writes them) is, row for row, what the
+    component's parameter writes: searching those rows instead finds the same resources. Over
+    every HL7 example of the type."""
+    from collections import defaultdict
+
+    from fhir_server.search.index import VALUES
+    from fhir_server.search.types import composite
+
+    sp = parameters.get(resource_type, code)
+    assert sp is not None and sp.expression == resource_type
+    checked = 0
+    for _, resource in spec_package.resources(f"{resource_type}-"):
+        if resource.get("resourceType") != resource_type:
+            continue
+        own = index_rows(resource)
+        for c in sp.components:
+            plan = composite.ComponentPlan(c.expression, resource_type, VALUES[c.type], c.type)
+            sink: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+            for found, fhir_type in plan.extractor(resource_type).typed_on(resource, resource):
+                plan.values(found, fhir_type, sp.param_id, 1, sink, None)
+            mine = sorted((r[2:] for r in sink[c.type]), key=repr)
+            pid = param_id(resource_type, c.code)
+            theirs = sorted(
+                (
+                    tuple(r[k] for k in COLUMNS[c.type][2:])
+                    for r in own.get(c.type, [])
+                    if r["param_id"] == pid
+                ),
+                key=repr,
+            )
+            assert mine == theirs, (resource.get("id"), c.code)
+            checked += bool(mine)
+    assert checked
 
 
 # ---------------------------------------------------------------- other resources

@@ -207,7 +207,14 @@ def test_union_parameters_are_the_observation_combos_and_cover_their_expressions
         sp = parameters.for_type(t)[code]
         theirs = [b for part in parts for b in gen.split_union(parameters.for_type(t)[part].expression)]
         assert sorted(theirs) == sorted(gen.split_union(sp.expression))
-        assert parameters.row_ids(sp, t) == tuple(param_id(t, part) for part in parts)
+        # a part on the resource itself is answered by its components' parameters (joined_ids)
+        own = tuple(param_id(t, part) for part in parts if not parameters.for_type(t)[part].joined)
+        assert parameters.row_ids(sp, t) == own
+        assert parameters.joined_ids(sp, t) == tuple(
+            tuple(param_id(t, c) for c in parameters.for_type(t)[part].joined)
+            for part in parts
+            if parameters.for_type(t)[part].joined
+        )
         # the parts are of the union's type and, for composites, have its components
         for part in parts:
             other = parameters.for_type(t)[part]
@@ -239,3 +246,62 @@ def test_a_composite_over_the_same_elements_with_other_components_is_not_a_union
     entries[2] = entry("parts", "X.part", "value.as(Quantity)")
     entries[5] = {"code": "b", "type": "token", "expression": "X.b"}
     assert gen.unions(entries) == {"both": ("parts", "root"), "t": ("a", "b")}
+
+
+def test_joined_composites_are_observation_code_value_concept_date_and_quantity() -> None:
+    found = {
+        (t, sp.code): sp.joined
+        for t in parameters.resource_types()
+        for sp in parameters.for_type(t).values()
+        if sp.joined
+    }
+    assert found == {
+        ("Observation", "code-value-concept"): ("code", "value-concept"),
+        ("Observation", "code-value-date"): ("code", "value-date"),
+        ("Observation", "code-value-quantity"): ("code", "value-quantity"),
+    }
+    for (t, code), joined in found.items():
+        sp = parameters.for_type(t)[code]
+        assert parameters.row_ids(sp, t) == ()
+        assert parameters.joined_ids(sp, t) == (tuple(param_id(t, c) for c in joined),)
+        assert [c.code for c in sp.components] == list(joined)
+    # `value-string` also reads CodeableConcept.text, which the component `value.as(string)` does not
+    assert not parameters.for_type("Observation")["code-value-string"].joined
+
+
+def test_a_root_composite_is_joined_only_when_each_component_selects_its_parameter_s_indexed_values() -> None:
+    gen = generator()
+
+    def composite(expression: str, value: str, value_type: str = "quantity") -> dict[str, object]:
+        components = [
+            {"code": "c", "type": "token", "expression": "code"},
+            {"code": "v", "type": value_type, "expression": value},
+        ]
+        return {"code": "cv", "type": "composite", "expression": expression, "components": components}
+
+    def entries(cv: dict[str, object], v: str, v_type: str = "quantity") -> list[dict[str, object]]:
+        return [
+            cv,
+            {"code": "c", "type": "token", "expression": "X.code"},
+            {"code": "v", "type": v_type, "expression": v},
+        ]
+
+    quantity = "(X.value as Quantity) | (X.value as SampledData)"  # SampledData has no quantity rows
+    assert gen.root_composites(entries(composite("X", "value.as(Quantity)"), quantity), "X") == {
+        "cv": ("c", "v")
+    }
+    assert gen.root_composites(
+        entries(composite("X", "value.as(DateTime)", "date"), "(X.value as dateTime)", "date"), "X"
+    ) == {"cv": ("c", "v")}
+    # not on the resource itself: one element per component, numbered by grp
+    assert gen.root_composites(entries(composite("X.part", "value.as(Quantity)"), quantity), "X") == {}
+    # the parameter selects an indexed value the component does not (a Quantity), or the other way round
+    assert (
+        gen.root_composites(
+            entries(composite("X", "value.as(Quantity)"), "(X.value as Quantity) | X.other"), "X"
+        )
+        == {}
+    )
+    assert gen.root_composites(entries(composite("X", "value.as(Quantity) | other"), quantity), "X") == {}
+    # another type than the component's
+    assert gen.root_composites(entries(composite("X", "value.as(Quantity)"), "X.value", "number"), "X") == {}

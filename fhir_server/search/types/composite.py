@@ -106,34 +106,88 @@ def rows(
     ctx: SqlContext, param: Any, values: Sequence[Any], registry: Mapping[str, SearchType]
 ) -> Select[Any]:
     """The resource_pk of the resources with one element whose components match all parts of a value."""
-    aliases = [tables.INDEX_TABLES[k].alias() for k in param.components]
-    first = aliases[0]
-    joined: FromClause = first
-    for a in aliases[1:]:
-        joined = joined.join(
-            a,
-            and_(
-                a.c.resource_pk == first.c.resource_pk,
-                a.c.grp == first.c.grp,
-                a.c.param_id == first.c.param_id,
-            ),
-        )
-    tests = []
+    parts = []
     for v in values:
         assert isinstance(v, CompositeValue)
-        tests.append(
-            and_(
-                *(
-                    _component_test(registry[kind], ctx, part, a)
-                    for kind, part, a in zip(param.components, v.parts, aliases, strict=True)
-                )
-            )
+        parts.append(
+            [
+                partial(_component_test, registry[kind], ctx, part)
+                for kind, part in zip(param.components, v.parts, strict=True)
+            ]
         )
-    return (
-        select(first.c.resource_pk)
-        .select_from(joined)
-        .where(of_params(first.c.param_id, param.ids), or_(*tests))
+    return _elements(param, parts)
+
+
+def present(param: Any) -> list[list[Select[Any]]]:
+    """The resource_pk of the resources with rows of the composite, as options each of whose SELECTs
+    must hold the resource: its own rows, those of its first component (an element has rows only
+    when every component gives one); for a composite on the resource itself (`param.joined`), a row
+    of every component's parameter. (Separate tests, each of one table: PostgreSQL estimates them
+    as it does any other filter's.)"""
+    options = []
+    if param.ids:
+        t = tables.INDEX_TABLES[param.components[0]].alias()
+        options.append([select(t.c.resource_pk).where(of_params(t.c.param_id, param.ids))])
+    for ids in param.joined:
+        each = []
+        for kind, i in zip(param.components, ids, strict=True):
+            t = tables.INDEX_TABLES[kind].alias()
+            each.append(select(t.c.resource_pk).where(t.c.param_id == i))
+        options.append(each)
+    return options
+
+
+def _elements(param: Any, values: Sequence[Sequence[Callable[[Any], Any]]]) -> Select[Any]:
+    """The resource_pk of the elements whose components pass one value's tests (one per component).
+
+    The composite's own rows (`param.ids`) are the same element when they share (resource_pk,
+    param_id, grp); for a composite on the resource itself (`param.joined`) the resource is the one
+    element, and a component's rows are those of its own parameter, on the same resource_pk.
+    One kind of element: the component tables joined. Both (Observation `combo-code-value-*`):
+    the first component's rows, each other component an EXISTS probe; one SELECT either way, not a
+    UNION, so that another test's resource_pk can drive it (with a UNION, or a join under an OR of
+    both kinds, PostgreSQL read every matching row of the composite before a patient's few;
+    bench/README.md "Joined composites")."""
+    kinds = param.components
+    aliases = [tables.INDEX_TABLES[k].alias() for k in kinds]
+    first, rest = aliases[0], aliases[1:]
+    shapes: list[tuple[Any, list[Callable[[Any], Any]]]] = []
+    if param.ids:
+        own = [lambda t: and_(t.c.param_id == first.c.param_id, t.c.grp == first.c.grp)] * len(rest)
+        shapes.append((of_params(first.c.param_id, param.ids), own))
+    for ids in param.joined:
+        shapes.append((first.c.param_id == ids[0], [partial(_param_is, i) for i in ids[1:]]))
+
+    def matches(tables_: Sequence[Any], probe: bool, same: Sequence[Callable[[Any], Any]]) -> Any:
+        cases = []
+        for tests in values:
+            others = []
+            for t, test, alike in zip(tables_, tests[1:], same, strict=True):
+                if probe:
+                    others.append(
+                        select(t.c.resource_pk)
+                        .where(t.c.resource_pk == first.c.resource_pk, alike(t), test(t))
+                        .exists()
+                    )
+                else:
+                    others.append(test(t))
+            cases.append(and_(tests[0](first), *others))
+        return or_(*cases)
+
+    if len(shapes) == 1:
+        selects, same = shapes[0]
+        joined: FromClause = first
+        for a, alike in zip(rest, same, strict=True):
+            joined = joined.join(a, and_(a.c.resource_pk == first.c.resource_pk, alike(a)))
+        return select(first.c.resource_pk).select_from(joined).where(selects, matches(rest, False, same))
+    probes = [tables.INDEX_TABLES[k].alias() for k in kinds[1:]]
+    return select(first.c.resource_pk).where(
+        or_(*(and_(selects, matches(probes, True, same)) for selects, same in shapes))
     )
+
+
+def _param_is(param_id: int, t: Any) -> Any:
+    return t.c.param_id == param_id
 
 
 def _component_test(kind: SearchType, ctx: SqlContext, part: Any, t: Any) -> Any:
