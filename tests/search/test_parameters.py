@@ -184,14 +184,19 @@ def test_the_audit_trail_has_no_full_text() -> None:
     assert "text" not in rows
 
 
-def test_union_parameters_are_the_observation_combos_and_cover_their_expressions_exactly() -> None:
-    gen = generator()
-    found = {
-        (t, sp.code): sp.parts
+def _with(field: str) -> dict[tuple[str, str], tuple[str, ...]]:
+    """{(type, code): the field} of every parameter whose `field` (parts, joined) is set."""
+    return {
+        (t, sp.code): getattr(sp, field)
         for t in parameters.resource_types()
         for sp in parameters.for_type(t).values()
-        if sp.parts
+        if getattr(sp, field)
     }
+
+
+def test_union_parameters_are_the_observation_combos_and_cover_their_expressions_exactly() -> None:
+    gen = generator()
+    found = _with("parts")
     assert found == {
         ("Observation", "combo-code"): ("code", "component-code"),
         ("Observation", "combo-code-value-concept"): ("code-value-concept", "component-code-value-concept"),
@@ -249,12 +254,7 @@ def test_a_composite_over_the_same_elements_with_other_components_is_not_a_union
 
 
 def test_joined_composites_are_observation_code_value_concept_date_and_quantity() -> None:
-    found = {
-        (t, sp.code): sp.joined
-        for t in parameters.resource_types()
-        for sp in parameters.for_type(t).values()
-        if sp.joined
-    }
+    found = _with("joined")
     assert found == {
         ("Observation", "code-value-concept"): ("code", "value-concept"),
         ("Observation", "code-value-date"): ("code", "value-date"),
