@@ -147,7 +147,7 @@ def _elements(param: Any, values: Sequence[Sequence[Callable[[Any], Any]]]) -> S
     the first component's rows, each other component an EXISTS probe; one SELECT either way, not a
     UNION, so that another test's resource_pk can drive it (with a UNION, or a join under an OR of
     both kinds, PostgreSQL read every matching row of the composite before a patient's few;
-    bench/README.md "Joined composites")."""
+    bench/README.md "Fourteenth session")."""
     kinds = param.components
     aliases = [tables.INDEX_TABLES[k].alias() for k in kinds]
     first, rest = aliases[0], aliases[1:]
