@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fhir_server import spec_package  # noqa: E402
+from fhir_server.search.types import quantity  # noqa: E402
 
 DATA = ROOT / "fhir_server" / "search" / "data"
 
@@ -165,9 +166,9 @@ def search_parameters(types: set[str]) -> dict[str, list[dict[str, Any]]]:
     return registry
 
 
-# Types an element can have that a search type writes no rows for (search/types/quantity.py: Range
-# and SampledData are not indexed); a branch selecting only such a type adds nothing to a parameter.
-UNINDEXED = {"quantity": ("Range", "SampledData")}
+# The element types each search type writes rows for, where it does not write them for every type
+# (a branch selecting another type, value-quantity's SampledData, adds nothing to a parameter).
+INDEXED = {"quantity": frozenset(t.lower() for t in quantity.INDEXED_TYPES)}
 _AS = re.compile(r"^\(\s*(.+?)\s+as\s+(\w+)\s*\)$")
 
 
@@ -182,6 +183,13 @@ def _branch(expression: str, resource_type: str) -> str:
     if expression.startswith(resource_type + "."):
         expression = expression[len(resource_type) + 1 :]
     return re.sub(r"\.as\((\w+)\)", lambda m: f".as({m.group(1).lower()})", expression)
+
+
+def _indexed(kind: str, branch: str) -> bool:
+    """Whether a normalised branch (`_branch`) can give rows of a search type: yes unless it ends in
+    `.as(type)` of a type that search type does not index."""
+    found = re.search(r"\.as\((\w+)\)$", branch)
+    return found is None or kind not in INDEXED or found.group(1) in INDEXED[kind]
 
 
 def root_composites(entries: list[dict[str, Any]], resource_type: str) -> dict[str, tuple[str, ...]]:
@@ -208,8 +216,7 @@ def root_composites(entries: list[dict[str, Any]], resource_type: str) -> dict[s
                 break
             mine = {_branch(b, resource_type) for b in split_union(c["expression"])}
             theirs = {_branch(b, resource_type) for b in split_union(param["expression"])}
-            skipped = tuple(t.lower() for t in UNINDEXED.get(c["type"], ()))
-            extra = {b for b in theirs - mine if not b.endswith(tuple(f".as({t})" for t in skipped))}
+            extra = {b for b in theirs - mine if _indexed(c["type"], b)}
             if not mine <= theirs or extra:
                 break
             codes.append(c["code"])

@@ -31,6 +31,8 @@ ISO_4217 = "urn:iso:std:iso:4217"
 _QUANTITY_TYPES = frozenset(
     ("Quantity", "Age", "Duration", "Count", "Distance", "SimpleQuantity", "MoneyQuantity")
 )
+# Every element type with quantity rows (a branch selecting another, Range or SampledData, adds none).
+INDEXED_TYPES = _QUANTITY_TYPES | {"Money"}
 
 
 def _short(value: Any, limit: int) -> str | None:
