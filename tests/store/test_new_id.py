@@ -1,8 +1,9 @@
-"""`store.sql.new_id`: server-assigned ids are random version 4 UUIDs, formatted as `uuid.uuid4()` does."""
+"""`store.sql.new_id`: server-assigned ids are time-ordered version 7 UUIDs (RFC 9562 section 5.7)."""
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from unittest import mock
 
@@ -11,19 +12,43 @@ from hypothesis import strategies as st
 
 from fhir_server.store import sql
 
+MILLIS = st.integers(min_value=0, max_value=2**48 - 1)
 
-@given(st.binary(min_size=16, max_size=16))
-def test_an_id_is_the_text_uuid4_makes_of_the_same_random_bytes(raw: bytes) -> None:
-    with mock.patch.object(os, "urandom", return_value=raw):
-        made = sql.new_id()
-        expected = str(uuid.uuid4())
-    assert made == expected
+
+def _made(raw: bytes, ms: int, sub_ms_ns: int = 0) -> str:
+    with (
+        mock.patch.object(os, "urandom", return_value=raw),
+        mock.patch.object(time, "time_ns", return_value=ms * 1_000_000 + sub_ms_ns),
+    ):
+        return sql.new_id()
+
+
+@given(st.binary(min_size=10, max_size=10), MILLIS, st.integers(min_value=0, max_value=999_999))
+def test_an_id_is_the_uuid7_of_the_millisecond_and_74_random_bits(
+    raw: bytes, ms: int, sub_ms_ns: int
+) -> None:
+    made = _made(raw, ms, sub_ms_ns)
+    h = raw.hex()
+    rand_a, rand_b = int(h[:3], 16), (int(h[3], 16) & 0x3) << 60 | int(h[4:19], 16)
+    expected = uuid.UUID(int=ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+    assert made == str(expected)
     parsed = uuid.UUID(made)
-    assert parsed.version == 4
+    assert parsed.version == 7
     assert parsed.variant == uuid.RFC_4122
-    assert str(parsed) == made
+    assert parsed.int >> 80 == ms
 
 
-def test_ids_do_not_repeat() -> None:
-    ids = {sql.new_id() for _ in range(10_000)}
+@given(st.binary(min_size=10, max_size=10), st.binary(min_size=10, max_size=10), MILLIS, MILLIS)
+def test_ids_sort_as_text_in_the_order_they_were_made(raw1: bytes, raw2: bytes, ms1: int, ms2: int) -> None:
+    """Ids of different milliseconds sort (as the b-tree of `uq_resource_type_id` compares them) by
+    time, whatever their random bits: resources created together are inserted side by side."""
+    first, second = _made(raw1, ms1), _made(raw2, ms2)
+    if ms1 < ms2:
+        assert first < second
+    elif ms1 > ms2:
+        assert first > second
+
+
+def test_ids_do_not_repeat_within_a_millisecond() -> None:
+    ids = {_made(os.urandom(10), 1_796_000_000_000) for _ in range(10_000)}
     assert len(ids) == 10_000
