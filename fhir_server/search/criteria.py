@@ -159,6 +159,19 @@ def _compartment_test(
     return or_(linked, owner)
 
 
+def _anchor_order(c: Criterion) -> tuple[bool, bool]:
+    """Selective tests first, and among them a composite on the resource itself (Observation
+    `code-value-quantity`: its components' tables joined, search/types/composite.py `_elements`).
+
+    Nested in another test's SELECT, such a join misled PostgreSQL: it estimated the resources
+    matching `patient=X&code-value-quantity=...$gt90` (2 of 200,000) from the quantity rows alone
+    (7,434) and walked `resource` in pk order under the LIMIT, 96-118 ms; as the anchor, with the
+    patient's rows nested in it, 3-6 ms, and every other pairing measured was as fast or faster
+    (bench/README.md "Fifteenth session")."""
+    joined = isinstance(c, Filter) and bool(c.param.joined) and not c.param.ids and c.modifier is None
+    return not selective(c), not joined
+
+
 def _drives(c: Criterion) -> bool:
     """The criterion can select candidate rows from an index (rather than test given rows)."""
     if isinstance(c, Filter):
@@ -183,7 +196,7 @@ def where(
     # its resource_pk. So the matches are found in the index tables alone and only they are read
     # from `resource`; otherwise every row of the anchor was read before the others could test it.
     conds: list[ColumnElement[bool]] = [_R.c.deleted == false()]
-    criteria = sorted(query.criteria, key=lambda c: not selective(c))  # stable: drivers first
+    criteria = sorted(query.criteria, key=_anchor_order)  # stable: drivers first
     if query.types:
         # With an index-backed test to drive the search, SQLite must not start from ix_resource_type_updated.
         column = _Unindexed(_R.c.res_type) if criteria and _drives(criteria[0]) else _R.c.res_type
