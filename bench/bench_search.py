@@ -499,6 +499,8 @@ SHAPES: dict[str, Params] = {
     "f": [("code", "{code}"), ("_sort", "-date")],
     "chain": [("subject:Patient.family", "{family}"), ("patient", "Patient/{patient}")],
     "value": [("code", "{code}"), ("value-quantity", "gt80"), ("_count", "20")],
+    # a wearable alert: one patient's readings of a code above a threshold (bench/README.md "Fifteenth session")
+    "alert": [("patient", "Patient/{patient}"), ("code-value-quantity", "{code}$gt80")],
 }
 
 
@@ -616,6 +618,9 @@ def measure(s: Searcher, data: Dataset, n: int, walks: int, pages: int, budget_s
     def f() -> Params:
         return shape("f", code=code())
 
+    def alert() -> Params:
+        return shape("alert", patient=rng.choice(data.patient_ids), code=code())
+
     out: dict[str, Any] = {"loadavg_start": loadavg()}
     a_times = repeat(s.run, a, n)
     out["a"] = summary(a_times)
@@ -624,6 +629,8 @@ def measure(s: Searcher, data: Dataset, n: int, walks: int, pages: int, budget_s
     print(f"  (b) p50 {out['b']['p50']:.1f} ms  p95 {out['b']['p95']:.1f} ms", flush=True)
     out["f"] = summary(repeat(s.run, f, max(n // 4, 10)))
     print(f"  (f) p50 {out['f']['p50']:.1f} ms  p95 {out['f']['p95']:.1f} ms", flush=True)
+    out["alert"] = summary(repeat(s.run, alert, max(n // 4, 10)))
+    print(f"  (alert) p50 {out['alert']['p50']:.1f} ms  p95 {out['alert']['p95']:.1f} ms", flush=True)
     for name in ("c", "c_sorted"):
         params = shape(name)
         runs = [walk(s, params, pages, budget_s) for _ in range(walks)]
@@ -809,6 +816,8 @@ def table(results: dict[str, Any]) -> str:
     add("(c) -date pages 191-200 median", "", lambda r: r["c_sorted"].get("last10_ms"), http=False)
     add("(f) code&_sort=-date p50 ms", "", lambda r: r["f"]["p50"], http=False)
     add("(f) code&_sort=-date p95 ms", "", lambda r: r["f"]["p95"], http=False)
+    add("(alert) patient&code-value-quantity p50 ms", "", lambda r: r["alert"]["p50"], http=False)
+    add("(alert) patient&code-value-quantity p95 ms", "", lambda r: r["alert"]["p95"], http=False)
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
     text: list[str] = []
     if scales:

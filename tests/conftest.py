@@ -193,7 +193,7 @@ def synthea_files() -> list[Path]:
 @pytest.fixture(scope="session", params=BACKENDS)
 def synthea(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Store, list[dict]]]:  # type: ignore[type-arg]
+) -> Iterator[tuple[Store, list[dict]]]:
     """A store with every Synthea bundle loaded as a transaction, and the transaction responses.
 
     Sample data from ../shared/data (third-party, synthetic): absent on a bare clone, where the tests

@@ -154,8 +154,8 @@ def _composite(param: parameters.SearchParam, rows: dict[str, list[dict[str, Any
     for joined in parameters.joined_ids(param, param.resource_type):
         found = []
         for comp, pid in zip(param.components, joined, strict=True):
-            values = [_format(comp.type, r) for r in rows.get(comp.type, []) if r["param_id"] == pid]
-            values = [v[2:] if comp.type == "date" else v for v in values if v]
+            formatted = [_format(comp.type, r) for r in rows.get(comp.type, []) if r["param_id"] == pid]
+            values = [v[2:] if comp.type == "date" else v for v in formatted if v]
             if not values:
                 break
             found.append(values[0])
@@ -165,8 +165,7 @@ def _composite(param: parameters.SearchParam, rows: dict[str, list[dict[str, Any
         parts = []
         for comp in param.components:
             kind = comp.type
-            match = [_format(k, r) for k, r in grp_rows if k == kind]
-            match = [m for m in match if m]
+            match = [m for k, r in grp_rows if k == kind and (m := _format(k, r))]
             if not match:
                 break
             value = match[0]
