@@ -90,11 +90,13 @@ _VARIANT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
 def new_id() -> str:
     """A server-assigned logical id: a time-ordered (version 7) UUID (https://www.rfc-editor.org/rfc/rfc9562#section-5.7).
 
-    The first 48 bits are the Unix time in milliseconds, the other 74 random (`os.urandom`), so ids
-    are as unguessable as before and resources created together have neighbouring ids: inserting
-    them touches a few pages of `uq_resource_type_id` (and of the reference indexes of whatever
-    names them) instead of a random page each, which matters once those indexes outgrow shared
-    buffers (bench/README.md "Fifteenth session"). Formatted without a UUID object."""
+    The first 48 bits are the Unix time in milliseconds, 74 of the rest random (`os.urandom`; a
+    version 4 UUID has 122): still far beyond guessing, and resources created together have
+    neighbouring ids, so inserting them touches a few pages of `uq_resource_type_id` (and of the
+    reference indexes of whatever names them) instead of a random page each, which matters once
+    those indexes outgrow shared buffers (bench/README.md "Fifteenth session"). An id tells when
+    the server created the resource, as version 1's `meta.lastUpdated` does. Formatted without a
+    UUID object."""
     t = f"{time.time_ns() // 1_000_000:012x}"
     h = os.urandom(10).hex()
     return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
