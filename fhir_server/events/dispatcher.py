@@ -4,8 +4,9 @@ Without Redis the API process runs the dispatcher in a background thread, woken 
 that stored versions; with Redis the `fhir-server worker` processes run it (jobs/queue.py), polling.
 Each delivery is one write transaction: claim the consumer's row (so two dispatchers never hand
 out the same batch), read the events after its position, call the listener, advance, commit.
-A look starts with a read-only probe after the position this process last saw for the consumer
-(`outbox.any_after`): an empty look takes no lock and writes nothing. If another process has moved
+A look starts with a read-only probe after the position this process last saw for each consumer
+(`outbox.any_after`; one connection, and one probe per distinct position, for all consumers): an
+empty look takes no lock and writes nothing. If another process has moved
 the consumer further, the probe only errs towards a claim that then finds nothing.
 """
 
@@ -41,17 +42,22 @@ class Dispatcher:
         self._wake = threading.Event()
         self._seen: dict[str, outbox.Position] = {}  # each consumer's position after our last look
 
-    def _nothing_after_seen(self, name: str) -> bool:
-        seen = self._seen.get(name)
-        if seen is None:
-            return False
+    def _waiting(self, names: list[str]) -> set[str]:
+        """The consumers that may have events after the position this process last saw for them:
+        those never seen, and those whose position the probe finds events after. One connection
+        and one probe per distinct position (the consumers of a process usually share theirs)."""
+        seen = {name: self._seen[name] for name in names if name in self._seen}
+        if not seen:
+            return set(names)
         with self.store.engine.connect() as conn:
-            return not outbox.any_after(conn, seen)
+            after = {p: outbox.any_after(conn, p) for p in sorted(set(seen.values()))}
+        return {name for name in names if name not in seen or after[seen[name]]}
 
-    def deliver(self, name: str) -> int:
-        """One batch of events after the consumer's position to its listener; how many there were."""
+    def deliver(self, name: str, *, probe: bool = True) -> int:
+        """One batch of events after the consumer's position to its listener; how many there were.
+        `probe`: look first, read-only, whether anything follows the position last seen."""
         listener = self.listeners[name]
-        if self._nothing_after_seen(name):
+        if probe and name not in self._waiting([name]):
             return 0
         with self.store.write() as tx:
             position = outbox.claim(tx.conn, name)
@@ -71,10 +77,18 @@ class Dispatcher:
         """Every consumer up to the newest committed event; a listener that fails is logged and
         tried again (from the same position) next time. Returns the events delivered."""
         delivered = 0
-        for name in list(self.listeners):
+        names = list(self.listeners)
+        try:
+            waiting = self._waiting(names)
+        except Exception as exc:  # the database went away for a moment: look again next time
+            log.warning("Looking for change events failed\n%s", format_exception(exc))
+            return 0
+        for name in names:
+            if name not in waiting:
+                continue
             try:
                 while True:
-                    count = self.deliver(name)
+                    count = self.deliver(name, probe=False)
                     delivered += count
                     if count < self.batch:
                         break

@@ -96,10 +96,45 @@ def new_id() -> str:
     reference indexes of whatever names them) instead of a random page each, which matters once
     those indexes outgrow shared buffers (bench/README.md "Fifteenth session"). An id tells when
     the server created the resource, as version 1's `meta.lastUpdated` does. Formatted without a
-    UUID object."""
+    UUID object; the random bits come from `_random10`."""
     t = f"{time.time_ns() // 1_000_000:012x}"
-    h = os.urandom(10).hex()
+    h = _random10().hex()
     return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+
+
+class _RandomPool(threading.local):
+    """One thread's `os.urandom` bytes not handed out yet."""
+
+    def __init__(self) -> None:
+        self.data, self.at = b"", 0
+
+
+_POOL_BYTES = 4000  # 400 ids per os.urandom call
+_pool = _RandomPool()
+
+
+def _random10() -> bytes:
+    """10 bytes of `os.urandom`, taken from a per-thread pool refilled 4,000 bytes at a time.
+
+    `os.urandom` releases the GIL for its system call: once per id, a thread creating a chunk of a
+    thousand resources handed the GIL to the other threads a thousand times, and waited up to the
+    switch interval for it each time (2.6% of an ingest's samples sat there, bench/README.md
+    "Sixteenth session"). The bytes are the same CSPRNG's; a forked child starts with an empty
+    pool (`os.register_at_fork`), so parent and child never hand out the same bytes."""
+    pool = _pool
+    at = pool.at
+    if at + 10 > len(pool.data):
+        pool.data, at = os.urandom(_POOL_BYTES), 0
+    pool.at = at + 10
+    return pool.data[at : at + 10]
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = _RandomPool()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def serialise(resource: dict[str, Any], rid: str, version: int, last_updated: int) -> bytes:

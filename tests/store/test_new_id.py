@@ -17,7 +17,7 @@ MILLIS = st.integers(min_value=0, max_value=2**48 - 1)
 
 def _made(raw: bytes, ms: int, sub_ms_ns: int = 0) -> str:
     with (
-        mock.patch.object(os, "urandom", return_value=raw),
+        mock.patch.object(sql, "_random10", return_value=raw),
         mock.patch.object(time, "time_ns", return_value=ms * 1_000_000 + sub_ms_ns),
     ):
         return sql.new_id()
@@ -50,5 +50,43 @@ def test_ids_sort_as_text_in_the_order_they_were_made(raw1: bytes, raw2: bytes, 
 
 
 def test_ids_do_not_repeat_within_a_millisecond() -> None:
-    ids = {_made(os.urandom(10), 1_796_000_000_000) for _ in range(10_000)}
+    with mock.patch.object(time, "time_ns", return_value=1_796_000_000_000 * 1_000_000):
+        ids = {sql.new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
+
+
+def test_the_random_bits_are_consecutive_slices_of_one_urandom_call_per_400_ids() -> None:
+    """One system call (which releases the GIL) per 400 ids, not one per id; no byte handed out twice."""
+    stream = bytes(range(256)) * 16
+    calls: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        calls.append(n)
+        return stream[:n]
+
+    sql._forget_pool()
+    with mock.patch.object(os, "urandom", side_effect=urandom):
+        taken = [sql._random10() for _ in range(401)]
+    assert calls == [sql._POOL_BYTES, sql._POOL_BYTES]
+    assert b"".join(taken[:400]) == stream[: sql._POOL_BYTES]
+    assert taken[400] == stream[:10]  # the second call's first bytes
+
+
+def test_a_forked_child_does_not_hand_out_the_parents_pooled_bytes() -> None:
+    sql._random10()  # the pool holds bytes now
+    pool = sql._pool
+    parents_next = pool.data[pool.at : pool.at + 10]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first 10 bytes, then leave without pytest's teardown
+        try:
+            os.write(write, sql._random10())
+        finally:
+            os._exit(0)
+    os.close(write)
+    childs = os.read(read, 10)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(childs) == 10
+    assert childs != parents_next
+    assert sql._random10() == parents_next
