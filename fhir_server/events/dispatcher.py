@@ -16,10 +16,12 @@ import logging
 import threading
 import time
 
+from sqlalchemy import Connection
+
 from ..redacted_traceback import format_exception
 from ..store import outbox
 from ..store.sql import Store
-from .registry import COMMITTED, LISTENERS, Listener
+from .registry import COMMITTED, LISTENERS, QUIET, Listener, Quiet
 
 log = logging.getLogger("fhir_server.events")
 BATCH = 500  # events per delivery
@@ -34,10 +36,16 @@ class Dispatcher:
     """Hands the events of one store to listeners (the registered ones by default)."""
 
     def __init__(
-        self, store: Store, listeners: dict[str, Listener] | None = None, *, batch: int = BATCH
+        self,
+        store: Store,
+        listeners: dict[str, Listener] | None = None,
+        *,
+        batch: int = BATCH,
+        quiet: dict[str, Quiet] | None = None,
     ) -> None:
         self.store = store
         self.listeners = LISTENERS if listeners is None else listeners
+        self.quiet = (QUIET if listeners is None else {}) if quiet is None else quiet
         self.batch = batch
         self._wake = threading.Event()
         self._seen: dict[str, outbox.Position] = {}  # each consumer's position after our last look
@@ -61,17 +69,38 @@ class Dispatcher:
             return 0
         with self.store.write() as tx:
             position = outbox.claim(tx.conn, name)
-            events = outbox.events_after(tx.conn, position, self.batch)
-            if not events:
-                self._seen[name] = position
-                return 0
-            listener(events, tx)
-            outbox.advance(tx.conn, name, events[-1].position)
+            skipped = self._skipped(tx.conn, name, position)
+            if skipped is not None:  # nothing for the listener: move on unread
+                outbox.advance(tx.conn, name, skipped)
+                events = []
+            else:
+                events = outbox.events_after(tx.conn, position, self.batch)
+                if not events:
+                    self._seen[name] = position
+                    return 0
+                listener(events, tx)
+                outbox.advance(tx.conn, name, events[-1].position)
+        if skipped is not None:
+            self._seen[name] = skipped
+            return 0
         self._seen[name] = events[-1].position
         committed = COMMITTED.get(name)
         if committed is not None:
             committed()
         return len(events)
+
+    def _skipped(self, conn: Connection, name: str, position: outbox.Position) -> outbox.Position | None:
+        """The newest committed event, when the consumer is behind it and its listener is quiet
+        (would do nothing with any event committed so far): the position to move it to unread.
+
+        The newest event is read BEFORE the quiet test: under READ COMMITTED each statement sees
+        what committed before it started, so whatever made the listener busy again (a Subscription
+        stored) committed after every event skipped, and the events after it are delivered."""
+        quiet = self.quiet.get(name)
+        if quiet is None:
+            return None
+        newest = outbox.newest_committed(conn)
+        return newest if newest > position and quiet(conn) else None
 
     def deliver_all(self) -> int:
         """Every consumer up to the newest committed event; a listener that fails is logged and

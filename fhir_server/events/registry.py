@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import Connection
+
 from ..store.outbox import ChangeEvent
 from ..store.sql import Tx
 
@@ -18,7 +20,20 @@ LISTENERS: dict[str, Listener] = {}
 COMMITTED: dict[str, Callable[[], None]] = {}
 
 
-def register(name: str, listener: Listener, *, committed: Callable[[], None] | None = None) -> None:
+# Asked, in a delivery's transaction, whether the listener would do nothing with ANY event committed
+# so far (the Subscription matcher: no live Subscription); if so the dispatcher moves its position
+# to the newest committed event without reading the events (see `Dispatcher.deliver`).
+Quiet = Callable[[Connection], bool]
+QUIET: dict[str, Quiet] = {}
+
+
+def register(
+    name: str,
+    listener: Listener,
+    *,
+    committed: Callable[[], None] | None = None,
+    quiet: Quiet | None = None,
+) -> None:
     """Deliver every change event to `listener`; `name` keys its position in `change_consumer`, so
     a listener registered again under the same name resumes where it stopped."""
     if name in LISTENERS and LISTENERS[name] is not listener:
@@ -26,8 +41,11 @@ def register(name: str, listener: Listener, *, committed: Callable[[], None] | N
     LISTENERS[name] = listener
     if committed is not None:
         COMMITTED[name] = committed
+    if quiet is not None:
+        QUIET[name] = quiet
 
 
 def unregister(name: str) -> None:
     LISTENERS.pop(name, None)
     COMMITTED.pop(name, None)
+    QUIET.pop(name, None)

@@ -231,7 +231,10 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
                 step(resource, sink)
     for step in steps.last:
         step(resource, sink)
-    return {kind: list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows}
+    # distinct rows, in order (a single row, most kinds of most resources, needs no hashing)
+    return {
+        kind: rows if len(rows) == 1 else list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows
+    }
 
 
 # Rows of elements by their JSON (see `_element_rows`): a bounded table, emptied when full. A key
@@ -306,4 +309,7 @@ def param_tuples(resource: dict[str, Any], code: str) -> RowSink:
     sink: RowSink = {kind: [] for kind in COLUMNS}
     for step in _param_steps(resource_type, code):
         step(resource, sink)
-    return {kind: list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows}
+    # distinct rows, in order (a single row, most kinds of most resources, needs no hashing)
+    return {
+        kind: rows if len(rows) == 1 else list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows
+    }

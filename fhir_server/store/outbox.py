@@ -264,6 +264,23 @@ def contents(conn: Connection, txns: list[int]) -> dict[int, bytes]:
     return out
 
 
+_NEWEST_COMMITTED_POSTGRES = text(
+    "SELECT xid, txn FROM resource_version WHERE xid IS NOT NULL"
+    " AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    " ORDER BY xid DESC, txn DESC LIMIT 1"
+)
+
+
+def newest_committed(conn: Connection) -> Position:
+    """The position of the newest event `events_after` can read now (START when none): every event
+    at or before it is committed, and every event committed later comes after it (on PostgreSQL an
+    xid below the snapshot's xmin is finished, and a later one is above it)."""
+    if conn.dialect.name == "sqlite":  # one writer: what is stored is committed
+        return latest(conn)
+    row = conn.execute(_NEWEST_COMMITTED_POSTGRES).first()
+    return (int(row.xid), int(row.txn)) if row is not None else START
+
+
 def latest(conn: Connection) -> Position:
     """The position of the newest event stored (committed or not yet visible), START when none."""
     if conn.dialect.name == "sqlite":

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, insert, or_, select, update
 
 from ..auth import enforce
 from ..errors import FhirError
@@ -347,4 +347,10 @@ def _members(tx: Tx, keys: set[tuple[str, str]]) -> dict[tuple[str, str], set[st
 def install(committed: Callable[[], None] | None = None) -> None:
     """Register the listener (at start-up, where change events are delivered); `committed` is
     called after each batch's queue committed (wakes the deliverers)."""
-    register(NAME, match, committed=committed)
+    register(NAME, match, committed=committed, quiet=no_live_subscription)
+
+
+def no_live_subscription(conn: Connection) -> bool:
+    """Whether no Subscription is live: then no event committed so far is matched (`match`'s first
+    test), and the dispatcher moves the matcher past them unread (events/dispatcher.py `_skipped`)."""
+    return conn.execute(select(_S.c.id).where(_S.c.status.in_(LIVE)).limit(1)).first() is None
