@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from ..redacted_traceback import format_exception
 from ..store import outbox
 from ..store.sql import Store
-from .registry import COMMITTED, LISTENERS, QUIET, Listener, Quiet
+from .registry import COMMITTED, IDLE, LISTENERS, Idle, Listener
 
 log = logging.getLogger("fhir_server.events")
 BATCH = 500  # events per delivery
@@ -41,11 +41,11 @@ class Dispatcher:
         listeners: dict[str, Listener] | None = None,
         *,
         batch: int = BATCH,
-        quiet: dict[str, Quiet] | None = None,
+        idle: dict[str, Idle] | None = None,
     ) -> None:
         self.store = store
         self.listeners = LISTENERS if listeners is None else listeners
-        self.quiet = (QUIET if listeners is None else {}) if quiet is None else quiet
+        self.idle = (IDLE if listeners is None else {}) if idle is None else idle
         self.batch = batch
         self._wake = threading.Event()
         self._seen: dict[str, outbox.Position] = {}  # each consumer's position after our last look
@@ -90,17 +90,17 @@ class Dispatcher:
         return len(events)
 
     def _skipped(self, conn: Connection, name: str, position: outbox.Position) -> outbox.Position | None:
-        """The newest committed event, when the consumer is behind it and its listener is quiet
+        """The newest committed event, when the consumer is behind it and its listener is idle
         (would do nothing with any event committed so far): the position to move it to unread.
 
-        The newest event is read BEFORE the quiet test: under READ COMMITTED each statement sees
+        The newest event is read BEFORE the idle test: under READ COMMITTED each statement sees
         what committed before it started, so whatever made the listener busy again (a Subscription
         stored) committed after every event skipped, and the events after it are delivered."""
-        quiet = self.quiet.get(name)
-        if quiet is None:
+        idle = self.idle.get(name)
+        if idle is None:
             return None
         newest = outbox.newest_committed(conn)
-        return newest if newest > position and quiet(conn) else None
+        return newest if newest > position and idle(conn) else None
 
     def deliver_all(self) -> int:
         """Every consumer up to the newest committed event; a listener that fails is logged and

@@ -23,8 +23,8 @@ COMMITTED: dict[str, Callable[[], None]] = {}
 # Asked, in a delivery's transaction, whether the listener would do nothing with ANY event committed
 # so far (the Subscription matcher: no live Subscription); if so the dispatcher moves its position
 # to the newest committed event without reading the events (see `Dispatcher.deliver`).
-Quiet = Callable[[Connection], bool]
-QUIET: dict[str, Quiet] = {}
+Idle = Callable[[Connection], bool]
+IDLE: dict[str, Idle] = {}
 
 
 def register(
@@ -32,7 +32,7 @@ def register(
     listener: Listener,
     *,
     committed: Callable[[], None] | None = None,
-    quiet: Quiet | None = None,
+    idle: Idle | None = None,
 ) -> None:
     """Deliver every change event to `listener`; `name` keys its position in `change_consumer`, so
     a listener registered again under the same name resumes where it stopped."""
@@ -41,11 +41,11 @@ def register(
     LISTENERS[name] = listener
     if committed is not None:
         COMMITTED[name] = committed
-    if quiet is not None:
-        QUIET[name] = quiet
+    if idle is not None:
+        IDLE[name] = idle
 
 
 def unregister(name: str) -> None:
     LISTENERS.pop(name, None)
     COMMITTED.pop(name, None)
-    QUIET.pop(name, None)
+    IDLE.pop(name, None)

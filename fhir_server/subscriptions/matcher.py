@@ -347,7 +347,7 @@ def _members(tx: Tx, keys: set[tuple[str, str]]) -> dict[tuple[str, str], set[st
 def install(committed: Callable[[], None] | None = None) -> None:
     """Register the listener (at start-up, where change events are delivered); `committed` is
     called after each batch's queue committed (wakes the deliverers)."""
-    register(NAME, match, committed=committed, quiet=no_live_subscription)
+    register(NAME, match, committed=committed, idle=no_live_subscription)
 
 
 def no_live_subscription(conn: Connection) -> bool:

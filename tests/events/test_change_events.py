@@ -538,15 +538,15 @@ def test_an_empty_look_probes_once_on_one_connection_for_consumers_at_the_same_p
     assert "probe-4" in [e.res_id for e in probes[f"third-{tag}"].events]  # from its stored start
 
 
-def test_a_quiet_listener_is_moved_past_the_committed_events_without_reading_them(store: Store) -> None:
+def test_an_idle_listener_is_moved_past_the_committed_events_without_reading_them(store: Store) -> None:
     """A listener with nothing to do for any event so far (the Subscription matcher with no live
     Subscription) is not handed them: its position moves to the newest committed event in one
     transaction; once it is busy again, the events after that position are delivered."""
-    create_patient(store, "quiet-1")
+    create_patient(store, "idle-1")
     tag = uuid.uuid4().hex[:8]
-    name = f"quiet-{tag}"
+    name = f"idle-{tag}"
     probe, busy = Probe(), False
-    dispatcher = Dispatcher(store, {name: probe}, quiet={name: lambda conn: not busy})
+    dispatcher = Dispatcher(store, {name: probe}, idle={name: lambda conn: not busy})
     with store.engine.connect() as conn:
         newest = outbox.latest(conn)
     deadline = time.monotonic() + 30
@@ -555,29 +555,29 @@ def test_a_quiet_listener_is_moved_past_the_committed_events_without_reading_the
         with store.engine.connect() as conn:
             if outbox.position(conn, name) == newest:
                 break
-        assert time.monotonic() < deadline, "the quiet consumer was not moved to the newest event"
+        assert time.monotonic() < deadline, "the idle consumer was not moved to the newest event"
     assert probe.events == []
     busy = True
-    create_patient(store, "quiet-2")
+    create_patient(store, "idle-2")
     deadline = time.monotonic() + 30
     while not probe.events:
         assert time.monotonic() < deadline, "the events after the skip were not delivered"
         dispatcher.deliver_all()
-    assert [e.res_id for e in probe.events] == ["quiet-2"]
+    assert [e.res_id for e in probe.events] == ["idle-2"]
 
 
 @pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # SQLite: no commit during a delivery
-def test_an_event_committed_while_the_listener_is_asked_whether_it_is_quiet_is_not_skipped(
+def test_an_event_committed_while_the_listener_is_asked_whether_it_is_idle_is_not_skipped(
     store: Store,
 ) -> None:
-    """The newest committed event is read before the quiet test: a write committing while the
+    """The newest committed event is read before the idle test: a write committing while the
     listener answers (a Subscription stored, say) comes after every event skipped. (SQLite has one
     writer: nothing can commit during a delivery, so this is PostgreSQL's case.)"""
     create_patient(store, "race-1")
     name = f"race-{uuid.uuid4().hex[:8]}"
     asked = 0
 
-    def quiet(conn: Any) -> bool:
+    def idle(conn: Any) -> bool:
         nonlocal asked
         asked += 1
         if asked == 1:  # a write commits after the newest event was read, before the answer
@@ -585,10 +585,10 @@ def test_an_event_committed_while_the_listener_is_asked_whether_it_is_quiet_is_n
         return asked == 1
 
     probe = Probe()
-    dispatcher = Dispatcher(store, {name: probe}, quiet={name: quiet})
+    dispatcher = Dispatcher(store, {name: probe}, idle={name: idle})
     deadline = time.monotonic() + 30
     while not probe.events:
-        assert time.monotonic() < deadline, "the event committed during the quiet test was lost"
+        assert time.monotonic() < deadline, "the event committed during the idle test was lost"
         dispatcher.deliver_all()
     assert asked >= 2
     assert "race-2" in [e.res_id for e in probe.events]

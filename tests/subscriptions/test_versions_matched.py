@@ -14,7 +14,7 @@ from sqlalchemy import select
 from fhir_server.auth import scopes
 from fhir_server.auth.principal import Principal
 from fhir_server.events import Dispatcher, Listener
-from fhir_server.events.registry import QUIET, Quiet
+from fhir_server.events.registry import IDLE, Idle
 from fhir_server.interactions import create as create_
 from fhir_server.interactions.context import Context
 from fhir_server.store import conditions, outbox
@@ -362,27 +362,27 @@ def test_a_resource_that_left_by_its_code_in_a_later_batch_is_not_notified_of_it
     assert _notified(ready, sub) == [(1, "create", rid, 1)]
 
 
-def test_the_matcher_is_quiet_exactly_while_no_subscription_is_live_and_then_skips_unread(
+def test_the_matcher_is_idle_exactly_while_no_subscription_is_live_and_then_skips_unread(
     ready: Store,
 ) -> None:
-    """Registered as quiet while no Subscription is live (requested, active or error): the
+    """Registered as idle while no Subscription is live (requested, active or error): the
     dispatcher then moves it past the events unread, which `match` would have dropped anyway; a
     write after a Subscription is stored is notified."""
     matcher.install()
-    assert QUIET[matcher.NAME] is matcher.no_live_subscription
+    assert IDLE[matcher.NAME] is matcher.no_live_subscription
     with ready.engine.connect() as conn:
         assert matcher.no_live_subscription(conn)
     with ready.write() as tx:
         tx.create(_heart(70))  # no Subscription yet: skipped, never notified
-    quiet: dict[str, Quiet] = {matcher.NAME: matcher.no_live_subscription}
+    idle: dict[str, Idle] = {matcher.NAME: matcher.no_live_subscription}
     listeners: dict[str, Listener] = {matcher.NAME: matcher.match}
     deadline = time.monotonic() + 30
     while True:
-        Dispatcher(ready, listeners, quiet=quiet).deliver_all()
+        Dispatcher(ready, listeners, idle=idle).deliver_all()
         with ready.engine.connect() as conn:
             if outbox.position(conn, matcher.NAME) == outbox.latest(conn):
                 break
-        assert time.monotonic() < deadline, "the quiet matcher was not moved past the events"
+        assert time.monotonic() < deadline, "the idle matcher was not moved past the events"
     sub = _subscribe(ready, f"Observation?code=http://loinc.org|{HEART}")
     with ready.engine.connect() as conn:
         assert not matcher.no_live_subscription(conn)
