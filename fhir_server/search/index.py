@@ -231,7 +231,11 @@ def index_tuples(resource: dict[str, Any]) -> RowSink:
                 step(resource, sink)
     for step in steps.last:
         step(resource, sink)
-    # distinct rows, in order (a single row, most kinds of most resources, needs no hashing)
+    return _distinct(sink)
+
+
+def _distinct(sink: RowSink) -> RowSink:
+    """Each kind's distinct rows, in order (a single row, most kinds of most resources, needs no hashing)."""
     return {
         kind: rows if len(rows) == 1 else list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows
     }
@@ -309,7 +313,4 @@ def param_tuples(resource: dict[str, Any], code: str) -> RowSink:
     sink: RowSink = {kind: [] for kind in COLUMNS}
     for step in _param_steps(resource_type, code):
         step(resource, sink)
-    # distinct rows, in order (a single row, most kinds of most resources, needs no hashing)
-    return {
-        kind: rows if len(rows) == 1 else list(dict.fromkeys(rows)) for kind, rows in sink.items() if rows
-    }
+    return _distinct(sink)

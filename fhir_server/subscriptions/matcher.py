@@ -49,8 +49,8 @@ QUEUED = threading.Event()
 
 def match(events: list[ChangeEvent], tx: Tx) -> None:
     """Queue a notification for every (event, Subscription) that matches."""
-    if tx.conn.execute(select(_S.c.id).where(_S.c.status.in_(LIVE)).limit(1)).first() is None:
-        return  # no live Subscription at all: one probe, not one per written type
+    if no_live_subscription(tx.conn):
+        return  # one probe, not one per written type
     types = {e.res_type for e in events}
     subscribed = {  # one index probe per type (a DISTINCT would read every Subscription of it)
         t
