@@ -85,11 +85,16 @@ def accept(
     return created
 
 
-def _progress(tally: Tally, started: str) -> dict[str, Any]:
+# The records per chunk of a checkpoint that does not say (written before `chunk_size` was kept):
+# `ingest_bulk.CHUNK` was 1,000 then. A resumed run skips `seen` chunks of the size they were cut in.
+CHUNK_BEFORE_RECORDED = 1000
+
+
+def _progress(tally: Tally, started: str, chunk_size: int) -> dict[str, Any]:
     """The job's checkpoint: where a resumed run continues, and the report its Task shows."""
     issues = [p.as_issue() for p in tally.problems]
     recorded = ingest_task.report(tally.output_counts(), issues, tally.not_listed, tally.progress_text())
-    return {**tally.checkpoint(), "started": started, "report": recorded}
+    return {**tally.checkpoint(), "started": started, "report": recorded, "chunk_size": chunk_size}
 
 
 def run(store: Store, settings: Settings, current: Job, owner: str, alive: Callable[[], bool]) -> None:
@@ -103,6 +108,8 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
     ctx = Context(store=store, settings=settings, writer=writer)
     saved = dict(current.progress)
     started = saved.get("started") or instant.to_fhir(instant.now_us())
+    resumed = int(saved.get("seen", 0)) > 0
+    chunk_size = int(saved.get("chunk_size") or (CHUNK_BEFORE_RECORDED if resumed else ingest_bulk.CHUNK))
 
     def checkpoint(progress: dict[str, Any], text: str) -> None:
         if not alive() or not job.checkpoint(
@@ -111,7 +118,7 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
             raise LeaseLost(current.id)
 
     try:
-        checkpoint({**saved, "started": started}, current.progress_text)
+        checkpoint({**saved, "started": started, "chunk_size": chunk_size}, current.progress_text)
         ingest_task.publish(store, settings, current.id)
         tz = parse_timezone(params["timezone"]) if params.get("timezone") else None
         ingest_run, tally = open_run(Path(params["path"]), params["format"], params["patient"], default_tz=tz)
@@ -120,15 +127,16 @@ def run(store: Store, settings: Settings, current: Job, owner: str, alive: Calla
 
         def on_bundle(t: Tally) -> None:
             nonlocal last_update
-            checkpoint(_progress(t, started), t.progress_text())
+            checkpoint(_progress(t, started, chunk_size), t.progress_text())
             if time.monotonic() - last_update >= TASK_UPDATE_SECONDS:
                 ingest_task.publish(store, settings, current.id)
                 last_update = time.monotonic()
 
         grants = grants_from(params.get("grants"))
-        ingest_bulk.write(ctx, ingest_run, tally, grants=grants, on_progress=on_bundle)
+        ingest_bulk.write(ctx, ingest_run, tally, grants=grants, chunk_size=chunk_size, on_progress=on_bundle)
         checkpoint(
-            {**_progress(tally, started), "nothing_ingested": not tally.ingested}, tally.progress_text()
+            {**_progress(tally, started, chunk_size), "nothing_ingested": not tally.ingested},
+            tally.progress_text(),
         )
     except LeaseLost:
         after = job.get(store, current.id)

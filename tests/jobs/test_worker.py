@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from fhir_server import instant
 from fhir_server.jobs import export, handlers, job, kickoff, output_files, tables, worker
@@ -227,3 +227,48 @@ def test_an_export_that_loses_its_lease_returns_its_connections_at_once(
         export.run(store, settings, claimed, owner, lambda: next(checks))
     assert stopped.value.__traceback__ is not None  # the frames (and the stream) are still referenced
     assert store.engine.pool.checkedout() == checked_out
+
+
+@pytest.mark.parametrize(
+    ("rows", "progress", "created"),
+    [
+        (1_010, {"seen": 1}, 10),  # written before chunk_size was kept: chunks of 1,000
+        (10, {"seen": 2, "chunk_size": 3}, 4),
+    ],
+)
+def test_a_resumed_ingest_skips_the_chunks_its_checkpoint_counted_in_the_size_they_were_cut(
+    store: Store, settings: Settings, tmp_path: Path, rows: int, progress: dict[str, Any], created: int
+) -> None:
+    """A checkpoint's `seen` counts chunks. A job resumed by a server whose chunk size differs (an
+    upgrade while it ran) goes on after `seen` chunks of the size they were cut in, as the checkpoint
+    says (1,000 when it does not), not `seen` chunks of today's size: with 2,000 it skipped records
+    it never wrote. Fails without `chunk_size` in the checkpoint."""
+    from fhir_server.interactions.context import Context
+    from fhir_server.operations import ingest_job
+
+    put(store, {**factories.patient(), "id": "p1"})
+    upload = tmp_path / "rows.csv"
+    upload.write_text(
+        "date,metric,value,unit\n"
+        + "".join(
+            f"2024-03-01T08:{i // 60 % 60:02d}:{i % 60:02d}Z,heart_rate,{60 + i % 40},/min\n"
+            for i in range(rows)
+        )
+    )
+    ctx = Context(store=store, settings=settings)
+    accepted = ingest_job.accept(ctx, job_id="ing-r", patient_ref="Patient/p1", upload=upload, fmt="csv")
+    owner = job.worker_id()
+    assert job.claim(store, accepted.id, owner, settings.job_lease_seconds) is not None
+    assert job.checkpoint(
+        store, accepted.id, owner, progress=progress, progress_text="", outputs=[], errors=[]
+    )
+    current = job.get(store, accepted.id)
+    assert current is not None
+    ingest_job.run(store, settings, current, owner, lambda: True)
+    with store.read() as tx:
+        stored = tx.conn.execute(
+            text("SELECT count(*) FROM resource WHERE res_type = 'Observation' AND NOT deleted")
+        ).scalar()
+    assert stored == created
+    after = job.get(store, accepted.id)
+    assert after is not None and after.progress["chunk_size"] == progress.get("chunk_size", 1000)
