@@ -102,6 +102,12 @@ def new_id() -> str:
     return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
 
 
+_LOCK_ALL = text(
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h"
+    " FROM json_array_elements_text(CAST(:keys AS json)) AS k ORDER BY h) AS ordered"
+)
+
+
 class _RandomPool(threading.local):
     """One thread's `os.urandom` bytes not handed out yet."""
 
@@ -562,17 +568,13 @@ class Store:
 
     def lock_all(self, tx: Tx, keys: Iterable[str]) -> None:
         """`lock` every key in ONE fixed order (by lock hash), before anything is written, so writers
-        locking overlapping sets queue instead of deadlocking; locking a held key again is free."""
+        locking overlapping sets queue instead of deadlocking; locking a held key again is free.
+        The keys travel as one JSON array (orjson): psycopg dumps a list parameter in Python, which
+        was 2% of an ingest's GIL time for its 2,000 keys per chunk."""
         unique = sorted(set(keys))
         if self.sqlite or not unique:
             return
-        tx.conn.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h"
-                " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
-            ),
-            {"keys": unique},
-        )
+        tx.conn.execute(_LOCK_ALL, {"keys": orjson.dumps(unique).decode()})
 
     def transact(self, work: Callable[[Tx], T], context: outbox.WriteContext = outbox.SERVER) -> T:
         """`work(tx)` in a write transaction, run again from scratch when contention rolled it back
