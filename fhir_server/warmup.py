@@ -68,7 +68,8 @@ def bulk_collection() -> Iterator[None]:
 
 
 # Generation-0 threshold while a chunked writer runs: only a safety net (a chunk of 1,000 records
-# leaves ~170,000 containers alive until it is written); the collections run between chunks.
+# leaves ~170,000 containers alive until it is written, one of the default 2,000 twice that); the
+# collections run between chunks.
 CHUNKED_GC_THRESHOLD = (1_000_000, 20, 100)
 # Chunks between two collections. A collection walks the chunk still in flight (pipelined writers
 # keep one): 25 ms each, 2.4 s of 27 s of CPU per 100,000 Apple Health records when run after every
