@@ -65,8 +65,13 @@ def test_the_random_bits_are_consecutive_slices_of_one_urandom_call_per_400_ids(
         return stream[:n]
 
     sql._forget_pool()
-    with mock.patch.object(os, "urandom", side_effect=urandom):
-        taken = [sql._random10() for _ in range(401)]
+    try:
+        with mock.patch.object(os, "urandom", side_effect=urandom):
+            taken = [sql._random10() for _ in range(401)]
+    finally:
+        # The pool now holds the fake stream, whose 10-byte slices repeat every 128 ids: left in
+        # place, the ids this worker's later tests create could repeat within a millisecond.
+        sql._forget_pool()
     assert calls == [sql._POOL_BYTES, sql._POOL_BYTES]
     assert b"".join(taken[:400]) == stream[: sql._POOL_BYTES]
     assert taken[400] == stream[:10]  # the second call's first bytes
