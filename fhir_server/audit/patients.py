@@ -8,19 +8,27 @@ element the resource lacks is skipped, a branch `Type.element` of References (or
 for a single Reference, and any other branch gives its elements to the reference type's `values`.
 tests/audit/test_patients.py checks this against the rows of `param_tuples` over HL7's
 examples and Synthea's resources.
+
+`of_current_versions` reads the same rows from `idx_reference` for versions that are still current
+(the index holds current versions only), so the audit trail need not read back and parse each
+version's JSON; the rest (updated or deleted since) are left to `of_resource`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from typing import Any
+
+from sqlalchemy import Connection, and_, select, text
 
 from ..fhirpath import compiler
 from ..search import parameters
 from ..search.compartment import patient_compartment_params
 from ..search.index import NOT_INDEXED, param_tuples
 from ..search.types import reference
+from ..store import tables as t
 
 # One branch of a compartment parameter: (first element it reads or None, its compiled function, its
 # FHIR type, the parameter's code, whether it is `Type.element` or `Type.element.where(resolve() is
@@ -95,3 +103,58 @@ def _add(out: set[str], rows: Any) -> None:
         # (param_id, grp, target_type, target_id, url): url is None for a local reference
         if row[2] == "Patient" and row[4] is None:
             out.add(str(row[3]))
+
+
+@functools.cache
+def _compartment_param_ids(res_type: str) -> frozenset[int]:
+    return frozenset(parameters.param_id(res_type, code) for code in patient_compartment_params(res_type))
+
+
+_OF_CURRENT_POSTGRES = text(
+    "SELECT v.txn, r.param_id, r.target_id FROM resource_version v"
+    " JOIN resource c ON c.pk = v.resource_pk AND c.version = v.version AND NOT c.deleted"
+    " LEFT JOIN idx_reference r ON r.resource_pk = v.resource_pk AND r.target_type = 'Patient'"
+    " AND r.url IS NULL AND r.param_id = ANY(CAST(:params AS integer[]))"
+    " WHERE v.txn = ANY(CAST(:txns AS bigint[]))"
+)
+
+
+def of_current_versions(conn: Connection, versions: Iterable[tuple[int, str]]) -> dict[int, set[str]]:
+    """The patients of each version (`txn`, resource type) that is its resource's current one, as
+    `of_resource` would find them, read from the compartment parameters' `idx_reference` rows;
+    a version not current any more (updated or deleted since) is not in the result. Not for
+    Patients (a Patient's own compartment is by identity, not by a reference row)."""
+    wanted = dict(versions)
+    params = sorted(set().union(*(_compartment_param_ids(rt) for rt in set(wanted.values()))))
+    out: dict[int, set[str]] = {}
+    txns = list(wanted)
+    for start in range(0, len(txns), 500):
+        chunk = txns[start : start + 500]
+        if conn.dialect.name == "sqlite":
+            v, c, r = t.resource_version.c, t.resource.c, t.idx_reference.c
+            query = (
+                select(v.txn, r.param_id, r.target_id)
+                .join_from(
+                    t.resource_version,
+                    t.resource,
+                    and_(c.pk == v.resource_pk, c.version == v.version, c.deleted.is_(False)),
+                )
+                .outerjoin(
+                    t.idx_reference,
+                    and_(
+                        r.resource_pk == v.resource_pk,
+                        r.target_type == "Patient",
+                        r.url.is_(None),
+                        r.param_id.in_(params),
+                    ),
+                )
+                .where(v.txn.in_(chunk))
+            )
+            rows = conn.execute(query)
+        else:
+            rows = conn.execute(_OF_CURRENT_POSTGRES, {"txns": chunk, "params": params})
+        for txn, param, target in rows:  # tuples: a Row's attributes cost more than the loop
+            found = out.setdefault(int(txn), set())
+            if target is not None and param in _compartment_param_ids(wanted[int(txn)]):
+                found.add(str(target))
+    return out

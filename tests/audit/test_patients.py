@@ -16,11 +16,13 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from fhir_server import spec_package
 from fhir_server.audit import patients
 from fhir_server.search.compartment import patient_compartment_params
 from fhir_server.search.index import param_tuples
+from fhir_server.store.sql import Store
 from tests.conftest import synthea_files
 
 
@@ -159,3 +161,57 @@ def test_generated_references_give_the_patients_of_the_compartment_rows(
 ) -> None:
     resource = {"resourceType": res_type, **elements}
     assert patients.of_resource(resource) == _by_param_tuples(resource)
+
+
+def _txns(store: Store) -> dict[tuple[str, str, int], int]:
+    with store.read() as tx:
+        rows = tx.conn.execute(text("SELECT res_type, res_id, version, txn FROM resource_version"))
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+
+def test_the_index_rows_of_current_versions_give_the_patients_of_their_json(store: Store) -> None:
+    """The audit trail reads a current version's patients from `idx_reference` instead of its JSON:
+    the same sets over HL7's examples of every type in the Patient compartment, each stored as is."""
+    examples = [
+        r
+        for _path, r in spec_package.resources()
+        if r.get("resourceType") not in ("Patient", "Bundle", None)
+        and patient_compartment_params(r["resourceType"])
+    ]
+    with store.write() as tx:
+        tx.check_references = False
+        for n, resource in enumerate(examples):
+            tx.create(resource, f"ex{n}")
+    txns = _txns(store)
+    versions = [(txns[(r["resourceType"], f"ex{n}", 1)], r["resourceType"]) for n, r in enumerate(examples)]
+    with store.read() as tx:
+        found = patients.of_current_versions(tx.conn, versions)
+    expected = {txn: patients.of_resource(r) for (txn, _), r in zip(versions, examples, strict=True)}
+    assert found == expected
+    assert len(examples) > 400 and sum(bool(p) for p in found.values()) > 300
+
+
+def test_a_version_updated_or_deleted_since_is_left_to_its_json(store: Store) -> None:
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    with store.write() as tx:
+        tx.check_references = False
+        tx.create({**observation, "subject": {"reference": "Patient/a"}}, "moved")
+        tx.create({**observation, "subject": {"reference": "Patient/a"}}, "gone")
+        kept = tx.create({**observation, "subject": {"reference": "Patient/a"}}, "kept")
+        nobody = tx.create(observation, "nobody")
+    with store.write() as tx:
+        tx.check_references = False
+        moved_now, gone_now = tx.current("Observation", "moved"), tx.current("Observation", "gone")
+        assert moved_now is not None and gone_now is not None
+        tx.update(moved_now, {**observation, "id": "moved", "subject": {"reference": "Patient/b"}})
+        tx.delete(gone_now)
+    txns = _txns(store)
+    asked = [(k, "Observation") for k in txns.values()]
+    with store.read() as tx:
+        found = patients.of_current_versions(tx.conn, asked)
+    assert found == {
+        txns[("Observation", "moved", 2)]: {"b"},
+        txns[("Observation", "kept", 1)]: {"a"},
+        txns[("Observation", "nobody", 1)]: set(),
+    }
+    assert (kept.res_id, nobody.res_id) == ("kept", "nobody")
