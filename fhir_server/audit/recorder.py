@@ -31,7 +31,7 @@ from .access import Access
 log = logging.getLogger("fhir_server.audit")
 CONSUMER = "audit"  # the change consumer's name (its durable position): keep it stable
 CHANGE_POLL = 2.0
-CHANGE_BATCH = 500
+CHANGE_BATCH = 2000
 SWEEP_SECONDS = 3600.0  # between retention sweeps (and one at start)
 SOURCE = WriteContext("audit")
 
