@@ -70,9 +70,8 @@ class Receiver:
 
     def wait_for(self, count: int, timeout: float = 60.0) -> list[Received]:
         """The first `count` requests, once they have arrived."""
-        return wait(
-            lambda: len(self.received) >= count, timeout, lambda: f"{len(self.received)} of {count}"
-        ) and list(self.received)
+        wait(lambda: len(self.received) >= count, timeout, lambda: f"{len(self.received)} of {count}")
+        return list(self.received)
 
 
 def wait(done: Callable[[], bool], timeout: float, what: Callable[[], str]) -> bool:
