@@ -12,6 +12,7 @@ transactions do), so a read by id is one round trip.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -174,10 +175,15 @@ def _as_stored(resource: dict[str, Any], rid: str, version: int, last_updated: i
     return out
 
 
+# A transaction's or a chunk's resources name the same few targets (their patient, device...).
+_local_target = functools.lru_cache(maxsize=4096)(local_target)
+
+
 @dataclass(slots=True)
 class _RefCheck:
-    """A reference a write made to a resource on this server: the `n`-th of `references.values` of
-    the stored resource `content`. Its FHIRPath is found only for the message when it fails."""
+    """A reference a write made to a resource on this server: the `n`-th of
+    `references.values_of_text` of the stored resource `content`. Its FHIRPath is found only for
+    the message when it fails."""
 
     target: tuple[str, str]
     res_type: str
@@ -186,8 +192,17 @@ class _RefCheck:
 
     @property
     def path(self) -> str:
-        found = list(walk(orjson.loads(self.content), self.res_type))
-        return f"{found[self.n][1]}.reference"
+        # The text's order may differ from the walk's (a member before its "reference" sibling):
+        # the k-th reference with this text in one is the k-th in the other.
+        texts = references.values_of_text(self.content)
+        reference = texts[self.n]
+        k = texts[: self.n].count(reference)
+        found = [
+            at
+            for element, at in walk(orjson.loads(self.content), self.res_type)
+            if element["reference"] == reference
+        ]
+        return f"{found[k]}.reference"
 
 
 @dataclass
@@ -404,8 +419,8 @@ class Tx:
         if not self.check_references:
             return
         base = self.base
-        for n, reference in enumerate(references.values(stored)):
-            target = local_target(reference, base)
+        for n, reference in enumerate(references.values_of_text(content)):
+            target = _local_target(reference, base)
             if target is not None:
                 self._refs.append(_RefCheck(target, stored["resourceType"], content, n))
 

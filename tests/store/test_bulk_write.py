@@ -98,3 +98,38 @@ def test_a_missing_reference_is_named_by_its_path_among_others(store: Store) -> 
             ("Observation.performer[1].reference",),
         )
     ]
+
+
+def test_missing_references_are_named_by_their_paths_when_the_text_orders_them_otherwise(
+    store: Store,
+) -> None:
+    """A write's references are noted in the order of its JSON text, where an element's members
+    come before its own "reference" when written first; each missing one is still named by its
+    own path, a target named twice by both."""
+    from fhir_server.errors import Unprocessable
+
+    with store.write() as tx:
+        tx.create({**factories.patient("Here"), "id": "here"}, "here")
+    obs = factories.observation("here")
+    ghost = {"reference": "Practitioner/ghost"}
+    obs["performer"] = [
+        {"extension": [{"url": "http://example.org/x", "valueReference": ghost}], "reference": "Device/none"},
+        ghost,
+    ]
+    with pytest.raises(Unprocessable) as failed, store.write() as tx:
+        tx.create(obs)
+    found = sorted((i.message, i.expression) for i in failed.value.issues)
+    assert found == [
+        (
+            "Reference to Device/none, which does not exist on this server",
+            ("Observation.performer[0].reference",),
+        ),
+        (
+            "Reference to Practitioner/ghost, which does not exist on this server",
+            ("Observation.performer[0].extension[0].valueReference.reference",),
+        ),
+        (
+            "Reference to Practitioner/ghost, which does not exist on this server",
+            ("Observation.performer[1].reference",),
+        ),
+    ]
