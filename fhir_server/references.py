@@ -46,14 +46,15 @@ _QUOTE, _OBJECT, _ARRAY = ord('"'), ord("{"), ord("[")
 _STRING_ESCAPED = re.compile(rb'"((?:[^"\\]|\\.)*)"')  # a value holding escapes
 
 
-def values_of_text(text: bytes) -> list[str]:
+def values_of_text(text: bytes, parsed: Any = None) -> list[str]:
     """The `reference` strings `values` finds in the resource `text` is the compact JSON of (as
     orjson writes it), in the order of the text: a few byte searches instead of a walk of every
     element (a write notes the references of everything it stores). The same strings as
-    `values(orjson.loads(text))`, which decides when the text holds `contained` resources (not
-    walked) or a "reference" member that is an object or an array (nor is what it holds)."""
+    `values(orjson.loads(text))` (or of `parsed`, the resource `text` was made from, when given),
+    which decides when the text holds `contained` resources (not walked) or a "reference" member
+    that is an object or an array (nor is what it holds)."""
     if b'"contained":' in text:
-        return values(orjson.loads(text))
+        return values(orjson.loads(text) if parsed is None else parsed)
     out: list[str] = []
     find = text.find
     at = find(_MEMBER)
@@ -72,7 +73,7 @@ def values_of_text(text: bytes) -> list[str]:
                 out.append(raw.decode())
             start = end + 1
         elif kind in (_OBJECT, _ARRAY):
-            return values(orjson.loads(text))
+            return values(orjson.loads(text) if parsed is None else parsed)
         at = find(_MEMBER, start)
     return out
 

@@ -72,6 +72,7 @@ def test_the_scan_of_the_json_text_finds_the_references_values_finds(node: Any) 
     (in the text's order, which may differ from the walk's)."""
     text = orjson.dumps(node)
     assert Counter(values_of_text(text)) == Counter(values(node))
+    assert Counter(values_of_text(text, node)) == Counter(values(node))  # the walk of `node` itself
 
 
 def test_the_scan_finds_the_references_of_every_hl7_example() -> None:

@@ -176,7 +176,14 @@ def _as_stored(resource: dict[str, Any], rid: str, version: int, last_updated: i
 
 
 # A transaction's or a chunk's resources name the same few targets (their patient, device...).
-_local_target = functools.lru_cache(maxsize=4096)(local_target)
+_remembered_target = functools.lru_cache(maxsize=4096)(local_target)
+_REMEMBERED_LENGTH = 200  # longer references are parsed each time: the table's size stays bounded
+
+
+def _local_target(reference: str, base: str) -> tuple[str, str] | None:
+    if len(reference) > _REMEMBERED_LENGTH:
+        return local_target(reference, base)
+    return _remembered_target(reference, base)
 
 
 @dataclass(slots=True)
@@ -419,7 +426,7 @@ class Tx:
         if not self.check_references:
             return
         base = self.base
-        for n, reference in enumerate(references.values_of_text(content)):
+        for n, reference in enumerate(references.values_of_text(content, stored)):
             target = _local_target(reference, base)
             if target is not None:
                 self._refs.append(_RefCheck(target, stored["resourceType"], content, n))

@@ -133,3 +133,18 @@ def test_missing_references_are_named_by_their_paths_when_the_text_orders_them_o
             ("Observation.performer[1].reference",),
         ),
     ]
+
+
+def test_only_short_references_are_remembered_so_the_table_stays_small(store: Store) -> None:
+    """Writes remember which local target a reference names (a chunk names the same few), but not
+    a long reference: 4,096 entries of a body's megabyte-long references would hold gigabytes."""
+    from fhir_server.store import sql
+
+    sql._remembered_target.cache_clear()
+    with store.write() as tx:
+        tx.create({**factories.patient("Here"), "id": "here"}, "here")
+        tx.create(factories.observation("here"))
+        tx.create(
+            {**factories.observation("here"), "performer": [{"reference": "Patient/here?" + "x" * 300}]}
+        )
+    assert sql._remembered_target.cache_info().currsize == 1  # Patient/here, not the long one
