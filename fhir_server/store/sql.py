@@ -201,14 +201,11 @@ class _RefCheck:
     def path(self) -> str:
         # The text's order may differ from the walk's (a member before its "reference" sibling):
         # the k-th reference with this text in one is the k-th in the other.
-        texts = references.values_of_text(self.content)
+        resource = orjson.loads(self.content)
+        texts = references.values_of_text(self.content, resource)
         reference = texts[self.n]
         k = texts[: self.n].count(reference)
-        found = [
-            at
-            for element, at in walk(orjson.loads(self.content), self.res_type)
-            if element["reference"] == reference
-        ]
+        found = [at for element, at in walk(resource, self.res_type) if element["reference"] == reference]
         return f"{found[k]}.reference"
 
 
