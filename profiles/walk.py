@@ -13,7 +13,7 @@ from typing import Any
 from fhir_server import narrative
 from fhir_server.errors import Issue
 
-from . import bindings, primitives, valid_subtrees
+from . import bindings, flat_objects, primitives, valid_subtrees
 from .snapshot import Definition, Element, TypeRef, compiled, for_type
 
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
@@ -72,6 +72,8 @@ class Walk:
         resource: Any,
         root: Any,
     ) -> None:
+        if flat_objects.accepts(owner, self.warnings, value):
+            return  # members of plain primitives, each of a valid format: nothing to report
         choice_seen: dict[int, str] = {}
         is_resource = "." not in owner.path and "resourceType" in value
         for key, item in value.items():
@@ -141,8 +143,12 @@ class Walk:
     ) -> None:
         """Walk the member `key` of the JSON object `parent` (at `parent_at`): its array shape,
         cardinality, each value and the slices. A whole member found valid before in the same place
-        (valid_subtrees.py) is not walked again."""
+        (valid_subtrees.py) is not walked again. In a profile's pass, a member the profile leaves as
+        the base defines it (`_unconstrained`) is checked only against the profile's maximum: the
+        base pass reported anything else about it, and the issues of both passes are merged."""
         cls = value.__class__
+        if self.profile_pass and _unconstrained(e, tref) and (len(value) if cls is list else 1) <= e.max:
+            return
         if (
             cls is dict or (cls is list and 0 < len(value) <= valid_subtrees.MAX_ITEMS and None not in value)
         ) and tref.code not in _RESOURCE_TYPES:  # (`_key` beside it matters for a null item only)
@@ -369,6 +375,23 @@ class Walk:
                     "structure",
                     where,
                 )
+
+
+def _unconstrained(e: Element, tref: TypeRef) -> bool:
+    """Whether a profile's pass can find nothing about a member at `e` but its count: no children,
+    slices, fixed value, pattern, binding, invariant or reference targets of the profile's own, and
+    no resource inside (the base pass walked the member's values, shape and format)."""
+    return not (
+        e.children
+        or e.content_ref is not None
+        or e.slices
+        or e.fixed is not None
+        or e.pattern is not None
+        or e.binding is not None
+        or e.invariants
+        or tref.targets is not None
+        or tref.code in _RESOURCE_TYPES
+    )
 
 
 def _content_target(e: Element, resource: Any) -> Element | None:
