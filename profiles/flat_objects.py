@@ -9,9 +9,9 @@ was a fifth of validating an Apple Health Observation.
 `accepts(owner, warnings, value)` answers, for the members of `value` walked against `owner`'s
 children, whether the walk would find nothing wrong, when it can tell that from the members' formats
 alone: each member names a child that holds one primitive value (not an array, not a choice, not
-sliced, allowed at least once) and has no fixed value, pattern, invariant or binding the walk would
-check; each value passes its type's format; the required children are there; the object is not
-empty (ele-1). Then `Walk.obj` is done. Anything else (a `_member`, an extension, an unknown or
+sliced, nothing defined inside it, allowed at least once) and has no fixed value, pattern,
+invariant or binding the walk would check; each value passes its type's format; the required
+children are there; the object is not empty (ele-1). Then `Walk.obj` is done. Anything else (a `_member`, an extension, an unknown or
 complex member, a format that fails) answers False, and the walk checks the object as before, so
 whatever is wrong is reported exactly as it was. The rules of the object as a whole (the datatype's
 own invariants, such as Period's per-1) are not this module's: the walk still checks them.
@@ -46,6 +46,8 @@ def _plan(owner: Element, warnings: bool) -> tuple[dict[str, Check], tuple[tuple
             or child.choice
             or child.max < 1
             or child.slices
+            or child.children
+            or child.content_ref is not None
             or child.fixed is not None
             or child.pattern is not None
             or child.invariants
