@@ -3,18 +3,19 @@
 An Identifier `{"system": ..., "value": ...}`, a Coding or a Period is a JSON object whose members
 are primitive values. The walk (walk.py) checks such an object member by member: each member's
 element, its JSON shape, its cardinality, its format, and the rules on it. Ingested records carry a
-new identifier each, which no remembered verdict (valid_subtrees.py) can spare, so for them that walk
-was a fifth of validating an Apple Health Observation.
+new identifier each, which no remembered verdict (valid_subtrees.py) can spare: walked member by
+member in both passes, it was about a fifth of validating an Apple Health Observation.
 
 `accepts(owner, warnings, value)` answers, for the members of `value` walked against `owner`'s
 children, whether the walk would find nothing wrong, when it can tell that from the members' formats
 alone: each member names a child that holds one primitive value (not an array, not a choice, not
 sliced, nothing defined inside it, allowed at least once) and has no fixed value, pattern,
 invariant or binding the walk would check; each value passes its type's format; the required
-children are there; the object is not empty (ele-1). Then `Walk.obj` is done. Anything else (a `_member`, an extension, an unknown or
-complex member, a format that fails) answers False, and the walk checks the object as before, so
-whatever is wrong is reported exactly as it was. The rules of the object as a whole (the datatype's
-own invariants, such as Period's per-1) are not this module's: the walk still checks them.
+children are there; the object is not empty (ele-1). Then `Walk.obj` is done. Anything else (a
+`_member`, an extension, an unknown or complex member, a format that fails) answers False, and the
+walk checks the object as before, so whatever is wrong is reported exactly as it was. The rules of
+the object as a whole (the datatype's own invariants, such as Period's per-1) are not this module's:
+the walk still checks them.
 """
 
 from __future__ import annotations
@@ -45,12 +46,7 @@ def _plan(owner: Element, warnings: bool) -> tuple[dict[str, Check], tuple[tuple
             or child.array
             or child.choice
             or child.max < 1
-            or child.slices
-            or child.children
-            or child.content_ref is not None
-            or child.fixed is not None
-            or child.pattern is not None
-            or child.invariants
+            or child.has_own_rules()
             or (child.binding is not None and (child.binding[0] == "required" or warnings))
         ):
             continue

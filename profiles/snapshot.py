@@ -55,6 +55,18 @@ class Element:
     required_names: tuple[tuple[Element, tuple[str, ...]], ...] = ()
     xml_attr: bool = False  # representation xmlAttr: an XML attribute (element id, Extension.url)
 
+    def has_own_rules(self) -> bool:
+        """Whether a value here is checked for more than its type, format and count: children or a
+        content reference, slices, a fixed value, a pattern, invariants (bindings aside)."""
+        return bool(
+            self.children
+            or self.content_ref is not None
+            or self.slices
+            or self.fixed is not None
+            or self.pattern is not None
+            or self.invariants
+        )
+
 
 @dataclass(eq=False, slots=True)
 class Definition:

@@ -382,15 +382,7 @@ def _unconstrained(e: Element, tref: TypeRef) -> bool:
     slices, fixed value, pattern, binding, invariant or reference targets of the profile's own, and
     no resource inside (the base pass walked the member's values, shape and format)."""
     return not (
-        e.children
-        or e.content_ref is not None
-        or e.slices
-        or e.fixed is not None
-        or e.pattern is not None
-        or e.binding is not None
-        or e.invariants
-        or tref.targets is not None
-        or tref.code in _RESOURCE_TYPES
+        e.has_own_rules() or e.binding is not None or tref.targets is not None or tref.code in _RESOURCE_TYPES
     )
 
 
