@@ -27,16 +27,16 @@ from fhir_server.element_memo import Table
 from . import primitives
 from .snapshot import Element
 
-Check = Any  # primitives.Check: a value -> why it is not valid, or None
-
 # Per (owner, warnings): the format check of each member that may be accepted, and the required
 # children's JSON names. Keyed by the compiled Element itself (kept alive while remembered: an
 # Element recompiled later is a new key); bounded as valid_subtrees' table is.
-_PLANS: Table[tuple[Element, bool], tuple[dict[str, Check], tuple[tuple[str, ...], ...]]] = Table(4_096)
+_PLANS: Table[tuple[Element, bool], tuple[dict[str, primitives.Check], tuple[tuple[str, ...], ...]]] = Table(
+    4_096
+)
 
 
-def _plan(owner: Element, warnings: bool) -> tuple[dict[str, Check], tuple[tuple[str, ...], ...]]:
-    checks: dict[str, Check] = {}
+def _plan(owner: Element, warnings: bool) -> tuple[dict[str, primitives.Check], tuple[tuple[str, ...], ...]]:
+    checks: dict[str, primitives.Check] = {}
     for name, (child, tref) in owner.keys.items():
         code = tref.code
         if (
