@@ -23,7 +23,8 @@ SQLite file in a temporary directory) it measures, in this process and without H
    completed Task, peak RSS of the server process tree, CPU per record of server and database;
 4. the same as 2. for a CSV of `--csv-rows` (100,000) rows.
 
-It prints the load average next to each figure (the machine is shared) and writes everything to
+It prints the load average and the machine's speed (`_loop_ms`, a fixed pure-Python loop) next to each
+figure (the machine is shared, and its speed has moved by 2x within minutes) and writes everything to
 `bench/results/idempotent-<backend>-<time>.json`.
 """
 
@@ -62,6 +63,20 @@ def _proc_cpu(pid: int) -> float:
 
 def _load() -> float:
     return os.getloadavg()[0]
+
+
+def _loop_ms() -> float:
+    """Milliseconds this machine takes for a fixed pure-Python loop (the best of three): its speed
+    at the moment. On a shared machine it has moved by 2x within minutes, and the CPU per record
+    with it; a records/s figure says little without it (bench/README.md "Nineteenth session")."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return 1000 * best
 
 
 def _observation(tag: str, i: int) -> dict[str, Any]:
@@ -190,7 +205,7 @@ def _ingest(
 ) -> dict[str, Any]:
     runs = []
     for attempt in ("first", "again"):
-        load = _load()
+        load, loop = _load(), _loop_ms()
         db_cpu = _DbCpu(backends)
         proc = subprocess.run(
             [sys.executable, __file__, "--child", url, str(path), fmt],
@@ -211,6 +226,8 @@ def _ingest(
             db_cpu_ms_per_record=1000 * db_cpu.stop() / records,
             load_before=load,
             load_after=_load(),
+            loop_ms_before=loop,
+            loop_ms_after=_loop_ms(),
         )
         runs.append(r)
     return {"format": fmt, "records": records, "runs": runs}
@@ -249,7 +266,7 @@ def _http_ingest(url: str, path: Path, records: int, backends: Callable[[], list
     os.environ["FHIR_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-idem-data-")  # the uploads
     with running_server(url, 1) as (base, proc):
         for attempt in ("first", "again"):
-            load = _load()
+            load, loop = _load(), _loop_ms()
             db_cpu = _DbCpu(backends)
             cpu0 = sum((_stat(pid) or (0, 0.0, 0))[1] for pid in tree(proc.pid))
             peak = 0
@@ -285,6 +302,8 @@ def _http_ingest(url: str, path: Path, records: int, backends: Callable[[], list
                     "db_cpu_ms_per_record": 1000 * db_cpu.stop() / records,
                     "load_before": load,
                     "load_after": _load(),
+                    "loop_ms_before": loop,
+                    "loop_ms_after": _loop_ms(),
                 }
             )
     return {"format": "apple-health", "records": records, "runs": runs}
@@ -294,7 +313,8 @@ def _report(what: str, run: dict[str, Any]) -> None:
     print(
         f"{what} ({run['attempt']}): {run['per_s']:,.0f} records/s ({run['elapsed']:.1f} s), "
         f"peak RSS {run['peak_rss_mib']:.0f} MiB, CPU/record {run['cpu_ms_per_record']:.3f} ms "
-        f"+ db {run['db_cpu_ms_per_record']:.3f} ms, load {run['load_before']:.2f}->{run['load_after']:.2f}"
+        f"+ db {run['db_cpu_ms_per_record']:.3f} ms, load {run['load_before']:.2f}->{run['load_after']:.2f}, "
+        f"machine loop {run['loop_ms_before']:.0f}->{run['loop_ms_after']:.0f} ms"
     )
 
 
