@@ -23,7 +23,7 @@ SQLite file in a temporary directory) it measures, in this process and without H
    completed Task, peak RSS of the server process tree, CPU per record of server and database;
 4. the same as 2. for a CSV of `--csv-rows` (100,000) rows.
 
-It prints the load average and the machine's speed (`_loop_ms`, a fixed pure-Python loop) next to each
+It prints the load average and the machine's speed (`_machine_ms`: a loop, and scattered reads) next to each
 figure (the machine is shared, and its speed has moved by 2x within minutes) and writes everything to
 `bench/results/idempotent-<backend>-<time>.json`.
 """
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -65,18 +66,32 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-def _loop_ms() -> float:
-    """Milliseconds this machine takes for a fixed pure-Python loop (the best of three): its speed
-    at the moment. On a shared machine it has moved by 2x within minutes, and the CPU per record
-    with it; a records/s figure says little without it (bench/README.md "Nineteenth session")."""
-    best = float("inf")
+_SCATTER: tuple[list[int], list[int]] | None = None  # (32 MB of ints, 1M random positions in it)
+
+
+def _machine_ms() -> tuple[float, float]:
+    """This machine's speed at the moment, in milliseconds (the best of three each): a fixed
+    pure-Python loop, and 1M reads at random places of a 4M-item list (memory-bound: a neighbour
+    on the shared machine thrashing the caches shows there, not in the loop). The machine's speed
+    has moved by 2x within minutes, and the CPU per record with it (bench/README.md "Nineteenth
+    session"), so a records/s figure is printed with these."""
+    global _SCATTER
+    if _SCATTER is None:
+        rng = random.Random(0)
+        _SCATTER = list(range(4_000_000)), [rng.randrange(4_000_000) for _ in range(1_000_000)]
+    items, places = _SCATTER
+    loop = scatter = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
         total = 0
         for i in range(1_000_000):
             total += i
-        best = min(best, time.perf_counter() - t0)
-    return 1000 * best
+        t1 = time.perf_counter()
+        for i in places:
+            total += items[i]
+        t2 = time.perf_counter()
+        loop, scatter = min(loop, t1 - t0), min(scatter, t2 - t1)
+    return 1000 * loop, 1000 * scatter
 
 
 def _observation(tag: str, i: int) -> dict[str, Any]:
@@ -205,7 +220,7 @@ def _ingest(
 ) -> dict[str, Any]:
     runs = []
     for attempt in ("first", "again"):
-        load, loop = _load(), _loop_ms()
+        load, machine = _load(), _machine_ms()
         db_cpu = _DbCpu(backends)
         proc = subprocess.run(
             [sys.executable, __file__, "--child", url, str(path), fmt],
@@ -226,8 +241,8 @@ def _ingest(
             db_cpu_ms_per_record=1000 * db_cpu.stop() / records,
             load_before=load,
             load_after=_load(),
-            loop_ms_before=loop,
-            loop_ms_after=_loop_ms(),
+            machine_ms_before=machine,
+            machine_ms_after=_machine_ms(),
         )
         runs.append(r)
     return {"format": fmt, "records": records, "runs": runs}
@@ -238,7 +253,9 @@ class _DbCpu(threading.Thread):
 
     def __init__(self, backends: Callable[[], list[int]]) -> None:
         super().__init__(daemon=True)
-        self.backends, self.seen, self.start_cpu = backends, {}, {}
+        self.backends = backends
+        self.seen: dict[int, float] = {}
+        self.start_cpu: dict[int, float] = {}
         self.halt = threading.Event()
         self.start()
 
@@ -266,7 +283,7 @@ def _http_ingest(url: str, path: Path, records: int, backends: Callable[[], list
     os.environ["FHIR_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-idem-data-")  # the uploads
     with running_server(url, 1) as (base, proc):
         for attempt in ("first", "again"):
-            load, loop = _load(), _loop_ms()
+            load, machine = _load(), _machine_ms()
             db_cpu = _DbCpu(backends)
             cpu0 = sum((_stat(pid) or (0, 0.0, 0))[1] for pid in tree(proc.pid))
             peak = 0
@@ -302,11 +319,15 @@ def _http_ingest(url: str, path: Path, records: int, backends: Callable[[], list
                     "db_cpu_ms_per_record": 1000 * db_cpu.stop() / records,
                     "load_before": load,
                     "load_after": _load(),
-                    "loop_ms_before": loop,
-                    "loop_ms_after": _loop_ms(),
+                    "machine_ms_before": machine,
+                    "machine_ms_after": _machine_ms(),
                 }
             )
     return {"format": "apple-health", "records": records, "runs": runs}
+
+
+def _ms(machine: list[float]) -> str:
+    return "/".join(f"{m:.0f}" for m in machine) + " ms"
 
 
 def _report(what: str, run: dict[str, Any]) -> None:
@@ -314,7 +335,7 @@ def _report(what: str, run: dict[str, Any]) -> None:
         f"{what} ({run['attempt']}): {run['per_s']:,.0f} records/s ({run['elapsed']:.1f} s), "
         f"peak RSS {run['peak_rss_mib']:.0f} MiB, CPU/record {run['cpu_ms_per_record']:.3f} ms "
         f"+ db {run['db_cpu_ms_per_record']:.3f} ms, load {run['load_before']:.2f}->{run['load_after']:.2f}, "
-        f"machine loop {run['loop_ms_before']:.0f}->{run['loop_ms_after']:.0f} ms"
+        f"machine (loop, scattered reads) {_ms(run['machine_ms_before'])} -> {_ms(run['machine_ms_after'])}"
     )
 
 
