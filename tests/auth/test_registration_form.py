@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fhir_server.auth import invitations, password_policy
@@ -85,12 +85,63 @@ def test_anything_else_is_no_code_or_a_canonical_one(typed: str) -> None:
     assert code is None or (len(code) == invitations.CODE_CHARS and code.isupper() and code.isalnum())
 
 
-@given(text, st.text(max_size=20))
-def test_the_password_policy_answers_every_password(password: str, username: str) -> None:
+def _refusal(password: str, username: str = "") -> str:
+    with pytest.raises(password_policy.WeakPassword) as weak:
+        password_policy.check(password, username)
+    return str(weak.value)
+
+
+def _breaking_each_rule() -> list[tuple[str, str]]:
+    """(password, username) breaking one rule of the policy each, in the order it checks them."""
+    p = password_policy
+    common = next(w for w in sorted(p.COMMON) if p.MIN_LENGTH <= len(w) <= p.MAX_LENGTH)
+    return [
+        ("q7", ""),
+        ("q7" * p.MAX_LENGTH, ""),
+        ("q7kx-w3\x01v", ""),
+        (common, ""),
+        ("z" * p.MIN_LENGTH, ""),
+        ("q7kx-someuser-w3v", "someuser"),
+        (f"q7kx-{sorted(p._CONTEXT_WORDS)[0]}-w3v", ""),
+    ]
+
+
+REFUSALS = {_refusal(password, username) for password, username in _breaking_each_rule()}
+
+
+@pytest.mark.parametrize(("password", "username"), _breaking_each_rule())
+def test_each_rule_refuses_with_its_own_message_without_the_password(password: str, username: str) -> None:
+    assert len(REFUSALS) == len(_breaking_each_rule())
+    assert password not in _refusal(password, username)
+
+
+@st.composite
+def _candidates(draw: st.DrawFn) -> tuple[str, str]:
+    """Any text, and passwords near the rules: common ones, ones holding the username or the
+    service's name (any text alone seldom meets those rules)."""
+    username = draw(st.text(max_size=20))
+    around = st.text(max_size=12)
+    password = draw(
+        st.one_of(
+            text,
+            st.sampled_from(sorted(password_policy.COMMON)),
+            st.tuples(around, st.just(username), around).map("".join),
+            st.tuples(around, st.sampled_from(sorted(password_policy._CONTEXT_WORDS)), around).map("".join),
+        )
+    )
+    return password, username
+
+
+@given(_candidates())
+@example(("ass", ""))  # CI, 2026-12-05: in 'The password must...', and the old test took it for an echo
+def test_the_password_policy_answers_every_password(candidate: tuple[str, str]) -> None:
+    """A refusal is one of the rules' fixed messages, so it never carries the password (which
+    may still occur in one by chance: 'ass' in 'The password must...')."""
+    password, username = candidate
     try:
         assert password_policy.check(password, username) == password
     except password_policy.WeakPassword as weak:
-        assert password not in str(weak) or len(password) < 3
+        assert str(weak) in REFUSALS
 
 
 @pytest.mark.parametrize(
