@@ -31,6 +31,7 @@ figure (the machine is shared, and its speed has moved by 2x within minutes) and
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import os
 import random
@@ -66,20 +67,16 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-_SCATTER: tuple[list[int], list[int]] | None = None  # (32 MB of ints, 1M random positions in it)
-
-
 def _machine_ms() -> tuple[float, float]:
     """This machine's speed at the moment, in milliseconds (the best of three each): a fixed
-    pure-Python loop, and 1M reads at random places of a 4M-item list (memory-bound: a neighbour
-    on the shared machine thrashing the caches shows there, not in the loop). The machine's speed
-    has moved by 2x within minutes, and the CPU per record with it (bench/README.md "Nineteenth
-    session"), so a records/s figure is printed with these."""
-    global _SCATTER
-    if _SCATTER is None:
-        rng = random.Random(0)
-        _SCATTER = list(range(4_000_000)), [rng.randrange(4_000_000) for _ in range(1_000_000)]
-    items, places = _SCATTER
+    pure-Python loop, and 1M reads at random places of 64 MiB (memory-bound: a neighbour on the
+    shared machine thrashing the caches shows there, not in the loop). The machine's speed has
+    moved by 2x within minutes, and the CPU per record with it (bench/README.md "Nineteenth
+    session"), so a records/s figure is printed with these. What it allocates is freed on return."""
+    rng = random.Random(0)
+    size = 64 * 2**20
+    memory = bytes(range(256)) * (size // 256)  # written, so every page is its own
+    places = array.array("l", (rng.randrange(size) for _ in range(1_000_000)))
     loop = scatter = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
@@ -88,7 +85,7 @@ def _machine_ms() -> tuple[float, float]:
             total += i
         t1 = time.perf_counter()
         for i in places:
-            total += items[i]
+            total += memory[i]
         t2 = time.perf_counter()
         loop, scatter = min(loop, t1 - t0), min(scatter, t2 - t1)
     return 1000 * loop, 1000 * scatter
@@ -184,6 +181,16 @@ def _transactions(url: str, backends: Callable[[], list[int]], entries: int, rou
     return out
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS since it started its program: VmHWM, which `execve` starts again
+    (`ru_maxrss` keeps the peak of the process forked to run it, so a parent holding
+    `_machine_ms`' lists made every child's peak 332 MiB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _ingest_child(url: str, path: str, fmt: str) -> None:
     """`fhir-server ingest` as the command runs it, in this (child) process; prints one JSON line."""
     import argparse as ap
@@ -201,7 +208,7 @@ def _ingest_child(url: str, path: str, fmt: str) -> None:
         ns, Settings(database_url=url, base_url="http://bench"), out=out, err=err
     )
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mib()
     print(
         json.dumps(
             {
