@@ -69,10 +69,11 @@ def _load() -> float:
 
 def _machine_ms() -> tuple[float, float]:
     """This machine's speed at the moment, in milliseconds (the best of three each): a fixed
-    pure-Python loop, and 1M reads at random places of 64 MiB (memory-bound: a neighbour on the
-    shared machine thrashing the caches shows there, not in the loop). The machine's speed has
-    moved by 2x within minutes, and the CPU per record with it (bench/README.md "Nineteenth
-    session"), so a records/s figure is printed with these. What it allocates is freed on return."""
+    pure-Python loop, and 1M reads at random places of 64 MiB (memory-bound, for a neighbour on the
+    shared machine thrashing the caches). The machine's speed has moved by 2x within minutes, and
+    the CPU per record with it, so a records/s figure is printed with these; they track it only
+    roughly (bench/README.md "Nineteenth session"): the CPU per record says more. What it allocates
+    is freed on return."""
     rng = random.Random(0)
     size = 64 * 2**20
     memory = bytes(range(256)) * (size // 256)  # written, so every page is its own
