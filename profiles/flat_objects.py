@@ -30,12 +30,11 @@ from .snapshot import Element
 # Per (owner, warnings): the format check of each member that may be accepted, and the required
 # children's JSON names. Keyed by the compiled Element itself (kept alive while remembered: an
 # Element recompiled later is a new key); bounded as valid_subtrees' table is.
-_PLANS: Table[tuple[Element, bool], tuple[dict[str, primitives.Check], tuple[tuple[str, ...], ...]]] = Table(
-    4_096
-)
+_Plan = tuple[dict[str, primitives.Check], tuple[tuple[str, ...], ...]]
+_PLANS: Table[tuple[Element, bool], _Plan] = Table(4_096)
 
 
-def _plan(owner: Element, warnings: bool) -> tuple[dict[str, primitives.Check], tuple[tuple[str, ...], ...]]:
+def _plan(owner: Element, warnings: bool) -> _Plan:
     checks: dict[str, primitives.Check] = {}
     for name, (child, tref) in owner.keys.items():
         code = tref.code
