@@ -18,7 +18,7 @@ keeps its row with count 0 (deleting it would let a waiting writer miss it); rea
 SQLite: one writer at a time, row triggers; a row inserted is added to its slot's measures rather
 than the slot recomputed (a recompute per row made a slot's inserts quadratic); a row deleted is
 subtracted from the count and the sum, and recomputes its slot only when it held the slot's minimum
-or maximum.
+or maximum and no value left in the slot ties with it.
 """
 
 from __future__ import annotations
@@ -173,18 +173,31 @@ def _sqlite_insert_trigger() -> str:
     )
 
 
+def _lost(value: str, prefix: str) -> str:
+    """Whether deleting `value` (old.value, old.canon_value) may change its slot's minimum or maximum
+    (`prefix`: its measures'): it lay at one of them (or outside, or they are unknown) and no value
+    left in the slot ties with it. A tie keeps the extreme: without the look for one, deleting a slot
+    of equal values recomputed the slot at every row (every value is both extremes)."""
+    column = "v.canon_value" if prefix else "v.value"
+    tie = (
+        f"EXISTS (SELECT 1 FROM idx_observation_value v WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}"
+        f" AND {column} = {value})"
+    )
+    low, high = f"{prefix}minimum", f"{prefix}maximum"
+    return (
+        f"({value} IS NOT NULL AND ({low} IS NULL OR {high} IS NULL OR {value} < {low} OR {value} > {high}"
+        f" OR (({value} = {low} OR {value} = {high}) AND NOT {tie})))"
+    )
+
+
 def _sqlite_delete_trigger() -> str:
-    """A value row removed: a value strictly between its slot's minimum and maximum (or none) is
-    subtracted from the count and the sum; a value at an extreme recomputes the slot from the value
-    rows left (a minimum cannot be subtracted). A recompute per row made deleting a slot's values
-    quadratic; now a slot recomputes only when an extreme leaves it."""
+    """A value row removed: its value is subtracted from its slot's count and sum, unless it may have
+    been the slot's last minimum or maximum (`_lost`): then the slot is recomputed from the value rows
+    left (a minimum cannot be subtracted). A recompute per row made deleting a slot's values
+    quadratic; now a slot recomputes only when an extreme leaves it with no value tied to it."""
     values = (("old.value", ""), ("old.canon_value", "canon_"))  # each with its measures' prefix
     # Never NULL: a slot without values counted (its row just made by the ensure, say) is recomputed.
-    extreme = "(count = 0 AND canon_count = 0) OR " + " OR ".join(
-        f"({v} IS NOT NULL AND ({p}minimum IS NULL OR {p}maximum IS NULL"
-        f" OR {v} <= {p}minimum OR {v} >= {p}maximum))"
-        for v, p in values
-    )
+    recompute = "(count = 0 AND canon_count = 0) OR " + " OR ".join(_lost(v, p) for v, p in values)
     sets = ", ".join(
         f"{p}count = {p}count - ({v} IS NOT NULL), {p}sum = {p}sum - coalesce({v}, 0)" for v, p in values
     )
@@ -192,10 +205,10 @@ def _sqlite_delete_trigger() -> str:
         "CREATE TRIGGER IF NOT EXISTS observation_rollup_delete AFTER DELETE "
         "ON idx_observation_value WHEN old.effective IS NOT NULL BEGIN "
         + _sqlite_ensure("old")
-        + f"UPDATE observation_value_rollup SET {sets} WHERE {_sqlite_key('old')} AND NOT ({extreme}); "
+        + f"UPDATE observation_value_rollup SET {sets} WHERE {_sqlite_key('old')} AND NOT ({recompute}); "
         f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
         f"(SELECT {_AGGREGATES} FROM idx_observation_value v "
-        f"WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}) WHERE {_sqlite_key('old')} AND ({extreme}); END"
+        f"WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}) WHERE {_sqlite_key('old')} AND ({recompute}); END"
     )
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, text
 
 from fhir_server.interactions import create
@@ -27,26 +29,40 @@ SUBJECT = "Patient/rollup-race"
 AT = 1_711_846_800_000_000  # 2024-03-31T01:00:00Z: one slot from here on for 15 minutes
 
 
-def _add_value(conn: Any, pk: int, value: float, minute: int) -> None:
+_SAME = object()  # the canonical value is the value
+
+
+def _add_value(conn: Any, pk: int, value: float, minute: int, canon: object = _SAME) -> None:
     conn.execute(
         text(
             "INSERT INTO idx_observation_value (resource_pk, subject, system, code, grp, value_system,"
             " value_code, effective, value, unit, canon_value, canon_code) VALUES (:pk, :subject,"
-            " 'http://loinc.org', '8867-4', 0, 'http://loinc.org', '8867-4', :at, :value, '/min', :value, '/min')"
+            " 'http://loinc.org', '8867-4', 0, 'http://loinc.org', '8867-4', :at, :value, '/min', :canon, '/min')"
         ),
-        {"pk": pk, "subject": SUBJECT, "at": AT + minute * 60_000_000, "value": value},
+        {
+            "pk": pk,
+            "subject": SUBJECT,
+            "at": AT + minute * 60_000_000,
+            "value": value,
+            "canon": value if canon is _SAME else canon,
+        },
     )
 
 
-def _slots(engine: Engine) -> tuple[list[Any], list[Any]]:
-    """(the rollup's slots with values, one GROUP BY of the value rows now)."""
+def _slots(engine: Engine, *, canonical: bool = False) -> tuple[list[Any], list[Any]]:
+    """(the rollup's slots with values, one GROUP BY of the value rows now); `canonical`: with the
+    measures of the canonical values too."""
     keys = ", ".join(observation_rollup.KEYS)
+    measures = ", ".join(observation_rollup.MEASURES if canonical else observation_rollup.MEASURES[:4])
+    width = len(observation_rollup.KEYS) + (8 if canonical else 4)
     with engine.connect() as conn:
         kept = conn.execute(
-            text(f"SELECT {keys}, count, sum, minimum, maximum FROM observation_value_rollup WHERE count > 0")
+            text(
+                f"SELECT {keys}, {measures} FROM observation_value_rollup WHERE count > 0 OR canon_count > 0"
+            )
         ).all()
         rebuilt = conn.execute(text(observation_rollup.GROUPED)).all()
-    return sorted(tuple(r) for r in kept), sorted(tuple(r[:13]) for r in rebuilt)
+    return sorted(tuple(r) for r in kept), sorted(tuple(r[:width]) for r in rebuilt)
 
 
 def _race(engine: Engine, first: Any, second: Any) -> None:
@@ -204,3 +220,71 @@ def test_sqlite_removes_a_value_from_a_full_slot_as_cheaply_as_from_a_small_one(
         assert kept == rebuilt == []
     finally:
         engine.dispose()
+
+
+def test_sqlite_removes_values_tied_at_an_extreme_without_recomputing_the_slot(tmp_path: Any) -> None:
+    """A value equal to its slot's minimum or maximum leaves the measure unchanged when another value
+    of the slot ties with it, so SQLite's delete trigger subtracts it instead of recomputing the slot.
+    Recomputing made deleting a slot of equal values (a resting heart rate, a step count of 0, a 1 Hz
+    SpO2 of 98) quadratic: every value is both the minimum and the maximum. Fails on the trigger that
+    recomputed at every extreme (a value of the 2,000-value slot cost as many steps as the slot has
+    rows). The slot stays equal to a GROUP BY rebuild as the ties, then the last value, leave."""
+    from fhir_server.store.engine import make_engine
+    from fhir_server.store.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'rollup.db'}")
+    upgrade(engine)
+    try:
+        with engine.begin() as conn:
+            for pk in (1, 2, 3):
+                _add_value(conn, pk, 98.0, 1)
+            small = _steps_of_removing(conn, 2)  # 98 ties with the two others
+            for pk in range(10, 2010):
+                _add_value(conn, pk, 98.0, pk % 15)
+            full = _steps_of_removing(conn, 1045)
+        assert full < 2 * small + 5, (small, full)
+        kept, rebuilt = _slots(engine)
+        assert kept == rebuilt and kept[0][9:13] == (2001, 2001 * 98.0, 98.0, 98.0)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM idx_observation_value WHERE resource_pk <> 3"))
+        kept, rebuilt = _slots(engine)
+        assert kept == rebuilt and kept[0][9:13] == (1, 98.0, 98.0, 98.0)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM idx_observation_value"))
+        assert _slots(engine) == ([], [])
+    finally:
+        engine.dispose()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(st.sampled_from([1.0, 2.0, 2.0, 3.0, 5.0]), min_size=1, max_size=12),
+    canon=st.lists(st.one_of(st.none(), st.sampled_from([10.0, 20.0, 20.0])), min_size=12, max_size=12),
+    order=st.randoms(use_true_random=False),
+)
+def test_sqlite_slots_stay_exact_as_tied_and_untied_values_leave_in_any_order(
+    tmp_path: Any, values: list[float], canon: list[float | None], order: Any
+) -> None:
+    """Oracle: after each delete, in any order, of values with many ties (and canonical values, some
+    missing) in two neighbouring slots, the SQLite rollup equals a GROUP BY of the value rows left
+    (store/observation_rollup.py `_sqlite_delete_trigger`)."""
+    from fhir_server.store.engine import make_engine
+    from fhir_server.store.migrate import upgrade
+
+    path = tmp_path / f"rollup-{order.random()}.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    try:
+        with engine.begin() as conn:
+            for pk, value in enumerate(values, start=1):
+                _add_value(conn, pk, value, (pk * 7) % 30, canon=canon[pk - 1])  # two slots
+        pks = list(range(1, len(values) + 1))
+        order.shuffle(pks)
+        for pk in pks:
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM idx_observation_value WHERE resource_pk = :pk"), {"pk": pk})
+            kept, rebuilt = _slots(engine, canonical=True)
+            assert kept == rebuilt
+    finally:
+        engine.dispose()
+        path.unlink(missing_ok=True)
