@@ -8,7 +8,8 @@ One command, from the repository root:
 For each size, value rows of one Observation code at one per second (so 900 to a 15-minute slot) are
 inserted into `idx_observation_value` of a fresh SQLite database (migrated as the server migrates
 it), then deleted in one statement, and the DELETE's wall time is printed, for values all equal (98:
-every value is both its slot's minimum and maximum) and for values drawn from 90-100. The delete
+every value is both its slot's minimum and maximum), for values drawn from 90-100 (many ties), and
+for distinct values (no ties: an extreme that leaves recomputes its slot). The delete
 trigger recomputes a slot only when an extreme leaves it with no value tied to it; before ties were
 looked for, the equal values cost a recompute of their slot per row (docs/clinical-operations.md).
 """
@@ -64,7 +65,8 @@ def main() -> None:
     for n in (int(x) for x in args.values.split(",")):
         equal = _delete_seconds([98.0] * n)
         varied = _delete_seconds([float(rng.randint(90, 100)) for _ in range(n)])
-        print(f"{n:>7,} values: all equal {equal:.2f} s, 90-100 {varied:.2f} s")
+        distinct = _delete_seconds([rng.uniform(90, 100) for _ in range(n)])
+        print(f"{n:>7,} values: all equal {equal:.2f} s, 90-100 {varied:.2f} s, distinct {distinct:.2f} s")
 
 
 if __name__ == "__main__":

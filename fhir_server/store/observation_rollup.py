@@ -201,14 +201,17 @@ def _sqlite_delete_trigger() -> str:
     sets = ", ".join(
         f"{p}count = {p}count - ({v} IS NOT NULL), {p}sum = {p}sum - coalesce({v}, 0)" for v, p in values
     )
+    # The recompute first: after it, the value that left lies outside the new minimum and maximum (or
+    # they are NULL), so the subtraction's test is decided before its look for a tie, which would scan
+    # the slot again (the other order looked for a tie twice when there was none).
     return (
         "CREATE TRIGGER IF NOT EXISTS observation_rollup_delete AFTER DELETE "
         "ON idx_observation_value WHEN old.effective IS NOT NULL BEGIN "
         + _sqlite_ensure("old")
-        + f"UPDATE observation_value_rollup SET {sets} WHERE {_sqlite_key('old')} AND NOT ({recompute}); "
-        f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
+        + f"UPDATE observation_value_rollup SET ({_MEASURE_LIST}) = "
         f"(SELECT {_AGGREGATES} FROM idx_observation_value v "
-        f"WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}) WHERE {_sqlite_key('old')} AND ({recompute}); END"
+        f"WHERE {_slot_rows(_ROLLUP, f'{_ROLLUP}.slot')}) WHERE {_sqlite_key('old')} AND ({recompute}); "
+        f"UPDATE observation_value_rollup SET {sets} WHERE {_sqlite_key('old')} AND NOT ({recompute}); END"
     )
 
 
